@@ -1,0 +1,248 @@
+"""Core operations: lock, fresh scan, plan, execute or print, verify, record.
+
+Each click command calls one function here and renders what it returns.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+
+from .cluster import Finding
+from .domxml import parse_domain_xml
+from .errors import DomainXMLError, NodeUnreachable, Refusal, RemoteError, UsageError
+from .executor import Executor
+from .names import check_name, quote_argv
+from .parsers import split_sections
+from .planner import Plan, plan_destroy, plan_migrate, plan_shutdown, plan_start
+from .state import NodeRecord
+
+
+@dataclass
+class Outcome:
+    """What a changing command did (or would do, on a dry run)."""
+
+    dry_run: bool
+    lines: list[str] = field(default_factory=list)   # the plan as shell lines
+    done: list[str] = field(default_factory=list)    # what happened
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # printed before the plan
+    plan: object = None                              # the planner's own result
+
+
+# -- nodes ---------------------------------------------------------------------
+
+def node_add(app, name, address=None, user=None, port=None, memory_cap=None) -> NodeRecord:
+    check_name("node", name)
+    with app.lock():
+        if name in app.state.nodes:
+            raise UsageError(f"node {name} exists already (havirt node set {name} ...)")
+        rec = NodeRecord(name=name, address=address or name, user=user, port=port,
+                         memory_cap_mib=memory_cap)
+        app.state.nodes[name] = rec
+        try:
+            cluster, _ = app.scan([name])
+        except Exception:
+            del app.state.nodes[name]
+            raise
+        facts = cluster.nodes[name]
+        if not facts.reachable:
+            raise NodeUnreachable(name, facts.error)
+        app.save()
+        return rec
+
+
+def node_set(app, name, **changes) -> NodeRecord:
+    with app.lock():
+        rec = app.state.node(name)
+        for key, value in changes.items():
+            setattr(rec, key, value)
+        app.save()
+        return rec
+
+
+def node_remove(app, name, force=False) -> list[str]:
+    with app.lock():
+        app.state.node(name)
+        cluster, _ = app.scan([name])
+        facts = cluster.nodes[name]
+        if not facts.reachable and not force:
+            raise Refusal(f"node {name} did not answer ({facts.error}); domains may run there "
+                          "(--force removes it anyway)")
+        running = sorted(d.name for d in facts.domains.values() if d.active)
+        if running:
+            raise Refusal(f"domains run on {name}: {', '.join(running)} "
+                          "(migrate or shut them down first)")
+        forgotten = []
+        for d in app.state.domains.values():
+            if d.node == name:
+                d.node, d.state, d.stale = None, "unknown", False
+                forgotten.append(d.name)
+        del app.state.nodes[name]
+        app.save()
+        return forgotten
+
+
+def node_scan(app, names=()) -> tuple[list[Finding], object]:
+    with app.lock():
+        cluster, findings = app.scan(list(names) or None)
+        app.save()
+        return findings, cluster
+
+
+def set_maintenance(app, kind, name, on: bool):
+    with app.lock():
+        if kind == "node":
+            rec = app.state.node(name)
+        else:
+            check_name("domain", name)
+            if name not in app.conf_names() and name not in app.state.domains:
+                raise UsageError(f"unknown domain {name!r}")
+            rec = app.state.domain(name)
+        rec.maintenance = on
+        app.save()
+
+
+# -- domains -------------------------------------------------------------------
+
+def local_node(app) -> str:
+    host = socket.gethostname().split(".")[0]
+    if host in app.state.nodes:
+        return host
+    raise UsageError(f"this host ({host}) is not a node: name the node to start on")
+
+
+def _execute(app, plan: Plan, out: Outcome) -> Executor:
+    ex = Executor(app.runner, app.cfg, app.home, app.say, app.progress)
+    out.lines = ex.show(plan)
+    if not app.dry_run:
+        for step, outcome in ex.run(plan):
+            out.done.append(f"{step.why}: {outcome}")
+    return ex
+
+
+def _verify(app, node: str, name: str, want_present: bool) -> str:
+    """Scan `node` again and check `name` is (or is not) there; record it."""
+    cluster, _ = app.scan([node])
+    facts = cluster.nodes[node]
+    if not facts.reachable:
+        raise RemoteError(f"could not confirm {name} on {node}: {facts.error}")
+    fact = facts.domains.get(name)
+    present = fact is not None and fact.active
+    if present != want_present:
+        now = fact.state if fact else "not defined"
+        raise RemoteError(f"{name} on {node} is {now} after the command")
+    return fact.state if fact else "gone"
+
+
+def domain_start(app, name, node=None, force=False) -> Outcome:
+    spec = app.load_spec(name)
+    with app.lock():
+        node = node or local_node(app)
+        app.state.node(node)
+        cluster, findings = app.scan(paths=spec.disks)
+        app.save()
+        plan = plan_start(cluster, app.state, app.cfg, spec, node,
+                          str(app.conf_file(name)), force=force)
+        out = Outcome(dry_run=app.dry_run, findings=findings)
+        _execute(app, plan, out)
+        if not app.dry_run:
+            state = _verify(app, node, name, True)
+            out.done.append(f"{name} is {state} on {node}")
+            app.save()
+        return out
+
+
+def domain_stop(app, name, mode, wait=None, force=False) -> Outcome:
+    check_name("domain", name)
+    with app.lock():
+        cluster, findings = app.scan()
+        app.save()
+        if mode == "shutdown":
+            plan = plan_shutdown(cluster, app.cfg, name, wait, force)
+        else:
+            plan = plan_destroy(cluster, app.cfg, name)
+        out = Outcome(dry_run=app.dry_run, findings=findings)
+        try:
+            _execute(app, plan, out)
+        finally:
+            if not app.dry_run:
+                app.scan([plan.steps[0].node])
+                app.save()
+        if not app.dry_run:
+            node = plan.steps[0].node
+            if mode == "destroy" or wait:
+                _verify(app, node, name, False)
+                out.done.append(f"{name} is off")
+                app.save()
+        return out
+
+
+def domain_migrate(app, name, target=None, offline=False, timeout=None) -> Outcome:
+    from .migration import run_migration
+    spec = app.load_spec(name)
+    timeout = timeout or app.cfg.migrate_timeout
+    with app.lock():
+        if target is not None:
+            app.state.node(target)
+        cluster, findings = app.scan(paths=spec.disks)
+        app.save()
+        plan = plan_migrate(cluster, app.state, app.cfg, spec, target, offline, timeout,
+                            str(app.conf_file(name)))
+        out = Outcome(dry_run=app.dry_run, findings=findings)
+        ex = Executor(app.runner, app.cfg, app.home, app.say, app.progress)
+        out.lines = ex.show(plan)
+        if not app.dry_run:
+            out.done += run_migration(app, ex, plan, spec)
+        return out
+
+
+def domain_import(app, names, node, all_=False, force=False) -> list[str]:
+    app.state.node(node)
+    for n in names:
+        check_name("domain", n)
+    if all_:
+        listing = (f"for d in $({quote_argv([app.cfg.virsh_command, '-c', app.cfg.virsh_uri, 'list', '--all', '--name'])}); "
+                   f"do printf '@@xml %s\\n' \"$d\"; "
+                   f"{quote_argv([app.cfg.virsh_command, '-c', app.cfg.virsh_uri, 'dumpxml', '--inactive'])} \"$d\"; done")
+    else:
+        listing = "; ".join(
+            f"printf '@@xml %s\\n' {quote_argv([n])}; "
+            f"{quote_argv([app.cfg.virsh_command, '-c', app.cfg.virsh_uri, 'dumpxml', '--inactive', n])}"
+            for n in names)
+    with app.lock():
+        res = app.runner.run(node, listing)
+        sections = {k[4:]: v for k, v in split_sections(res.stdout).items() if k.startswith("xml ")}
+        wanted = sorted(sections) if all_ else list(names)
+        problems, todo = [], []
+        for n in wanted:
+            xml = sections.get(n, "").strip()
+            if not xml:
+                err = res.stderr.strip().splitlines()
+                problems.append(f"{n}: not found on {node}" + (f" ({err[-1]})" if err else ""))
+                continue
+            try:
+                check_name("domain", n)
+                spec = parse_domain_xml(xml, f"{n} on {node}")
+            except (DomainXMLError, UsageError) as e:
+                problems.append(str(e))
+                continue
+            path = app.conf_file(n)
+            if path.exists() and path.read_text().strip() != xml and not force:
+                problems.append(f"{path} exists and differs (--force to overwrite)")
+                continue
+            todo.append((path, xml, spec))
+        if problems:
+            raise UsageError("import refused, nothing written: " + "; ".join(problems))
+        saved = []
+        for path, xml, spec in todo:
+            tmp = path.with_suffix(".xml.tmp")
+            tmp.write_text(xml + "\n")
+            tmp.chmod(0o640)
+            tmp.replace(path)
+            rec = app.state.domain(spec.name)
+            rec.memory_mib = rec.memory_mib or spec.memory_mib
+            rec.vcpus = rec.vcpus or spec.vcpus
+            saved.append(str(path))
+        app.save()
+        return saved

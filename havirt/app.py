@@ -1,0 +1,134 @@
+"""What every command works with: home, configuration, state, runner, output."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from .cluster import Cluster, Finding, record_scan, scan_nodes
+from .config import Config, Home, load_config
+from .domxml import DomainSpec, parse_domain_xml
+from .errors import DomainXMLError, UsageError
+from .names import check_name
+from .state import State, command_line, load_state, locked, save_state
+
+
+class App:
+    def __init__(self, home: Home, cfg: Config, *, yes=False, dryrun=False, fmt="screen",
+                 quiet=False, verbose=False, debug=False, runner_factory=None):
+        self.home = home
+        self.cfg = cfg
+        self.yes = yes
+        self.force_dryrun = dryrun
+        self.fmt = fmt
+        self.quiet = quiet
+        self.verbose = verbose
+        self.debug = debug
+        self._state: State | None = None
+        self._runner = None
+        self._runner_factory = runner_factory
+
+    @classmethod
+    def create(cls, home: Home, config_path: Path | None, **kw) -> "App":
+        cfg = load_config(config_path or home.root / "config.yaml")
+        home.ensure()
+        return cls(home, cfg, **kw)
+
+    # -- modes -----------------------------------------------------------------
+    @property
+    def dry_run(self) -> bool:
+        if self.force_dryrun:
+            return True
+        if self.yes:
+            return False
+        return self.cfg.dryrun
+
+    # -- output ----------------------------------------------------------------
+    def say(self, text: str = "") -> None:
+        if not self.quiet:
+            print(text, flush=True)
+
+    def note(self, text: str) -> None:
+        """Progress and details: only with -v, on stderr."""
+        if self.verbose:
+            print(text, file=sys.stderr, flush=True)
+
+    def progress(self, chunk: str) -> None:
+        if not self.quiet:
+            sys.stderr.write(chunk)
+            sys.stderr.flush()
+
+    # -- state -----------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        if self._state is None:
+            self._state = load_state(self.home.state_file)
+        return self._state
+
+    def reload_state(self) -> State:
+        self._state = None
+        return self.state
+
+    def save(self) -> None:
+        save_state(self.home.state_file, self.state)
+
+    @contextmanager
+    def lock(self):
+        """Hold the home's lock; the state is re-read inside it."""
+        with locked(self.home.lock_file, self.cfg.lock_timeout, command_line()):
+            self.reload_state()
+            yield
+
+    # -- conf/ -----------------------------------------------------------------
+    def conf_file(self, name: str) -> Path:
+        return self.home.conf / f"{check_name('domain', name)}.xml"
+
+    def conf_names(self) -> set[str]:
+        return {p.stem for p in self.home.conf.glob("*.xml")}
+
+    def load_spec(self, name: str) -> DomainSpec:
+        path = self.conf_file(name)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise UsageError(f"unknown domain {name!r}: no {path} "
+                             f"(havirt domain import {name} --from NODE)") from None
+        spec = parse_domain_xml(text, str(path))
+        if spec.name != name:
+            raise DomainXMLError(f"{path}: <name> is {spec.name!r}, not {name!r}")
+        return spec
+
+    # -- nodes -----------------------------------------------------------------
+    @property
+    def runner(self):
+        if self._runner is None:
+            if self._runner_factory is not None:
+                self._runner = self._runner_factory(self)
+            else:
+                from .transport import SSHRunner, Target
+                targets = {n: Target(n, r.address, r.user, r.port)
+                           for n, r in self.state.nodes.items()}
+                self._runner = SSHRunner(self.cfg.ssh, targets)
+        return self._runner
+
+    def reset_runner(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+        self._runner = None
+
+    def scan(self, names=None, paths=(), dumpxml=None) -> tuple[Cluster, list[Finding]]:
+        """A fresh scan (one session per node, in parallel), folded into the state."""
+        names = sorted(names or self.state.nodes)
+        for n in names:
+            self.state.node(n)
+        cluster = scan_nodes(self.runner, self.cfg, names, paths, dumpxml)
+        for n, f in sorted(cluster.nodes.items()):
+            self.note(f"scan {n}: " + ("ok" if f.reachable else f.error)
+                      + (f" ({f.duration:.2f} s)" if f.duration else ""))
+        findings = record_scan(self.state, cluster, self.conf_names())
+        return cluster, findings
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()

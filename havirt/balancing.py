@@ -1,0 +1,166 @@
+"""Evacuation and balance: turn a scan into the pure planner's input, run moves.
+
+The planning itself (scores, limits, search) is pure, in balance.py.
+"""
+
+from __future__ import annotations
+
+from .actions import Outcome
+from .balance import BDomain, BNode, Move, plan_balance, plan_evacuation, score
+from .cluster import Cluster, usable_memory
+from .domxml import parse_domain_xml
+from .errors import HavirtError, RemoteError
+from .executor import Executor, render_step
+from .migration import run_migration
+from .planner import Plan, migrate_step, plan_migrate
+
+
+def _specs(app) -> dict:
+    specs = {}
+    for name in app.conf_names():
+        try:
+            specs[name] = parse_domain_xml(app.conf_file(name).read_text(), name)
+        except HavirtError:
+            pass  # a broken conf/ file: its domain is not movable (validate reports it)
+    return specs
+
+
+def eligible_nodes(app, cluster: Cluster | None) -> list[BNode]:
+    """Nodes that may take part: up and not in maintenance."""
+    out = []
+    for name, rec in sorted(app.state.nodes.items()):
+        facts = cluster.nodes.get(name) if cluster else None
+        up = facts.reachable if facts is not None else bool(rec.reachable)
+        if rec.maintenance or not up:
+            continue
+        cpus = (facts.cpus if facts is not None else rec.cpus) or 0
+        usable = usable_memory(rec, facts, app.cfg.reserve_mib)
+        if not cpus or not usable:
+            continue
+        out.append(BNode(name=name, usable_mib=usable, cpus=cpus, max_ratio=app.cfg.vcpu_ratio))
+    return out
+
+
+def running_domains(app, cluster: Cluster | None, nodes: set[str], specs: dict) -> list[BDomain]:
+    """Running domains on `nodes`, with where their disks are visible."""
+    out = []
+    if cluster is not None:
+        placed = [(n, d.name, d.memory_mib, d.vcpus) for n, f in sorted(cluster.nodes.items())
+                  if n in nodes and f.reachable for d in f.domains.values() if d.active]
+    else:
+        placed = [(r.node, r.name, r.memory_mib, r.vcpus) for r in app.state.domains.values()
+                  if r.node in nodes and r.state != "shut off"]
+    dups = cluster.duplicates() if cluster is not None else {}
+    for node, name, mem, vcpus in sorted(placed):
+        rec = app.state.domains.get(name)
+        spec = specs.get(name)
+        movable = spec is not None and not (rec and rec.maintenance) and name not in dups
+        allowed = None
+        if spec is not None and spec.disks and cluster is not None:
+            allowed = frozenset(n for n in nodes
+                                if all(cluster.nodes[n].paths.get(p) for p in spec.disks))
+        out.append(BDomain(name=name, node=node, memory_mib=mem or 0, vcpus=vcpus or 0,
+                           movable=movable, allowed=allowed))
+    return out
+
+
+def _disk_paths(specs) -> list[str]:
+    return sorted({p for s in specs.values() for p in s.disks})
+
+
+def _move_lines(app, moves: list[Move]) -> list[str]:
+    lines = []
+    for m in moves:
+        step = migrate_step(app.state, app.cfg, m.domain, m.source, m.target,
+                            app.cfg.migrate_timeout)
+        lines.append(render_step(app.runner, app.cfg, app.home.root, step))
+    return lines
+
+
+def _table(moves: list[Move]) -> list[str]:
+    return [f"  {i}. {m.domain}: {m.source} -> {m.target} ({m.memory_mib} MiB), "
+            f"score after {m.score_after:.4f}" for i, m in enumerate(moves, 1)]
+
+
+def _run_moves(app, moves: list[Move], out: Outcome) -> None:
+    """Each move re-checked against a fresh scan; stop at the first failure."""
+    ex = Executor(app.runner, app.cfg, app.home, app.say, app.progress)
+    for i, m in enumerate(moves, 1):
+        spec = app.load_spec(m.domain)
+        try:
+            cluster, _ = app.scan(paths=spec.disks)
+            app.save()
+            plan = plan_migrate(cluster, app.state, app.cfg, spec, m.target, False,
+                                app.cfg.migrate_timeout, str(app.conf_file(m.domain)))
+            app.say(f"[{i}/{len(moves)}] {m.domain}: {m.source} -> {m.target}")
+            out.done += run_migration(app, ex, plan, spec)
+        except HavirtError as e:
+            left = [x.domain for x in moves[i - 1:]]
+            raise RemoteError(f"stopped at move {i} of {len(moves)} ({m.domain}): {e}. "
+                              f"Moved: {', '.join(out.done) or 'nothing'}. "
+                              f"Not moved: {', '.join(left)}") from None
+
+
+def evacuate(app, node: str) -> Outcome:
+    specs = _specs(app)
+    with app.lock():
+        cluster, findings = app.scan(paths=_disk_paths(specs))
+        app.save()
+        targets = eligible_nodes(app, cluster)
+        facts = cluster.nodes[node]
+        if not facts.reachable:
+            raise RemoteError(f"node {node} did not answer ({facts.error}): nothing to evacuate")
+        source = BNode(name=node, usable_mib=usable_memory(app.state.nodes[node], facts,
+                                                           app.cfg.reserve_mib) or 1,
+                       cpus=facts.cpus or 1, max_ratio=app.cfg.vcpu_ratio)
+        nodes = [source] + [t for t in targets if t.name != node]
+        names = {n.name for n in nodes}
+        domains = running_domains(app, cluster, names, specs)
+        plan = plan_evacuation(nodes, domains, node)
+        out = Outcome(dry_run=app.dry_run, findings=findings)
+        out.notes = [f"evacuating {node}: {len(plan.moves)} domain(s) to move"]
+        out.notes += _table(plan.moves)
+        out.notes += [f"  blocking: {d}: {why}" for d, why in plan.blocking]
+        out.lines = _move_lines(app, plan.moves)
+        if not app.dry_run:
+            _run_moves(app, plan.moves, out)
+            if plan.blocking:
+                out.done.append(f"{node} still runs: {', '.join(d for d, _ in plan.blocking)}")
+        return out
+
+
+def status_score(app, cluster: Cluster | None) -> float | None:
+    nodes = eligible_nodes(app, cluster)
+    if not nodes:
+        return None
+    domains = running_domains(app, cluster, {n.name for n in nodes}, {})
+    return score(nodes, domains)
+
+
+def balance(app, max_moves: int | None, no_scan: bool) -> Outcome:
+    specs = _specs(app)
+    if no_scan:
+        cluster, findings = None, []
+        out = Outcome(dry_run=True)
+        return _plan_balance(app, cluster, specs, max_moves, out, findings)
+    with app.lock():
+        cluster, findings = app.scan(paths=_disk_paths(specs))
+        app.save()
+        out = Outcome(dry_run=app.dry_run, findings=findings)
+        return _plan_balance(app, cluster, specs, max_moves, out, findings)
+
+
+def _plan_balance(app, cluster, specs, max_moves, out, findings) -> Outcome:
+    nodes = eligible_nodes(app, cluster)
+    domains = running_domains(app, cluster, {n.name for n in nodes}, specs)
+    plan = plan_balance(nodes, domains, max_moves or app.cfg.balance_max_moves,
+                        app.cfg.balance_min_gain)
+    out.notes = [f"score before: {plan.score_before:.4f}",
+                 *(_table(plan.moves) or ["  no move lowers the score by "
+                                          f"{app.cfg.balance_min_gain:g} or more"]),
+                 f"score after:  {plan.score_after:.4f} ({len(plan.moves)} move(s))"]
+    out.plan = plan
+    out.lines = _move_lines(app, plan.moves) if cluster is not None else []
+    if cluster is not None and not app.dry_run:
+        _run_moves(app, plan.moves, out)
+    return out

@@ -1,0 +1,116 @@
+"""The havirt command line: parse options, call one core function, render."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from .. import __version__
+from ..errors import EXIT_FAILURE, EXIT_USAGE, HavirtError, Refusal
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class Options:
+    """The global options; the App is built on first use (so --help costs nothing)."""
+
+    def __init__(self, **kw):
+        self.kw = kw
+        self._app = None
+
+    def app(self):
+        if self._app is None:
+            from ..app import App
+            from ..config import resolve_home
+            script_dir = Path(sys.argv[0]).resolve().parent if sys.argv and sys.argv[0] else None
+            home = resolve_home(self.kw["home"], script_dir)
+            config = Path(self.kw["config"]) if self.kw["config"] else None
+            self._app = App.create(home, config, yes=self.kw["yes"], dryrun=self.kw["dryrun"],
+                                   fmt=self.kw["fmt"], quiet=self.kw["quiet"],
+                                   verbose=self.kw["verbose"], debug=self.kw["debug"])
+        return self._app
+
+
+pass_app = click.make_pass_decorator(Options)
+
+
+@click.group(context_settings=CONTEXT, epilog="""\b
+Examples:
+  havirt node add node1 --address 10.0.0.11
+  havirt node scan
+  havirt domain start web1 node2          # prints what it would do
+  havirt --yes domain start web1 node2    # does it
+""")
+@click.option("--home", metavar="DIR", help="Folder holding conf/, var/ and config.yaml "
+              "(default: $HAVIRT_HOME, else the folder of havirt.py).")
+@click.option("--config", metavar="FILE", help="Configuration file (default: HOME/config.yaml).")
+@click.option("-y", "--yes", is_flag=True, help="Execute: without it, changes are only printed.")
+@click.option("--dryrun", is_flag=True, help="Only print, even where config.yaml says dryrun: false.")
+@click.option("-f", "--format", "fmt", type=click.Choice(["screen", "tsv", "json"]),
+              default="screen", show_default=True, help="Output format of listings.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only anomalies and errors (for cron).")
+@click.option("-v", "--verbose", is_flag=True, help="Say more (each node's scan time, ...).")
+@click.option("--debug", is_flag=True, help="Show the traceback of errors.")
+@click.version_option(__version__, "--version", prog_name="havirt")
+@click.pass_context
+def cli(ctx, **kw):
+    """havirt: run KVM domains on a small cluster of nodes, never twice at once.
+
+    Every change is printed as the exact commands it would run, unless --yes.
+    """
+    ctx.obj = Options(**kw)
+
+
+def load_commands() -> None:
+    from . import cluster, domain, log, node  # noqa: F401  (they register themselves)
+
+
+def main(argv=None) -> None:
+    load_commands()
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        rc = cli.main(args=args, prog_name="havirt", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        rc = e.exit_code
+    except click.ClickException as e:
+        e.show()
+        rc = e.exit_code
+    except click.Abort:
+        click.echo("havirt: aborted", err=True)
+        rc = EXIT_FAILURE
+    except HavirtError as e:
+        if debug:
+            traceback.print_exc()
+        if isinstance(e, Refusal) and len(e.reasons) > 1:
+            click.echo(f"havirt: refused ({len(e.reasons)} reasons):", err=True)
+            for r in e.reasons:
+                click.echo(f"  - {r}", err=True)
+        else:
+            click.echo(f"havirt: {e}", err=True)
+        rc = e.exit_code
+    except KeyboardInterrupt:
+        click.echo("havirt: interrupted", err=True)
+        rc = 130
+    except BrokenPipeError:
+        rc = EXIT_FAILURE
+    except Exception as e:  # a bug, not the user's fault: say so plainly
+        if debug:
+            traceback.print_exc()
+        click.echo(f"havirt: internal error: {type(e).__name__}: {e} (run with --debug)", err=True)
+        rc = EXIT_FAILURE
+    rc = rc if isinstance(rc, int) else 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    import threading
+    if threading.active_count() > 1:
+        # paramiko may leave a transport thread behind a hung node: never wait on it.
+        os._exit(rc)
+    sys.exit(rc)
+
+
+__all__ = ["cli", "main", "pass_app", "EXIT_USAGE"]

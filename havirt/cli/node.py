@@ -1,0 +1,135 @@
+"""havirt node ..."""
+
+from __future__ import annotations
+
+import click
+
+from . import cli, pass_app
+from .output import emit, emit_findings, emit_outcome
+
+
+@cli.group(epilog="Example: havirt node list")
+def node():
+    """Nodes: add, set, list, scan, remove, maintenance."""
+
+
+def _cap(value):
+    if value is None:
+        return None
+    if value.lower() == "none":
+        return "none"
+    if not value.isdigit() or int(value) < 1:
+        raise click.BadParameter("a number of MiB, or 'none'", param_hint="--memory-cap")
+    return int(value)
+
+
+@node.command("add", epilog="Example: havirt node add node1 --address 10.0.0.11 --memory-cap 16384")
+@click.argument("name")
+@click.option("--address", help="Host name or IP address to SSH to (default: NAME).")
+@click.option("--user", help="SSH user, where not the configured one.")
+@click.option("--port", type=click.IntRange(1, 65535), help="SSH port, where not the configured one.")
+@click.option("--memory-cap", metavar="MIB", help="Most memory (MiB) domains may use on this node.")
+@pass_app
+def node_add(opts, name, address, user, port, memory_cap):
+    """Probe NAME over SSH (one session) and record it."""
+    from ..actions import node_add as add
+    cap = _cap(memory_cap)
+    rec = add(opts.app(), name, address, user, port, None if cap == "none" else cap)
+    opts.app().say(f"added {name}: {rec.address}, {rec.cpus} CPUs, {rec.memory_mib} MiB, "
+                   f"libvirt {rec.libvirt_version}, hostname {rec.hostname}")
+
+
+@node.command("set", epilog="Example: havirt node set node1 --memory-cap none")
+@click.argument("name")
+@click.option("--address")
+@click.option("--user")
+@click.option("--port", type=click.IntRange(1, 65535))
+@click.option("--memory-cap", metavar="MIB|none", help="Most memory (MiB) for domains; 'none' removes the cap.")
+@pass_app
+def node_set(opts, name, address, user, port, memory_cap):
+    """Change what `node add` recorded."""
+    from ..actions import node_set as set_
+    changes = {k: v for k, v in (("address", address), ("user", user), ("port", port)) if v}
+    cap = _cap(memory_cap)
+    if cap is not None:
+        changes["memory_cap_mib"] = None if cap == "none" else cap
+    if not changes:
+        raise click.UsageError("nothing to change: give --address, --user, --port or --memory-cap")
+    set_(opts.app(), name, **changes)
+    opts.app().say(f"{name}: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
+
+
+@node.command("list", epilog="Example: havirt -f json node list")
+@pass_app
+def node_list(opts):
+    """The nodes as the state file knows them (no SSH)."""
+    from ..views import NODE_COLUMNS, node_rows
+    app = opts.app()
+    emit(app, node_rows(app.state, app.cfg.reserve_mib), NODE_COLUMNS)
+
+
+@node.command("scan", epilog="""\b
+Example: havirt node scan
+Cron:    */5 * * * * /opt/havirt/havirt.py node scan -q""")
+@click.argument("names", nargs=-1)
+@click.option("-q", "--quiet", "quiet_here", is_flag=True, help="Print only anomalies.")
+@pass_app
+def node_scan(opts, names, quiet_here):
+    """Ask every node (or NAMES) what runs there, in parallel; record it.
+
+    Exit 1 when anything is wrong: a domain on two nodes, a node that did
+    not answer, a running domain with no XML in conf/, a domain defined
+    persistent or autostart on a node.
+    """
+    from ..actions import node_scan as scan
+    from ..views import NODE_COLUMNS, node_rows
+    app = opts.app()
+    app.quiet = app.quiet or quiet_here
+    findings, _ = scan(app, names)
+    if not app.quiet:
+        rows = [r for r in node_rows(app.state, app.cfg.reserve_mib) if not names or r["name"] in names]
+        emit(app, rows, NODE_COLUMNS, doc={"nodes": rows, "anomalies": _f(findings)}
+             if app.fmt == "json" else None)
+    emit_findings(app, findings, json_done=not app.quiet)
+    if findings:
+        raise SystemExit(1)
+
+
+def _f(findings):
+    from ..views import finding_rows
+    return finding_rows(findings)
+
+
+@node.command("remove", epilog="Example: havirt node remove node4")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Remove it even if it does not answer.")
+@pass_app
+def node_remove(opts, name, force):
+    """Forget NAME; refused while domains run there."""
+    from ..actions import node_remove as remove
+    forgotten = remove(opts.app(), name, force)
+    opts.app().say(f"removed {name}" + (f"; its last known domains are now unplaced: "
+                                       f"{', '.join(forgotten)}" if forgotten else ""))
+
+
+@node.command("maintenance", epilog="""\b
+Examples: havirt node maintenance node2 on        # flag it, print the evacuation plan
+          havirt --yes node maintenance node2 on  # flag it and move its domains away
+          havirt node maintenance node2 off""")
+@click.argument("name")
+@click.argument("mode", type=click.Choice(["on", "off"]))
+@click.option("--no-evacuate", is_flag=True, help="Only set the flag; move nothing.")
+@pass_app
+def node_maintenance(opts, name, mode, no_evacuate):
+    """A node in maintenance never receives a domain; `on` moves its domains away.
+
+    The flag is set at once (it only protects). The live migrations that
+    empty the node are printed, and run with --yes.
+    """
+    from ..actions import set_maintenance
+    from ..balancing import evacuate
+    app = opts.app()
+    set_maintenance(app, "node", name, mode == "on")
+    app.say(f"node {name}: maintenance {mode}")
+    if mode == "on" and not no_evacuate:
+        emit_outcome(app, evacuate(app, name))

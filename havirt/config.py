@@ -1,0 +1,214 @@
+"""The home (conf/, var/, config.yaml) and the validated configuration."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+
+HOST_KEY_POLICIES = ("reject", "accept-new", "ignore")
+
+# Every key with its type and default; config.sample.yaml documents the same.
+SCHEMA: dict[str, object] = {
+    "dryrun": (bool, True),
+    "lock_timeout": ((int, float), 60),
+    "ssh": {
+        "user": (str, "root"),
+        "port": (int, 22),
+        "identity_file": ((str, type(None)), None),
+        "known_hosts_file": ((str, type(None)), "~/.ssh/known_hosts"),
+        "host_key_policy": (str, "reject"),
+        "connect_timeout": ((int, float), 5),
+        "command_timeout": ((int, float), 60),
+        "parallel": (int, 16),
+        "ssh_config": ((str, type(None)), "~/.ssh/config"),
+    },
+    "virsh": {
+        "uri": (str, "qemu:///system"),
+        "command": (str, "virsh"),
+    },
+    "reserve": {
+        "memory_mib": (int, 1024),
+        "vcpu_ratio": ((int, float), 4.0),
+    },
+    "balance": {
+        "min_gain": ((int, float), 0.01),
+        "max_moves": (int, 20),
+    },
+    "migrate": {
+        "timeout": ((int, float), 600),
+    },
+}
+
+
+def _type_name(t) -> str:
+    ts = t if isinstance(t, tuple) else (t,)
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string",
+             type(None): "null"}
+    return " or ".join(names.get(x, x.__name__) for x in ts)
+
+
+def _merge(path: str, where: str, schema: dict, data, out: dict) -> None:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: {where or 'top level'} must be a mapping")
+    for key in data:
+        if key not in schema:
+            allowed = ", ".join(sorted(schema))
+            name = f"{where}.{key}" if where else str(key)
+            raise ConfigError(f"{path}: unknown key '{name}' (allowed here: {allowed})")
+    for key, spec in schema.items():
+        name = f"{where}.{key}" if where else key
+        if isinstance(spec, dict):
+            out[key] = {}
+            _merge(path, name, spec, data.get(key), out[key])
+            continue
+        types, default = spec
+        value = data.get(key, default)
+        ok_types = types if isinstance(types, tuple) else (types,)
+        # bool is an int in Python: never accept true/false where a number is meant.
+        if isinstance(value, bool) and bool not in ok_types:
+            ok = False
+        else:
+            ok = isinstance(value, ok_types)
+        if not ok:
+            raise ConfigError(
+                f"{path}: key '{name}' must be {_type_name(types)}, not {value!r}")
+        out[key] = value
+
+
+@dataclass
+class SSHConfig:
+    user: str
+    port: int
+    identity_file: str | None
+    known_hosts_file: str | None
+    host_key_policy: str
+    connect_timeout: float
+    command_timeout: float
+    parallel: int
+    ssh_config: str | None
+
+
+@dataclass
+class Config:
+    path: str
+    dryrun: bool
+    lock_timeout: float
+    ssh: SSHConfig
+    virsh_uri: str
+    virsh_command: str
+    reserve_mib: int
+    vcpu_ratio: float
+    balance_min_gain: float
+    balance_max_moves: int
+    migrate_timeout: float
+    raw: dict = field(default_factory=dict)
+
+
+def _expand(p: str | None) -> str | None:
+    return os.path.expanduser(p) if p else p
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate config.yaml; a missing file means every default."""
+    data = {}
+    if path.exists():
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}:{where} is not valid YAML") from e
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+    merged: dict = {}
+    _merge(str(path), "", SCHEMA, data, merged)
+    s = merged["ssh"]
+    if s["host_key_policy"] not in HOST_KEY_POLICIES:
+        raise ConfigError(f"{path}: key 'ssh.host_key_policy' must be one of "
+                          f"{', '.join(HOST_KEY_POLICIES)}, not {s['host_key_policy']!r}")
+    for key in ("port", "parallel"):
+        if s[key] < 1 or (key == "port" and s[key] > 65535):
+            raise ConfigError(f"{path}: key 'ssh.{key}' out of range: {s[key]}")
+    for key in ("connect_timeout", "command_timeout"):
+        if s[key] <= 0:
+            raise ConfigError(f"{path}: key 'ssh.{key}' must be more than 0")
+    if merged["reserve"]["memory_mib"] < 0 or merged["reserve"]["vcpu_ratio"] <= 0:
+        raise ConfigError(f"{path}: keys under 'reserve' must be positive")
+    identity = _expand(s["identity_file"])
+    if identity and not os.path.isfile(identity):
+        raise ConfigError(f"{path}: key 'ssh.identity_file': no such file: {identity}")
+    return Config(
+        path=str(path),
+        dryrun=merged["dryrun"],
+        lock_timeout=float(merged["lock_timeout"]),
+        ssh=SSHConfig(
+            user=s["user"], port=s["port"], identity_file=identity,
+            known_hosts_file=_expand(s["known_hosts_file"]),
+            host_key_policy=s["host_key_policy"],
+            connect_timeout=float(s["connect_timeout"]),
+            command_timeout=float(s["command_timeout"]),
+            parallel=s["parallel"], ssh_config=_expand(s["ssh_config"]),
+        ),
+        virsh_uri=merged["virsh"]["uri"],
+        virsh_command=merged["virsh"]["command"],
+        reserve_mib=merged["reserve"]["memory_mib"],
+        vcpu_ratio=float(merged["reserve"]["vcpu_ratio"]),
+        balance_min_gain=float(merged["balance"]["min_gain"]),
+        balance_max_moves=merged["balance"]["max_moves"],
+        migrate_timeout=float(merged["migrate"]["timeout"]),
+        raw=merged,
+    )
+
+
+@dataclass
+class Home:
+    """Where conf/, var/ and config.yaml live."""
+
+    root: Path
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "conf"
+
+    @property
+    def var(self) -> Path:
+        return self.root / "var"
+
+    @property
+    def state_file(self) -> Path:
+        return self.var / "state.yaml"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.var / "havirt.lock"
+
+    @property
+    def audit_file(self) -> Path:
+        return self.var / "audit.log"
+
+    def ensure(self) -> None:
+        for d in (self.conf, self.var):
+            try:
+                d.mkdir(mode=0o750, parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"cannot create {d}: {e.strerror}") from e
+
+
+def resolve_home(option: str | None, script_dir: Path | None) -> Home:
+    """--home DIR, else $HAVIRT_HOME, else the folder that holds havirt.py."""
+    chosen = option or os.environ.get("HAVIRT_HOME")
+    if not chosen and script_dir is not None and (script_dir / "havirt.py").exists():
+        chosen = str(script_dir)
+    if not chosen:
+        raise ConfigError("no havirt home: give --home DIR or set HAVIRT_HOME")
+    root = Path(chosen).expanduser()
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"havirt home {root} is not a folder")
+    return Home(root.resolve())

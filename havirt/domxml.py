@@ -1,0 +1,91 @@
+"""Reading domain XML from conf/ (pure: text in, facts out)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+from .errors import DomainXMLError
+from .names import check_name
+
+_UNITS = {
+    "b": 1, "bytes": 1, "kb": 1000, "k": 1024, "kib": 1024, "mb": 1000**2,
+    "m": 1024**2, "mib": 1024**2, "gb": 1000**3, "g": 1024**3, "gib": 1024**3,
+    "tb": 1000**4, "t": 1024**4, "tib": 1024**4,
+}
+MAX_MEMORY_MIB = 16 * 1024 * 1024   # 16 TiB: anything above is a typo
+MAX_VCPUS = 4096
+
+
+@dataclass
+class DomainSpec:
+    name: str
+    memory_mib: int
+    vcpus: int
+    disks: list[str] = field(default_factory=list)       # source file/dev paths
+    interfaces: list[str] = field(default_factory=list)  # "type:source:mac"
+    uuid: str | None = None
+
+
+def _memory_mib(where: str, el) -> int:
+    text = (el.text or "").strip()
+    unit = el.get("unit", "KiB").lower()
+    if unit not in _UNITS:
+        raise DomainXMLError(f"{where}: <{el.tag}> has an unknown unit {el.get('unit')!r}")
+    if not text.isdigit():
+        raise DomainXMLError(f"{where}: <{el.tag}> is not a whole number: {text[:30]!r}")
+    mib = int(text) * _UNITS[unit] // (1024 ** 2)
+    if mib < 1 or mib > MAX_MEMORY_MIB:
+        raise DomainXMLError(f"{where}: <{el.tag}> of {mib} MiB is not believable "
+                             f"(1 MiB to {MAX_MEMORY_MIB} MiB)")
+    return mib
+
+
+def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as e:
+        raise DomainXMLError(f"{where}: not valid XML ({e})") from None
+    if root.tag != "domain":
+        raise DomainXMLError(f"{where}: the root element is <{root.tag}>, not <domain>")
+    name_el = root.find("name")
+    if name_el is None or not (name_el.text or "").strip():
+        raise DomainXMLError(f"{where}: no <name>")
+    name = name_el.text.strip()
+    try:
+        check_name("domain", name)
+    except Exception as e:
+        raise DomainXMLError(f"{where}: {e}") from None
+    mem_el = root.find("currentMemory")
+    if mem_el is None:
+        mem_el = root.find("memory")
+    if mem_el is None:
+        raise DomainXMLError(f"{where}: no <memory>")
+    memory = _memory_mib(where, mem_el)
+    vcpu_el = root.find("vcpu")
+    vtext = (vcpu_el.get("current") or vcpu_el.text or "").strip() if vcpu_el is not None else "1"
+    if not vtext.isdigit() or not 1 <= int(vtext) <= MAX_VCPUS:
+        raise DomainXMLError(f"{where}: <vcpu> must be 1 to {MAX_VCPUS}, not {vtext[:20]!r}")
+    disks = []
+    for disk in root.findall("devices/disk"):
+        src = disk.find("source")
+        if src is None:
+            continue
+        path = src.get("file") or src.get("dev")
+        if path:
+            if any(ord(c) < 32 for c in path):
+                raise DomainXMLError(f"{where}: a disk path holds a control character")
+            disks.append(path)
+    interfaces = []
+    for iface in root.findall("devices/interface"):
+        src = iface.find("source")
+        source = ""
+        if src is not None:
+            source = src.get("bridge") or src.get("network") or src.get("dev") or ""
+        mac = iface.find("mac")
+        interfaces.append(f"{iface.get('type', '')}:{source}:"
+                          f"{(mac.get('address') or '').lower() if mac is not None else ''}")
+    uuid_el = root.find("uuid")
+    return DomainSpec(name=name, memory_mib=memory, vcpus=int(vtext), disks=disks,
+                      interfaces=interfaces,
+                      uuid=uuid_el.text.strip() if uuid_el is not None and uuid_el.text else None)

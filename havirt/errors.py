@@ -1,0 +1,80 @@
+"""One error hierarchy; the CLI turns it into exit codes in one place."""
+
+# Exit codes (documented in the README; stable).
+EXIT_OK = 0
+EXIT_FAILURE = 1      # a step failed, or a scan/validate found anomalies
+EXIT_USAGE = 2        # bad usage, configuration, state file or conf/ XML
+EXIT_REFUSED = 3      # refused by a safety check
+EXIT_UNREACHABLE = 4  # a node needed for the command did not answer
+EXIT_LOCKED = 5       # another havirt holds the lock for too long
+
+
+class HavirtError(Exception):
+    """Base of every error a user can cause; carries its exit code."""
+
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(HavirtError):
+    """Bad arguments: unknown node or domain, invalid name, ..."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(HavirtError):
+    """config.yaml is wrong (unknown key, wrong type, missing file)."""
+
+    exit_code = EXIT_USAGE
+
+
+class StateError(HavirtError):
+    """var/state.yaml cannot be read; it is left untouched."""
+
+    exit_code = EXIT_USAGE
+
+
+class DomainXMLError(HavirtError):
+    """A conf/ file is not usable domain XML."""
+
+    exit_code = EXIT_USAGE
+
+
+class Refusal(HavirtError):
+    """A safety check said no. `reasons` name the rule and the numbers."""
+
+    exit_code = EXIT_REFUSED
+
+    def __init__(self, reasons):
+        if isinstance(reasons, str):
+            reasons = [reasons]
+        self.reasons = list(reasons)
+        super().__init__("refused: " + "; ".join(self.reasons))
+
+
+class NodeUnreachable(HavirtError):
+    """SSH to a node failed (connect, authentication, host key, timeout)."""
+
+    exit_code = EXIT_UNREACHABLE
+
+    def __init__(self, node, reason):
+        self.node = node
+        self.reason = reason
+        super().__init__(f"node {node} unreachable: {reason}")
+
+
+class RemoteError(HavirtError):
+    """A remote command ran but failed."""
+
+    exit_code = EXIT_FAILURE
+
+
+class ParseError(HavirtError):
+    """virsh printed something havirt does not understand; names the line."""
+
+    exit_code = EXIT_FAILURE
+
+
+class LockBusy(HavirtError):
+    """Another havirt held the lock for longer than the configured wait."""
+
+    exit_code = EXIT_LOCKED

@@ -1,0 +1,126 @@
+"""The only place that changes a node: runs a Plan, or prints it (dry run).
+
+Every executed step appends one JSON line to var/audit.log.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shlex
+import time
+from pathlib import Path
+
+from .errors import NodeUnreachable, RemoteError
+from .names import quote_argv
+from .planner import Plan, Step
+from .state import command_line, now_iso
+
+
+def wait_off_script(cfg, name: str, seconds: float) -> str:
+    """Poll domstate once a second in ONE session; exit 0 when off or gone."""
+    state = quote_argv([cfg.virsh_command, "-c", cfg.virsh_uri, "domstate", name])
+    return (f"i=0; while [ \"$i\" -lt {int(seconds)} ]; do "
+            f"s=$({state} 2>/dev/null) || exit 0; "
+            "[ \"$s\" = 'shut off' ] && exit 0; sleep 1; i=$((i+1)); done; exit 1")
+
+
+def step_command(cfg, step: Step) -> str:
+    """The remote command line of a step, exactly as it is sent."""
+    if step.kind == "wait-off":
+        return wait_off_script(cfg, step.domain, step.timeout or 0)
+    return quote_argv(step.argv)
+
+
+def render_step(runner, cfg, home_root: Path, step: Step) -> str:
+    """A shell line an admin could paste."""
+    line = f"{runner.describe(step.node)} {shlex.quote(step_command(cfg, step))}"
+    if step.stdin_file:
+        line += f" < {shlex.quote(_shown_path(home_root, step.stdin_file))}"
+    if step.kind == "destroy-if-running":
+        line = f"# only if still running after the wait:\n{line}"
+    return line
+
+
+def _shown_path(home_root: Path, path: str) -> str:
+    try:
+        return str(Path(path).relative_to(home_root))
+    except ValueError:
+        return path
+
+
+class AuditLog:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def append(self, **entry) -> None:
+        entry = {"time": now_iso(), "user": _user(), "command": command_line(), **entry}
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (json.dumps(entry, sort_keys=False) + "\n").encode())
+        finally:
+            os.close(fd)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # pragma: no cover
+        return str(os.getuid())
+
+
+class Executor:
+    def __init__(self, runner, cfg, home, say, progress=None):
+        self.runner = runner
+        self.cfg = cfg
+        self.home = home
+        self.say = say                  # one line of output
+        self.progress = progress        # streamed output of long steps
+        self.audit = AuditLog(home.audit_file)
+
+    def show(self, plan: Plan) -> list[str]:
+        return [render_step(self.runner, self.cfg, self.home.root, s) for s in plan.steps]
+
+    def run(self, plan: Plan) -> list[tuple[Step, str]]:
+        """Execute in order; stop at the first failure (raised, after logging)."""
+        done = []
+        still_running = False
+        for step in plan.steps:
+            if step.kind == "destroy-if-running" and not still_running:
+                continue
+            outcome, res = self._run_step(step)
+            if step.kind == "wait-off":
+                still_running = outcome != "ok"
+                if still_running and not any(s.kind == "destroy-if-running" for s in plan.steps):
+                    raise RemoteError(f"{step.domain} is still running on {step.node} after "
+                                      f"{step.timeout:g} s (add --force to power it off then)")
+                done.append((step, outcome))
+                continue
+            if outcome != "ok":
+                raise RemoteError(f"{step.why} failed on {step.node}: {outcome}")
+            done.append((step, outcome))
+        return done
+
+    def _run_step(self, step: Step):
+        command = step_command(self.cfg, step)
+        stdin = Path(step.stdin_file).read_bytes() if step.stdin_file else None
+        timeout = None
+        if step.timeout:
+            timeout = step.timeout + self.cfg.ssh.command_timeout
+        on_output = self.progress if step.kind == "migrate" else None
+        start = time.monotonic()
+        logged = command + (f" < {_shown_path(self.home.root, step.stdin_file)}" if step.stdin_file else "")
+        try:
+            res = self.runner.run(step.node, command, stdin=stdin, timeout=timeout,
+                                  on_output=on_output)
+        except NodeUnreachable as e:
+            self.audit.append(node=step.node, remote=logged, exit_code=None,
+                              duration=round(time.monotonic() - start, 3),
+                              outcome=f"unreachable: {e.reason}")
+            raise
+        err = (res.stderr.strip().splitlines() or [""])[-1]
+        outcome = "ok" if res.ok else (f"exit {res.exit_code}: {err}" if err else f"exit {res.exit_code}")
+        self.audit.append(node=step.node, remote=logged, exit_code=res.exit_code,
+                          duration=round(res.duration, 3), outcome=outcome)
+        return outcome, res

@@ -1,0 +1,60 @@
+"""Running migrations and finding out where a domain really is afterwards."""
+
+from __future__ import annotations
+
+from .errors import NodeUnreachable, RemoteError
+from .names import quote_argv
+from .planner import Plan
+
+
+def locate(app, name: str, nodes) -> str:
+    """Scan `nodes` and say where `name` is; the state records only what a scan saw."""
+    cluster, _ = app.scan(sorted(set(nodes)))
+    app.save()
+    parts = []
+    for n in sorted(set(nodes)):
+        f = cluster.nodes[n]
+        if not f.reachable:
+            parts.append(f"{n}: unreachable ({f.error})")
+        elif name in f.domains and f.domains[name].active:
+            d = f.domains[name]
+            parts.append(f"{n}: {d.state}" + (" (incoming migration)" if d.migrating else ""))
+        else:
+            parts.append(f"{n}: not running")
+    return "; ".join(parts)
+
+
+def _abort_job(app, node: str, name: str) -> None:
+    try:
+        app.runner.run(node, quote_argv([app.cfg.virsh_command, "-c", app.cfg.virsh_uri,
+                                         "domjobabort", name]), timeout=app.cfg.ssh.command_timeout)
+    except NodeUnreachable:
+        pass
+
+
+def run_migration(app, ex, plan: Plan, spec) -> list[str]:
+    """Execute a migrate plan (live or offline); verify and record the result."""
+    steps = plan.steps
+    source = steps[0].node
+    target = steps[-1].target or steps[-1].node
+    try:
+        ex.run(plan)
+    except NodeUnreachable as e:
+        if steps[0].kind == "migrate":
+            _abort_job(app, source, spec.name)
+        where = locate(app, spec.name, [source, target])
+        raise RemoteError(f"migration of {spec.name} did not finish ({e.reason}); "
+                          f"now {where}") from None
+    except RemoteError as e:
+        where = locate(app, spec.name, [source, target])
+        raise RemoteError(f"{e}; now {where}") from None
+    finally:
+        if steps[0].kind == "migrate":
+            app.progress("\n")
+    cluster, _ = app.scan(sorted({source, target}))
+    app.save()
+    on_target = cluster.nodes[target].reachable and any(n == target for n, _ in cluster.copies(spec.name))
+    on_source = any(n == source for n, _ in cluster.copies(spec.name))
+    if not on_target or on_source or not cluster.nodes[source].reachable:
+        raise RemoteError(f"after migrating {spec.name}: {locate(app, spec.name, [source, target])}")
+    return [f"{spec.name} moved from {source} to {target}"]

@@ -1,0 +1,208 @@
+"""Pure parsers of what virsh prints. Each names the bad line when it fails."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .errors import ParseError
+
+# virDomainState, as `virsh domstats --state` prints it (state.state=N).
+STATE_NAMES = {
+    0: "no state", 1: "running", 2: "blocked", 3: "paused", 4: "in shutdown",
+    5: "shut off", 6: "crashed", 7: "pmsuspended",
+}
+SHUTOFF = 5
+PAUSED = 3
+# virDomainPausedReason values that mean a migration is under way.
+PAUSED_MIGRATION = 2
+PAUSED_POSTCOPY = 12
+PAUSED_POSTCOPY_FAILED = 13
+# virDomainRunningReason values: 2 = MIGRATED (arrived), 4 = MIGRATION_CANCELED
+RUNNING_MIGRATED = 2
+
+
+@dataclass
+class DomainFact:
+    """One domain as a node reports it."""
+
+    name: str
+    state: str
+    state_code: int
+    reason: int = 0
+    memory_mib: int | None = None
+    vcpus: int | None = None
+    persistent: bool = False
+    autostart: bool = False
+
+    @property
+    def active(self) -> bool:
+        """Anything but shut off counts as present: running, paused, incoming..."""
+        return self.state_code != SHUTOFF
+
+    @property
+    def migrating(self) -> bool:
+        return self.state_code == PAUSED and self.reason in (
+            PAUSED_MIGRATION, PAUSED_POSTCOPY, PAUSED_POSTCOPY_FAILED)
+
+
+@dataclass
+class NodeFacts:
+    """What one node said in one scan session (or why it said nothing)."""
+
+    name: str
+    reachable: bool = True
+    error: str | None = None
+    hostname: str | None = None
+    libvirt_version: str | None = None
+    cpus: int | None = None
+    memory_mib: int | None = None
+    domains: dict[str, DomainFact] = field(default_factory=dict)
+    paths: dict[str, bool] = field(default_factory=dict)
+    xml: dict[str, str] = field(default_factory=dict)
+    duration: float | None = None
+
+
+def _bad(what: str, lineno: int, line: str, why: str) -> ParseError:
+    return ParseError(f"cannot parse {what}, line {lineno}: {line.strip()[:120]!r}: {why}")
+
+
+def parse_nodeinfo(text: str) -> dict:
+    """`virsh nodeinfo` -> {'cpus': int, 'memory_mib': int, ...}."""
+    out: dict = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if ":" not in line:
+            raise _bad("nodeinfo", n, line, "expected 'Key: value'")
+        key, value = (s.strip() for s in line.split(":", 1))
+        if key == "CPU(s)":
+            if not value.isdigit():
+                raise _bad("nodeinfo", n, line, "CPU(s) is not a number")
+            out["cpus"] = int(value)
+        elif key == "Memory size":
+            m = re.fullmatch(r"(\d+)\s*KiB", value)
+            if not m:
+                raise _bad("nodeinfo", n, line, "memory size is not 'N KiB'")
+            out["memory_mib"] = int(m.group(1)) // 1024
+        elif key == "CPU model":
+            out["cpu_model"] = value
+    if "cpus" not in out or "memory_mib" not in out:
+        raise ParseError("cannot parse nodeinfo: no 'CPU(s)' or 'Memory size' line")
+    return out
+
+
+def parse_version(text: str) -> str | None:
+    """`virsh version --daemon` -> the daemon's libvirt version, e.g. '9.0.0'."""
+    for line in text.splitlines():
+        m = re.match(r"\s*Running against daemon:\s*(\S+)", line)
+        if m:
+            return m.group(1)
+    for line in text.splitlines():
+        m = re.match(r"\s*Using library: libvirt\s+(\S+)", line)
+        if m:
+            return m.group(1)
+    return None
+
+
+def parse_names(text: str) -> list[str]:
+    """`virsh list --name`: one name per line, blank lines ignored."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def parse_domstats(text: str) -> dict[str, DomainFact]:
+    """`virsh domstats --state --balloon --vcpu` -> {name: DomainFact}."""
+    domains: dict[str, DomainFact] = {}
+    current: dict | None = None
+    name = None
+
+    def finish():
+        if name is None:
+            return
+        if "state.state" not in current:
+            raise ParseError(f"cannot parse domstats: domain {name!r} has no state.state")
+        code = current["state.state"]
+        mem = current.get("balloon.current", current.get("balloon.maximum"))
+        vcpus = current.get("vcpu.current", current.get("vcpu.maximum"))
+        domains[name] = DomainFact(
+            name=name, state=STATE_NAMES.get(code, f"state {code}"), state_code=code,
+            reason=current.get("state.reason", 0),
+            memory_mib=None if mem is None else mem // 1024,
+            vcpus=vcpus)
+
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        m = re.fullmatch(r"Domain: '(.*)'", line.strip())
+        if m:
+            finish()
+            name, current = m.group(1), {}
+            continue
+        if name is None:
+            raise _bad("domstats", n, line, "value before any 'Domain:' line")
+        if "=" not in line:
+            raise _bad("domstats", n, line, "expected key=value")
+        key, value = (s.strip() for s in line.split("=", 1))
+        if key in ("state.state", "state.reason", "balloon.current", "balloon.maximum",
+                   "vcpu.current", "vcpu.maximum"):
+            if not value.lstrip("-").isdigit():
+                raise _bad("domstats", n, line, f"{key} is not a number")
+            current[key] = int(value)
+    finish()
+    return domains
+
+
+def split_sections(text: str) -> dict[str, str]:
+    """Split output made of '@@name' marker lines into {name: text}."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("@@"):
+            current = line[2:].strip()
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+    return {k: "\n".join(v) for k, v in sections.items()}
+
+
+def parse_paths(text: str) -> dict[str, bool]:
+    """Lines '1 PATH' (exists) or '0 PATH' (missing)."""
+    out = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line:
+            continue
+        flag, sep, path = line.partition(" ")
+        if flag not in ("0", "1") or not sep:
+            raise _bad("path check", n, line, "expected '0 PATH' or '1 PATH'")
+        out[path] = flag == "1"
+    return out
+
+
+def parse_scan(node: str, text: str, stderr: str = "") -> NodeFacts:
+    """The output of the scan script (see remote.scan_script) -> NodeFacts.
+
+    A node whose virsh failed (libvirtd down) is returned unreachable with the
+    error: the domains there are unknown, which for safety is the same thing.
+    """
+    s = split_sections(text)
+    facts = NodeFacts(name=node)
+    facts.hostname = (s.get("hostname") or "").strip() or None
+    status = (s.get("virsh-exit") or "").strip()
+    if "nodeinfo" not in s or "domstats" not in s or "end" not in s:
+        err = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("@@")]
+        facts.reachable = False
+        facts.error = "virsh failed: " + (err[-1] if err else f"exit {status or '?'}; output incomplete")
+        return facts
+    info = parse_nodeinfo(s["nodeinfo"])
+    facts.cpus, facts.memory_mib = info["cpus"], info["memory_mib"]
+    facts.libvirt_version = parse_version(s.get("version", ""))
+    facts.domains = parse_domstats(s["domstats"])
+    for name in parse_names(s.get("persistent", "")):
+        if name in facts.domains:
+            facts.domains[name].persistent = True
+    for name in parse_names(s.get("autostart", "")):
+        if name in facts.domains:
+            facts.domains[name].autostart = True
+    facts.paths = parse_paths(s.get("paths", ""))
+    facts.xml = {k[4:]: v for k, v in s.items() if k.startswith("xml ")}
+    return facts

@@ -1,0 +1,57 @@
+"""The commands havirt runs on nodes, built as argv and quoted once here."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from .names import quote_argv
+
+# One virsh process per scan: several commands separated by ';'.
+SCAN_VIRSH = ("echo @@version; version --daemon; echo @@nodeinfo; nodeinfo; "
+              "echo @@persistent; list --all --persistent --name; "
+              "echo @@autostart; list --all --autostart --name; "
+              "echo @@domstats; domstats --state --balloon --vcpu; echo @@end")
+
+
+def virsh(cfg, *args) -> str:
+    """`virsh -c URI ARGS...`, quoted for the remote shell."""
+    return quote_argv([cfg.virsh_command, "-c", cfg.virsh_uri, *args])
+
+
+def scan_script(cfg, paths=(), dumpxml=()) -> str:
+    """One remote session: hostname, node facts, every domain, path checks.
+
+    `paths` are disk paths whose existence the caller needs to know (start,
+    migrate); `dumpxml` names running domains whose live XML is wanted
+    (validate). Both ride in the same session, so a safety check never needs
+    a second round of connections.
+    """
+    lines = [
+        "printf '@@hostname\\n'; hostname",
+        "printf '@@virsh-error\\n' >&2",
+        virsh(cfg, SCAN_VIRSH),
+        "rc=$?; printf '@@virsh-exit\\n%s\\n' \"$rc\"",
+    ]
+    if paths:
+        lines.append("printf '@@paths\\n'")
+        lines.append("for p in " + quote_argv(sorted(set(paths))) + "; do "
+                     "if [ -e \"$p\" ]; then printf '1 %s\\n' \"$p\"; "
+                     "else printf '0 %s\\n' \"$p\"; fi; done")
+    for name in dumpxml:
+        lines.append(quote_argv(["printf", "@@xml %s\\n", name]))
+        lines.append(virsh(cfg, "dumpxml", name) + " 2>/dev/null")
+    return "\n".join(lines) + "\n"
+
+
+def migrate_uri(cfg, address: str, user: str, port: int) -> str:
+    """The destination URI as the source node's virsh must see it."""
+    parts = urlsplit(cfg.virsh_uri)
+    driver = parts.scheme.split("+")[0] or "qemu"
+    host = f"{user}@{address}" + (f":{port}" if port and port != 22 else "")
+    return f"{driver}+ssh://{host}{parts.path or '/system'}"
+
+
+def migrate_argv(cfg, domain: str, address: str, user: str, port: int) -> list[str]:
+    return [cfg.virsh_command, "-c", cfg.virsh_uri, "migrate", "--live", "--verbose",
+            domain, migrate_uri(cfg, address, user, port),
+            "--migrateuri", f"tcp://{address}"]

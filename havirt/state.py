@@ -1,0 +1,222 @@
+"""var/state.yaml: the admin's facts about nodes plus a cache of the last scan.
+
+Written atomically (temporary file, fsync, rename) under the lock; read
+without the lock (a reader sees the old file or the new one, never half).
+The state is never the ground for a safety decision: those use a fresh scan.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import os
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from .errors import LockBusy, StateError
+
+FORMAT = 1
+
+try:  # libyaml's C loader and dumper where present (much faster)
+    _Loader = yaml.CSafeLoader
+    _Dumper = yaml.CSafeDumper
+except AttributeError:  # pragma: no cover - depends on the PyYAML build
+    _Loader = yaml.SafeLoader
+    _Dumper = yaml.SafeDumper
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class NodeRecord:
+    name: str
+    address: str
+    user: str | None = None          # None: the configured default
+    port: int | None = None          # None: the configured default
+    memory_cap_mib: int | None = None
+    cpus: int | None = None
+    memory_mib: int | None = None
+    hostname: str | None = None
+    libvirt_version: str | None = None
+    maintenance: bool = False
+    last_scan: str | None = None
+    reachable: bool | None = None
+    error: str | None = None
+
+
+@dataclass
+class DomainRecord:
+    name: str
+    node: str | None = None           # where it runs; None when not running
+    state: str = "shut off"
+    memory_mib: int | None = None
+    vcpus: int | None = None
+    maintenance: bool = False
+    last_seen: str | None = None
+    stale: bool = False               # its node did not answer the last scan
+    conflict: list[str] = field(default_factory=list)  # every node, when more than one
+
+
+@dataclass
+class State:
+    nodes: dict[str, NodeRecord] = field(default_factory=dict)
+    domains: dict[str, DomainRecord] = field(default_factory=dict)
+    updated: str | None = None
+
+    def node(self, name: str) -> NodeRecord:
+        from .errors import UsageError
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise UsageError(f"unknown node {name!r} (known: "
+                             f"{', '.join(sorted(self.nodes)) or 'none; add one with havirt node add'})") from None
+
+    def domain(self, name: str) -> DomainRecord:
+        rec = self.domains.get(name)
+        if rec is None:
+            rec = self.domains[name] = DomainRecord(name=name)
+        return rec
+
+    def to_dict(self) -> dict:
+        def clean(rec):
+            d = asdict(rec)
+            d.pop("name")
+            return d
+        return {
+            "format": FORMAT,
+            "updated": self.updated,
+            "nodes": {n: clean(r) for n, r in sorted(self.nodes.items())},
+            "domains": {n: clean(r) for n, r in sorted(self.domains.items())},
+        }
+
+
+def _records(path: Path, kind: str, cls, data) -> dict:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise StateError(f"{path}: '{kind}' must be a mapping of name to record")
+    known = {f.name for f in fields(cls)} - {"name"}
+    out = {}
+    for name, rec in data.items():
+        if not isinstance(name, str) or not isinstance(rec, dict):
+            raise StateError(f"{path}: {kind} entry {name!r} is not a mapping")
+        extra = set(rec) - known
+        if extra:
+            raise StateError(f"{path}: {kind} {name}: unknown keys {', '.join(sorted(extra))}")
+        try:
+            out[name] = cls(name=name, **rec)
+        except TypeError as e:  # pragma: no cover - guarded by the key check
+            raise StateError(f"{path}: {kind} {name}: {e}") from e
+    return out
+
+
+def state_from_dict(path: Path, data) -> State:
+    if data is None:
+        raise StateError(f"{path} is empty; remove it to start afresh, or restore a backup")
+    if not isinstance(data, dict):
+        raise StateError(f"{path} is not a mapping; left untouched")
+    fmt = data.get("format")
+    if fmt != FORMAT:
+        raise StateError(f"{path}: format {fmt!r} is not supported by this havirt "
+                         f"(it reads format {FORMAT}); left untouched")
+    extra = set(data) - {"format", "updated", "nodes", "domains"}
+    if extra:
+        raise StateError(f"{path}: unknown keys {', '.join(sorted(map(str, extra)))}")
+    nodes = _records(path, "nodes", NodeRecord, data.get("nodes"))
+    domains = _records(path, "domains", DomainRecord, data.get("domains"))
+    for n, rec in nodes.items():
+        if not isinstance(rec.address, str) or not rec.address:
+            raise StateError(f"{path}: node {n} has no address")
+    return State(nodes=nodes, domains=domains, updated=data.get("updated"))
+
+
+def load_state(path: Path) -> State:
+    """The state, or an empty one when the file does not exist yet."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return State()
+    except OSError as e:
+        raise StateError(f"{path}: cannot read: {e.strerror}") from e
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise StateError(f"{path} is not valid YAML{where}; left untouched") from e
+    return state_from_dict(path, data)
+
+
+def save_state(path: Path, state: State) -> None:
+    """Atomic replace: temporary file in the same folder, fsync, rename."""
+    state.updated = now_iso()
+    text = yaml.dump(state.to_dict(), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+@contextmanager
+def locked(lock_path: Path, timeout: float, what: str = ""):
+    """Hold the home's lock (flock on var/havirt.lock) for the block.
+
+    Waits up to `timeout` seconds, then raises LockBusy naming the holder.
+    """
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "unknown"
+                    raise LockBusy(f"{lock_path} is held by {holder}; "
+                                   f"gave up after {timeout:g} s") from None
+                time.sleep(0.05)
+        info = (f"pid {os.getpid()} ({_user()}, since {now_iso()}"
+                f"{', ' + what if what else ''})")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info.encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # pragma: no cover - no passwd entry
+        return str(os.getuid())
+
+
+def command_line() -> str:
+    return " ".join(["havirt"] + sys.argv[1:])

@@ -1,0 +1,257 @@
+"""SSH transport: one paramiko connection per node, commands run in parallel.
+
+`Runner` is the interface the rest of havirt sees (a constructor argument,
+so tests pass a fake). `SSHRunner` is the real one. paramiko is imported
+only here, and only when a connection is needed: commands that only read
+the state file never pay for it.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from .errors import NodeUnreachable
+
+
+@dataclass
+class Target:
+    """How to reach one node."""
+
+    name: str
+    address: str
+    user: str | None = None
+    port: int | None = None
+
+
+@dataclass
+class Result:
+    node: str
+    command: str
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class CommandTimeout(NodeUnreachable):
+    """The command did not finish within the command timeout."""
+
+
+class Runner:
+    """Interface: run a command on a node, or one command on many nodes."""
+
+    def run(self, node: str, command: str, stdin: bytes | None = None,
+            timeout: float | None = None, on_output=None) -> Result:
+        raise NotImplementedError
+
+    def run_many(self, commands: dict[str, str]) -> dict[str, Result | NodeUnreachable]:
+        """Every node's outcome, success or NodeUnreachable; the caller decides."""
+        raise NotImplementedError
+
+    def describe(self, node: str) -> str:
+        """`ssh user@host` as an admin would type it (for dry runs)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class _Endpoint:
+    host: str
+    user: str
+    port: int
+    key_filenames: list[str] = field(default_factory=list)
+
+
+class SSHRunner(Runner):
+    def __init__(self, ssh_cfg, targets: dict[str, Target]):
+        self.cfg = ssh_cfg
+        self.targets = targets
+        self._clients: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self._ssh_config = None
+        if ssh_cfg.ssh_config and os.path.isfile(ssh_cfg.ssh_config):
+            import paramiko
+            self._ssh_config = paramiko.SSHConfig.from_path(ssh_cfg.ssh_config)
+
+    # -- where and how -------------------------------------------------------
+    def endpoint(self, node: str) -> _Endpoint:
+        t = self.targets[node]
+        host, user, port, keys = t.address, None, None, []
+        if self._ssh_config is not None:
+            found = self._ssh_config.lookup(t.address)
+            host = found.get("hostname", host)
+            user = found.get("user")
+            port = int(found["port"]) if "port" in found else None
+            keys = [os.path.expanduser(k) for k in found.get("identityfile", [])]
+        if self.cfg.identity_file:
+            keys = [self.cfg.identity_file] + keys
+        return _Endpoint(host=host, user=t.user or user or self.cfg.user,
+                         port=t.port or port or self.cfg.port, key_filenames=keys)
+
+    def describe(self, node: str) -> str:
+        ep = self.endpoint(node)
+        port = f" -p {ep.port}" if ep.port != 22 else ""
+        return f"ssh{port} {ep.user}@{ep.host}"
+
+    def _connect(self, node: str):
+        import paramiko
+        import logging
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+        ep = self.endpoint(node)
+        client = paramiko.SSHClient()
+        policy = self.cfg.host_key_policy
+        kh = self.cfg.known_hosts_file
+        if policy != "ignore" and kh and os.path.isfile(kh):
+            client.load_host_keys(kh)
+        if policy == "reject":
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        elif policy == "accept-new":
+            client.set_missing_host_key_policy(_AcceptNew(kh))
+        else:
+            client.set_missing_host_key_policy(paramiko.MissingHostKeyPolicy())
+        t = self.cfg.connect_timeout
+        try:
+            client.connect(
+                ep.host, port=ep.port, username=ep.user,
+                key_filename=ep.key_filenames or None,
+                look_for_keys=not ep.key_filenames, allow_agent=not ep.key_filenames,
+                timeout=t, banner_timeout=t, auth_timeout=t, channel_timeout=t)
+        except paramiko.BadHostKeyException as e:
+            client.close()
+            raise NodeUnreachable(node, f"host key of {ep.host} CHANGED (known_hosts has "
+                                  f"{e.expected_key.get_name()} {e.expected_key.get_base64()[:16]}...,"
+                                  " the node offered another); refusing") from None
+        except paramiko.SSHException as e:
+            client.close()
+            msg = str(e) or type(e).__name__
+            if "not found in known_hosts" in msg:
+                msg = (f"host key of {ep.host} is not in {kh or 'known_hosts'} "
+                       "(add it, or set ssh.host_key_policy: accept-new)")
+            raise NodeUnreachable(node, f"ssh {ep.user}@{ep.host}:{ep.port}: {msg}") from None
+        except (OSError, EOFError) as e:
+            client.close()
+            reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            if "timed out" in reason:
+                reason = f"connect timed out after {t:g} s"
+            raise NodeUnreachable(node, f"ssh {ep.user}@{ep.host}:{ep.port}: {reason}") from None
+        return client
+
+    def _client(self, node: str):
+        with self._lock:
+            client = self._clients.get(node)
+        tr = client.get_transport() if client else None
+        if client is None or tr is None or not tr.is_active():
+            client = self._connect(node)
+            with self._lock:
+                self._clients[node] = client
+        return client
+
+    def _drop(self, node: str) -> None:
+        with self._lock:
+            client = self._clients.pop(node, None)
+        if client is not None:
+            client.close()
+
+    # -- running -------------------------------------------------------------
+    def run(self, node, command, stdin=None, timeout=None, on_output=None) -> Result:
+        timeout = timeout or self.cfg.command_timeout
+        start = time.monotonic()
+        client = self._client(node)
+        try:
+            chan = client.get_transport().open_session(timeout=self.cfg.connect_timeout)
+            chan.exec_command(command)
+            if stdin is not None:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            out, err = _collect(chan, start + timeout, on_output)
+        except _Deadline:
+            self._drop(node)
+            raise CommandTimeout(node, f"no answer within {timeout:g} s "
+                                 f"(command timeout) running: {command[:60]}") from None
+        except (OSError, EOFError, Exception) as e:
+            if isinstance(e, NodeUnreachable):
+                raise
+            self._drop(node)
+            raise NodeUnreachable(node, f"ssh session failed: {e or type(e).__name__}") from None
+        return Result(node=node, command=command, exit_code=chan.recv_exit_status(),
+                      stdout=out.decode(errors="replace"), stderr=err.decode(errors="replace"),
+                      duration=time.monotonic() - start)
+
+    def run_many(self, commands):
+        def one(item):
+            node, command = item
+            try:
+                return node, self.run(node, command)
+            except NodeUnreachable as e:
+                return node, e
+        if not commands:
+            return {}
+        workers = max(1, min(self.cfg.parallel, len(commands)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return dict(pool.map(one, commands.items()))
+
+    def close(self):
+        for node in list(self._clients):
+            self._drop(node)
+
+
+class _Deadline(Exception):
+    pass
+
+
+def _collect(chan, deadline: float, on_output) -> tuple[bytes, bytes]:
+    out, err = bytearray(), bytearray()
+    while True:
+        progressed = False
+        while chan.recv_ready():
+            data = chan.recv(65536)
+            out += data
+            progressed = True
+            if on_output:
+                on_output(data.decode(errors="replace"))
+        while chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+            progressed = True
+        if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+            # drain what arrived with the exit status (EOF follows it closely)
+            chan.settimeout(max(0.1, min(2.0, deadline - time.monotonic())))
+            try:
+                while True:
+                    data = chan.recv(65536)
+                    if not data:
+                        break
+                    out += data
+            except TimeoutError:
+                pass
+            return bytes(out), bytes(err)
+        if progressed:
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            chan.close()
+            raise _Deadline()
+        select.select([chan], [], [], min(left, 0.05))
+
+
+class _AcceptNew:
+    """Host key policy 'accept-new': trust a key never seen, record it."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def missing_host_key(self, client, hostname, key):
+        if self.path:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
