@@ -117,12 +117,12 @@ class App:
             self._runner.close()
         self._runner = None
 
-    def scan(self, names=None, paths=(), dumpxml=None) -> tuple[Cluster, list[Finding]]:
+    def scan(self, names=None, paths=(), dump_running=False) -> tuple[Cluster, list[Finding]]:
         """A fresh scan (one session per node, in parallel), folded into the state."""
         names = sorted(names or self.state.nodes)
         for n in names:
             self.state.node(n)
-        cluster = scan_nodes(self.runner, self.cfg, names, paths, dumpxml)
+        cluster = scan_nodes(self.runner, self.cfg, names, paths, dump_running)
         for n, f in sorted(cluster.nodes.items()):
             self.note(f"scan {n}: " + ("ok" if f.reachable else f.error)
                       + (f" ({f.duration:.2f} s)" if f.duration else ""))

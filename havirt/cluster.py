@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from .errors import NodeUnreachable, ParseError
 from .parsers import DomainFact, NodeFacts, parse_scan
 from .remote import scan_script
-from .state import DomainRecord, NodeRecord, State, now_iso
+from .state import NodeRecord, State, now_iso
 
 
 @dataclass
@@ -45,12 +45,9 @@ class Cluster:
         return {d: ns for d, ns in sorted(seen.items()) if len(ns) > 1}
 
 
-def scan_nodes(runner, cfg, names, paths=(), dumpxml=None) -> Cluster:
-    """ONE session per node, all in parallel; unreachable nodes are facts too.
-
-    `dumpxml` maps node -> names of domains whose live XML is wanted.
-    """
-    commands = {n: scan_script(cfg, paths, (dumpxml or {}).get(n, ())) for n in names}
+def scan_nodes(runner, cfg, names, paths=(), dump_running=False) -> Cluster:
+    """ONE session per node, all in parallel; unreachable nodes are facts too."""
+    commands = {n: scan_script(cfg, paths, dump_running) for n in names}
     results = runner.run_many(commands)
     cluster = Cluster()
     for name in names:
@@ -146,11 +143,3 @@ def record_scan(state: State, cluster: Cluster, conf_names: set[str]) -> list[Fi
             rec.stale = True
     return findings
 
-
-def ensure_known(state: State, names) -> None:
-    for n in names:
-        state.node(n)
-
-
-def domain_record(state: State, name: str) -> DomainRecord:
-    return state.domains.get(name) or DomainRecord(name=name)

@@ -18,11 +18,11 @@ def virsh(cfg, *args) -> str:
     return quote_argv([cfg.virsh_command, "-c", cfg.virsh_uri, *args])
 
 
-def scan_script(cfg, paths=(), dumpxml=()) -> str:
+def scan_script(cfg, paths=(), dump_running=False) -> str:
     """One remote session: hostname, node facts, every domain, path checks.
 
     `paths` are disk paths whose existence the caller needs to know (start,
-    migrate); `dumpxml` names running domains whose live XML is wanted
+    migrate); `dump_running` adds the live XML of every running domain
     (validate). Both ride in the same session, so a safety check never needs
     a second round of connections.
     """
@@ -37,9 +37,10 @@ def scan_script(cfg, paths=(), dumpxml=()) -> str:
         lines.append("for p in " + quote_argv(sorted(set(paths))) + "; do "
                      "if [ -e \"$p\" ]; then printf '1 %s\\n' \"$p\"; "
                      "else printf '0 %s\\n' \"$p\"; fi; done")
-    for name in dumpxml:
-        lines.append(quote_argv(["printf", "@@xml %s\\n", name]))
-        lines.append(virsh(cfg, "dumpxml", name) + " 2>/dev/null")
+    if dump_running:
+        lines.append(f"for d in $({virsh(cfg, 'list', '--name')}); do "
+                     "printf '@@xml %s\\n' \"$d\"; "
+                     f"{virsh(cfg, 'dumpxml')} \"$d\" 2>/dev/null; done")
     return "\n".join(lines) + "\n"
 
 

@@ -1,11 +1,123 @@
-"""cluster validate: a read-only consistency report."""
+"""cluster validate: a read-only consistency report (the state is not written)."""
 
 from __future__ import annotations
 
-from .cluster import Finding, usable_memory
-from .domxml import parse_domain_xml
+import copy
+
+from .cluster import Cluster, Finding, usable_memory
+from .domxml import DomainSpec, parse_domain_xml
 from .errors import HavirtError
 
 
+def conf_findings(app) -> tuple[dict[str, DomainSpec], list[Finding]]:
+    specs, findings = {}, []
+    for name in sorted(app.conf_names()):
+        path = app.home.conf / f"{name}.xml"
+        try:
+            spec = parse_domain_xml(path.read_text(), str(path))
+        except HavirtError as e:
+            findings.append(Finding("error", "bad-xml", name, str(e),
+                                    f"fix or remove {path}"))
+            continue
+        if spec.name != name:
+            findings.append(Finding("error", "name-mismatch", name,
+                                    f"{path} holds domain {spec.name!r}",
+                                    f"rename the file to {spec.name}.xml or fix <name>"))
+            continue
+        specs[name] = spec
+    return specs, findings
+
+
+def _definition_drift(name: str, conf: DomainSpec, live: DomainSpec) -> list[str]:
+    diffs = []
+    if conf.memory_mib != live.memory_mib:
+        diffs.append(f"memory {live.memory_mib} MiB running, {conf.memory_mib} MiB in conf/")
+    if conf.vcpus != live.vcpus:
+        diffs.append(f"vCPUs {live.vcpus} running, {conf.vcpus} in conf/")
+    if sorted(conf.disks) != sorted(live.disks):
+        diffs.append(f"disks {sorted(live.disks)} running, {sorted(conf.disks)} in conf/")
+    # a MAC counts only where conf/ fixes one (libvirt makes one up otherwise)
+    fixed_macs = all(i.rsplit(":", 1)[-1] for i in conf.interfaces) if conf.interfaces else True
+    def key(i):
+        return i if fixed_macs else i.split(":")[0] + ":" + i.split(":")[1]
+    if sorted(map(key, conf.interfaces)) != sorted(map(key, live.interfaces)):
+        diffs.append(f"interfaces {sorted(live.interfaces)} running, {sorted(conf.interfaces)} in conf/")
+    return diffs
+
+
+def cluster_findings(app, cluster: Cluster, specs: dict[str, DomainSpec]) -> list[Finding]:
+    findings = []
+    state = app.state
+    for node, facts in sorted(cluster.nodes.items()):
+        if not facts.reachable:
+            continue
+        rec = state.nodes[node]
+        usable = usable_memory(rec, facts, app.cfg.reserve_mib)
+        mem, vcpus, _ = cluster.allocated(node)
+        if usable is not None and mem > usable:
+            findings.append(Finding("error", "over-memory", node,
+                                    f"{node} has {mem} MiB allocated, {usable} MiB usable",
+                                    "migrate a domain away (havirt cluster balance)"))
+        if facts.cpus and vcpus / facts.cpus > app.cfg.vcpu_ratio + 1e-9:
+            findings.append(Finding("error", "over-vcpu", node,
+                                    f"{node} runs {vcpus} vCPUs on {facts.cpus} CPUs "
+                                    f"({vcpus / facts.cpus:.2f} per CPU, limit {app.cfg.vcpu_ratio:g})",
+                                    "migrate a domain away"))
+        for dname, xml in sorted(facts.xml.items()):
+            conf = specs.get(dname)
+            if conf is None or not xml.strip():
+                continue
+            try:
+                live = parse_domain_xml(xml, f"{dname} on {node}")
+            except HavirtError:
+                continue
+            diffs = _definition_drift(dname, conf, live)
+            if diffs:
+                findings.append(Finding("warning", "drift", dname,
+                                        f"{dname} on {node} differs from conf/: {'; '.join(diffs)}",
+                                        f"havirt domain import {dname} --from {node} --force, "
+                                        "or restart it from conf/"))
+    up = [n for n, f in sorted(cluster.nodes.items()) if f.reachable]
+    for dname, spec in sorted(specs.items()):
+        for path in spec.disks:
+            missing = [n for n in up if not cluster.nodes[n].paths.get(path)]
+            if missing and len(missing) == len(up):
+                findings.append(Finding("error", "disk-missing", dname,
+                                        f"disk {path} of {dname} is missing on every node",
+                                        "restore the disk or fix conf/"))
+            elif missing:
+                findings.append(Finding("warning", "disk-missing", dname,
+                                        f"disk {path} of {dname} is missing on {', '.join(missing)} "
+                                        "(it could not start or migrate there)",
+                                        "make the storage visible on every node"))
+    return findings
+
+
+def state_findings(before, after) -> list[Finding]:
+    """Where the state file (before the scan) disagrees with the nodes."""
+    findings = []
+    for name in sorted(set(before.domains) | set(after.domains)):
+        b = before.domains.get(name)
+        a = after.domains.get(name)
+        was = b.node if b and b.state != "shut off" else None
+        now = a.node if a and a.state != "shut off" else None
+        if a is not None and a.stale:
+            continue
+        if was != now:
+            findings.append(Finding("warning", "state-stale", name,
+                                    f"state file says {name} runs on {was or 'no node'}, "
+                                    f"the nodes say {now or 'no node'}",
+                                    "havirt node scan"))
+    return findings
+
+
 def validate(app) -> list[Finding]:
-    raise NotImplementedError
+    specs, findings = conf_findings(app)
+    paths = sorted({p for s in specs.values() for p in s.disks})
+    before = copy.deepcopy(app.state)
+    cluster, scan_findings = app.scan(paths=paths, dump_running=True)
+    findings += scan_findings
+    findings += cluster_findings(app, cluster, specs)
+    findings += state_findings(before, app.state)
+    order = {"critical": 0, "error": 1, "warning": 2}
+    return sorted(findings, key=lambda f: (order.get(f.severity, 3), f.kind, f.subject))

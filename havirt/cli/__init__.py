@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from ..errors import EXIT_FAILURE, EXIT_USAGE, HavirtError, Refusal
+from ..errors import EXIT_FAILURE, EXIT_USAGE, HavirtError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -18,8 +18,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 class Options:
     """The global options; the App is built on first use (so --help costs nothing)."""
 
-    def __init__(self, **kw):
+    def __init__(self, runner_factory=None, **kw):
         self.kw = kw
+        self.runner_factory = runner_factory
         self._app = None
 
     def app(self):
@@ -31,7 +32,8 @@ class Options:
             config = Path(self.kw["config"]) if self.kw["config"] else None
             self._app = App.create(home, config, yes=self.kw["yes"], dryrun=self.kw["dryrun"],
                                    fmt=self.kw["fmt"], quiet=self.kw["quiet"],
-                                   verbose=self.kw["verbose"], debug=self.kw["debug"])
+                                   verbose=self.kw["verbose"], debug=self.kw["debug"],
+                                   runner_factory=self.runner_factory)
         return self._app
 
 
@@ -62,19 +64,20 @@ def cli(ctx, **kw):
 
     Every change is printed as the exact commands it would run, unless --yes.
     """
-    ctx.obj = Options(**kw)
+    ctx.obj = Options(runner_factory=getattr(ctx.obj, "runner_factory", None), **kw)
 
 
 def load_commands() -> None:
     from . import cluster, domain, log, node  # noqa: F401  (they register themselves)
 
 
-def main(argv=None) -> None:
+def run(args, runner_factory=None) -> int:
+    """Run one havirt command line; return its exit code (errors printed)."""
     load_commands()
-    args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        rc = cli.main(args=args, prog_name="havirt", standalone_mode=False)
+        rc = cli.main(args=list(args), prog_name="havirt", standalone_mode=False,
+                      obj=Options(runner_factory=runner_factory, home=None, config=None))
     except click.exceptions.Exit as e:
         rc = e.exit_code
     except click.ClickException as e:
@@ -86,13 +89,10 @@ def main(argv=None) -> None:
     except HavirtError as e:
         if debug:
             traceback.print_exc()
-        if isinstance(e, Refusal) and len(e.reasons) > 1:
-            click.echo(f"havirt: refused ({len(e.reasons)} reasons):", err=True)
-            for r in e.reasons:
-                click.echo(f"  - {r}", err=True)
-        else:
-            click.echo(f"havirt: {e}", err=True)
+        click.echo(f"havirt: {e}", err=True)   # one line, whatever the error
         rc = e.exit_code
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else EXIT_FAILURE
     except KeyboardInterrupt:
         click.echo("havirt: interrupted", err=True)
         rc = 130
@@ -103,7 +103,11 @@ def main(argv=None) -> None:
             traceback.print_exc()
         click.echo(f"havirt: internal error: {type(e).__name__}: {e} (run with --debug)", err=True)
         rc = EXIT_FAILURE
-    rc = rc if isinstance(rc, int) else 0
+    return rc if isinstance(rc, int) else 0
+
+
+def main() -> None:
+    rc = run(sys.argv[1:])
     sys.stdout.flush()
     sys.stderr.flush()
     import threading
@@ -113,4 +117,4 @@ def main(argv=None) -> None:
     sys.exit(rc)
 
 
-__all__ = ["cli", "main", "pass_app", "EXIT_USAGE"]
+__all__ = ["cli", "main", "run", "pass_app", "EXIT_USAGE"]

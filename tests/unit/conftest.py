@@ -1,0 +1,87 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fakes import FakeNode, FakeRunner  # noqa: E402
+from havirt.cli import run  # noqa: E402
+from havirt.state import NodeRecord, State, load_state, save_state  # noqa: E402
+
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def domain_xml(name, memory_mib=32, vcpus=1, disks=()):
+    disk_xml = "".join(
+        f"<disk type='file' device='disk'><source file='{d}'/><target dev='vd{chr(97 + i)}'/></disk>"
+        for i, d in enumerate(disks))
+    return (f"<domain type='kvm'><name>{name}</name><memory unit='MiB'>{memory_mib}</memory>"
+            f"<vcpu>{vcpus}</vcpu><os><type arch='x86_64'>hvm</type></os>"
+            f"<devices>{disk_xml}</devices></domain>\n")
+
+
+class FakeCluster:
+    """A havirt home in tmp_path and a fake cluster behind a fake runner."""
+
+    def __init__(self, tmp_path, capsys):
+        self.home = tmp_path / "home"
+        (self.home / "conf").mkdir(parents=True)
+        (self.home / "var").mkdir()
+        self.config = {"reserve": {"memory_mib": 1024, "vcpu_ratio": 4.0}, "lock_timeout": 2}
+        self.write_config()
+        self.nodes: dict[str, FakeNode] = {}
+        self.records: dict[str, NodeRecord] = {}
+        self.capsys = capsys
+        self.runners: list[FakeRunner] = []
+
+    def write_config(self, **extra):
+        import yaml
+        self.config.update(extra)
+        (self.home / "config.yaml").write_text(yaml.safe_dump(self.config))
+
+    def node(self, name, record=True, **kw):
+        n = self.nodes[name] = FakeNode(name=name, address=f"10.0.0.{len(self.nodes) + 1}", **kw)
+        if record:
+            self.records[name] = NodeRecord(name=name, address=n.address, cpus=n.cpus,
+                                            memory_mib=n.memory_mib, reachable=True)
+            self.save_state()
+        return n
+
+    def save_state(self):
+        state = self.state() if self.state_file.exists() else State()
+        for name, rec in self.records.items():
+            state.nodes[name] = rec
+        save_state(self.state_file, state)
+
+    @property
+    def state_file(self):
+        return self.home / "var" / "state.yaml"
+
+    def state(self):
+        return load_state(self.state_file)
+
+    def conf(self, name, **kw):
+        (self.home / "conf" / f"{name}.xml").write_text(domain_xml(name, **kw))
+
+    def factory(self, app):
+        r = FakeRunner(app, self.nodes)
+        self.runners.append(r)
+        return r
+
+    @property
+    def calls(self):
+        return [c for r in self.runners for c in r.calls]
+
+    def havirt(self, *args):
+        self.capsys.readouterr()
+        rc = run(["--home", str(self.home), *args], runner_factory=self.factory)
+        out = self.capsys.readouterr()
+        return rc, out.out, out.err
+
+
+@pytest.fixture
+def fake(tmp_path, capsys):
+    return FakeCluster(tmp_path, capsys)

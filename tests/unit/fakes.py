@@ -1,0 +1,192 @@
+"""A fake cluster behind a fake runner.
+
+The runner understands exactly the commands havirt is meant to send (it
+rebuilds each one with havirt's own builders and compares the text), answers
+with output in the format real virsh prints (see tests/fixtures/virsh), and
+fails loudly on anything else.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from havirt.errors import NodeUnreachable
+from havirt.executor import wait_off_script
+from havirt.names import quote_argv
+from havirt.remote import migrate_argv, scan_script
+from havirt.transport import Result, Runner
+
+STATE_CODES = {"running": 1, "paused": 3, "shut off": 5}
+
+
+@dataclass
+class FakeDomain:
+    name: str
+    memory_mib: int = 32
+    vcpus: int = 1
+    state: str = "running"
+    reason: int = 1
+    persistent: bool = False
+    autostart: bool = False
+    shuts_down: bool = True     # obeys ACPI shutdown
+
+
+@dataclass
+class FakeNode:
+    name: str
+    address: str = ""
+    cpus: int = 4
+    memory_mib: int = 8192
+    hostname: str | None = None
+    domains: dict[str, FakeDomain] = field(default_factory=dict)
+    paths: set[str] = field(default_factory=set)
+    reachable: bool = True
+    libvirt_up: bool = True
+    xml: dict[str, str] = field(default_factory=dict)   # what dumpxml prints
+
+    def add(self, name, **kw) -> FakeDomain:
+        d = self.domains[name] = FakeDomain(name=name, **kw)
+        return d
+
+
+class UnexpectedCommand(AssertionError):
+    pass
+
+
+class FakeRunner(Runner):
+    def __init__(self, app, nodes: dict[str, FakeNode]):
+        self.app = app
+        self.cfg = app.cfg
+        self.nodes = nodes
+        self.calls: list[tuple[str, str]] = []
+        self.migrate_fails = False
+
+    def describe(self, node):
+        return f"ssh root@{self.nodes[node].address or node}"
+
+    def run_many(self, commands):
+        out = {}
+        for node, command in commands.items():
+            try:
+                out[node] = self.run(node, command)
+            except NodeUnreachable as e:
+                out[node] = e
+        return out
+
+    # -- the commands havirt may send ----------------------------------------------
+    def run(self, node, command, stdin=None, timeout=None, on_output=None) -> Result:
+        self.calls.append((node, command))
+        if node not in self.nodes:
+            raise UnexpectedCommand(f"command for unknown node {node}: {command}")
+        n = self.nodes[node]
+        if not n.reachable:
+            raise NodeUnreachable(node, "connect timed out after 5 s")
+        if command.startswith("printf '@@hostname"):
+            return self._scan(n, command)
+        v = lambda *a: quote_argv([self.cfg.virsh_command, "-c", self.cfg.virsh_uri, *a])  # noqa: E731
+        if command == v("create", "/dev/stdin"):
+            m = re.search(rb"<name>([^<]+)</name>", stdin or b"")
+            if not m:
+                raise UnexpectedCommand("create without XML on stdin")
+            name = m.group(1).decode()
+            mem = re.search(rb"<memory unit='MiB'>(\d+)</memory>", stdin)
+            n.add(name, memory_mib=int(mem.group(1)) if mem else 32)
+            return Result(node, command, 0, f"Domain '{name}' created from /dev/stdin\n")
+        for verb in ("shutdown", "destroy", "domjobabort"):
+            for name in list(n.domains) + self._names(command):
+                if command == v(verb, name):
+                    return self._power(n, verb, name, command)
+        for name in list(n.domains):
+            if command == wait_off_script(self.cfg, name, _seconds(command)):
+                d = n.domains.get(name)
+                off = d is None or d.state == "shut off"
+                return Result(node, command, 0 if off else 1)
+        for name, d in list(n.domains.items()):
+            for target in self.nodes.values():
+                rec = self.app.state.nodes.get(target.name)
+                if rec is None:
+                    continue
+                argv = migrate_argv(self.cfg, name, rec.address, rec.user or self.cfg.ssh.user,
+                                    rec.port or self.cfg.ssh.port)
+                if command == quote_argv(argv):
+                    if self.migrate_fails:
+                        return Result(node, command, 1, "", "error: operation failed: migration failed\n")
+                    target.domains[name] = n.domains.pop(name)
+                    if on_output:
+                        on_output("\rMigration: [100 %]")
+                    return Result(node, command, 0, "Migration: [100 %]\n")
+        if "dumpxml" in command:
+            return self._dumpxml(n, command)
+        raise UnexpectedCommand(f"{node}: unexpected command: {command}")
+
+    @staticmethod
+    def _names(command):
+        return [w for w in shlex.split(command)[-1:]]
+
+    def _power(self, n, verb, name, command):
+        d = n.domains.get(name)
+        if d is None or d.state == "shut off":
+            return Result(n.name, command, 1, "", f"error: Failed to {verb} domain '{name}'\n"
+                          "error: Requested operation is not valid: domain is not running\n")
+        if verb == "destroy" or (verb == "shutdown" and d.shuts_down):
+            if d.persistent:
+                d.state = "shut off"
+            else:
+                del n.domains[name]
+        return Result(n.name, command, 0, f"Domain '{name}' {verb}\n")
+
+    def _dumpxml(self, n, command):
+        out = []
+        for name, xml in sorted(n.xml.items()):
+            if shlex.quote(name) in command or "list --all --name" in command:
+                out.append(f"@@xml {name}\n{xml}")
+        return Result(n.name, command, 0, "\n".join(out) + "\n")
+
+    def _scan(self, n: FakeNode, command: str) -> Result:
+        m = re.search(r"\nfor p in (.*?); do ", command)
+        paths = shlex.split(m.group(1)) if m else []
+        dump_running = "printf '@@xml" in command
+        expected = scan_script(self.cfg, paths, dump_running)
+        if command != expected:
+            raise UnexpectedCommand(f"scan script differs from havirt's own:\n{command}\n---\n{expected}")
+        out = [f"@@hostname\n{n.hostname or n.name}"]
+        if not n.libvirt_up:
+            out.append("@@virsh-exit\n1")
+            return Result(n.name, command, 0, "\n".join(out) + "\n",
+                          "@@virsh-error\nerror: failed to connect to the hypervisor\n"
+                          "error: Failed to connect socket to '/var/run/libvirt/libvirt-sock': "
+                          "Connection refused\n")
+        out.append("@@version\nCompiled against library: libvirt 9.0.0\nUsing library: libvirt 9.0.0\n"
+                   "Using API: QEMU 9.0.0\nRunning hypervisor: QEMU 7.2.22\nRunning against daemon: 9.0.0\n")
+        out.append(f"@@nodeinfo\nCPU model:           x86_64\nCPU(s):              {n.cpus}\n"
+                   "CPU frequency:       2596 MHz\nCPU socket(s):       1\n"
+                   f"Core(s) per socket:  {n.cpus}\nThread(s) per core:  1\nNUMA cell(s):        1\n"
+                   f"Memory size:         {n.memory_mib * 1024} KiB\n")
+        out.append("@@persistent\n" + "".join(f"{d.name}\n" for d in n.domains.values() if d.persistent))
+        out.append("@@autostart\n" + "".join(f"{d.name}\n" for d in n.domains.values() if d.autostart))
+        stats = []
+        for d in n.domains.values():
+            code = STATE_CODES[d.state]
+            stats.append(f"Domain: '{d.name}'\n  state.state={code}\n  state.reason={d.reason}\n")
+            if code != 5:
+                stats.append(f"  balloon.current={d.memory_mib * 1024}\n"
+                             f"  balloon.maximum={d.memory_mib * 1024}\n"
+                             f"  vcpu.current={d.vcpus}\n  vcpu.maximum={d.vcpus}\n"
+                             "  vcpu.0.state=1\n")
+            stats.append("\n")
+        out.append("@@domstats\n" + "".join(stats))
+        out.append("@@end\n@@virsh-exit\n0")
+        if paths:
+            out.append("@@paths\n" + "\n".join(f"{1 if p in n.paths else 0} {p}" for p in sorted(set(paths))))
+        if dump_running:
+            for d in n.domains.values():
+                if d.state != "shut off":
+                    out.append(f"@@xml {d.name}\n{n.xml.get(d.name, '')}")
+        return Result(n.name, command, 0, "\n".join(out) + "\n", "@@virsh-error\n")
+
+
+def _seconds(command: str) -> float:
+    m = re.search(r'-lt (\d+) \]', command)
+    return float(m.group(1)) if m else 0
