@@ -39,9 +39,10 @@ below ``min_gain`` or ``max_moves`` is reached.
 2. when no single move gains ``min_gain``, two-domain swaps are tried (two
    moves, so a swap must gain ``2 * min_gain``), ordered so that the first
    migration fits next to the domain it is exchanged with;
-3. a cheap one-step look-ahead variant (pick, among the best few moves, the
-   one whose best follow-up leads lowest) is run too on clusters where it is
-   affordable, and the better plan by (score, moves) is returned;
+3. a second variant runs too and the better plan by (score, moves) is
+   returned: on small clusters a one-step look-ahead (pick, among the best
+   few moves, the one whose best follow-up leads lowest), on large ones a
+   wider candidate scan;
 4. chains are collapsed: a domain moved A->B then B->C becomes A->C (and
    A->B->A disappears) whenever the shortened sequence still respects every
    hard limit at every step; budget freed under ``max_moves`` is reused.
@@ -55,7 +56,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = [
     "BNode",
@@ -478,10 +479,12 @@ class _Cluster:
 # Search drivers
 
 
-def _best_single(cl: _Cluster, thr: float, exhaustive: bool, keep: int = 1) -> list[_Cand]:
-    """Best single moves; the pruned scan falls back to exhaustive when it finds nothing."""
+def _best_single(
+    cl: _Cluster, thr: float, exhaustive: bool, keep: int = 1, prune_k: int = _PRUNE_K
+) -> list[_Cand]:
+    """Best single moves; the pruned scan widens, then goes exhaustive, when it finds nothing."""
     if not exhaustive:
-        for k in (_PRUNE_K, 3 * _PRUNE_K):
+        for k in (prune_k, 3 * prune_k):
             sources, targets = cl.candidate_nodes(k)
             if sources is cl.all_nodes:
                 break
@@ -499,6 +502,7 @@ def _search(
     exhaustive: bool,
     swaps: bool,
     lookahead: int = 0,
+    prune_k: int = _PRUNE_K,
 ) -> tuple[list[_Step], bool]:
     """Run one planner from the current state of ``cl`` (which it mutates).
 
@@ -509,7 +513,7 @@ def _search(
         left = None if budget is None else budget - len(steps)
         if left is not None and left <= 0:
             return steps, True
-        cands = _best_single(cl, thr, exhaustive, keep=max(1, lookahead))
+        cands = _best_single(cl, thr, exhaustive, keep=max(1, lookahead), prune_k=prune_k)
         cands = [c for c in cands if c[0] >= thr]
         if cands:
             choice = cands[0]
@@ -635,6 +639,7 @@ def _run(
     swaps: bool,
     lookahead: int,
     collapse: bool,
+    prune_k: int = _PRUNE_K,
 ) -> tuple[list[_Step], _Cluster, tuple[list[int], list[int], dict[str, int]], float]:
     """One planner variant end to end: steps, the (final) state, the base, the score before."""
     if max_moves is not None and max_moves < 0:
@@ -643,13 +648,21 @@ def _run(
     base = cl.snapshot()
     before = cl.exact_score()
     thr = max(min_gain, _TINY_GAIN)
-    steps, hit_budget = _search(cl, max_moves, thr, exhaustive=exhaustive, swaps=swaps, lookahead=lookahead)
+    steps, hit_budget = _search(
+        cl, max_moves, thr, exhaustive=exhaustive, swaps=swaps, lookahead=lookahead, prune_k=prune_k
+    )
     if collapse:
         steps = _collapse(cl, base, steps)
         # merging freed some of the budget: keep planning with it
         while hit_budget and max_moves is not None and len(steps) < max_moves:
             more, hit_budget = _search(
-                cl, max_moves - len(steps), thr, exhaustive=exhaustive, swaps=swaps, lookahead=lookahead
+                cl,
+                max_moves - len(steps),
+                thr,
+                exhaustive=exhaustive,
+                swaps=swaps,
+                lookahead=lookahead,
+                prune_k=prune_k,
             )
             if not more:
                 break
@@ -690,15 +703,27 @@ def plan_balance(
     balanced cluster, or one just balanced, gives an empty plan. At most
     ``max_moves`` moves when that is not ``None``. Deterministic.
     """
-    variants: list[tuple[int, bool]] = [(0, True)]
+    # (look-ahead width, pruning width): small clusters afford the look-ahead,
+    # large ones a second, wider candidate scan instead
+    variants: list[tuple[int, int]] = [(0, _PRUNE_K)]
     probe = _Cluster(nodes, domains)
     work = probe.n * sum(len(probe.groups(i)) for i in range(probe.n))
     if work <= _LOOKAHEAD_MAX_WORK:
-        variants.append((_LOOKAHEAD_WIDTH, True))
+        variants.append((_LOOKAHEAD_WIDTH, _PRUNE_K))
+    elif 2 * _PRUNE_K < probe.n:
+        variants.append((0, 2 * _PRUNE_K))
     best: tuple[tuple[float, int], list[Move], float] | None = None
-    for lookahead, swaps in variants:
+    for lookahead, prune_k in variants:
         steps, cl, base, before = _run(
-            nodes, domains, max_moves, min_gain, exhaustive=False, swaps=swaps, lookahead=lookahead, collapse=True
+            nodes,
+            domains,
+            max_moves,
+            min_gain,
+            exhaustive=False,
+            swaps=True,
+            lookahead=lookahead,
+            collapse=True,
+            prune_k=prune_k,
         )
         moves = _to_moves(cl, base, steps)
         after = moves[-1].score_after if moves else before

@@ -41,6 +41,7 @@ SCHEMA: dict[str, object] = {
     },
     "migrate": {
         "timeout": ((int, float), 600),
+        "unsafe": (bool, False),
     },
 }
 
@@ -108,6 +109,7 @@ class Config:
     balance_min_gain: float
     balance_max_moves: int
     migrate_timeout: float
+    migrate_unsafe: bool
     raw: dict = field(default_factory=dict)
 
 
@@ -163,6 +165,7 @@ def load_config(path: Path) -> Config:
         balance_min_gain=float(merged["balance"]["min_gain"]),
         balance_max_moves=merged["balance"]["max_moves"],
         migrate_timeout=float(merged["migrate"]["timeout"]),
+        migrate_unsafe=merged["migrate"]["unsafe"],
         raw=merged,
     )
 

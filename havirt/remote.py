@@ -53,6 +53,7 @@ def migrate_uri(cfg, address: str, user: str, port: int) -> str:
 
 
 def migrate_argv(cfg, domain: str, address: str, user: str, port: int) -> list[str]:
-    return [cfg.virsh_command, "-c", cfg.virsh_uri, "migrate", "--live", "--verbose",
-            domain, migrate_uri(cfg, address, user, port),
-            "--migrateuri", f"tcp://{address}"]
+    argv = [cfg.virsh_command, "-c", cfg.virsh_uri, "migrate", "--live", "--verbose"]
+    if cfg.migrate_unsafe:
+        argv.append("--unsafe")
+    return argv + [domain, migrate_uri(cfg, address, user, port), "--migrateuri", f"tcp://{address}"]
