@@ -36,7 +36,7 @@ SCHEMA: dict[str, object] = {
         "vcpu_ratio": ((int, float), 4.0),
     },
     "balance": {
-        "min_gain": ((int, float), 0.01),
+        "min_gain": ((int, float), 0.002),
         "max_moves": (int, 20),
     },
     "migrate": {
