@@ -14,7 +14,7 @@ def check_name(kind: str, name: str) -> str:
     Allowed: letters, digits, '.', '_', '-'; 1 to 64 characters; not starting
     with '.' or '-' (so never '..' nor an option).
     """
-    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name:
         shown = name if isinstance(name, str) and len(name) <= 40 else repr(name)[:40] + "..."
         raise UsageError(
             f"invalid {kind} name {shown!r}: use 1-64 letters, digits, '.', '_' or '-', "

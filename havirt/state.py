@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import getpass
+import json
 import os
 import sys
 import tempfile
@@ -24,12 +25,8 @@ from .errors import LockBusy, StateError
 
 FORMAT = 1
 
-try:  # libyaml's C loader and dumper where present (much faster)
-    _Loader = yaml.CSafeLoader
-    _Dumper = yaml.CSafeDumper
-except AttributeError:  # pragma: no cover - depends on the PyYAML build
-    _Loader = yaml.SafeLoader
-    _Dumper = yaml.SafeDumper
+# libyaml's C loader where present (much faster than the pure Python one)
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def now_iso() -> str:
@@ -104,19 +101,32 @@ def _records(path: Path, kind: str, cls, data) -> dict:
         return {}
     if not isinstance(data, dict):
         raise StateError(f"{path}: '{kind}' must be a mapping of name to record")
-    known = {f.name for f in fields(cls)} - {"name"}
+    types = {f.name: _allowed(f.type) for f in fields(cls) if f.name != "name"}
     out = {}
     for name, rec in data.items():
         if not isinstance(name, str) or not isinstance(rec, dict):
             raise StateError(f"{path}: {kind} entry {name!r} is not a mapping")
-        extra = set(rec) - known
+        extra = set(rec) - set(types)
         if extra:
-            raise StateError(f"{path}: {kind} {name}: unknown keys {', '.join(sorted(extra))}")
+            raise StateError(f"{path}: {kind} {name}: unknown keys {', '.join(sorted(map(str, extra)))}")
+        for key, value in rec.items():
+            ok = types[key]
+            if not isinstance(value, ok) or (isinstance(value, bool) and bool not in ok):
+                raise StateError(f"{path}: {kind} {name}: '{key}' has a value of the wrong "
+                                 f"type: {str(value)[:40]!r}; left untouched")
         try:
             out[name] = cls(name=name, **rec)
         except TypeError as e:  # pragma: no cover - guarded by the key check
             raise StateError(f"{path}: {kind} {name}: {e}") from e
     return out
+
+
+_TYPES = {"str": str, "int": int, "bool": bool, "None": type(None), "list[str]": list}
+
+
+def _allowed(annotation: str) -> tuple:
+    """'int | None' -> (int, NoneType): the types a state value may have."""
+    return tuple(_TYPES[t.strip()] for t in str(annotation).split("|"))
 
 
 def state_from_dict(path: Path, data) -> State:
@@ -139,6 +149,27 @@ def state_from_dict(path: Path, data) -> State:
     return State(nodes=nodes, domains=domains, updated=data.get("updated"))
 
 
+_NOT_JSON = object()
+
+
+def dump_state(doc: dict) -> str:
+    """YAML in flow style, one node or domain per line.
+
+    Every line is also JSON, so havirt reads its own file with the json
+    module (20,000 domains in well under a second, where libyaml takes
+    several); any YAML written by hand is read with PyYAML.
+    """
+    out = [f'{{"format": {json.dumps(doc["format"])},', f' "updated": {json.dumps(doc["updated"])},']
+    for section in ("nodes", "domains"):
+        items = list(doc[section].items())
+        out.append(f' "{section}": {{' + ("" if items else "}" + ("," if section == "nodes" else "")))
+        for i, (name, rec) in enumerate(items):
+            end = "," if i < len(items) - 1 else ("}," if section == "nodes" else "}")
+            out.append(f"  {json.dumps(name)}: {json.dumps(rec)}{end}")
+    out[-1] += "}"
+    return "\n".join(out) + "\n"
+
+
 def load_state(path: Path) -> State:
     """The state, or an empty one when the file does not exist yet."""
     try:
@@ -148,7 +179,12 @@ def load_state(path: Path) -> State:
     except OSError as e:
         raise StateError(f"{path}: cannot read: {e.strerror}") from e
     try:
-        data = yaml.load(text, Loader=_Loader)
+        data = json.loads(text)   # the flow style havirt writes: fast path
+    except ValueError:
+        data = _NOT_JSON
+    try:
+        if data is _NOT_JSON:     # written or edited by hand in any YAML style
+            data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
@@ -159,7 +195,7 @@ def load_state(path: Path) -> State:
 def save_state(path: Path, state: State) -> None:
     """Atomic replace: temporary file in the same folder, fsync, rename."""
     state.updated = now_iso()
-    text = yaml.dump(state.to_dict(), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+    text = dump_state(state.to_dict())
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".tmp", dir=path.parent)
     try:

@@ -66,6 +66,7 @@ def domain_rows(state: State, conf_specs: dict, node=None, running=None) -> list
             "vcpus": (rec.vcpus if rec and rec.vcpus else None) or (spec.vcpus if spec_ok else None),
             "maintenance": rec.maintenance if rec else False,
             "xml": spec is not None,
+            "xml_error": spec if isinstance(spec, str) else None,
             "stale": rec.stale if rec else False,
             "conflict": rec.conflict if rec else [],
             "last_seen": rec.last_seen if rec else None,

@@ -24,13 +24,18 @@ def domain_list(opts, node, running):
     from ..errors import DomainXMLError
     from ..views import DOMAIN_COLUMNS, domain_rows
     app = opts.app()
+    if node:
+        app.state.node(node)
     specs = {}
-    for name in app.conf_names():
+    for name in sorted(app.conf_names()):
+        path = app.conf_file(name)
         try:
-            specs[name] = parse_domain_xml(app.conf_file(name).read_text(), name)
-        except (DomainXMLError, Exception) as e:  # listed, flagged, never fatal
+            specs[name] = parse_domain_xml(path.read_text(), str(path))
+        except DomainXMLError as e:  # listed, flagged, never fatal
             specs[name] = str(e)
     emit(app, domain_rows(app.state, specs, node, running), DOMAIN_COLUMNS)
+    for problem in (v for v in specs.values() if isinstance(v, str)):
+        click.echo(f"havirt: warning: {problem}", err=True)
 
 
 @domain.command("import", epilog="""\b

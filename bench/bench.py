@@ -1,0 +1,264 @@
+"""make bench: havirt's scan against the naive way and the parallel OpenSSH floor.
+
+Needs the lab up with 8 nodes (make bench brings it up and down). Starts 5
+domains on each node, lets them settle, then measures in one run (so the
+ratios compare like with like on this shared, noisy machine):
+  - the naive loop: for each node `ssh node virsh list --all`, then for each
+    domain `ssh node virsh dominfo NAME`, node after node;
+  - the floor: OpenSSH to all nodes at once, one session and one virsh each;
+  - havirt node scan (the whole command, process start included);
+  - havirt scan wall time for 1, 2, 4 and 8 nodes;
+  - read-only commands (no paramiko import) wall time;
+  - state load and save at 1,000 nodes and 20,000 domains;
+  - balance planning at 100 nodes and 2,000 domains.
+Writes docs/BENCHMARK.md.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+PER_NODE = 5
+RUNS = 5
+NAIVE_RUNS = 3
+
+
+def lab_env() -> dict:
+    env = {}
+    for line in (REPO / "tests/lab/run/lab.env").read_text().splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            env[k] = v
+    return env
+
+
+def sh(cmd: str, check=True) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, check=check)
+
+
+def timed(cmd: str) -> float:
+    start = time.perf_counter()
+    res = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if res.returncode != 0:
+        raise SystemExit(f"bench: command failed ({res.returncode}): {cmd}\n{res.stderr[-500:]}")
+    return took
+
+
+def median_of(cmd: str, runs: int) -> float:
+    return statistics.median(timed(cmd) for _ in range(runs))
+
+
+def start_domains(env, nodes: list[str]) -> list[str]:
+    """PER_NODE diskless domains per node, made from the lab's tiny1.xml."""
+    template = (Path(env["LAB_DIR"]) / "xml" / "tiny1.xml").read_text()
+    xml_dir = Path(env["LAB_DIR"]) / "bench-xml"
+    xml_dir.mkdir(exist_ok=True)
+    names = []
+    for i, node in enumerate(nodes):
+        for j in range(PER_NODE):
+            name = f"b{i + 1}d{j + 1}"
+            xml = re.sub(r"<name>[^<]+</name>", f"<name>{name}</name>", template)
+            xml = re.sub(r"<uuid>[^<]+</uuid>", "", xml)
+            (xml_dir / f"{name}.xml").write_text(xml)
+            names.append(name)
+    procs = []
+    for i, node in enumerate(nodes):
+        files = " ".join(str(xml_dir / f"b{i + 1}d{j + 1}.xml") for j in range(PER_NODE))
+        procs.append(subprocess.Popen(
+            ["bash", "-c", f"for f in {files}; do {env['LAB_SCRIPT']} exec {node} "
+                           f"virsh -q -c qemu:///system create $f >/dev/null || exit 1; done"]))
+    if any(p.wait() for p in procs):
+        raise SystemExit("bench: could not start the domains")
+    return names
+
+
+def settle(seconds_max=150, quiet_load=0.6) -> float:
+    """Wait until the domains' firmware has started (the 1-min load falls)."""
+    start = time.monotonic()
+    time.sleep(20)
+    while time.monotonic() - start < seconds_max:
+        # CPU busy over one second, from /proc/stat
+        a = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        time.sleep(2)
+        b = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = (b[3] + b[4]) - (a[3] + a[4])
+        total = sum(b) - sum(a)
+        busy = 1 - idle / total if total else 0
+        if busy < quiet_load / (os.cpu_count() or 1) + 0.25:
+            break
+    return time.monotonic() - start
+
+
+def naive_cmd(env, nodes) -> str:
+    ssh = f"ssh -F {env['LAB_SSH_CONFIG']}"
+    return (f"for n in {' '.join(nodes)}; do "
+            f"for d in $({ssh} $n virsh -q -c qemu:///system list --all --name); do "
+            f"{ssh} $n virsh -c qemu:///system dominfo $d >/dev/null; done; done")
+
+
+def floor_cmd(env, nodes) -> str:
+    ssh = f"ssh -F {env['LAB_SSH_CONFIG']}"
+    v = "'virsh -c qemu:///system \"hostname; nodeinfo; list --all; domstats --state --balloon --vcpu\"'"
+    return " ".join(f"{ssh} {n} {v} >/dev/null &" for n in nodes) + " wait"
+
+
+def state_io(n_nodes=1000, n_domains=20000) -> tuple[float, float, int]:
+    from havirt.state import DomainRecord, NodeRecord, State, load_state, save_state
+    st = State()
+    for i in range(n_nodes):
+        st.nodes[f"n{i}"] = NodeRecord(name=f"n{i}", address=f"10.1.{i // 250}.{i % 250}",
+                                       cpus=64, memory_mib=512000, reachable=True,
+                                       last_scan="2026-01-01T00:00:00Z")
+    for i in range(n_domains):
+        st.domains[f"d{i}"] = DomainRecord(name=f"d{i}", node=f"n{i % n_nodes}", state="running",
+                                           memory_mib=4096, vcpus=2, last_seen="2026-01-01T00:00:00Z")
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "state.yaml"
+        saves, loads = [], []
+        for _ in range(3):
+            t = time.perf_counter()
+            save_state(path, st)
+            saves.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            back = load_state(path)
+            loads.append(time.perf_counter() - t)
+        assert len(back.domains) == n_domains and len(back.nodes) == n_nodes
+        return statistics.median(loads), statistics.median(saves), path.stat().st_size
+
+
+def readonly_times(havirt) -> dict:
+    out = {}
+    for args in ("node list", "domain list", "cluster status --no-scan", "--help", "--version"):
+        out[args] = median_of(f"{havirt} {args} >/dev/null", RUNS)
+    probe = sh(f"{sys.executable} -c \"import sys; sys.argv=['havirt','--home','{os.environ['BENCH_HOME']}',"
+               f"'node','list']; sys.path.insert(0,'{REPO}');\n"
+               "from havirt.cli import run; import io, contextlib\n"
+               "with contextlib.redirect_stdout(io.StringIO()): run(sys.argv[1:])\n"
+               "print('paramiko' in sys.modules)\"")
+    out["paramiko imported by node list"] = probe.stdout.strip()
+    return out
+
+
+def main() -> None:
+    env = lab_env()
+    nodes = [f"node{i}" for i in range(1, int(env["LAB_NODES"]) + 1)]
+    home = Path(tempfile.mkdtemp(prefix="havirt-bench-"))
+    os.environ["BENCH_HOME"] = str(home)
+    shutil.copy(Path(env["LAB_HOME"]) / "config.yaml", home / "config.yaml")
+    havirt = f"{REPO / '.venv/bin/python'} {REPO / 'havirt.py'} --home {home}"
+    for i, n in enumerate(nodes, 1):
+        sh(f"{havirt} node add {n} --address 10.231.0.{10 + i}")
+    print(f"bench: {len(nodes)} nodes; starting {PER_NODE} domains on each", flush=True)
+    names = start_domains(env, nodes)
+    waited = settle()
+    print(f"bench: {len(names)} domains running; settled after {waited:.0f} s", flush=True)
+    sh(f"{havirt} node scan", check=False)  # warm: every node's libvirtd answered once
+
+    results = {}
+    rounds = []
+    for r in range(NAIVE_RUNS):
+        naive = timed(naive_cmd(env, nodes))
+        floor = median_of(floor_cmd(env, nodes), RUNS)
+        scan = median_of(f"{havirt} node scan -q", RUNS)
+        rounds.append((naive, floor, scan))
+        print(f"bench: round {r + 1}: naive {naive:.2f} s, floor {floor:.3f} s, havirt {scan:.3f} s",
+              flush=True)
+    results["naive"] = statistics.median(x[0] for x in rounds)
+    results["floor"] = statistics.median(x[1] for x in rounds)
+    results["scan"] = statistics.median(x[2] for x in rounds)
+    results["by_nodes"] = {k: median_of(f"{havirt} node scan -q {' '.join(nodes[:k])}", RUNS)
+                           for k in (1, 2, 4, 8) if k <= len(nodes)}
+    results["readonly"] = readonly_times(havirt)
+    results["state_load"], results["state_save"], results["state_bytes"] = state_io()
+    sys.path.insert(0, str(REPO / "bench"))
+    import bench_balance
+    results["balance"] = bench_balance.run()
+    write_report(results, len(nodes), len(names))
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
+    return (f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {mem} GiB, "
+            f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
+
+
+def write_report(r: dict, n_nodes: int, n_domains: int) -> None:
+    b = r["balance"]
+    lines = [
+        "# havirt benchmark",
+        "",
+        f"Run on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}, by `make bench`:",
+        f"a lab of {n_nodes} nodes (namespaces with their own sshd and libvirtd), "
+        f"{n_domains} running KVM domains. Medians; all figures from the same run.",
+        "",
+        "## Scan of every node",
+        "",
+        "| way | seconds | ratio to havirt |",
+        "| --- | ---: | ---: |",
+        f"| naive: `ssh node virsh list`, then `ssh node virsh dominfo` per domain, in sequence | "
+        f"{r['naive']:.2f} | {r['naive'] / r['scan']:.1f}x slower |",
+        f"| floor: OpenSSH to all nodes in parallel, one session and one virsh each | "
+        f"{r['floor']:.3f} | {r['scan'] / r['floor']:.2f}x (havirt / floor) |",
+        f"| `havirt node scan` (whole command: Python start, SSH, parse, state write) | "
+        f"{r['scan']:.3f} | 1 |",
+        "",
+        f"Targets: at least 10x faster than naive ({r['naive'] / r['scan']:.1f}x: "
+        f"{'met' if r['naive'] / r['scan'] >= 10 else 'NOT met'}); within 1.25x of the floor "
+        f"({r['scan'] / r['floor']:.2f}x: {'met' if r['scan'] / r['floor'] <= 1.25 else 'NOT met'}).",
+        "",
+        "## havirt node scan by number of nodes",
+        "",
+        "| nodes | seconds |",
+        "| ---: | ---: |",
+        *[f"| {k} | {v:.3f} |" for k, v in r["by_nodes"].items()],
+        "",
+        "## Read-only commands (target: under 0.3 s, no paramiko import)",
+        "",
+        "| command | seconds |",
+        "| --- | ---: |",
+        *[f"| `havirt {k}` | {v:.3f} |" for k, v in r["readonly"].items() if isinstance(v, float)],
+        "",
+        f"paramiko imported by `node list`: {r['readonly']['paramiko imported by node list']}",
+        "",
+        "## State file of 1,000 nodes and 20,000 domains (target: under 1 s each)",
+        "",
+        f"load {r['state_load']:.3f} s, save {r['state_save']:.3f} s "
+        f"({r['state_bytes'] / 1e6:.1f} MB)",
+        "",
+        "## Balance planning, 100 nodes and 2,000 domains (target: under 5 s)",
+        "",
+        f"plan_balance {b['balance']['seconds']:.2f} s: score {b['score_input']:.4f} -> "
+        f"{b['balance']['score_after']:.4f} in {b['balance']['moves']} moves "
+        f"(plain greedy: {b['greedy']['seconds']:.2f} s, {b['greedy']['score_after']:.4f} in "
+        f"{b['greedy']['moves']} moves; min_gain {b['min_gain']})",
+        "",
+    ]
+    out = REPO / "docs" / "BENCHMARK.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("\n".join(lines))
+    print("\n".join(lines))
+    print(f"bench: written to {out}")
+
+
+if __name__ == "__main__":
+    main()
