@@ -119,11 +119,16 @@ def record_scan(state: State, cluster: Cluster, conf_names: set[str]) -> list[Fi
                     " (after 'havirt domain import' if conf/ has no copy)"))
     for dname, where in sorted(present.items()):
         rec = state.domain(dname)
-        node, fact = where[0]
+        # A live migration shows the domain on two nodes for a moment: the
+        # guest runs on one, the other holds a paused copy waiting for (or
+        # handing over) its memory. That is not a double run.
+        running = [(n, d) for n, d in where if not d.migrating]
+        migrating = len(where) > 1 and len(running) <= 1
+        node, fact = (running or where)[0]
         rec.node, rec.state, rec.stale = node, fact.state, False
         rec.memory_mib, rec.vcpus, rec.last_seen = fact.memory_mib, fact.vcpus, when
-        rec.conflict = [n for n, _ in where] if len(where) > 1 else []
-        if len(where) > 1:
+        rec.conflict = [n for n, _ in where] if len(where) > 1 and not migrating else []
+        if len(where) > 1 and not migrating:
             findings.append(Finding(
                 "critical", "duplicate", dname,
                 f"DOMAIN {dname} RUNS ON {len(where)} NODES AT ONCE: "

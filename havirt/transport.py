@@ -221,8 +221,11 @@ def _collect(chan, deadline: float, on_output) -> tuple[bytes, bytes]:
             if on_output:
                 on_output(data.decode(errors="replace"))
         while chan.recv_stderr_ready():
-            err += chan.recv_stderr(65536)
+            data = chan.recv_stderr(65536)
+            err += data
             progressed = True
+            if on_output:  # virsh prints migration progress on stderr
+                on_output(data.decode(errors="replace"))
         if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
             # drain what arrived with the exit status (EOF follows it closely)
             chan.settimeout(max(0.1, min(2.0, deadline - time.monotonic())))
