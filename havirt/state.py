@@ -216,6 +216,17 @@ def save_state(path: Path, state: State) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+    _remove_leftovers(path.parent)
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Temporary files of a writer that was killed mid-write (a minute old)."""
+    for p in folder.glob(".state.*.tmp"):
+        try:
+            if time.time() - p.stat().st_mtime > 60:
+                p.unlink()
+        except OSError:
+            pass
 
 
 @contextmanager
