@@ -140,8 +140,7 @@ def domain_start(app, name, node=None, force=False) -> Outcome:
     with app.lock():
         node = node or local_node(app)
         app.state.node(node)
-        cluster, findings = app.scan(paths=spec.disks)
-        app.save()
+        cluster, findings = app.check_scan(paths=spec.disks)
         plan = plan_start(cluster, app.state, app.cfg, spec, node,
                           str(app.conf_file(name)), force=force)
         out = Outcome(dry_run=app.dry_run, findings=findings)
@@ -156,8 +155,7 @@ def domain_start(app, name, node=None, force=False) -> Outcome:
 def domain_stop(app, name, mode, wait=None, force=False) -> Outcome:
     check_name("domain", name)
     with app.lock():
-        cluster, findings = app.scan()
-        app.save()
+        cluster, findings = app.check_scan()
         if mode == "shutdown":
             plan = plan_shutdown(cluster, app.cfg, name, wait, force)
         else:
@@ -185,8 +183,7 @@ def domain_migrate(app, name, target=None, offline=False, timeout=None) -> Outco
     with app.lock():
         if target is not None:
             app.state.node(target)
-        cluster, findings = app.scan(paths=spec.disks)
-        app.save()
+        cluster, findings = app.check_scan(paths=spec.disks)
         plan = plan_migrate(cluster, app.state, app.cfg, spec, target, offline, timeout,
                             str(app.conf_file(name)))
         out = Outcome(dry_run=app.dry_run, findings=findings)

@@ -129,6 +129,14 @@ class App:
         findings = record_scan(self.state, cluster, self.conf_names())
         return cluster, findings
 
+    def check_scan(self, paths=()) -> tuple[Cluster, list[Finding]]:
+        """The fresh scan a safety check needs. Recorded in the state file,
+        except on a dry run, which changes nothing."""
+        cluster, findings = self.scan(paths=paths)
+        if not self.dry_run:
+            self.save()
+        return cluster, findings
+
     def close(self) -> None:
         if self._runner is not None:
             self._runner.close()

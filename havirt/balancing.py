@@ -9,7 +9,7 @@ from .actions import Outcome
 from .balance import BDomain, BNode, Move, plan_balance, plan_evacuation, score
 from .cluster import Cluster, usable_memory
 from .domxml import parse_domain_xml
-from .errors import HavirtError, RemoteError
+from .errors import HavirtError, NodeUnreachable, RemoteError
 from .executor import Executor, render_step
 from .migration import run_migration
 from .planner import Plan, migrate_step, plan_migrate
@@ -104,12 +104,11 @@ def _run_moves(app, moves: list[Move], out: Outcome) -> None:
 def evacuate(app, node: str) -> Outcome:
     specs = _specs(app)
     with app.lock():
-        cluster, findings = app.scan(paths=_disk_paths(specs))
-        app.save()
+        cluster, findings = app.check_scan(paths=_disk_paths(specs))
         targets = eligible_nodes(app, cluster)
         facts = cluster.nodes[node]
         if not facts.reachable:
-            raise RemoteError(f"node {node} did not answer ({facts.error}): nothing to evacuate")
+            raise NodeUnreachable(node, f"{facts.error}; cannot evacuate it")
         source = BNode(name=node, usable_mib=usable_memory(app.state.nodes[node], facts,
                                                            app.cfg.reserve_mib) or 1,
                        cpus=facts.cpus or 1, max_ratio=app.cfg.vcpu_ratio)
@@ -144,8 +143,7 @@ def balance(app, max_moves: int | None, no_scan: bool) -> Outcome:
         out = Outcome(dry_run=True)
         return _plan_balance(app, cluster, specs, max_moves, out, findings)
     with app.lock():
-        cluster, findings = app.scan(paths=_disk_paths(specs))
-        app.save()
+        cluster, findings = app.check_scan(paths=_disk_paths(specs))
         out = Outcome(dry_run=app.dry_run, findings=findings)
         return _plan_balance(app, cluster, specs, max_moves, out, findings)
 
