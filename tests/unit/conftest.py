@@ -85,3 +85,22 @@ class FakeCluster:
 @pytest.fixture
 def fake(tmp_path, capsys):
     return FakeCluster(tmp_path, capsys)
+
+
+# -- appended: a FakeCluster whose runner has the extra knobs of fakes.ExtRunner ---------
+from fakes import ExtRunner  # noqa: E402
+
+
+class ExtCluster(FakeCluster):
+    real_describe = False
+
+    def factory(self, app):
+        r = ExtRunner(app, self.nodes)
+        r.real_describe = self.real_describe
+        self.runners.append(r)
+        return r
+
+
+@pytest.fixture
+def xfake(tmp_path, capsys):
+    return ExtCluster(tmp_path, capsys)

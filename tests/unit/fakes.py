@@ -190,3 +190,58 @@ class FakeRunner(Runner):
 def _seconds(command: str) -> float:
     m = re.search(r'-lt (\d+) \]', command)
     return float(m.group(1)) if m else 0
+
+
+# -- appended: extensions used by the wider unit suite (test_cli_*.py, ...) ------------
+# Nothing above changes: ExtRunner is a subclass, and its knobs are attributes a
+# test sets on a FakeNode instance (plain dataclass instances accept them).
+#
+#   node.scan_stdout = "..."   the scan session answers this text (after checking
+#   node.scan_stderr = "..."   that havirt sent exactly its own scan script)
+#   runner.real_describe       describe() as the real SSHRunner would print it
+
+
+class ExtRunner(FakeRunner):
+    real_describe = False
+
+    def describe(self, node):
+        if not self.real_describe:
+            return super().describe(node)
+        from havirt.transport import SSHRunner, Target
+        targets = {n: Target(n, r.address, r.user, r.port)
+                   for n, r in self.app.state.nodes.items()}
+        return SSHRunner(self.cfg.ssh, targets).describe(node)
+
+    def run(self, node, command, stdin=None, timeout=None, on_output=None) -> Result:
+        n = self.nodes.get(node)
+        if n is not None and n.reachable and command.startswith("printf '@@hostname"):
+            raw = getattr(n, "scan_stdout", None)
+            if raw is not None:
+                self.calls.append((node, command))
+                self._scan(n, command)  # raises unless it is havirt's own scan script
+                return Result(node, command, 0, raw, getattr(n, "scan_stderr", "@@virsh-error\n"))
+        m = re.search(r" domstate (\S+) 2>/dev/null\)", command)
+        if m and n is not None and n.reachable:
+            name = shlex.split(m.group(1))[0]
+            if name not in n.domains and command == wait_off_script(self.cfg, name, _seconds(command)):
+                # a transient domain that shut down is gone: domstate fails, the wait ends
+                self.calls.append((node, command))
+                return Result(node, command, 0)
+        return super().run(node, command, stdin=stdin, timeout=timeout, on_output=on_output)
+
+
+def home_snapshot(home):
+    """Bytes of var/state.yaml and of every file under conf/ (to prove nothing changed)."""
+    from pathlib import Path
+    home = Path(home)
+    state = home / "var" / "state.yaml"
+    conf = home / "conf"
+    return {
+        "state": state.read_bytes() if state.exists() else None,
+        "conf": {str(p.relative_to(conf)): p.read_bytes()
+                 for p in sorted(conf.rglob("*")) if p.is_file()} if conf.exists() else None,
+    }
+
+
+def is_scan(command: str) -> bool:
+    return command.startswith("printf '@@hostname")

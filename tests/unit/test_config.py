@@ -1,0 +1,188 @@
+"""config.load_config: defaults, every key, and every way a config file can be wrong."""
+
+import os
+
+import pytest
+
+from havirt.config import SCHEMA, load_config
+from havirt.errors import ConfigError
+
+
+def write(tmp_path, text):
+    p = tmp_path / "config.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_when_no_file(tmp_path):
+    cfg = load_config(tmp_path / "config.yaml")
+    assert cfg.path == str(tmp_path / "config.yaml")
+    assert cfg.dryrun is True and cfg.lock_timeout == 60.0
+    s = cfg.ssh
+    assert (s.user, s.port, s.identity_file, s.host_key_policy) == ("root", 22, None, "reject")
+    assert s.known_hosts_file == os.path.expanduser("~/.ssh/known_hosts")
+    assert s.ssh_config == os.path.expanduser("~/.ssh/config")
+    assert (s.connect_timeout, s.command_timeout, s.parallel) == (5.0, 60.0, 16)
+    assert (cfg.virsh_uri, cfg.virsh_command) == ("qemu:///system", "virsh")
+    assert (cfg.reserve_mib, cfg.vcpu_ratio) == (1024, 4.0)
+    assert (cfg.balance_min_gain, cfg.balance_max_moves, cfg.migrate_timeout) == (0.002, 20, 600.0)
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n"])
+def test_empty_file_means_defaults(tmp_path, text):
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.ssh.port == 22 and cfg.dryrun is True
+
+
+def test_every_key(tmp_path):
+    key = tmp_path / "id_ed25519"
+    key.write_text("not really a key\n")
+    p = write(tmp_path, f"""\
+# like config.sample.yaml, every value changed from its default
+dryrun: false
+lock_timeout: 7.5
+ssh:
+  user: admin
+  port: 2222
+  identity_file: {key}
+  known_hosts_file: {tmp_path}/known_hosts
+  host_key_policy: accept-new
+  connect_timeout: 3
+  command_timeout: 90.5
+  parallel: 4
+  ssh_config: null
+virsh:
+  uri: qemu+ssh:///system
+  command: /usr/bin/virsh
+reserve:
+  memory_mib: 2048
+  vcpu_ratio: 2
+balance:
+  min_gain: 0.05
+  max_moves: 3
+migrate:
+  timeout: 900
+""")
+    cfg = load_config(p)
+    assert cfg.dryrun is False and cfg.lock_timeout == 7.5
+    s = cfg.ssh
+    assert (s.user, s.port, s.identity_file, s.known_hosts_file) == (
+        "admin", 2222, str(key), f"{tmp_path}/known_hosts")
+    assert (s.host_key_policy, s.connect_timeout, s.command_timeout, s.parallel, s.ssh_config) == (
+        "accept-new", 3.0, 90.5, 4, None)
+    assert (cfg.virsh_uri, cfg.virsh_command) == ("qemu+ssh:///system", "/usr/bin/virsh")
+    assert (cfg.reserve_mib, cfg.vcpu_ratio) == (2048, 2.0)
+    assert (cfg.balance_min_gain, cfg.balance_max_moves, cfg.migrate_timeout) == (0.05, 3, 900.0)
+    assert isinstance(cfg.vcpu_ratio, float) and isinstance(cfg.lock_timeout, float)
+
+
+def test_identity_file_tilde_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "k").write_text("x")
+    cfg = load_config(write(tmp_path, "ssh: {identity_file: ~/.ssh/k}\n"))
+    assert cfg.ssh.identity_file == str(tmp_path / ".ssh" / "k")
+
+
+def test_unknown_top_level_key(tmp_path):
+    p = write(tmp_path, "dryrun: true\nsssh: {}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value) == (f"{p}: unknown key 'sssh' (allowed here: balance, dryrun, "
+                            "lock_timeout, migrate, reserve, ssh, virsh)")
+
+
+def test_unknown_nested_key(tmp_path):
+    p = write(tmp_path, "ssh:\n  user: root\n  hostname: x\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    allowed = ", ".join(sorted(SCHEMA["ssh"]))
+    assert str(e.value) == f"{p}: unknown key 'ssh.hostname' (allowed here: {allowed})"
+    assert "command_timeout, connect_timeout, host_key_policy" in str(e.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("ssh: {port: '22'}\n", "key 'ssh.port' must be an integer, not '22'"),
+    ("ssh: {port: 22.5}\n", "key 'ssh.port' must be an integer, not 22.5"),
+    ("ssh: {port: true}\n", "key 'ssh.port' must be an integer, not True"),
+    ("lock_timeout: true\n", "key 'lock_timeout' must be an integer or a number, not True"),
+    ("lock_timeout: soon\n", "key 'lock_timeout' must be an integer or a number, not 'soon'"),
+    ("dryrun: 'yes'\n", "key 'dryrun' must be true/false, not 'yes'"),
+    ("dryrun: 1\n", "key 'dryrun' must be true/false, not 1"),
+    ("reserve: {memory_mib: 1.5}\n", "key 'reserve.memory_mib' must be an integer, not 1.5"),
+    ("reserve: {vcpu_ratio: false}\n", "key 'reserve.vcpu_ratio' must be an integer or a number, not False"),
+    ("virsh: {uri: 5}\n", "key 'virsh.uri' must be a string, not 5"),
+    ("ssh: {identity_file: [a, b]}\n", "key 'ssh.identity_file' must be a string or null, not ['a', 'b']"),
+    ("ssh: [user, root]\n", "ssh must be a mapping"),
+    ("ssh: root\n", "ssh must be a mapping"),
+    ("- dryrun\n- ssh\n", "top level must be a mapping"),
+    ("just a string\n", "top level must be a mapping"),
+    ("ssh: {host_key_policy: yolo}\n",
+     "key 'ssh.host_key_policy' must be one of reject, accept-new, ignore, not 'yolo'"),
+    ("ssh: {port: 0}\n", "key 'ssh.port' out of range: 0"),
+    ("ssh: {port: 70000}\n", "key 'ssh.port' out of range: 70000"),
+    ("ssh: {parallel: 0}\n", "key 'ssh.parallel' out of range: 0"),
+    ("ssh: {connect_timeout: 0}\n", "key 'ssh.connect_timeout' must be more than 0"),
+    ("reserve: {memory_mib: -1}\n", "keys under 'reserve' must be positive"),
+    ("reserve: {vcpu_ratio: 0}\n", "keys under 'reserve' must be positive"),
+])
+def test_wrong_values(tmp_path, text, message):
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value) == f"{p}: {message}"
+    assert e.value.exit_code == 2
+
+
+def test_missing_identity_file(tmp_path):
+    p = write(tmp_path, f"ssh: {{identity_file: {tmp_path}/nope}}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value) == f"{p}: key 'ssh.identity_file': no such file: {tmp_path}/nope"
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    p = write(tmp_path, "dryrun: true\nssh:\n  user: [root\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value).startswith(f"{p}: line ")
+    assert str(e.value).endswith(" is not valid YAML")
+
+
+def test_config_is_a_folder(tmp_path):
+    (tmp_path / "config.yaml").mkdir()
+    with pytest.raises(ConfigError, match=r"config.yaml: cannot read: Is a directory"):
+        load_config(tmp_path / "config.yaml")
+
+
+# -- through the CLI -------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, fragment", [
+    ("nodes: []\n", "unknown key 'nodes'"),
+    ("ssh: {prot: 22}\n", "unknown key 'ssh.prot'"),
+    ("ssh: {port: twenty}\n", "key 'ssh.port' must be an integer, not 'twenty'"),
+    ("ssh: {identity_file: /nonexistent/key}\n", "no such file: /nonexistent/key"),
+    ("ssh: {host_key_policy: trust}\n", "must be one of reject, accept-new, ignore"),
+    ("ssh:\n  user: [root\n", "is not valid YAML"),
+    ("[1, 2]\n", "top level must be a mapping"),
+])
+def test_cli_bad_config_one_line_exit_2(fake, text, fragment):
+    fake.node("node1")
+    (fake.home / "config.yaml").write_text(text)
+    before = fake.state_file.read_bytes()
+    for args in (("node", "list"), ("node", "scan"), ("--yes", "domain", "destroy", "web1")):
+        rc, out, err = fake.havirt(*args)
+        assert rc == 2, (args, err)
+        assert out == ""
+        assert err.startswith(f"havirt: {fake.home / 'config.yaml'}: ") and err.count("\n") == 1, err
+        assert fragment in err and "Traceback" not in err
+    assert fake.calls == []
+    assert fake.state_file.read_bytes() == before
+
+
+def test_cli_config_option_names_the_file(fake, tmp_path):
+    other = tmp_path / "other.yaml"
+    other.write_text("bogus: 1\n")
+    rc, out, err = fake.havirt("--config", str(other), "node", "list")
+    assert rc == 2
+    assert err.startswith(f"havirt: {other}: unknown key 'bogus'") and err.count("\n") == 1

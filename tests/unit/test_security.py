@@ -1,0 +1,143 @@
+"""XML never on a command line; dry runs never show keys or config paths; var/ files are 0600."""
+
+import os
+import shlex
+import stat
+
+import pytest
+
+from fakes import is_scan
+
+V = "virsh -c qemu:///system"
+
+
+@pytest.fixture
+def umask0():
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_no_xml_on_any_remote_command_line(xfake):
+    a, b = xfake.node("node1"), xfake.node("node2")
+    xfake.conf("web1", memory_mib=128, disks=["/srv/web1.qcow2"])
+    b.paths.add("/srv/web1.qcow2")
+    xml = (xfake.home / "conf" / "web1.xml").read_text()
+    rc, out, err = xfake.havirt("--yes", "domain", "start", "web1", "node2")
+    assert rc == 0, err
+    assert "web1" in b.domains       # the fake only creates from XML it got on stdin
+    assert ("node2", f"{V} create /dev/stdin") in xfake.calls
+    for _, command in xfake.calls:
+        assert "<domain" not in command and "<name>" not in command and xml.strip() not in command
+    # the offline migration sends the XML again, on stdin too
+    rc, out, err = xfake.havirt("--yes", "domain", "migrate", "web1", "node1", "--offline")
+    assert rc == 3      # node1 lacks the disk: refused, fine
+    a.paths.add("/srv/web1.qcow2")
+    rc, out, err = xfake.havirt("--yes", "domain", "migrate", "web1", "node1", "--offline")
+    assert rc == 0, err
+    assert "web1" in a.domains
+    assert all("<domain" not in c for _, c in xfake.calls)
+    log = (xfake.home / "var" / "audit.log").read_text()
+    assert "<domain" not in log and "create /dev/stdin < conf/web1.xml" in log
+
+
+def secret_setup(fake, tmp_path):
+    key = tmp_path / "secret-keys" / "id_havirt_ed25519"
+    key.parent.mkdir()
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n")
+    extra = tmp_path / "secret-keys" / "id_from_ssh_config"
+    extra.write_text("x")
+    ssh_config = tmp_path / "secret-keys" / "ssh_config"
+    ssh_config.write_text(f"Host *\n  IdentityFile {extra}\n")
+    known = tmp_path / "secret-keys" / "known_hosts"
+    known.write_text("")
+    fake.write_config(ssh={"identity_file": str(key), "ssh_config": str(ssh_config),
+                           "known_hosts_file": str(known), "host_key_policy": "reject"})
+    fake.real_describe = True
+    return [str(key), str(extra), str(ssh_config), str(known), "secret-keys", "id_havirt", "BEGIN OPENSSH"]
+
+
+def test_dry_runs_never_show_the_key_or_config_paths(xfake, tmp_path):
+    secrets = secret_setup(xfake, tmp_path)
+    a, b = xfake.node("node1"), xfake.node("node2")
+    xfake.records["node2"].port = 2222
+    xfake.save_state()
+    xfake.conf("web1", memory_mib=64)
+    xfake.conf("db1", memory_mib=64)
+    a.add("db1", memory_mib=64)
+    outputs = []
+    for args in (("domain", "start", "web1", "node2"),
+                 ("domain", "shutdown", "db1", "--wait", "10", "--force"),
+                 ("domain", "destroy", "db1"),
+                 ("domain", "migrate", "db1", "node2"),
+                 ("domain", "migrate", "db1", "node2", "--offline"),
+                 ("node", "maintenance", "node1", "on"),
+                 ("-f", "json", "domain", "start", "web1", "node2")):
+        rc, out, err = xfake.havirt(*args)
+        assert rc == 0, (args, err)
+        outputs.append(out + err)
+    text = "\n".join(outputs)
+    # the real SSHRunner's describe: user@host, the port when not 22, nothing else
+    assert "ssh -p 2222 root@10.0.0.2 'virsh -c qemu:///system create /dev/stdin' < conf/web1.xml" in text
+    assert f"ssh root@10.0.0.1 '{V} destroy db1'" in text
+    for s in secrets:
+        assert s not in text, s
+    assert " -i " not in text and "IdentityFile" not in text
+    assert all(is_scan(c) for _, c in xfake.calls)
+
+
+def test_hostile_address_stays_one_argument_on_the_source(xfake):
+    a, b = xfake.node("node1"), xfake.node("node2")
+    a.add("web1", memory_mib=64)
+    xfake.conf("web1", memory_mib=64)
+    xfake.records["node2"].address = "10.0.0.2;touch /tmp/pwned"
+    xfake.save_state()
+    rc, out, err = xfake.havirt("domain", "migrate", "web1", "node2")
+    assert rc == 0, err
+    line = out.splitlines()[0]
+    ssh, host, remote = shlex.split(line)
+    assert (ssh, host) == ("ssh", "root@10.0.0.1")
+    assert shlex.split(remote) == ["virsh", "-c", "qemu:///system", "migrate", "--live", "--verbose", "web1",
+                                   "qemu+ssh://root@10.0.0.2;touch /tmp/pwned/system",
+                                   "--migrateuri", "tcp://10.0.0.2;touch /tmp/pwned"]
+
+
+def test_var_files_are_0600(xfake, umask0):
+    xfake.node("node1")
+    b = xfake.node("node2")
+    xfake.conf("web1", memory_mib=64)
+    os.chmod(xfake.state_file, 0o644)
+    rc, out, err = xfake.havirt("--yes", "domain", "start", "web1", "node2")
+    assert rc == 0, err
+    assert "web1" in b.domains
+    var = xfake.home / "var"
+    assert sorted(p.name for p in var.iterdir()) == ["audit.log", "havirt.lock", "state.yaml"]
+    for name in ("state.yaml", "audit.log", "havirt.lock"):
+        assert stat.S_IMODE((var / name).stat().st_mode) == 0o600, name
+
+
+def test_fresh_home_var_is_not_world_readable(tmp_path, capsys, umask0):
+    from conftest import FakeCluster
+    fake = FakeCluster(tmp_path, capsys)
+    fake.home = tmp_path / "fresh"
+    fake.home.mkdir()
+    (fake.home / "config.yaml").write_text("lock_timeout: 2\n")
+    fake.node("node1", record=False)
+    rc, out, err = fake.havirt("node", "add", "node1", "--address", "10.0.0.1")
+    assert rc == 0, err
+    var = fake.home / "var"
+    assert stat.S_IMODE(var.stat().st_mode) & 0o007 == 0
+    assert stat.S_IMODE((var / "state.yaml").stat().st_mode) == 0o600
+    assert stat.S_IMODE((var / "havirt.lock").stat().st_mode) == 0o600
+
+
+def test_imported_conf_files_are_not_world_writable(xfake, umask0):
+    from conftest import domain_xml
+    a = xfake.node("node1")
+    a.xml["web1"] = domain_xml("web1")
+    rc, out, err = xfake.havirt("domain", "import", "web1", "--from", "node1")
+    assert rc == 0, err
+    assert stat.S_IMODE((xfake.home / "conf" / "web1.xml").stat().st_mode) == 0o640
+    assert not list((xfake.home / "conf").glob("*.tmp"))
