@@ -12,7 +12,7 @@ from .cluster import Finding
 from .domxml import parse_domain_xml
 from .errors import DomainXMLError, NodeUnreachable, Refusal, RemoteError, UsageError
 from .executor import Executor
-from .names import check_name, quote_argv
+from .names import check_address, check_name, quote_argv
 from .parsers import split_sections
 from .planner import Plan, plan_destroy, plan_migrate, plan_shutdown, plan_start
 from .state import NodeRecord
@@ -34,6 +34,7 @@ class Outcome:
 
 def node_add(app, name, address=None, user=None, port=None, memory_cap=None) -> NodeRecord:
     check_name("node", name)
+    check_address(address or name)
     with app.lock():
         if name in app.state.nodes:
             raise UsageError(f"node {name} exists already (havirt node set {name} ...)")
@@ -53,6 +54,8 @@ def node_add(app, name, address=None, user=None, port=None, memory_cap=None) -> 
 
 
 def node_set(app, name, **changes) -> NodeRecord:
+    if changes.get("address") is not None:
+        check_address(changes["address"])
     with app.lock():
         rec = app.state.node(name)
         for key, value in changes.items():
@@ -194,7 +197,8 @@ def domain_migrate(app, name, target=None, offline=False, timeout=None) -> Outco
         return out
 
 
-def domain_import(app, names, node, all_=False, force=False) -> list[str]:
+def domain_import(app, names, node, all_=False, force=False) -> tuple[list[str], list[str]]:
+    """Save domains' XML from `node` into conf/; returns (saved files, skipped)."""
     app.state.node(node)
     for n in names:
         check_name("domain", n)
@@ -211,7 +215,7 @@ def domain_import(app, names, node, all_=False, force=False) -> list[str]:
         res = app.runner.run(node, listing)
         sections = {k[4:]: v for k, v in split_sections(res.stdout).items() if k.startswith("xml ")}
         wanted = sorted(sections) if all_ else list(names)
-        problems, todo = [], []
+        problems, todo, skipped = [], [], []
         for n in wanted:
             xml = sections.get(n, "").strip()
             if not xml:
@@ -222,6 +226,9 @@ def domain_import(app, names, node, all_=False, force=False) -> list[str]:
                 check_name("domain", n)
                 spec = parse_domain_xml(xml, f"{n} on {node}")
             except (DomainXMLError, UsageError) as e:
+                if all_:   # --all takes what havirt can manage, and says what it left
+                    skipped.append(f"{n}: {e}")
+                    continue
                 problems.append(str(e))
                 continue
             path = app.conf_file(n)
@@ -242,4 +249,4 @@ def domain_import(app, names, node, all_=False, force=False) -> list[str]:
             rec.vcpus = rec.vcpus or spec.vcpus
             saved.append(str(path))
         app.save()
-        return saved
+        return saved, skipped

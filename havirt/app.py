@@ -58,6 +58,12 @@ class App:
         if not self.quiet:
             sys.stderr.write(chunk)
             sys.stderr.flush()
+            self._progress_open = not chunk.endswith("\n")
+
+    def end_progress(self) -> None:
+        """End a line of progress, if one was left open."""
+        if getattr(self, "_progress_open", False):
+            self.progress("\n")
 
     # -- state -----------------------------------------------------------------
     @property

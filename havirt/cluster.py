@@ -142,7 +142,7 @@ def record_scan(state: State, cluster: Cluster, conf_names: set[str]) -> list[Fi
     for dname, rec in state.domains.items():
         if dname in present:
             continue
-        if rec.node in answered:
+        if rec.node in answered or (rec.node is None and answered == set(state.nodes)):
             rec.node, rec.state, rec.stale, rec.conflict = None, "shut off", False, []
         elif rec.node is not None and rec.node in cluster.nodes:
             rec.stale = True

@@ -141,8 +141,15 @@ def load_config(path: Path) -> Config:
     for key in ("connect_timeout", "command_timeout"):
         if s[key] <= 0:
             raise ConfigError(f"{path}: key 'ssh.{key}' must be more than 0")
-    if merged["reserve"]["memory_mib"] < 0 or merged["reserve"]["vcpu_ratio"] <= 0:
-        raise ConfigError(f"{path}: keys under 'reserve' must be positive")
+    if merged["reserve"]["vcpu_ratio"] <= 0:
+        raise ConfigError(f"{path}: key 'reserve.vcpu_ratio' must be more than 0")
+    for key, value, low in (("reserve.memory_mib", merged["reserve"]["memory_mib"], 0),
+                            ("lock_timeout", merged["lock_timeout"], 0),
+                            ("migrate.timeout", merged["migrate"]["timeout"], 1),
+                            ("balance.min_gain", merged["balance"]["min_gain"], 0),
+                            ("balance.max_moves", merged["balance"]["max_moves"], 1)):
+        if value < low:
+            raise ConfigError(f"{path}: key '{key}' must be at least {low:g}, not {value!r}")
     identity = _expand(s["identity_file"])
     if identity and not os.path.isfile(identity):
         raise ConfigError(f"{path}: key 'ssh.identity_file': no such file: {identity}")

@@ -49,8 +49,7 @@ def run_migration(app, ex, plan: Plan, spec) -> list[str]:
         where = locate(app, spec.name, [source, target])
         raise RemoteError(f"{e}; now {where}") from None
     finally:
-        if steps[0].kind == "migrate":
-            app.progress("\n")
+        app.end_progress()
     cluster, _ = app.scan(sorted({source, target}))
     app.save()
     on_target = cluster.nodes[target].reachable and any(n == target for n, _ in cluster.copies(spec.name))

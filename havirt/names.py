@@ -26,3 +26,13 @@ def check_name(kind: str, name: str) -> str:
 def quote_argv(argv) -> str:
     """Quote an argv list once, for a remote POSIX shell."""
     return " ".join(shlex.quote(str(a)) for a in argv)
+
+
+ADDRESS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}")
+
+
+def check_address(address: str) -> str:
+    """A host name, IPv4 or IPv6 address: nothing else reaches ssh or a URI."""
+    if not isinstance(address, str) or not ADDRESS_RE.fullmatch(address):
+        raise UsageError(f"invalid address {address[:40]!r}: use a host name or an IP address")
+    return address

@@ -80,8 +80,12 @@ def run(args, runner_factory=None) -> int:
                       obj=Options(runner_factory=runner_factory, home=None, config=None))
     except click.exceptions.Exit as e:
         rc = e.exit_code
+    except click.UsageError as e:
+        where = e.ctx.command_path if e.ctx else "havirt"
+        click.echo(f"havirt: {e.format_message()} (see: {where} --help)", err=True)
+        rc = e.exit_code
     except click.ClickException as e:
-        e.show()
+        click.echo(f"havirt: {e.format_message()}", err=True)
         rc = e.exit_code
     except click.Abort:
         click.echo("havirt: aborted", err=True)

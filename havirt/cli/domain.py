@@ -51,8 +51,11 @@ def domain_import(opts, names, node, all_, force):
     from ..actions import domain_import as do_import
     if bool(names) == all_:
         raise click.UsageError("name the domains, or give --all")
-    for path in do_import(opts.app(), names, node, all_, force):
+    saved, skipped = do_import(opts.app(), names, node, all_, force)
+    for path in saved:
         opts.app().say(f"saved {path}")
+    for why in skipped:
+        click.echo(f"havirt: warning: skipped {why}", err=True)
 
 
 @domain.command("start", epilog="""\b

@@ -123,8 +123,8 @@ def test_unknown_nested_key(tmp_path):
     ("ssh: {port: 70000}\n", "key 'ssh.port' out of range: 70000"),
     ("ssh: {parallel: 0}\n", "key 'ssh.parallel' out of range: 0"),
     ("ssh: {connect_timeout: 0}\n", "key 'ssh.connect_timeout' must be more than 0"),
-    ("reserve: {memory_mib: -1}\n", "keys under 'reserve' must be positive"),
-    ("reserve: {vcpu_ratio: 0}\n", "keys under 'reserve' must be positive"),
+    ("reserve: {memory_mib: -1}\n", "key 'reserve.memory_mib' must be at least 0, not -1"),
+    ("reserve: {vcpu_ratio: 0}\n", "key 'reserve.vcpu_ratio' must be more than 0"),
 ])
 def test_wrong_values(tmp_path, text, message):
     p = write(tmp_path, text)
