@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import NodeUnreachable, ParseError
-from .parsers import DomainFact, NodeFacts, parse_scan
+from .parsers import PAUSED, PAUSED_STARTING_UP, DomainFact, NodeFacts, parse_scan
 from .remote import scan_script
 from .state import NodeRecord, State, now_iso
 
@@ -122,7 +122,9 @@ def record_scan(state: State, cluster: Cluster, conf_names: set[str]) -> list[Fi
         # A live migration shows the domain on two nodes for a moment: the
         # guest runs on one, the other holds a paused copy waiting for (or
         # handing over) its memory. That is not a double run.
-        running = [(n, d) for n, d in where if not d.migrating]
+        # (the incoming copy is paused "starting up" for a moment before "migration")
+        running = [(n, d) for n, d in where if not d.migrating
+                   and not (d.state_code == PAUSED and d.reason == PAUSED_STARTING_UP)]
         migrating = len(where) > 1 and len(running) <= 1
         node, fact = (running or where)[0]
         rec.node, rec.state, rec.stale = node, fact.state, False

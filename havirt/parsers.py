@@ -18,6 +18,8 @@ PAUSED = 3
 PAUSED_MIGRATION = 2
 PAUSED_POSTCOPY = 12
 PAUSED_POSTCOPY_FAILED = 13
+# An incoming migration's copy is first paused with this reason, then MIGRATION.
+PAUSED_STARTING_UP = 11
 # virDomainRunningReason values: 2 = MIGRATED (arrived), 4 = MIGRATION_CANCELED
 RUNNING_MIGRATED = 2
 

@@ -178,7 +178,7 @@ class SSHRunner(Runner):
         except _Deadline:
             self._drop(node)
             raise CommandTimeout(node, f"no answer within {timeout:g} s "
-                                 f"(command timeout) running: {command[:60]}") from None
+                                 f"(command timeout) running: {' '.join(command.split())[:60]}") from None
         except (OSError, EOFError, Exception) as e:
             if isinstance(e, NodeUnreachable):
                 raise

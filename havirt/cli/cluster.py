@@ -24,7 +24,7 @@ def cluster_status(opts, no_scan):
     rows, totals, score, findings = status(app, no_scan)
     emit(app, rows + [totals], STATUS_COLUMNS,
          doc={"nodes": rows, "totals": totals, "score": score} if app.fmt == "json" else None)
-    if app.fmt != "json":
+    if app.fmt == "screen":
         app.say(f"imbalance score: {'-' if score is None else f'{score:.4f}'}")
     emit_findings(app, findings)
 

@@ -1,0 +1,298 @@
+"""Helpers of the integration tests: the lab seen from outside, havirt as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_SCRIPT = REPO / "tests" / "lab" / "lab"
+LAB_ENV = REPO / "tests" / "lab" / "run" / "lab.env"
+PYTHON = REPO / ".venv" / "bin" / "python"
+HAVIRT = REPO / "havirt.py"
+URI = "qemu:///system"
+HAVIRT_TIMEOUT = 120          # seconds any single havirt command may take here
+ANOMALY = re.compile(r"^(CRITICAL|ERROR|WARNING) \S+ \S+: ")
+
+# Lines printed at the end of the run (race counts, timings).
+REPORT: list[str] = []
+
+
+def read_env() -> dict[str, str]:
+    env = {}
+    for line in LAB_ENV.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            k, v = line.split("=", 1)
+            env[k.strip()] = v.strip()
+    return env
+
+
+@dataclass(repr=False)
+class Result:
+    rc: int
+    out: str
+    err: str
+    seconds: float
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+    def __repr__(self) -> str:  # shown in assertion messages
+        return f"rc={self.rc} ({self.seconds:.1f} s)\n--- stdout\n{self.out}--- stderr\n{self.err}"
+
+
+class Lab:
+    """The lab cluster, seen from outside havirt."""
+
+    # undone in this order within a chain; the chains run in parallel
+    FAULT_UNDO = (("link-up",), ("sshd-thaw", "sshd-start"), ("libvirtd-thaw", "libvirtd-start"))
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.dir = Path(env["LAB_DIR"])
+        self.home = Path(env["LAB_HOME"])
+        self.n = int(env["LAB_NODES"])
+        self.nodes = [f"node{k}" for k in range(1, self.n + 1)]
+        self.faulted: set[str] = set()
+
+    @staticmethod
+    def address(node: str) -> str:
+        return f"10.231.0.{10 + int(node[4:])}"
+
+    def xml(self, domain: str) -> Path:
+        return self.dir / "xml" / f"{domain}.xml"
+
+    # -- raw access ----------------------------------------------------------
+    def exec(self, node: str, *cmd, timeout: float = 30, check: bool = False) -> subprocess.CompletedProcess:
+        p = subprocess.run([str(LAB_SCRIPT), "exec", node, *map(str, cmd)], capture_output=True,
+                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and p.returncode != 0:
+            raise AssertionError(f"lab exec {node} {' '.join(map(str, cmd))}: rc={p.returncode}\n"
+                                 f"{p.stdout}{p.stderr}")
+        return p
+
+    def virsh(self, node: str, *args, timeout: float = 30, check: bool = False) -> subprocess.CompletedProcess:
+        return self.exec(node, "virsh", "-q", "-c", URI, *args, timeout=timeout, check=check)
+
+    def create(self, node: str, domain: str, xml: Path | None = None) -> None:
+        """Start a domain by hand, behind havirt's back."""
+        self.virsh(node, "create", str(xml or self.xml(domain)), check=True)
+
+    def fault(self, node: str, action: str) -> None:
+        self.faulted.add(node)
+        p = subprocess.run([str(LAB_SCRIPT), "fault", node, action], capture_output=True,
+                           text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert p.returncode == 0, f"lab fault {node} {action}: {p.stdout}{p.stderr}"
+
+    # -- what really runs ------------------------------------------------------
+    def running(self, node: str) -> set[str]:
+        """Names of the domains active on `node`, says virsh on the node."""
+        p = self.virsh(node, "list", "--name")
+        assert p.returncode == 0, f"virsh list on {node} failed: {p.stderr}"
+        return {line.strip() for line in p.stdout.splitlines() if line.strip()}
+
+    def defined(self, node: str) -> set[str]:
+        p = self.virsh(node, "list", "--all", "--name")
+        assert p.returncode == 0, f"virsh list --all on {node} failed: {p.stderr}"
+        return {line.strip() for line in p.stdout.splitlines() if line.strip()}
+
+    def all_running(self) -> dict[str, set[str]]:
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            return dict(zip(self.nodes, pool.map(self.running, self.nodes)))
+
+    def where(self, domain: str) -> list[str]:
+        """Every node where `domain` is active (virsh on every node)."""
+        return sorted(n for n, names in self.all_running().items() if domain in names)
+
+    def qemu_pids(self) -> list[int]:
+        """qemu processes inside the lab nodes' network namespaces."""
+        pids = []
+        for k in range(1, self.n + 1):
+            p = subprocess.run(["ip", "netns", "pids", f"havirt-node{k}"], capture_output=True,
+                               text=True, timeout=10)
+            for pid in p.stdout.split():
+                try:
+                    comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                except OSError:
+                    continue
+                if comm.startswith("qemu") and stat != "Z":
+                    pids.append(int(pid))
+        return pids
+
+    # -- back to a clean lab ---------------------------------------------------
+    def undo_faults(self, nodes=None) -> None:
+        def undo(job):
+            node, chain = job
+            for action in chain:
+                # a thaw fails when the daemon is not running: fine, the start follows
+                subprocess.run([str(LAB_SCRIPT), "fault", node, action], capture_output=True,
+                               timeout=60, stdin=subprocess.DEVNULL)
+        jobs = [(n, chain) for n in (nodes or self.nodes) for chain in self.FAULT_UNDO]
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            list(pool.map(undo, jobs))
+        self.faulted.clear()
+
+    def wipe(self, deadline: float = 20) -> list[str]:
+        """Destroy and undefine every domain on every node; return what is left."""
+        end = time.monotonic() + deadline
+
+        def defined_all():
+            with ThreadPoolExecutor(len(self.nodes)) as pool:
+                return {n: d for n, d in zip(self.nodes, pool.map(self.defined, self.nodes)) if d}
+
+        def kill(job):
+            node, name = job
+            self.virsh(node, "destroy", name)
+            self.virsh(node, "undefine", name)
+
+        settled = False
+        while True:
+            left = defined_all()
+            if left:
+                jobs = [(n, d) for n, names in left.items() for d in names]
+                with ThreadPoolExecutor(len(jobs)) as pool:
+                    list(pool.map(kill, jobs))
+                left = defined_all()
+            if not left and not self.qemu_pids():
+                if settled:
+                    return []
+                # a migration still under way could land a moment later: look once more
+                settled = True
+                time.sleep(0.1)
+                continue
+            settled = False
+            if time.monotonic() > end:
+                return [f"{n}: {sorted(d)}" for n, d in left.items()] + \
+                    [f"qemu pids in lab netns: {self.qemu_pids()}"]
+            time.sleep(0.2)
+
+
+class Havirt:
+    """havirt run as a subprocess against one home."""
+
+    def __init__(self, home: Path, lab: Lab):
+        self.home = home
+        self.lab = lab
+        self.procs: list[subprocess.Popen] = []
+
+    def argv(self, *args) -> list[str]:
+        return [str(PYTHON), str(HAVIRT), "--home", str(self.home), *map(str, args)]
+
+    def run(self, *args, timeout: float = HAVIRT_TIMEOUT) -> Result:
+        t0 = time.monotonic()
+        p = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL, cwd=str(self.home))
+        return Result(p.returncode, p.stdout, p.stderr, time.monotonic() - t0)
+
+    def popen(self, *args) -> subprocess.Popen:
+        """Start havirt in the background (killed at teardown if still running)."""
+        p = subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, stdin=subprocess.DEVNULL, cwd=str(self.home),
+                             start_new_session=True)
+        p.started = time.monotonic()
+        self.procs.append(p)
+        return p
+
+    @staticmethod
+    def wait(p: subprocess.Popen, timeout: float = HAVIRT_TIMEOUT) -> Result:
+        out, err = p.communicate(timeout=timeout)
+        return Result(p.returncode, out, err, time.monotonic() - p.started)
+
+    def ok(self, *args, **kw) -> Result:
+        r = self.run(*args, **kw)
+        assert r.rc == 0, f"havirt {' '.join(map(str, args))} failed: {r}"
+        return r
+
+    def yes(self, *args, **kw) -> Result:
+        return self.ok("--yes", *args, **kw)
+
+    # -- files -----------------------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.home / "var" / "state.yaml"
+
+    @property
+    def audit_file(self) -> Path:
+        return self.home / "var" / "audit.log"
+
+    def state(self) -> dict:
+        return yaml.safe_load(self.state_file.read_text())
+
+    def dom(self, name: str) -> dict:
+        return (self.state().get("domains") or {}).get(name) or {}
+
+    def audit(self) -> list[dict]:
+        if not self.audit_file.exists():
+            return []
+        return [json.loads(line) for line in self.audit_file.read_text().splitlines() if line]
+
+    def configure(self, **sections) -> None:
+        """Merge {section: {key: value}} into the home's config.yaml."""
+        path = self.home / "config.yaml"
+        cfg = yaml.safe_load(path.read_text())
+        for section, values in sections.items():
+            if isinstance(values, dict):
+                cfg.setdefault(section, {}).update(values)
+            else:
+                cfg[section] = values
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    def kill_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)   # our own process group only
+                except ProcessLookupError:
+                    pass
+                p.communicate()
+
+
+def make_home(lab: Lab, path: Path, add_nodes: bool = True) -> Havirt:
+    (path / "conf").mkdir(parents=True)
+    shutil.copy(lab.home / "config.yaml", path / "config.yaml")
+    for xml in sorted((lab.home / "conf").glob("*.xml")):
+        shutil.copy(xml, path / "conf" / xml.name)
+    hv = Havirt(path, lab)
+    if add_nodes:
+        # through the real CLI, all at once (the home's lock serialises them)
+        procs = {n: hv.popen("node", "add", n, "--address", lab.address(n)) for n in lab.nodes}
+        for node, p in procs.items():
+            r = hv.wait(p, timeout=60)
+            assert r.rc == 0, f"node add {node} failed: {r}"
+        assert sorted(hv.state()["nodes"]) == lab.nodes
+    return hv
+
+
+def refused(r: Result, *words) -> None:
+    """Exit 3, one `havirt: refused ...` line naming every word."""
+    assert r.rc == 3, r
+    assert r.err.startswith("havirt: refused"), r
+    for w in words:
+        assert w in r.err, f"{w!r} not in: {r}"
+
+
+def anomaly_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if ANOMALY.match(line)]
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05):
+    end = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            return value
+        time.sleep(interval)
