@@ -129,6 +129,14 @@ class App:
         for n in names:
             self.state.node(n)
         cluster = scan_nodes(self.runner, self.cfg, names, paths, dump_running)
+        suspects = sorted({n for ns in cluster.duplicates().values() for n in ns})
+        if suspects:
+            # The nodes were read at slightly different moments: at the very end
+            # of a live migration one read can catch the source still running and
+            # the other the target already running. Ask those nodes once more
+            # before calling it a double run; a real one is still there.
+            cluster.nodes.update(scan_nodes(self.runner, self.cfg, suspects, paths,
+                                            dump_running).nodes)
         for n, f in sorted(cluster.nodes.items()):
             self.note(f"scan {n}: " + ("ok" if f.reachable else f.error)
                       + (f" ({f.duration:.2f} s)" if f.duration else ""))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import NodeUnreachable, ParseError
-from .parsers import PAUSED, PAUSED_STARTING_UP, DomainFact, NodeFacts, parse_scan
+from .parsers import DomainFact, NodeFacts, parse_scan
 from .remote import scan_script
 from .state import NodeRecord, State, now_iso
 
@@ -35,14 +35,20 @@ class Cluster:
         return mem, vcpus, count
 
     def duplicates(self) -> dict[str, list[str]]:
-        seen: dict[str, list[str]] = {}
+        """Domains whose guest runs on two or more nodes -> every node with a copy.
+
+        A live migration shows a domain on two nodes for a while, the guest
+        on one and a paused copy (standby) on the other: not a double run.
+        """
+        seen: dict[str, list[tuple[str, DomainFact]]] = {}
         for n, f in sorted(self.nodes.items()):
             if not f.reachable:
                 continue
             for d in f.domains.values():
                 if d.active:
-                    seen.setdefault(d.name, []).append(n)
-        return {d: ns for d, ns in sorted(seen.items()) if len(ns) > 1}
+                    seen.setdefault(d.name, []).append((n, d))
+        return {d: [n for n, _ in copies] for d, copies in sorted(seen.items())
+                if sum(not fact.standby for _, fact in copies) > 1}
 
 
 def scan_nodes(runner, cfg, names, paths=(), dump_running=False) -> Cluster:
@@ -117,20 +123,14 @@ def record_scan(state: State, cluster: Cluster, conf_names: set[str]) -> list[Fi
                     f"domain {d.name} is {what} on {n}: libvirt could start it behind havirt's back",
                     f"on {n}: virsh autostart --disable {d.name}; virsh undefine {d.name}"
                     " (after 'havirt domain import' if conf/ has no copy)"))
+    duplicates = cluster.duplicates()
     for dname, where in sorted(present.items()):
         rec = state.domain(dname)
-        # A live migration shows the domain on two nodes for a moment: the
-        # guest runs on one, the other holds a paused copy waiting for (or
-        # handing over) its memory. That is not a double run.
-        # (the incoming copy is paused "starting up" for a moment before "migration")
-        running = [(n, d) for n, d in where if not d.migrating
-                   and not (d.state_code == PAUSED and d.reason == PAUSED_STARTING_UP)]
-        migrating = len(where) > 1 and len(running) <= 1
-        node, fact = (running or where)[0]
+        node, fact = ([(n, d) for n, d in where if not d.standby] or where)[0]
         rec.node, rec.state, rec.stale = node, fact.state, False
         rec.memory_mib, rec.vcpus, rec.last_seen = fact.memory_mib, fact.vcpus, when
-        rec.conflict = [n for n, _ in where] if len(where) > 1 and not migrating else []
-        if len(where) > 1 and not migrating:
+        rec.conflict = duplicates.get(dname, [])
+        if rec.conflict:
             findings.append(Finding(
                 "critical", "duplicate", dname,
                 f"DOMAIN {dname} RUNS ON {len(where)} NODES AT ONCE: "

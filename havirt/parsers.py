@@ -18,7 +18,6 @@ PAUSED = 3
 PAUSED_MIGRATION = 2
 PAUSED_POSTCOPY = 12
 PAUSED_POSTCOPY_FAILED = 13
-# An incoming migration's copy is first paused with this reason, then MIGRATION.
 PAUSED_STARTING_UP = 11
 # virDomainRunningReason values: 2 = MIGRATED (arrived), 4 = MIGRATION_CANCELED
 RUNNING_MIGRATED = 2
@@ -46,6 +45,12 @@ class DomainFact:
     def migrating(self) -> bool:
         return self.state_code == PAUSED and self.reason in (
             PAUSED_MIGRATION, PAUSED_POSTCOPY, PAUSED_POSTCOPY_FAILED)
+
+    @property
+    def standby(self) -> bool:
+        """A paused copy that runs no guest yet: one end of a live migration
+        (an incoming copy is first paused 'starting up', then 'migration')."""
+        return self.migrating or (self.state_code == PAUSED and self.reason == PAUSED_STARTING_UP)
 
 
 @dataclass
