@@ -62,8 +62,9 @@ def median_of(cmd: str, runs: int) -> float:
     return statistics.median(timed(cmd) for _ in range(runs))
 
 
-def start_domains(env, nodes: list[str]) -> list[str]:
-    """PER_NODE diskless domains per node, made from the lab's tiny1.xml."""
+def start_domains(env, nodes: list[str], home: Path) -> list[str]:
+    """PER_NODE diskless domains per node, made from the lab's tiny1.xml (their
+    XML also goes to the bench home's conf/, as havirt expects)."""
     template = (Path(env["LAB_DIR"]) / "xml" / "tiny1.xml").read_text()
     xml_dir = Path(env["LAB_DIR"]) / "bench-xml"
     xml_dir.mkdir(exist_ok=True)
@@ -74,6 +75,7 @@ def start_domains(env, nodes: list[str]) -> list[str]:
             xml = re.sub(r"<name>[^<]+</name>", f"<name>{name}</name>", template)
             xml = re.sub(r"<uuid>[^<]+</uuid>", "", xml)
             (xml_dir / f"{name}.xml").write_text(xml)
+            (home / "conf" / f"{name}.xml").write_text(xml)
             names.append(name)
     procs = []
     for i, node in enumerate(nodes):
@@ -163,7 +165,7 @@ def main() -> None:
     for i, n in enumerate(nodes, 1):
         sh(f"{havirt} node add {n} --address 10.231.0.{10 + i}")
     print(f"bench: {len(nodes)} nodes; starting {PER_NODE} domains on each", flush=True)
-    names = start_domains(env, nodes)
+    names = start_domains(env, nodes, home)
     waited = settle()
     print(f"bench: {len(names)} domains running; settled after {waited:.0f} s", flush=True)
     sh(f"{havirt} node scan", check=False)  # warm: every node's libvirtd answered once
