@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from .cluster import Finding
 from .domxml import parse_domain_xml
 from .errors import DomainXMLError, NodeUnreachable, Refusal, RemoteError, UsageError
-from .executor import Executor
 from .names import check_address, check_name, quote_argv
 from .parsers import split_sections
 from .planner import Plan, plan_destroy, plan_migrate, plan_shutdown, plan_start
@@ -115,13 +114,13 @@ def local_node(app) -> str:
     raise UsageError(f"this host ({host}) is not a node: name the node to start on")
 
 
-def _execute(app, plan: Plan, out: Outcome) -> Executor:
-    ex = Executor(app.runner, app.cfg, app.home, app.say, app.progress)
+def _execute(app, plan: Plan, out: Outcome) -> None:
+    """Print (dry run) or run the plan; `out` says what happened."""
+    ex = app.executor()
     out.lines = ex.show(plan)
     if not app.dry_run:
         for step, outcome in ex.run(plan):
             out.done.append(f"{step.why}: {outcome}")
-    return ex
 
 
 def _verify(app, node: str, name: str, want_present: bool) -> str:
@@ -190,7 +189,7 @@ def domain_migrate(app, name, target=None, offline=False, timeout=None) -> Outco
         plan = plan_migrate(cluster, app.state, app.cfg, spec, target, offline, timeout,
                             str(app.conf_file(name)))
         out = Outcome(dry_run=app.dry_run, findings=findings)
-        ex = Executor(app.runner, app.cfg, app.home, app.say, app.progress)
+        ex = app.executor()
         out.lines = ex.show(plan)
         if not app.dry_run:
             out.done += run_migration(app, ex, plan, spec)

@@ -143,6 +143,11 @@ class App:
         findings = record_scan(self.state, cluster, self.conf_names())
         return cluster, findings
 
+    def executor(self):
+        """The one place that changes nodes, with this command's runner and output."""
+        from .executor import Executor
+        return Executor(self.runner, self.cfg, self.home, self.progress)
+
     def check_scan(self, paths=()) -> tuple[Cluster, list[Finding]]:
         """The fresh scan a safety check needs. Recorded in the state file,
         except on a dry run, which changes nothing."""

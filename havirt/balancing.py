@@ -10,9 +10,9 @@ from .balance import BDomain, BNode, Move, plan_balance, plan_evacuation, score
 from .cluster import Cluster, usable_memory
 from .domxml import parse_domain_xml
 from .errors import HavirtError, NodeUnreachable, RemoteError
-from .executor import Executor, render_step
+from .executor import render_step
 from .migration import run_migration
-from .planner import Plan, migrate_step, plan_migrate
+from .planner import migrate_step, plan_migrate
 
 
 def _specs(app) -> dict:
@@ -84,7 +84,7 @@ def _table(moves: list[Move]) -> list[str]:
 
 def _run_moves(app, moves: list[Move], out: Outcome) -> None:
     """Each move re-checked against a fresh scan; stop at the first failure."""
-    ex = Executor(app.runner, app.cfg, app.home, app.say, app.progress)
+    ex = app.executor()
     for i, m in enumerate(moves, 1):
         spec = app.load_spec(m.domain)
         try:

@@ -71,11 +71,10 @@ def _user() -> str:
 
 
 class Executor:
-    def __init__(self, runner, cfg, home, say, progress=None):
+    def __init__(self, runner, cfg, home, progress=None):
         self.runner = runner
         self.cfg = cfg
         self.home = home
-        self.say = say                  # one line of output
         self.progress = progress        # streamed output of long steps
         self.audit = AuditLog(home.audit_file)
 
