@@ -46,8 +46,9 @@ class App:
 
     # -- output ----------------------------------------------------------------
     def say(self, text: str = "") -> None:
+        """A line for the admin; on stderr under -f json, so stdout stays JSON."""
         if not self.quiet:
-            print(text, flush=True)
+            print(text, flush=True, file=sys.stderr if self.fmt == "json" else sys.stdout)
 
     def note(self, text: str) -> None:
         """Progress and details: only with -v, on stderr."""

@@ -95,3 +95,18 @@ def test_audit_log_and_log_command(xfake):
     rc, out, err = xfake.havirt("-f", "tsv", "log")
     assert out.splitlines()[0] == "time\tuser\tnode\tremote\texit_code\tduration\toutcome"
     assert len(out.splitlines()) == 3
+
+
+def test_json_output_of_maintenance_on_is_pure_json(xfake):
+    """Lines for the admin go to stderr under -f json: stdout parses as JSON."""
+    import json
+    a = xfake.node("node1")
+    xfake.node("node2")
+    xfake.conf("web1")
+    a.add("web1")
+    rc, out, err = xfake.havirt("-f", "json", "node", "maintenance", "node1", "on")
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["dry_run"] is True and len(doc["commands"]) == 1
+    assert "migrate --live" in doc["commands"][0]
+    assert "node node1: maintenance on" in err
