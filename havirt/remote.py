@@ -44,11 +44,16 @@ def scan_script(cfg, paths=(), dump_running=False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _uri_host(address: str) -> str:
+    """An IPv6 address goes in brackets inside a URI."""
+    return f"[{address}]" if ":" in address else address
+
+
 def migrate_uri(cfg, address: str, user: str, port: int) -> str:
     """The destination URI as the source node's virsh must see it."""
     parts = urlsplit(cfg.virsh_uri)
     driver = parts.scheme.split("+")[0] or "qemu"
-    host = f"{user}@{address}" + (f":{port}" if port and port != 22 else "")
+    host = f"{user}@{_uri_host(address)}" + (f":{port}" if port and port != 22 else "")
     return f"{driver}+ssh://{host}{parts.path or '/system'}"
 
 
@@ -56,4 +61,4 @@ def migrate_argv(cfg, domain: str, address: str, user: str, port: int) -> list[s
     argv = [cfg.virsh_command, "-c", cfg.virsh_uri, "migrate", "--live", "--verbose"]
     if cfg.migrate_unsafe:
         argv.append("--unsafe")
-    return argv + [domain, migrate_uri(cfg, address, user, port), "--migrateuri", f"tcp://{address}"]
+    return argv + [domain, migrate_uri(cfg, address, user, port), "--migrateuri", f"tcp://{_uri_host(address)}"]

@@ -141,3 +141,14 @@ def test_imported_conf_files_are_not_world_writable(xfake, umask0):
     assert rc == 0, err
     assert stat.S_IMODE((xfake.home / "conf" / "web1.xml").stat().st_mode) == 0o640
     assert not list((xfake.home / "conf").glob("*.tmp"))
+
+
+def test_migrate_uri_brackets_an_ipv6_address():
+    from havirt.config import load_config
+    from havirt.remote import migrate_argv
+    from pathlib import Path
+    cfg = load_config(Path("/nonexistent/config.yaml"))
+    argv = migrate_argv(cfg, "web1", "fd00::12", "root", 2222)
+    assert argv[-3:] == ["qemu+ssh://root@[fd00::12]:2222/system", "--migrateuri", "tcp://[fd00::12]"]
+    argv = migrate_argv(cfg, "web1", "10.0.0.12", "root", 22)
+    assert argv[-3:] == ["qemu+ssh://root@10.0.0.12/system", "--migrateuri", "tcp://10.0.0.12"]
