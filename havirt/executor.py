@@ -18,12 +18,23 @@ from .planner import Plan, Step
 from .state import command_line, now_iso
 
 
+WAIT_OFF, WAIT_RUNNING, WAIT_UNKNOWN = 0, 1, 2
+
+
 def wait_off_script(cfg, name: str, seconds: float) -> str:
-    """Poll domstate once a second in ONE session; exit 0 when off or gone."""
+    """Poll domstate once a second in ONE session, until a deadline.
+
+    Exit 0: off, or gone (a transient domain that shut down); 1: still
+    running at the deadline; 2: virsh failed otherwise (libvirtd down...),
+    so nobody can tell, and nothing may be started elsewhere on that basis.
+    """
     state = quote_argv([cfg.virsh_command, "-c", cfg.virsh_uri, "domstate", name])
-    return (f"i=0; while [ \"$i\" -lt {int(seconds)} ]; do "
-            f"s=$({state} 2>/dev/null) || exit 0; "
-            "[ \"$s\" = 'shut off' ] && exit 0; sleep 1; i=$((i+1)); done; exit 1")
+    return (f"end=$(( $(date +%s) + {int(seconds)} )); while :; do "
+            f"s=$({state} 2>&1) || case \"$s\" in "
+            "*'failed to get domain'*|*'Domain not found'*) exit 0;; "
+            "*) printf '%s\\n' \"$s\" >&2; exit 2;; esac; "
+            "[ \"$s\" = 'shut off' ] && exit 0; "
+            "[ \"$(date +%s)\" -ge \"$end\" ] && exit 1; sleep 1; done")
 
 
 def step_command(cfg, step: Step) -> str:
@@ -90,7 +101,10 @@ class Executor:
                 continue
             outcome, res = self._run_step(step)
             if step.kind == "wait-off":
-                still_running = outcome != "ok"
+                if res.exit_code not in (WAIT_OFF, WAIT_RUNNING):
+                    raise RemoteError(f"cannot tell whether {step.domain} is off on "
+                                      f"{step.node}: {outcome}")
+                still_running = res.exit_code == WAIT_RUNNING
                 if still_running and not any(s.kind == "destroy-if-running" for s in plan.steps):
                     raise RemoteError(f"{step.domain} is still running on {step.node} after "
                                       f"{step.timeout:g} s (add --force to power it off then)")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .errors import NodeUnreachable, RemoteError
+from .errors import NodeUnreachable, Refusal, RemoteError
 from .names import quote_argv
-from .planner import Plan
+from .planner import Plan, placement_problems, presence_problems
 
 
 def locate(app, name: str, nodes) -> str:
@@ -38,7 +38,20 @@ def run_migration(app, ex, plan: Plan, spec) -> list[str]:
     source = steps[0].node
     target = steps[-1].target or steps[-1].node
     try:
-        ex.run(plan)
+        if steps[0].kind == "migrate":
+            ex.run(plan)
+        else:
+            # offline: shut down and wait, then check again, with a fresh scan of
+            # every node, that it is off everywhere and still fits the target
+            ex.run(Plan(steps=steps[:-1]))
+            cluster, _ = app.scan(paths=spec.disks)
+            app.save()
+            problems = (presence_problems(cluster, spec.name, force=False)
+                        + placement_problems(cluster, app.state, app.cfg, spec, target))
+            if problems:
+                raise Refusal([f"{spec.name} was shut down on {source} but not started on "
+                               f"{target}"] + problems)
+            ex.run(Plan(steps=steps[-1:]))
     except NodeUnreachable as e:
         if steps[0].kind == "migrate":
             _abort_job(app, source, spec.name)

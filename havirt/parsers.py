@@ -158,13 +158,19 @@ def parse_domstats(text: str) -> dict[str, DomainFact]:
 
 
 def split_sections(text: str) -> dict[str, str]:
-    """Split output made of '@@name' marker lines into {name: text}."""
+    """Split output made of '@@name' marker lines into {name: text}.
+
+    The first section of a name wins: a later '@@name' line (say, inside a
+    domain's XML description) can never replace what virsh said before it.
+    """
     sections: dict[str, list[str]] = {}
     current = None
     for line in text.splitlines():
         if line.startswith("@@"):
-            current = line[2:].strip()
-            sections[current] = []
+            name = line[2:].strip()
+            current = None if name in sections else name
+            if current is not None:
+                sections[current] = []
         elif current is not None:
             sections[current].append(line)
     return {k: "\n".join(v) for k, v in sections.items()}
@@ -193,10 +199,15 @@ def parse_scan(node: str, text: str, stderr: str = "") -> NodeFacts:
     facts = NodeFacts(name=node)
     facts.hostname = (s.get("hostname") or "").strip() or None
     status = (s.get("virsh-exit") or "").strip()
-    if "nodeinfo" not in s or "domstats" not in s or "end" not in s:
-        err = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("@@")]
+    err = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith("@@")]
+    failed = [ln for ln in err if ln.startswith("error:")]
+    # virsh goes on after a failed command and exits with the last one's
+    # status: an error anywhere (libvirtd restarting between nodeinfo and
+    # domstats, say) means the domain list cannot be trusted to be complete.
+    if "nodeinfo" not in s or "domstats" not in s or "end" not in s or failed or status != "0":
         facts.reachable = False
-        facts.error = "virsh failed: " + (err[-1] if err else f"exit {status or '?'}; output incomplete")
+        facts.error = "virsh failed: " + (failed[-1] if failed else err[-1] if err else
+                                          f"exit {status or '?'}; output incomplete")
         return facts
     info = parse_nodeinfo(s["nodeinfo"])
     facts.cpus, facts.memory_mib = info["cpus"], info["memory_mib"]

@@ -188,7 +188,7 @@ class FakeRunner(Runner):
 
 
 def _seconds(command: str) -> float:
-    m = re.search(r'-lt (\d+) \]', command)
+    m = re.search(r'\+ (\d+) \)\)', command)
     return float(m.group(1)) if m else 0
 
 
@@ -220,7 +220,7 @@ class ExtRunner(FakeRunner):
                 self.calls.append((node, command))
                 self._scan(n, command)  # raises unless it is havirt's own scan script
                 return Result(node, command, 0, raw, getattr(n, "scan_stderr", "@@virsh-error\n"))
-        m = re.search(r" domstate (\S+) 2>/dev/null\)", command)
+        m = re.search(r" domstate (\S+) 2>&1\)", command)
         if m and n is not None and n.reachable:
             name = shlex.split(m.group(1))[0]
             if name not in n.domains and command == wait_off_script(self.cfg, name, _seconds(command)):

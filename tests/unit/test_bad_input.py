@@ -118,10 +118,10 @@ CASES = [
     pytest.param(state_text("format: 1\nnodes: {}\nclusters: {}\n"), ["node", "add", "node3"], 2,
                  "unknown keys clusters", id="state-unknown-key"),
     # a node whose virsh prints something unexpected
-    pytest.param(scan_output(GOOD_SCAN_HEAD + "Domain: 'x'\n  state.state=1\nSegmentation fault\n@@end\n"),
+    pytest.param(scan_output(GOOD_SCAN_HEAD + "Domain: 'x'\n  state.state=1\nSegmentation fault\n@@end\n@@virsh-exit\n0\n"),
                  ["node", "add", "node3"], 4, "cannot parse domstats, line 3: 'Segmentation fault'",
                  id="virsh-garbage-domstats"),
-    pytest.param(scan_output(GOOD_SCAN_HEAD.replace("CPU(s): 4", "CPU(s): many") + "@@end\n"),
+    pytest.param(scan_output(GOOD_SCAN_HEAD.replace("CPU(s): 4", "CPU(s): many") + "@@end\n@@virsh-exit\n0\n"),
                  ["node", "add", "node3"], 4, "CPU(s) is not a number", id="virsh-garbage-nodeinfo"),
     pytest.param(scan_output("@@hostname\nnode3\n<html>502 Bad Gateway</html>\n",
                              "@@virsh-error\nvirsh: symbol lookup error: libvirt.so.0\n"),
@@ -150,7 +150,7 @@ def test_bad_input(xfake, setup, args, code, fragment):
 def test_a_node_printing_garbage_blocks_a_start(xfake):
     """A node whose answer cannot be parsed might run the domain: refuse (3), send nothing."""
     a, b = base(xfake)
-    b.scan_stdout = GOOD_SCAN_HEAD + "Domain: 'web1'\n  state.state=one\n@@end\n"
+    b.scan_stdout = GOOD_SCAN_HEAD + "Domain: 'web1'\n  state.state=one\n@@end\n@@virsh-exit\n0\n"
     conf_before = home_snapshot(xfake.home)["conf"]
     rc, out, err = xfake.havirt("--yes", "domain", "start", "web1", "node1")
     assert rc == 3

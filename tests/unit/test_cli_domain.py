@@ -200,7 +200,7 @@ def test_shutdown_dry_run_with_wait_and_force_prints_every_step(xfake):
     assert rc == 0, err
     lines = out.splitlines()
     assert lines[0] == f"ssh root@10.0.0.1 '{V} shutdown web1'"
-    assert lines[1].startswith("ssh root@10.0.0.1 'i=0; while [ \"$i\" -lt 30 ]; do")
+    assert lines[1].startswith("ssh root@10.0.0.1 'end=$(( $(date +%s) + 30 )); while :; do")
     assert lines[2] == "# only if still running after the wait:"
     assert lines[3] == f"ssh root@10.0.0.1 '{V} destroy web1'"
     assert non_scan_calls(xfake) == []
