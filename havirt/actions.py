@@ -37,6 +37,9 @@ def node_add(app, name, address=None, user=None, port=None, memory_cap=None) -> 
     with app.lock():
         if name in app.state.nodes:
             raise UsageError(f"node {name} exists already (havirt node set {name} ...)")
+        for other in app.state.nodes.values():
+            if other.address == (address or name):
+                raise UsageError(f"node {other.name} has the address {other.address} already")
         rec = NodeRecord(name=name, address=address or name, user=user, port=port,
                          memory_cap_mib=memory_cap)
         app.state.nodes[name] = rec
@@ -48,6 +51,9 @@ def node_add(app, name, address=None, user=None, port=None, memory_cap=None) -> 
         facts = cluster.nodes[name]
         if not facts.reachable:
             raise NodeUnreachable(name, facts.error)
+        for other in app.state.nodes.values():
+            if other.name != name and other.hostname and other.hostname == facts.hostname:
+                raise UsageError(f"{rec.address} is host {facts.hostname}, already node {other.name}")
         app.save()
         return rec
 
@@ -138,13 +144,13 @@ def _verify(app, node: str, name: str, want_present: bool) -> str:
 
 
 def domain_start(app, name, node=None, force=False) -> Outcome:
-    spec = app.load_spec(name)
+    check_name("domain", name)
     with app.lock():
+        spec = app.load_spec(name)   # read once, inside the lock: what is checked is what is sent
         node = node or local_node(app)
         app.state.node(node)
         cluster, findings = app.check_scan(paths=spec.disks)
-        plan = plan_start(cluster, app.state, app.cfg, spec, node,
-                          str(app.conf_file(name)), force=force)
+        plan = plan_start(cluster, app.state, app.cfg, spec, node, force=force)
         out = Outcome(dry_run=app.dry_run, findings=findings)
         _execute(app, plan, out)
         if not app.dry_run:
@@ -180,14 +186,14 @@ def domain_stop(app, name, mode, wait=None, force=False) -> Outcome:
 
 def domain_migrate(app, name, target=None, offline=False, timeout=None) -> Outcome:
     from .migration import run_migration
-    spec = app.load_spec(name)
+    check_name("domain", name)
     timeout = timeout or app.cfg.migrate_timeout
     with app.lock():
+        spec = app.load_spec(name)
         if target is not None:
             app.state.node(target)
         cluster, findings = app.check_scan(paths=spec.disks)
-        plan = plan_migrate(cluster, app.state, app.cfg, spec, target, offline, timeout,
-                            str(app.conf_file(name)))
+        plan = plan_migrate(cluster, app.state, app.cfg, spec, target, offline, timeout)
         out = Outcome(dry_run=app.dry_run, findings=findings)
         ex = app.executor()
         out.lines = ex.show(plan)

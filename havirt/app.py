@@ -6,9 +6,9 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from .cluster import Cluster, Finding, record_scan, scan_nodes
+from .cluster import Cluster, Finding, check_identity, record_scan, scan_nodes
 from .config import Config, Home, load_config
-from .domxml import DomainSpec, parse_domain_xml
+from .domxml import DomainSpec, read_domain_file
 from .errors import DomainXMLError, UsageError
 from .names import check_name
 from .state import State, command_line, load_state, locked, save_state
@@ -97,11 +97,10 @@ class App:
     def load_spec(self, name: str) -> DomainSpec:
         path = self.conf_file(name)
         try:
-            text = path.read_text()
+            spec = read_domain_file(path)
         except FileNotFoundError:
             raise UsageError(f"unknown domain {name!r}: no {path} "
                              f"(havirt domain import {name} --from NODE)") from None
-        spec = parse_domain_xml(text, str(path))
         if spec.name != name:
             raise DomainXMLError(f"{path}: <name> is {spec.name!r}, not {name!r}")
         return spec
@@ -138,6 +137,7 @@ class App:
             # before calling it a double run; a real one is still there.
             cluster.nodes.update(scan_nodes(self.runner, self.cfg, suspects, paths,
                                             dump_running).nodes)
+        check_identity(cluster, self.state)
         for n, f in sorted(cluster.nodes.items()):
             self.note(f"scan {n}: " + ("ok" if f.reachable else f.error)
                       + (f" ({f.duration:.2f} s)" if f.duration else ""))

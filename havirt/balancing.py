@@ -8,7 +8,7 @@ from __future__ import annotations
 from .actions import Outcome
 from .balance import BDomain, BNode, Move, plan_balance, plan_evacuation, score
 from .cluster import Cluster, usable_memory
-from .domxml import parse_domain_xml
+from .domxml import read_domain_file
 from .errors import HavirtError, NodeUnreachable, RemoteError
 from .executor import render_step
 from .migration import run_migration
@@ -19,7 +19,7 @@ def _specs(app) -> dict:
     specs = {}
     for name in app.conf_names():
         try:
-            specs[name] = parse_domain_xml(app.conf_file(name).read_text(), name)
+            specs[name] = read_domain_file(app.conf_file(name))
         except HavirtError:
             pass  # a broken conf/ file: its domain is not movable (validate reports it)
     return specs
@@ -91,7 +91,7 @@ def _run_moves(app, moves: list[Move], out: Outcome) -> None:
             cluster, _ = app.scan(paths=spec.disks)
             app.save()
             plan = plan_migrate(cluster, app.state, app.cfg, spec, m.target, False,
-                                app.cfg.migrate_timeout, str(app.conf_file(m.domain)))
+                                app.cfg.migrate_timeout)
             app.say(f"[{i}/{len(moves)}] {m.domain}: {m.source} -> {m.target}")
             out.done += run_migration(app, ex, plan, spec)
         except HavirtError as e:

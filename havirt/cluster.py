@@ -70,6 +70,31 @@ def scan_nodes(runner, cfg, names, paths=(), dump_running=False) -> Cluster:
     return cluster
 
 
+def check_identity(cluster: Cluster, state: State) -> None:
+    """A node must still be the host it was: an address that now reaches
+    another machine would hide the real node's domains. A node that answers
+    with another hostname than recorded, or the same hostname as another
+    node, is treated as unknown (like a node that did not answer)."""
+    seen: dict[str, list[str]] = {}
+    for name, facts in sorted(cluster.nodes.items()):
+        if not facts.reachable or not facts.hostname:
+            continue
+        recorded = state.nodes[name].hostname
+        if recorded and facts.hostname != recorded:
+            facts.reachable = False
+            facts.error = (f"answers as host {facts.hostname!r}, recorded as {recorded!r}: check "
+                           f"its address (havirt node set {name} --address ...)")
+            continue
+        seen.setdefault(facts.hostname, []).append(name)
+    for host, names in seen.items():
+        if len(names) > 1:
+            for name in names:
+                facts = cluster.nodes[name]
+                facts.reachable = False
+                facts.error = (f"nodes {', '.join(names)} all answer as host {host!r}: "
+                               "check their addresses")
+
+
 @dataclass
 class Finding:
     severity: str          # critical, error, warning

@@ -25,6 +25,8 @@ class DomainSpec:
     disks: list[str] = field(default_factory=list)       # source file/dev paths
     interfaces: list[str] = field(default_factory=list)  # "type:source:mac"
     uuid: str | None = None
+    path: str | None = None      # the conf/ file it was read from
+    raw: bytes | None = None     # its exact bytes: what is sent on stdin, read once
 
 
 def _memory_mib(where: str, el) -> int:
@@ -39,6 +41,20 @@ def _memory_mib(where: str, el) -> int:
         raise DomainXMLError(f"{where}: <{el.tag}> of {mib} MiB is not believable "
                              f"(1 MiB to {MAX_MEMORY_MIB} MiB)")
     return mib
+
+
+def read_domain_file(path) -> DomainSpec:
+    """Read a conf/ file ONCE: the spec is parsed from, and carries, those bytes."""
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DomainXMLError(f"{path}: not UTF-8 text") from None
+    except IsADirectoryError:
+        raise DomainXMLError(f"{path}: is a folder, not a file") from None
+    spec = parse_domain_xml(text, str(path))
+    spec.path, spec.raw = str(path), raw
+    return spec
 
 
 def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:

@@ -117,7 +117,7 @@ class Executor:
 
     def _run_step(self, step: Step):
         command = step_command(self.cfg, step)
-        stdin = Path(step.stdin_file).read_bytes() if step.stdin_file else None
+        stdin = step.stdin_data
         timeout = None
         if step.timeout:
             timeout = step.timeout + self.cfg.ssh.command_timeout

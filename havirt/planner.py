@@ -19,7 +19,8 @@ class Step:
     node: str
     argv: list[str]
     why: str
-    stdin_file: str | None = None      # a conf/ file sent on stdin
+    stdin_file: str | None = None      # the conf/ file whose bytes go on stdin (shown)
+    stdin_data: bytes | None = None    # those bytes, read once when the spec was
     kind: str = "run"                  # run, migrate, wait-off
     domain: str | None = None
     target: str | None = None
@@ -103,8 +104,13 @@ def presence_problems(cluster: Cluster, name: str, force: bool, allow_on: str | 
     return problems
 
 
+def _create_step(cfg, spec: DomainSpec, node: str) -> Step:
+    return Step(node=node, argv=_virsh(cfg, "create", "/dev/stdin"), stdin_file=spec.path,
+                stdin_data=spec.raw, domain=spec.name, why=f"start {spec.name} on {node}")
+
+
 def plan_start(cluster: Cluster, state: State, cfg, spec: DomainSpec, node: str,
-               conf_file: str, force: bool = False) -> Plan:
+               force: bool = False) -> Plan:
     if node not in state.nodes:
         raise UsageError(f"unknown node {node!r}")
     problems = []
@@ -115,9 +121,7 @@ def plan_start(cluster: Cluster, state: State, cfg, spec: DomainSpec, node: str,
     problems += placement_problems(cluster, state, cfg, spec, node)
     if problems:
         raise Refusal(problems)
-    return Plan(steps=[Step(node=node, argv=_virsh(cfg, "create", "/dev/stdin"),
-                            stdin_file=conf_file, domain=spec.name,
-                            why=f"start {spec.name} on {node}")])
+    return Plan(steps=[_create_step(cfg, spec, node)])
 
 
 def where_running(cluster: Cluster, name: str) -> str:
@@ -179,7 +183,7 @@ def best_target(cluster: Cluster, state: State, cfg, spec: DomainSpec, source: s
 
 
 def plan_migrate(cluster: Cluster, state: State, cfg, spec: DomainSpec, target: str | None,
-                 offline: bool, timeout: float, conf_file: str) -> Plan:
+                 offline: bool, timeout: float) -> Plan:
     problems = []
     drec = state.domains.get(spec.name)
     if drec is not None and drec.maintenance:
@@ -213,8 +217,7 @@ def plan_migrate(cluster: Cluster, state: State, cfg, spec: DomainSpec, target: 
                  why=f"shut {spec.name} down on {source}"),
             Step(node=source, argv=[], kind="wait-off", domain=spec.name, timeout=timeout,
                  why=f"wait up to {timeout:g} s for {spec.name} to be off"),
-            Step(node=target, argv=_virsh(cfg, "create", "/dev/stdin"), stdin_file=conf_file,
-                 domain=spec.name, why=f"start {spec.name} on {target}"),
+            _create_step(cfg, spec, target),
         ]
         return Plan(steps=steps)
     return Plan(steps=[migrate_step(state, cfg, spec.name, source, target, timeout)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from .cluster import Cluster, Finding, usable_memory
-from .domxml import DomainSpec, parse_domain_xml
+from .domxml import DomainSpec, parse_domain_xml, read_domain_file
 from .errors import HavirtError
 
 
@@ -14,7 +14,7 @@ def conf_findings(app) -> tuple[dict[str, DomainSpec], list[Finding]]:
     for name in sorted(app.conf_names()):
         path = app.home.conf / f"{name}.xml"
         try:
-            spec = parse_domain_xml(path.read_text(), str(path))
+            spec = read_domain_file(path)
         except HavirtError as e:
             findings.append(Finding("error", "bad-xml", name, str(e),
                                     f"fix or remove {path}"))

@@ -20,7 +20,7 @@ def domain():
 @pass_app
 def domain_list(opts, node, running):
     """Every domain of conf/ plus any seen running without XML (no SSH)."""
-    from ..domxml import parse_domain_xml
+    from ..domxml import read_domain_file
     from ..errors import DomainXMLError
     from ..views import DOMAIN_COLUMNS, domain_rows
     app = opts.app()
@@ -30,7 +30,7 @@ def domain_list(opts, node, running):
     for name in sorted(app.conf_names()):
         path = app.conf_file(name)
         try:
-            specs[name] = parse_domain_xml(path.read_text(), str(path))
+            specs[name] = read_domain_file(path)
         except DomainXMLError as e:  # listed, flagged, never fatal
             specs[name] = str(e)
     emit(app, domain_rows(app.state, specs, node, running), DOMAIN_COLUMNS)
