@@ -84,7 +84,8 @@ def node_remove(app, name, force=False) -> list[str]:
         forgotten = []
         for d in app.state.domains.values():
             if d.node == name:
-                d.node, d.state, d.stale = None, "unknown", False
+                # keep the last known place: starting it elsewhere needs --force
+                d.stale = True
                 forgotten.append(d.name)
         del app.state.nodes[name]
         app.save()

@@ -100,7 +100,8 @@ class BDomain:
     node: str  # where it runs now
     memory_mib: int
     vcpus: int
-    movable: bool = True  # False: domain in maintenance, never moved
+    movable: bool = True  # False: never moved (in maintenance, no XML, on two nodes)
+    why_fixed: str = "in maintenance"  # shown when movable is False
     allowed: frozenset[str] | None = None  # nodes where its disks are visible; None = every node
 
 
@@ -764,7 +765,7 @@ def plan_evacuation(nodes: list[BNode], domains: list[BDomain], source: str) -> 
     blocking: list[tuple[str, str]] = []
     for d in leaving:
         if not d.movable:
-            blocking.append((d.name, "in maintenance (not movable)"))
+            blocking.append((d.name, f"{d.why_fixed} (not movable)"))
             continue
         eligible = [j for j in cl.all_nodes if d.allowed is None or cl.names[j] in d.allowed]
         best_j = -1

@@ -45,8 +45,16 @@ def running_domains(app, cluster: Cluster | None, nodes: set[str], specs: dict) 
     """Running domains on `nodes`, with where their disks are visible."""
     out = []
     if cluster is not None:
-        placed = [(n, d.name, d.memory_mib, d.vcpus) for n, f in sorted(cluster.nodes.items())
-                  if n in nodes and f.reachable for d in f.domains.values() if d.active]
+        # one entry per domain: its running copy (not a migration's standby copy);
+        # a domain on two nodes is counted once and never moved
+        copies: dict[str, tuple] = {}
+        for n, f in sorted(cluster.nodes.items()):
+            if n not in nodes or not f.reachable:
+                continue
+            for d in f.domains.values():
+                if d.active and (d.name not in copies or copies[d.name][1] and not d.standby):
+                    copies[d.name] = ((n, d.name, d.memory_mib, d.vcpus), d.standby)
+        placed = [entry for entry, _ in copies.values()]
     else:
         placed = [(r.node, r.name, r.memory_mib, r.vcpus) for r in app.state.domains.values()
                   if r.node in nodes and r.state != "shut off"]
@@ -55,12 +63,14 @@ def running_domains(app, cluster: Cluster | None, nodes: set[str], specs: dict) 
         rec = app.state.domains.get(name)
         spec = specs.get(name)
         movable = spec is not None and not (rec and rec.maintenance) and name not in dups
+        why = ("runs on several nodes" if name in dups else "in maintenance"
+               if rec and rec.maintenance else "no usable XML in conf/")
         allowed = None
         if spec is not None and spec.disks and cluster is not None:
             allowed = frozenset(n for n in nodes
                                 if all(cluster.nodes[n].paths.get(p) for p in spec.disks))
         out.append(BDomain(name=name, node=node, memory_mib=mem or 0, vcpus=vcpus or 0,
-                           movable=movable, allowed=allowed))
+                           movable=movable, why_fixed=why, allowed=allowed))
     return out
 
 

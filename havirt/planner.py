@@ -118,6 +118,10 @@ def plan_start(cluster: Cluster, state: State, cfg, spec: DomainSpec, node: str,
     if drec is not None and drec.maintenance:
         problems.append(f"domain {spec.name} is in maintenance (havirt domain maintenance {spec.name} off)")
     problems += presence_problems(cluster, spec.name, force)
+    if drec is not None and drec.stale and drec.node and drec.node not in cluster.nodes \
+            and not force:
+        problems.append(f"{spec.name} was last seen on {drec.node}, which is no longer "
+                        "scanned: it might still run there (--force to go on)")
     problems += placement_problems(cluster, state, cfg, spec, node)
     if problems:
         raise Refusal(problems)

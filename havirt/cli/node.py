@@ -108,8 +108,9 @@ def node_remove(opts, name, force):
     """Forget NAME; refused while domains run there."""
     from ..actions import node_remove as remove
     forgotten = remove(opts.app(), name, force)
-    opts.app().say(f"removed {name}" + (f"; its last known domains are now unplaced: "
-                                       f"{', '.join(forgotten)}" if forgotten else ""))
+    opts.app().say(f"removed {name}" + (f"; these domains were last seen there and may still "
+                                       f"run: {', '.join(forgotten)} (starting them needs --force)"
+                                       if forgotten else ""))
 
 
 @node.command("maintenance", epilog="""\b

@@ -399,10 +399,20 @@ def test_remove_unreachable_needs_force(xfake):
     assert yaml.safe_load(before)["nodes"].keys() == yaml.safe_load(xfake.state_file.read_text())["nodes"].keys()
     rc, out, err = xfake.havirt("node", "remove", "node2", "--force")
     assert rc == 0, err
-    assert out == "removed node2; its last known domains are now unplaced: web1\n"
+    assert out == ("removed node2; these domains were last seen there and may still run: "
+                   "web1 (starting them needs --force)\n")
     st = xfake.state()
     assert list(st.nodes) == ["node1"]
-    assert st.domains["web1"].node is None
+    assert st.domains["web1"].node == "node2" and st.domains["web1"].stale
+    # a later full scan does not forget it, and a start needs --force
+    assert xfake.havirt("node", "scan")[0] == 0
+    assert xfake.state().domains["web1"].node == "node2"
+    rc, out, err = xfake.havirt("--yes", "domain", "start", "web1", "node1")
+    assert rc == 3 and "web1 was last seen on node2, which is no longer scanned" in err
+    assert "web1" not in xfake.nodes["node1"].domains
+    rc, out, err = xfake.havirt("--yes", "domain", "start", "web1", "node1", "--force")
+    assert rc == 0, err
+    assert xfake.state().domains["web1"].node == "node1"
 
 
 def test_remove_unknown(xfake):
@@ -499,3 +509,22 @@ def test_scan_a_handover_seen_by_the_first_read_is_not_a_duplicate(xfake):
     assert (rc, out) == (0, "")
     rec = xfake.state().domains["web1"]
     assert rec.node == "node2" and rec.conflict == []
+
+
+def test_status_balance_and_evacuation_survive_a_domain_on_two_nodes(xfake):
+    a, b = xfake.node("node1"), xfake.node("node2")
+    xfake.node("node3")
+    for n in (a, b):
+        n.add("web1")
+    a.add("db1")
+    b.add("db1", state="paused", reason=2)      # and one migrating
+    xfake.conf("web1")
+    xfake.conf("db1")
+    rc, out, err = xfake.havirt("cluster", "status")
+    assert rc == 0 and "internal error" not in err, err
+    assert "CRITICAL duplicate web1" in out
+    rc, out, err = xfake.havirt("cluster", "balance")
+    assert rc == 0 and "internal error" not in err, err
+    assert "web1:" not in out.split("score before")[1]           # never moved
+    rc, out, err = xfake.havirt("node", "maintenance", "node1", "on")
+    assert rc == 0 and "blocking: web1: runs on several nodes (not movable)" in out, (out, err)
