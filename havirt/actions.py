@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from .cluster import Finding
 from .domxml import parse_domain_xml
 from .errors import DomainXMLError, NodeUnreachable, Refusal, RemoteError, UsageError
-from .names import check_address, check_name, quote_argv
+from .names import check_address, check_name, check_user, quote_argv
 from .parsers import split_sections
 from .planner import Plan, plan_destroy, plan_migrate, plan_shutdown, plan_start
 from .state import NodeRecord
@@ -34,6 +34,8 @@ class Outcome:
 def node_add(app, name, address=None, user=None, port=None, memory_cap=None) -> NodeRecord:
     check_name("node", name)
     check_address(address or name)
+    if user is not None:
+        check_user(user)
     with app.lock():
         if name in app.state.nodes:
             raise UsageError(f"node {name} exists already (havirt node set {name} ...)")
@@ -61,6 +63,8 @@ def node_add(app, name, address=None, user=None, port=None, memory_cap=None) -> 
 def node_set(app, name, **changes) -> NodeRecord:
     if changes.get("address") is not None:
         check_address(changes["address"])
+    if changes.get("user") is not None:
+        check_user(changes["user"])
     with app.lock():
         rec = app.state.node(name)
         for key, value in changes.items():

@@ -9,7 +9,7 @@ from pathlib import Path
 from .cluster import Cluster, Finding, check_identity, record_scan, scan_nodes
 from .config import Config, Home, load_config
 from .domxml import DomainSpec, read_domain_file
-from .errors import DomainXMLError, UsageError
+from .errors import ConfigError, DomainXMLError, UsageError
 from .names import check_name
 from .state import State, command_line, load_state, locked, save_state
 
@@ -31,6 +31,8 @@ class App:
 
     @classmethod
     def create(cls, home: Home, config_path: Path | None, **kw) -> "App":
+        if config_path is not None and not config_path.is_file():
+            raise ConfigError(f"{config_path}: no such file (given with --config)")
         cfg = load_config(config_path or home.root / "config.yaml")
         home.ensure()
         return cls(home, cfg, **kw)

@@ -106,9 +106,11 @@ def _run_moves(app, moves: list[Move], out: Outcome) -> None:
             out.done += run_migration(app, ex, plan, spec)
         except HavirtError as e:
             left = [x.domain for x in moves[i - 1:]]
-            raise RemoteError(f"stopped at move {i} of {len(moves)} ({m.domain}): {e}. "
+            err = RemoteError(f"stopped at move {i} of {len(moves)} ({m.domain}): {e}. "
                               f"Moved: {', '.join(out.done) or 'nothing'}. "
-                              f"Not moved: {', '.join(left)}") from None
+                              f"Not moved: {', '.join(left)}")
+            err.exit_code = e.exit_code     # a refusal stays 3, an unreachable node 4
+            raise err from None
 
 
 def evacuate(app, node: str) -> Outcome:

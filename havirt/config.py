@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,8 @@ def _merge(path: str, where: str, schema: dict, data, out: dict) -> None:
             ok = False
         else:
             ok = isinstance(value, ok_types)
+        if ok and isinstance(value, float) and not math.isfinite(value):
+            ok = False
         if not ok:
             raise ConfigError(
                 f"{path}: key '{name}' must be {_type_name(types)}, not {value!r}")
@@ -135,6 +138,11 @@ def load_config(path: Path) -> Config:
     if s["host_key_policy"] not in HOST_KEY_POLICIES:
         raise ConfigError(f"{path}: key 'ssh.host_key_policy' must be one of "
                           f"{', '.join(HOST_KEY_POLICIES)}, not {s['host_key_policy']!r}")
+    from .names import check_user
+    try:
+        check_user(s["user"])
+    except Exception as e:
+        raise ConfigError(f"{path}: key 'ssh.user': {e}") from None
     for key in ("port", "parallel"):
         if s[key] < 1 or (key == "port" and s[key] > 65535):
             raise ConfigError(f"{path}: key 'ssh.{key}' out of range: {s[key]}")

@@ -28,6 +28,16 @@ def quote_argv(argv) -> str:
     return " ".join(shlex.quote(str(a)) for a in argv)
 
 
+USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,31}")
+
+
+def check_user(user: str) -> str:
+    """An SSH user name: it ends up in a shell line and in a qemu+ssh:// URI."""
+    if not isinstance(user, str) or not USER_RE.fullmatch(user):
+        raise UsageError(f"invalid user name {str(user)[:40]!r}: use letters, digits, '.', '_', '-'")
+    return user
+
+
 ADDRESS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}")
 
 

@@ -143,9 +143,17 @@ def state_from_dict(path: Path, data) -> State:
         raise StateError(f"{path}: unknown keys {', '.join(sorted(map(str, extra)))}")
     nodes = _records(path, "nodes", NodeRecord, data.get("nodes"))
     domains = _records(path, "domains", DomainRecord, data.get("domains"))
-    for n, rec in nodes.items():
-        if not isinstance(rec.address, str) or not rec.address:
-            raise StateError(f"{path}: node {n} has no address")
+    from .names import check_address, check_name, check_user
+    try:
+        for n, rec in nodes.items():
+            check_name("node", n)
+            check_address(rec.address)
+            if rec.user is not None:
+                check_user(rec.user)
+        for d in domains:
+            check_name("domain", d)
+    except Exception as e:
+        raise StateError(f"{path}: {e}; left untouched") from None
     return State(nodes=nodes, domains=domains, updated=data.get("updated"))
 
 

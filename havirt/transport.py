@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import select
+import shlex
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -102,7 +103,7 @@ class SSHRunner(Runner):
     def describe(self, node: str) -> str:
         ep = self.endpoint(node)
         port = f" -p {ep.port}" if ep.port != 22 else ""
-        return f"ssh{port} {ep.user}@{ep.host}"
+        return f"ssh{port} {shlex.quote(f'{ep.user}@{ep.host}')}"
 
     def _connect(self, node: str):
         import paramiko

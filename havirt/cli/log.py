@@ -28,7 +28,8 @@ def log(opts, tail):
         lines = []
     for n, line in enumerate(lines, 1):
         try:
-            entries.append(json.loads(line))
+            entry = json.loads(line)
         except ValueError:
-            entries.append({"outcome": f"(unreadable line {n})"})
+            entry = None
+        entries.append(entry if isinstance(entry, dict) else {"outcome": f"(unreadable line {n})"})
     emit(app, entries[-tail:], LOG_COLUMNS)

@@ -13,8 +13,11 @@ def emit(app, rows, columns, doc=None) -> None:
     click.echo(render(app.fmt, rows, columns, doc))
 
 
-def emit_findings(app, findings, json_done=False) -> None:
-    """One line per anomaly (also under -q: that is what cron mails)."""
+def emit_findings(app, findings, json_done=False, err=False) -> None:
+    """One line per anomaly (also under -q: that is what cron mails).
+
+    err: on stderr, for anomalies seen on the way by a command that changes
+    something (its stdout is the plan or what it did)."""
     if not findings:
         return
     if app.fmt == "json":
@@ -24,7 +27,7 @@ def emit_findings(app, findings, json_done=False) -> None:
         return
     for f in findings:
         fix = f" (fix: {f.fix})" if f.fix and app.verbose else ""
-        click.echo(f"{f.severity.upper()} {f.kind} {f.subject}: {f.message}{fix}")
+        click.echo(f"{f.severity.upper()} {f.kind} {f.subject}: {f.message}{fix}", err=err)
 
 
 def emit_outcome(app, out) -> None:
@@ -35,6 +38,7 @@ def emit_outcome(app, out) -> None:
                                "notes": out.notes,
                                "anomalies": finding_rows(out.findings)}, indent=2))
         return
+    emit_findings(app, out.findings, err=True)   # what the fresh scan found wrong, on the way
     for note in out.notes:
         app.say(note)
     if out.dry_run:

@@ -94,14 +94,21 @@ def test_hostile_address_stays_one_argument_on_the_source(xfake):
     xfake.conf("web1", memory_mib=64)
     xfake.records["node2"].address = "10.0.0.2;touch /tmp/pwned"
     xfake.save_state()
+    before = xfake.state_file.read_bytes()
     rc, out, err = xfake.havirt("domain", "migrate", "web1", "node2")
-    assert rc == 0, err
-    line = out.splitlines()[0]
-    ssh, host, remote = shlex.split(line)
-    assert (ssh, host) == ("ssh", "root@10.0.0.1")
-    assert shlex.split(remote) == ["virsh", "-c", "qemu:///system", "migrate", "--live", "--verbose", "web1",
-                                   "qemu+ssh://root@10.0.0.2;touch /tmp/pwned/system",
-                                   "--migrateuri", "tcp://10.0.0.2;touch /tmp/pwned"]
+    # an address edited into the state by hand is checked when the state is read
+    assert rc == 2 and out == "" and xfake.calls == []
+    assert "invalid address '10.0.0.2;touch /tmp/pwned'" in err and err.count("\n") == 1
+    assert xfake.state_file.read_bytes() == before
+
+
+def test_hostile_user_is_refused_everywhere(xfake):
+    xfake.node("node1")
+    for args in (["node", "add", "node9", "--address", "10.0.0.9", "--user", "x;touch /tmp/p"],
+                 ["node", "set", "node1", "--user", "root@evil.example/system?command=/tmp/x&"]):
+        rc, out, err = xfake.havirt(*args)
+        assert rc == 2 and "invalid user name" in err, err
+    assert xfake.calls == []
 
 
 def test_var_files_are_0600(xfake, umask0):

@@ -96,7 +96,7 @@ GOOD = "format: 1\nupdated: null\nnodes:\n  node1:\n    address: 10.0.0.1\ndomai
     ("format: 1\nnodes: [node1]\n", r"'nodes' must be a mapping of name to record"),
     ("format: 1\nnodes:\n  node1: 10.0.0.1\n", r"nodes entry 'node1' is not a mapping"),
     ("format: 1\nnodes:\n  node1: {cpus: 4}\n", r"node1"),
-    ("format: 1\nnodes:\n  node1: {address: ''}\n", r"node node1 has no address"),
+    ("format: 1\nnodes:\n  node1: {address: ''}\n", r"invalid address ''"),
 ])
 def test_bad_files_raise_and_are_left_untouched(tmp_path, text, message):
     p = tmp_path / "state.yaml"
