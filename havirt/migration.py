@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from .errors import NodeUnreachable, Refusal, RemoteError
-from .names import quote_argv
-from .planner import Plan, placement_problems, presence_problems
+from .errors import HavirtError, NodeUnreachable, Refusal, RemoteError
+from .planner import Plan, Step, placement_problems, presence_problems
 
 
 def locate(app, name: str, nodes) -> str:
@@ -24,12 +23,14 @@ def locate(app, name: str, nodes) -> str:
     return "; ".join(parts)
 
 
-def _abort_job(app, node: str, name: str) -> None:
+def _abort_job(ex, node: str, name: str) -> None:
+    """Abort a migration job that outlived its time (best effort, audited)."""
+    step = Step(node=node, argv=[ex.cfg.virsh_command, "-c", ex.cfg.virsh_uri, "domjobabort", name],
+                domain=name, why=f"abort the migration job of {name}")
     try:
-        app.runner.run(node, quote_argv([app.cfg.virsh_command, "-c", app.cfg.virsh_uri,
-                                         "domjobabort", name]), timeout=app.cfg.ssh.command_timeout)
-    except NodeUnreachable:
-        pass
+        ex.run(Plan(steps=[step]))
+    except HavirtError:
+        pass    # no job left, or the node is gone: locate() says where it is
 
 
 def run_migration(app, ex, plan: Plan, spec) -> list[str]:
@@ -54,7 +55,7 @@ def run_migration(app, ex, plan: Plan, spec) -> list[str]:
             ex.run(Plan(steps=steps[-1:]))
     except NodeUnreachable as e:
         if steps[0].kind == "migrate":
-            _abort_job(app, source, spec.name)
+            _abort_job(ex, source, spec.name)
         where = locate(app, spec.name, [source, target])
         raise RemoteError(f"migration of {spec.name} did not finish ({e.reason}); "
                           f"now {where}") from None
