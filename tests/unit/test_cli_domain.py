@@ -500,3 +500,4 @@ def test_migrate_timeout_aborts_the_job_and_says_where_it_is(xfake):
     assert xfake.state().domains["web1"].node == "node1"
     log = audit(xfake)
     assert log[0]["exit_code"] is None and log[0]["outcome"].startswith("unreachable: command timed out")
+    assert log[1]["remote"] == f"{V} domjobabort web1" and log[1]["node"] == "node1"
