@@ -5,7 +5,7 @@ Nothing here does I/O or imports the rest of havirt: the CLI gathers the facts
 :func:`plan_balance` or :func:`plan_evacuation`, and executes the returned
 moves in order.
 
-The objective, from the issue: *the population standard deviation, over those
+The objective: *the population standard deviation, over those
 nodes, of the fraction of each node's usable memory that is free, plus half
 the population standard deviation of their vCPU ratios*::
 
