@@ -92,6 +92,13 @@ def _table(moves: list[Move]) -> list[str]:
             f"score after {m.score_after:.4f}" for i, m in enumerate(moves, 1)]
 
 
+def _down_notes(cluster: Cluster | None, moves: list[Move]) -> list[str]:
+    """Say up front what --yes would hit: no migration runs while a node is silent."""
+    down = [f.name for f in cluster.unreachable()] if cluster is not None and moves else []
+    return [f"  note: {', '.join(down)} did not answer: each move is refused until every "
+            "node answers (a domain there could be running already)"] if down else []
+
+
 def _run_moves(app, moves: list[Move], out: Outcome) -> None:
     """Each move re-checked against a fresh scan; stop at the first failure."""
     ex = app.executor()
@@ -132,6 +139,7 @@ def evacuate(app, node: str) -> Outcome:
         out.notes = [f"evacuating {node}: {len(plan.moves)} domain(s) to move"]
         out.notes += _table(plan.moves)
         out.notes += [f"  blocking: {d}: {why}" for d, why in plan.blocking]
+        out.notes += _down_notes(cluster, plan.moves)
         out.lines = _move_lines(app, plan.moves)
         if not app.dry_run:
             _run_moves(app, plan.moves, out)
@@ -168,7 +176,8 @@ def _plan_balance(app, cluster, specs, max_moves, out, findings) -> Outcome:
     out.notes = [f"score before: {plan.score_before:.4f}",
                  *(_table(plan.moves) or ["  no move lowers the score by "
                                           f"{app.cfg.balance_min_gain:g} or more"]),
-                 f"score after:  {plan.score_after:.4f} ({len(plan.moves)} move(s))"]
+                 f"score after:  {plan.score_after:.4f} ({len(plan.moves)} move(s))",
+                 *_down_notes(cluster, plan.moves)]
     out.plan = plan
     out.lines = _move_lines(app, plan.moves) if cluster is not None else []
     if cluster is not None and not app.dry_run:

@@ -155,3 +155,13 @@ def test_log_survives_lines_that_are_not_objects(xfake):
     import json
     assert rc == 0 and [e["outcome"] for e in json.loads(out)] == [
         "(unreadable line 1)", "ok", "(unreadable line 3)"]
+
+
+def test_balance_dry_run_says_moves_wait_for_a_silent_node(xfake):
+    a, b = xfake.node("node1"), xfake.node("node2")
+    xfake.node("node3").reachable = False
+    for i in range(4):
+        xfake.conf(f"d{i}", memory_mib=1024)
+        a.add(f"d{i}", memory_mib=1024)
+    rc, out, err = xfake.havirt("cluster", "balance")
+    assert rc == 0 and "note: node3 did not answer: each move is refused" in out, out
