@@ -14,6 +14,7 @@ from .errors import DomainXMLError, NodeUnreachable, Refusal, RemoteError, Usage
 from .names import check_address, check_name, check_user, quote_argv
 from .parsers import split_sections
 from .planner import Plan, plan_destroy, plan_migrate, plan_shutdown, plan_start
+from .remote import virsh
 from .state import NodeRecord
 
 
@@ -134,9 +135,22 @@ def _execute(app, plan: Plan, out: Outcome) -> None:
             out.done.append(f"{step.why}: {outcome}")
 
 
+def _execute_and_record(app, plan: Plan, out: Outcome) -> None:
+    """Execute; if a step fails, still record what the node now says."""
+    try:
+        _execute(app, plan, out)
+    except Exception:
+        if not app.dry_run:
+            app.scan([plan.steps[0].node])
+            app.save()
+        raise
+
+
 def _verify(app, node: str, name: str, want_present: bool) -> str:
-    """Scan `node` again and check `name` is (or is not) there; record it."""
+    """Scan `node` again (one session), record it, and check `name` is (or is
+    not) there; returns its state."""
     cluster, _ = app.scan([node])
+    app.save()
     facts = cluster.nodes[node]
     if not facts.reachable:
         raise RemoteError(f"could not confirm {name} on {node}: {facts.error}")
@@ -161,7 +175,6 @@ def domain_start(app, name, node=None, force=False) -> Outcome:
         if not app.dry_run:
             state = _verify(app, node, name, True)
             out.done.append(f"{name} is {state} on {node}")
-            app.save()
         return out
 
 
@@ -174,18 +187,10 @@ def domain_stop(app, name, mode, wait=None, force=False) -> Outcome:
         else:
             plan = plan_destroy(cluster, app.cfg, name)
         out = Outcome(dry_run=app.dry_run, findings=findings)
-        try:
-            _execute(app, plan, out)
-        finally:
-            if not app.dry_run:
-                app.scan([plan.steps[0].node])
-                app.save()
-        if not app.dry_run:
-            node = plan.steps[0].node
-            if mode == "destroy" or wait:
-                _verify(app, node, name, False)
-                out.done.append(f"{name} is off")
-                app.save()
+        _execute_and_record(app, plan, out)
+        if not app.dry_run and (mode == "destroy" or wait):
+            _verify(app, plan.steps[0].node, name, False)
+            out.done.append(f"{name} is off")
         return out
 
 
@@ -212,15 +217,13 @@ def domain_import(app, names, node, all_=False, force=False) -> tuple[list[str],
     app.state.node(node)
     for n in names:
         check_name("domain", n)
+    cfg = app.cfg
     if all_:
-        listing = (f"for d in $({quote_argv([app.cfg.virsh_command, '-c', app.cfg.virsh_uri, 'list', '--all', '--name'])}); "
-                   f"do printf '@@xml %s\\n' \"$d\"; "
-                   f"{quote_argv([app.cfg.virsh_command, '-c', app.cfg.virsh_uri, 'dumpxml', '--inactive'])} \"$d\"; done")
+        listing = (f"for d in $({virsh(cfg, 'list', '--all', '--name')}); "
+                   f"do printf '@@xml %s\\n' \"$d\"; {virsh(cfg, 'dumpxml', '--inactive')} \"$d\"; done")
     else:
-        listing = "; ".join(
-            f"printf '@@xml %s\\n' {quote_argv([n])}; "
-            f"{quote_argv([app.cfg.virsh_command, '-c', app.cfg.virsh_uri, 'dumpxml', '--inactive', n])}"
-            for n in names)
+        listing = "; ".join(f"printf '@@xml %s\\n' {quote_argv([n])}; "
+                            f"{virsh(cfg, 'dumpxml', '--inactive', n)}" for n in names)
     with app.lock():
         res = app.runner.run(node, listing)
         sections = {k[4:]: v for k, v in split_sections(res.stdout).items() if k.startswith("xml ")}

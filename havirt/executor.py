@@ -15,6 +15,7 @@ from pathlib import Path
 from .errors import NodeUnreachable, RemoteError
 from .names import quote_argv
 from .planner import Plan, Step
+from .remote import virsh
 from .state import command_line, now_iso
 
 
@@ -28,7 +29,7 @@ def wait_off_script(cfg, name: str, seconds: float) -> str:
     running at the deadline; 2: virsh failed otherwise (libvirtd down...),
     so nobody can tell, and nothing may be started elsewhere on that basis.
     """
-    state = quote_argv([cfg.virsh_command, "-c", cfg.virsh_uri, "domstate", name])
+    state = virsh(cfg, "domstate", name)
     return (f"end=$(( $(date +%s) + {int(seconds)} )); while :; do "
             f"s=$({state} 2>&1) || case \"$s\" in "
             "*'failed to get domain'*|*'Domain not found'*) exit 0;; "
@@ -107,7 +108,7 @@ class Executor:
                 still_running = res.exit_code == WAIT_RUNNING
                 if still_running and not any(s.kind == "destroy-if-running" for s in plan.steps):
                     raise RemoteError(f"{step.domain} is still running on {step.node} after "
-                                      f"{step.timeout:g} s (add --force to power it off then)")
+                                      f"{step.timeout:g} s" + (f" ({step.hint})" if step.hint else ""))
                 done.append((step, outcome))
                 continue
             if outcome != "ok":

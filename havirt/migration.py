@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .errors import HavirtError, NodeUnreachable, Refusal, RemoteError
 from .planner import Plan, Step, placement_problems, presence_problems
+from .remote import virsh_argv
 
 
 def locate(app, name: str, nodes) -> str:
@@ -25,7 +26,7 @@ def locate(app, name: str, nodes) -> str:
 
 def _abort_job(ex, node: str, name: str) -> None:
     """Abort a migration job that outlived its time (best effort, audited)."""
-    step = Step(node=node, argv=[ex.cfg.virsh_command, "-c", ex.cfg.virsh_uri, "domjobabort", name],
+    step = Step(node=node, argv=virsh_argv(ex.cfg, "domjobabort", name),
                 domain=name, why=f"abort the migration job of {name}")
     try:
         ex.run(Plan(steps=[step]))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from .cluster import Cluster, usable_memory
 from .domxml import DomainSpec
 from .errors import Refusal, UsageError
-from .remote import migrate_argv
+from .remote import migrate_argv, virsh_argv
 from .state import State
 
 
@@ -25,16 +25,13 @@ class Step:
     domain: str | None = None
     target: str | None = None
     timeout: float | None = None
+    hint: str = ""                     # what the admin can do when the step fails
 
 
 @dataclass
 class Plan:
     steps: list[Step] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def _virsh(cfg, *args) -> list[str]:
-    return [cfg.virsh_command, "-c", cfg.virsh_uri, *args]
 
 
 def node_capacity(cluster: Cluster, state: State, cfg, node: str):
@@ -105,7 +102,7 @@ def presence_problems(cluster: Cluster, name: str, force: bool, allow_on: str | 
 
 
 def _create_step(cfg, spec: DomainSpec, node: str) -> Step:
-    return Step(node=node, argv=_virsh(cfg, "create", "/dev/stdin"), stdin_file=spec.path,
+    return Step(node=node, argv=virsh_argv(cfg, "create", "/dev/stdin"), stdin_file=spec.path,
                 stdin_data=spec.raw, domain=spec.name, why=f"start {spec.name} on {node}")
 
 
@@ -143,13 +140,14 @@ def where_running(cluster: Cluster, name: str) -> str:
 
 def plan_shutdown(cluster: Cluster, cfg, name: str, wait: float | None, force: bool) -> Plan:
     node = where_running(cluster, name)
-    steps = [Step(node=node, argv=_virsh(cfg, "shutdown", name), domain=name,
+    steps = [Step(node=node, argv=virsh_argv(cfg, "shutdown", name), domain=name,
                   why=f"ask {name} on {node} to shut down")]
     if wait:
         steps.append(Step(node=node, argv=[], kind="wait-off", domain=name, timeout=wait,
-                          why=f"wait up to {wait:g} s for {name} to be off"))
+                          why=f"wait up to {wait:g} s for {name} to be off",
+                          hint="" if force else "add --force to power it off then"))
         if force:
-            steps.append(Step(node=node, argv=_virsh(cfg, "destroy", name), domain=name,
+            steps.append(Step(node=node, argv=virsh_argv(cfg, "destroy", name), domain=name,
                               kind="destroy-if-running",
                               why=f"power {name} off if it is still running"))
     return Plan(steps=steps)
@@ -157,7 +155,7 @@ def plan_shutdown(cluster: Cluster, cfg, name: str, wait: float | None, force: b
 
 def plan_destroy(cluster: Cluster, cfg, name: str) -> Plan:
     node = where_running(cluster, name)
-    return Plan(steps=[Step(node=node, argv=_virsh(cfg, "destroy", name), domain=name,
+    return Plan(steps=[Step(node=node, argv=virsh_argv(cfg, "destroy", name), domain=name,
                             why=f"power {name} off on {node}")])
 
 
@@ -217,7 +215,7 @@ def plan_migrate(cluster: Cluster, state: State, cfg, spec: DomainSpec, target: 
         raise Refusal(problems)
     if offline:
         steps = [
-            Step(node=source, argv=_virsh(cfg, "shutdown", spec.name), domain=spec.name,
+            Step(node=source, argv=virsh_argv(cfg, "shutdown", spec.name), domain=spec.name,
                  why=f"shut {spec.name} down on {source}"),
             Step(node=source, argv=[], kind="wait-off", domain=spec.name, timeout=timeout,
                  why=f"wait up to {timeout:g} s for {spec.name} to be off"),

@@ -13,9 +13,14 @@ SCAN_VIRSH = ("echo @@version; version --daemon; echo @@nodeinfo; nodeinfo; "
               "echo @@domstats; domstats --state --balloon --vcpu; echo @@end")
 
 
+def virsh_argv(cfg, *args) -> list[str]:
+    """`virsh -c URI ARGS...` as argv: every remote virsh call is built here."""
+    return [cfg.virsh_command, "-c", cfg.virsh_uri, *args]
+
+
 def virsh(cfg, *args) -> str:
-    """`virsh -c URI ARGS...`, quoted for the remote shell."""
-    return quote_argv([cfg.virsh_command, "-c", cfg.virsh_uri, *args])
+    """The same, quoted for the remote shell."""
+    return quote_argv(virsh_argv(cfg, *args))
 
 
 def scan_script(cfg, paths=(), dump_running=False) -> str:
@@ -58,7 +63,7 @@ def migrate_uri(cfg, address: str, user: str, port: int) -> str:
 
 
 def migrate_argv(cfg, domain: str, address: str, user: str, port: int) -> list[str]:
-    argv = [cfg.virsh_command, "-c", cfg.virsh_uri, "migrate", "--live", "--verbose"]
+    argv = virsh_argv(cfg, "migrate", "--live", "--verbose")
     if cfg.migrate_unsafe:
         argv.append("--unsafe")
     return argv + [domain, migrate_uri(cfg, address, user, port), "--migrateuri", f"tcp://{_uri_host(address)}"]
