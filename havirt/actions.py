@@ -8,13 +8,14 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 
+from . import remote
 from .cluster import Finding
 from .domxml import parse_domain_xml
 from .errors import DomainXMLError, NodeUnreachable, Refusal, RemoteError, UsageError
-from .names import check_address, check_name, check_user, quote_argv
+from .names import check_address, check_name, check_user
 from .parsers import split_sections
-from .planner import Plan, plan_destroy, plan_migrate, plan_shutdown, plan_start
-from .remote import virsh
+from .plan import Plan
+from .planner import plan_destroy, plan_migrate, plan_shutdown, plan_start
 from .state import NodeRecord
 
 
@@ -26,8 +27,8 @@ class Outcome:
     lines: list[str] = field(default_factory=list)   # the plan as shell lines
     done: list[str] = field(default_factory=list)    # what happened
     findings: list[Finding] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # printed before the plan
-    plan: object = None                              # the planner's own result
+    notes: list[str] = field(default_factory=list)   # printed before the plan
+    data: dict = field(default_factory=dict)         # the plan as data (JSON), where there is one
 
 
 # -- nodes ---------------------------------------------------------------------
@@ -46,12 +47,7 @@ def node_add(app, name, address=None, user=None, port=None, memory_cap=None) -> 
         rec = NodeRecord(name=name, address=address or name, user=user, port=port,
                          memory_cap_mib=memory_cap)
         app.state.nodes[name] = rec
-        try:
-            cluster, _ = app.scan([name])
-        except Exception:
-            del app.state.nodes[name]
-            raise
-        facts = cluster.nodes[name]
+        facts = app.scan([name]).cluster.nodes[name]
         if not facts.reachable:
             raise NodeUnreachable(name, facts.error)
         for other in app.state.nodes.values():
@@ -77,8 +73,7 @@ def node_set(app, name, **changes) -> NodeRecord:
 def node_remove(app, name, force=False) -> list[str]:
     with app.lock():
         app.state.node(name)
-        cluster, _ = app.scan([name])
-        facts = cluster.nodes[name]
+        facts = app.scan([name]).cluster.nodes[name]
         if not facts.reachable and not force:
             raise Refusal(f"node {name} did not answer ({facts.error}); domains may run there "
                           "(--force removes it anyway)")
@@ -97,24 +92,22 @@ def node_remove(app, name, force=False) -> list[str]:
         return forgotten
 
 
-def node_scan(app, names=()) -> tuple[list[Finding], object]:
+def node_scan(app, names=()) -> list[Finding]:
     with app.lock():
-        cluster, findings = app.scan(list(names) or None)
-        app.save()
-        return findings, cluster
+        return app.scan_and_save(list(names) or None).findings
 
 
-def set_maintenance(app, kind, name, on: bool):
-    with app.lock():
-        if kind == "node":
-            rec = app.state.node(name)
-        else:
-            check_name("domain", name)
-            if name not in app.conf_names() and name not in app.state.domains:
-                raise UsageError(f"unknown domain {name!r}")
-            rec = app.state.domain(name)
-        rec.maintenance = on
-        app.save()
+def set_maintenance(app, kind, name, on: bool) -> None:
+    """Set the flag (the lock is the caller's)."""
+    if kind == "node":
+        rec = app.state.node(name)
+    else:
+        check_name("domain", name)
+        if name not in app.conf.names() and name not in app.state.domains:
+            raise UsageError(f"unknown domain {name!r}")
+        rec = app.state.domain(name)
+    rec.maintenance = on
+    app.save()
 
 
 # -- domains -------------------------------------------------------------------
@@ -126,7 +119,7 @@ def local_node(app) -> str:
     raise UsageError(f"this host ({host}) is not a node: name the node to start on")
 
 
-def _execute(app, plan: Plan, out: Outcome) -> None:
+def execute(app, plan: Plan, out: Outcome) -> None:
     """Print (dry run) or run the plan; `out` says what happened."""
     ex = app.executor()
     out.lines = ex.show(plan)
@@ -135,23 +128,10 @@ def _execute(app, plan: Plan, out: Outcome) -> None:
             out.done.append(f"{step.why}: {outcome}")
 
 
-def _execute_and_record(app, plan: Plan, out: Outcome) -> None:
-    """Execute; if a step fails, still record what the node now says."""
-    try:
-        _execute(app, plan, out)
-    except Exception:
-        if not app.dry_run:
-            app.scan([plan.steps[0].node])
-            app.save()
-        raise
-
-
 def _verify(app, node: str, name: str, want_present: bool) -> str:
     """Scan `node` again (one session), record it, and check `name` is (or is
     not) there; returns its state."""
-    cluster, _ = app.scan([node])
-    app.save()
-    facts = cluster.nodes[node]
+    facts = app.scan_and_save([node]).cluster.nodes[node]
     if not facts.reachable:
         raise RemoteError(f"could not confirm {name} on {node}: {facts.error}")
     fact = facts.domains.get(name)
@@ -165,31 +145,36 @@ def _verify(app, node: str, name: str, want_present: bool) -> str:
 def domain_start(app, name, node=None, force=False) -> Outcome:
     check_name("domain", name)
     with app.lock():
-        spec = app.load_spec(name)   # read once, inside the lock: what is checked is what is sent
+        spec = app.conf.load(name)   # read once, inside the lock: what is checked is what is sent
         node = node or local_node(app)
         app.state.node(node)
-        cluster, findings = app.check_scan(paths=spec.disks)
+        cluster, findings = app.safety_scan(paths=spec.disks)
         plan = plan_start(cluster, app.state, app.cfg, spec, node, force=force)
         out = Outcome(dry_run=app.dry_run, findings=findings)
-        _execute(app, plan, out)
+        execute(app, plan, out)
         if not app.dry_run:
-            state = _verify(app, node, name, True)
-            out.done.append(f"{name} is {state} on {node}")
+            out.done.append(f"{name} is {_verify(app, node, name, True)} on {node}")
         return out
 
 
 def domain_stop(app, name, mode, wait=None, force=False) -> Outcome:
     check_name("domain", name)
     with app.lock():
-        cluster, findings = app.check_scan()
+        cluster, findings = app.safety_scan()
         if mode == "shutdown":
             plan = plan_shutdown(cluster, app.cfg, name, wait, force)
         else:
             plan = plan_destroy(cluster, app.cfg, name)
         out = Outcome(dry_run=app.dry_run, findings=findings)
-        _execute_and_record(app, plan, out)
+        node = plan.steps[0].node
+        try:
+            execute(app, plan, out)
+        except Exception:
+            if not app.dry_run:
+                app.scan_and_save([node])    # a step failed: record what the node now says
+            raise
         if not app.dry_run and (mode == "destroy" or wait):
-            _verify(app, plan.steps[0].node, name, False)
+            _verify(app, node, name, False)
             out.done.append(f"{name} is off")
         return out
 
@@ -199,10 +184,10 @@ def domain_migrate(app, name, target=None, offline=False, timeout=None) -> Outco
     check_name("domain", name)
     timeout = timeout or app.cfg.migrate_timeout
     with app.lock():
-        spec = app.load_spec(name)
+        spec = app.conf.load(name)
         if target is not None:
             app.state.node(target)
-        cluster, findings = app.check_scan(paths=spec.disks)
+        cluster, findings = app.safety_scan(paths=spec.disks)
         plan = plan_migrate(cluster, app.state, app.cfg, spec, target, offline, timeout)
         out = Outcome(dry_run=app.dry_run, findings=findings)
         ex = app.executor()
@@ -212,54 +197,48 @@ def domain_migrate(app, name, target=None, offline=False, timeout=None) -> Outco
         return out
 
 
+def _imported(app, res, node, wanted, all_, force):
+    """Check what a node printed for `domain import`: (files to write, skipped)."""
+    sections = {k[4:]: v for k, v in split_sections(res.stdout).items() if k.startswith("xml ")}
+    problems, todo, skipped = [], [], []
+    for n in (sorted(sections) if all_ else wanted):
+        xml = sections.get(n, "").strip()
+        if not xml:
+            err = res.stderr.strip().splitlines()
+            problems.append(f"{n}: not found on {node}" + (f" ({err[-1]})" if err else ""))
+            continue
+        try:
+            check_name("domain", n)
+            spec = parse_domain_xml(xml, f"{n} on {node}")
+        except (DomainXMLError, UsageError) as e:
+            if all_:   # --all takes what havirt can manage, and says what it left
+                skipped.append(f"{n}: {e}")
+                continue
+            problems.append(str(e))
+            continue
+        path = app.conf.path(n)
+        if path.exists() and path.read_text().strip() != xml and not force:
+            problems.append(f"{path} exists and differs (--force to overwrite)")
+            continue
+        todo.append((xml, spec))
+    if problems:
+        raise UsageError("import refused, nothing written: " + "; ".join(problems))
+    return todo, skipped
+
+
 def domain_import(app, names, node, all_=False, force=False) -> tuple[list[str], list[str]]:
     """Save domains' XML from `node` into conf/; returns (saved files, skipped)."""
     app.state.node(node)
     for n in names:
         check_name("domain", n)
-    cfg = app.cfg
-    if all_:
-        listing = (f"for d in $({virsh(cfg, 'list', '--all', '--name')}); "
-                   f"do printf '@@xml %s\\n' \"$d\"; {virsh(cfg, 'dumpxml', '--inactive')} \"$d\"; done")
-    else:
-        listing = "; ".join(f"printf '@@xml %s\\n' {quote_argv([n])}; "
-                            f"{virsh(cfg, 'dumpxml', '--inactive', n)}" for n in names)
     with app.lock():
-        res = app.runner.run(node, listing)
-        sections = {k[4:]: v for k, v in split_sections(res.stdout).items() if k.startswith("xml ")}
-        wanted = sorted(sections) if all_ else list(names)
-        problems, todo, skipped = [], [], []
-        for n in wanted:
-            xml = sections.get(n, "").strip()
-            if not xml:
-                err = res.stderr.strip().splitlines()
-                problems.append(f"{n}: not found on {node}" + (f" ({err[-1]})" if err else ""))
-                continue
-            try:
-                check_name("domain", n)
-                spec = parse_domain_xml(xml, f"{n} on {node}")
-            except (DomainXMLError, UsageError) as e:
-                if all_:   # --all takes what havirt can manage, and says what it left
-                    skipped.append(f"{n}: {e}")
-                    continue
-                problems.append(str(e))
-                continue
-            path = app.conf_file(n)
-            if path.exists() and path.read_text().strip() != xml and not force:
-                problems.append(f"{path} exists and differs (--force to overwrite)")
-                continue
-            todo.append((path, xml, spec))
-        if problems:
-            raise UsageError("import refused, nothing written: " + "; ".join(problems))
+        res = app.runner.run(node, remote.dump_inactive(app.cfg, None if all_ else list(names)))
+        todo, skipped = _imported(app, res, node, list(names), all_, force)
         saved = []
-        for path, xml, spec in todo:
-            tmp = path.with_suffix(".xml.tmp")
-            tmp.write_text(xml + "\n")
-            tmp.chmod(0o640)
-            tmp.replace(path)
+        for xml, spec in todo:
+            saved.append(str(app.conf.write(spec.name, xml + "\n")))
             rec = app.state.domain(spec.name)
             rec.memory_mib = rec.memory_mib or spec.memory_mib
             rec.vcpus = rec.vcpus or spec.vcpus
-            saved.append(str(path))
         app.save()
         return saved, skipped

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -12,6 +13,15 @@ import yaml
 from .errors import ConfigError
 
 HOST_KEY_POLICIES = ("reject", "accept-new", "ignore")
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `1e-6` (no dot) as text; here it is the number it looks like."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 # Every key with its type and default; config.sample.yaml documents the same.
 SCHEMA: dict[str, object] = {
@@ -113,27 +123,27 @@ class Config:
     balance_max_moves: int
     migrate_timeout: float
     migrate_unsafe: bool
-    raw: dict = field(default_factory=dict)
 
 
 def _expand(p: str | None) -> str | None:
     return os.path.expanduser(p) if p else p
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate config.yaml; a missing file means every default."""
-    data = {}
-    if path.exists():
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}:{where} is not valid YAML") from e
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
-    merged: dict = {}
-    _merge(str(path), "", SCHEMA, data, merged)
+def _read(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        return yaml.load(path.read_text(), Loader=_Loader) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML") from e
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+
+
+def _check_values(path: Path, merged: dict) -> None:
+    """What the types alone do not say: choices, ranges, a valid user name."""
     s = merged["ssh"]
     if s["host_key_policy"] not in HOST_KEY_POLICIES:
         raise ConfigError(f"{path}: key 'ssh.host_key_policy' must be one of "
@@ -158,6 +168,14 @@ def load_config(path: Path) -> Config:
                             ("balance.max_moves", merged["balance"]["max_moves"], 1)):
         if value < low:
             raise ConfigError(f"{path}: key '{key}' must be at least {low:g}, not {value!r}")
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate config.yaml; a missing file means every default."""
+    merged: dict = {}
+    _merge(str(path), "", SCHEMA, _read(path), merged)
+    _check_values(path, merged)
+    s = merged["ssh"]
     identity = _expand(s["identity_file"])
     if identity and not os.path.isfile(identity):
         raise ConfigError(f"{path}: key 'ssh.identity_file': no such file: {identity}")
@@ -181,7 +199,6 @@ def load_config(path: Path) -> Config:
         balance_max_moves=merged["balance"]["max_moves"],
         migrate_timeout=float(merged["migrate"]["timeout"]),
         migrate_unsafe=merged["migrate"]["unsafe"],
-        raw=merged,
     )
 
 

@@ -52,6 +52,10 @@ def read_domain_file(path) -> DomainSpec:
         raise DomainXMLError(f"{path}: not UTF-8 text") from None
     except IsADirectoryError:
         raise DomainXMLError(f"{path}: is a folder, not a file") from None
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise DomainXMLError(f"{path}: cannot read: {e.strerror}") from None
     spec = parse_domain_xml(text, str(path))
     spec.path, spec.raw = str(path), raw
     return spec

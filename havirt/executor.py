@@ -13,44 +13,17 @@ import time
 from pathlib import Path
 
 from .errors import NodeUnreachable, RemoteError
-from .names import quote_argv
-from .planner import Plan, Step
-from .remote import virsh
+from .plan import Plan, Step, StepKind
+from .remote import WAIT_OFF, WAIT_RUNNING
 from .state import command_line, now_iso
 
 
-WAIT_OFF, WAIT_RUNNING, WAIT_UNKNOWN = 0, 1, 2
-
-
-def wait_off_script(cfg, name: str, seconds: float) -> str:
-    """Poll domstate once a second in ONE session, until a deadline.
-
-    Exit 0: off, or gone (a transient domain that shut down); 1: still
-    running at the deadline; 2: virsh failed otherwise (libvirtd down...),
-    so nobody can tell, and nothing may be started elsewhere on that basis.
-    """
-    state = virsh(cfg, "domstate", name)
-    return (f"end=$(( $(date +%s) + {int(seconds)} )); while :; do "
-            f"s=$({state} 2>&1) || case \"$s\" in "
-            "*'failed to get domain'*|*'Domain not found'*) exit 0;; "
-            "*) printf '%s\\n' \"$s\" >&2; exit 2;; esac; "
-            "[ \"$s\" = 'shut off' ] && exit 0; "
-            "[ \"$(date +%s)\" -ge \"$end\" ] && exit 1; sleep 1; done")
-
-
-def step_command(cfg, step: Step) -> str:
-    """The remote command line of a step, exactly as it is sent."""
-    if step.kind == "wait-off":
-        return wait_off_script(cfg, step.domain, step.timeout or 0)
-    return quote_argv(step.argv)
-
-
-def render_step(runner, cfg, home_root: Path, step: Step) -> str:
+def render_step(runner, home_root: Path, step: Step) -> str:
     """A shell line an admin could paste."""
-    line = f"{runner.describe(step.node)} {shlex.quote(step_command(cfg, step))}"
+    line = f"{runner.describe(step.node)} {shlex.quote(step.command)}"
     if step.stdin_file:
         line += f" < {shlex.quote(_shown_path(home_root, step.stdin_file))}"
-    if step.kind == "destroy-if-running":
+    if step.kind is StepKind.FORCE_OFF:
         line = f"# only if still running after the wait:\n{line}"
     return line
 
@@ -63,16 +36,44 @@ def _shown_path(home_root: Path, path: str) -> str:
 
 
 class AuditLog:
+    """var/audit.log: one JSON object per executed step, appended, never through a link."""
+
     def __init__(self, path: Path):
         self.path = path
+        self.failures: list[str] = []
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                       | os.O_CLOEXEC, 0o600)
+
+    def check(self) -> None:
+        """Before any remote step: the log must be writable (else nothing is done)."""
+        try:
+            fd = self._open()
+        except OSError as e:
+            raise RemoteError(f"{self.path}: cannot write the audit log "
+                              f"({_reason(e)}); nothing was done") from None
+        os.close(fd)
 
     def append(self, **entry) -> None:
+        """Write one entry; a failure is kept (and reported at the end), never
+        raised mid-plan: what happened on the nodes must still be verified and
+        recorded."""
         entry = {"time": now_iso(), "user": _user(), "command": command_line(), **entry}
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, (json.dumps(entry, sort_keys=False) + "\n").encode())
-        finally:
-            os.close(fd)
+            fd = self._open()
+            try:
+                os.write(fd, (json.dumps(entry, sort_keys=False) + "\n").encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            self.failures.append(f"{entry.get('node')}: {entry.get('remote')}: {_reason(e)}")
+
+
+def _reason(e: OSError) -> str:
+    if getattr(e, "errno", None) == 40:   # ELOOP: O_NOFOLLOW met a link
+        return "it is a symbolic link"
+    return e.strerror or str(e)
 
 
 def _user() -> str:
@@ -83,51 +84,50 @@ def _user() -> str:
 
 
 class Executor:
-    def __init__(self, runner, cfg, home, progress=None):
+    def __init__(self, runner, cfg, home, audit: AuditLog, progress=None):
         self.runner = runner
         self.cfg = cfg
         self.home = home
         self.progress = progress        # streamed output of long steps
-        self.audit = AuditLog(home.audit_file)
+        self.audit = audit
 
     def show(self, plan: Plan) -> list[str]:
-        return [render_step(self.runner, self.cfg, self.home.root, s) for s in plan.steps]
+        return [render_step(self.runner, self.home.root, s) for s in plan.steps]
 
     def run(self, plan: Plan) -> list[tuple[Step, str]]:
         """Execute in order; stop at the first failure (raised, after logging)."""
+        self.audit.check()
         done = []
         still_running = False
-        for step in plan.steps:
-            if step.kind == "destroy-if-running" and not still_running:
+        for i, step in enumerate(plan.steps):
+            if step.kind is StepKind.FORCE_OFF and not still_running:
                 continue
             outcome, res = self._run_step(step)
-            if step.kind == "wait-off":
+            if step.kind is StepKind.WAIT_OFF:
                 if res.exit_code not in (WAIT_OFF, WAIT_RUNNING):
                     raise RemoteError(f"cannot tell whether {step.domain} is off on "
                                       f"{step.node}: {outcome}")
                 still_running = res.exit_code == WAIT_RUNNING
-                if still_running and not any(s.kind == "destroy-if-running" for s in plan.steps):
+                forced = i + 1 < len(plan.steps) and plan.steps[i + 1].kind is StepKind.FORCE_OFF
+                if still_running and not forced:
                     raise RemoteError(f"{step.domain} is still running on {step.node} after "
                                       f"{step.timeout:g} s" + (f" ({step.hint})" if step.hint else ""))
-                done.append((step, outcome))
-                continue
-            if outcome != "ok":
+            elif outcome != "ok":
                 raise RemoteError(f"{step.why} failed on {step.node}: {outcome}")
             done.append((step, outcome))
         return done
 
     def _run_step(self, step: Step):
-        command = step_command(self.cfg, step)
-        stdin = step.stdin_data
         timeout = None
         if step.timeout:
             timeout = step.timeout + self.cfg.ssh.command_timeout
-        on_output = self.progress if step.kind == "migrate" else None
+        on_output = self.progress if step.kind is StepKind.MIGRATE else None
         start = time.monotonic()
-        logged = command + (f" < {_shown_path(self.home.root, step.stdin_file)}" if step.stdin_file else "")
+        logged = step.command + (f" < {_shown_path(self.home.root, step.stdin_file)}"
+                                 if step.stdin_file else "")
         try:
-            res = self.runner.run(step.node, command, stdin=stdin, timeout=timeout,
-                                  on_output=on_output)
+            res = self.runner.run(step.node, step.command, stdin=step.stdin_data,
+                                  timeout=timeout, on_output=on_output)
         except NodeUnreachable as e:
             self.audit.append(node=step.node, remote=logged, exit_code=None,
                               duration=round(time.monotonic() - start, 3),

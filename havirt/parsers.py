@@ -6,13 +6,13 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import ParseError
+from .rules import active
 
 # virDomainState, as `virsh domstats --state` prints it (state.state=N).
 STATE_NAMES = {
     0: "no state", 1: "running", 2: "blocked", 3: "paused", 4: "in shutdown",
     5: "shut off", 6: "crashed", 7: "pmsuspended",
 }
-SHUTOFF = 5
 PAUSED = 3
 # virDomainPausedReason values that mean a migration is under way.
 PAUSED_MIGRATION = 2
@@ -36,8 +36,8 @@ class DomainFact:
 
     @property
     def active(self) -> bool:
-        """Anything but shut off counts as present: running, paused, incoming..."""
-        return self.state_code != SHUTOFF
+        """Present on its node (see rules.active)."""
+        return active(self.state)
 
     @property
     def migrating(self) -> bool:

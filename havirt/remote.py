@@ -1,4 +1,8 @@
-"""The commands havirt runs on nodes, built as argv and quoted once here."""
+"""Every command havirt runs on a node: built here as argv, quoted once here.
+
+Nothing else in havirt writes remote command text; planners ask for a
+command by what it does, and the executor sends what they were given.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ SCAN_VIRSH = ("echo @@version; version --daemon; echo @@nodeinfo; nodeinfo; "
               "echo @@persistent; list --all --persistent --name; "
               "echo @@autostart; list --all --autostart --name; "
               "echo @@domstats; domstats --state --balloon --vcpu; echo @@end")
+
+# Exit codes of wait_off().
+WAIT_OFF, WAIT_RUNNING, WAIT_UNKNOWN = 0, 1, 2
 
 
 def virsh_argv(cfg, *args) -> list[str]:
@@ -49,6 +56,54 @@ def scan_script(cfg, paths=(), dump_running=False) -> str:
     return "\n".join(lines) + "\n"
 
 
+# -- domains -------------------------------------------------------------------
+
+def create(cfg) -> str:
+    """Start a transient domain from the XML on stdin."""
+    return virsh(cfg, "create", "/dev/stdin")
+
+
+def shutdown(cfg, name: str) -> str:
+    return virsh(cfg, "shutdown", name)
+
+
+def destroy(cfg, name: str) -> str:
+    return virsh(cfg, "destroy", name)
+
+
+def abort_job(cfg, name: str) -> str:
+    return virsh(cfg, "domjobabort", name)
+
+
+def wait_off(cfg, name: str, seconds: float) -> str:
+    """Poll domstate once a second in ONE session, until a deadline.
+
+    Exit WAIT_OFF: off, or gone (a transient domain that shut down);
+    WAIT_RUNNING: still running at the deadline; WAIT_UNKNOWN: virsh failed
+    otherwise (libvirtd down...), so nobody can tell, and nothing may be
+    started elsewhere on that basis.
+    """
+    state = virsh(cfg, "domstate", name)
+    return (f"end=$(( $(date +%s) + {int(seconds)} )); while :; do "
+            f"s=$({state} 2>&1) || case \"$s\" in "
+            "*'failed to get domain'*|*'Domain not found'*) exit 0;; "
+            "*) printf '%s\\n' \"$s\" >&2; exit 2;; esac; "
+            "[ \"$s\" = 'shut off' ] && exit 0; "
+            "[ \"$(date +%s)\" -ge \"$end\" ] && exit 1; sleep 1; done")
+
+
+def dump_inactive(cfg, names=None) -> str:
+    """`virsh dumpxml --inactive` of `names` (None: every domain the node
+    knows), each after a line '@@xml NAME'."""
+    if names is None:
+        return (f"for d in $({virsh(cfg, 'list', '--all', '--name')}); "
+                f"do printf '@@xml %s\\n' \"$d\"; {virsh(cfg, 'dumpxml', '--inactive')} \"$d\"; done")
+    return "; ".join(f"printf '@@xml %s\\n' {quote_argv([n])}; "
+                     f"{virsh(cfg, 'dumpxml', '--inactive', n)}" for n in names)
+
+
+# -- migration -------------------------------------------------------------------
+
 def _uri_host(address: str) -> str:
     """An IPv6 address goes in brackets inside a URI."""
     return f"[{address}]" if ":" in address else address
@@ -67,3 +122,7 @@ def migrate_argv(cfg, domain: str, address: str, user: str, port: int) -> list[s
     if cfg.migrate_unsafe:
         argv.append("--unsafe")
     return argv + [domain, migrate_uri(cfg, address, user, port), "--migrateuri", f"tcp://{_uri_host(address)}"]
+
+
+def migrate(cfg, domain: str, address: str, user: str, port: int) -> str:
+    return quote_argv(migrate_argv(cfg, domain, address, user, port))

@@ -62,6 +62,12 @@ class DomainRecord:
     stale: bool = False               # its node did not answer the last scan
     conflict: list[str] = field(default_factory=list)  # every node, when more than one
 
+    @property
+    def active(self) -> bool:
+        """Recorded present on a node (see rules.active)."""
+        from .rules import active
+        return self.node is not None and active(self.state)
+
 
 @dataclass
 class State:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .balancing import status_score
+from .moves import cluster_score
+from .scan import cluster_from_state
 from .views import node_rows
 
 STATUS_COLUMNS = [("name", "node"), ("cpus", "cpus"), ("allocated_vcpus", "vcpus"),
@@ -13,11 +14,11 @@ STATUS_COLUMNS = [("name", "node"), ("cpus", "cpus"), ("allocated_vcpus", "vcpus
 
 
 def cluster_status(app, no_scan: bool):
-    cluster, findings = None, []
-    if not no_scan:
+    if no_scan:
+        cluster, findings = cluster_from_state(app.state), []
+    else:
         with app.lock():
-            cluster, findings = app.scan()
-            app.save()
+            cluster, findings = app.scan_and_save()
     rows = node_rows(app.state, app.cfg.reserve_mib)
     for r in rows:
         r["vcpu_ratio"] = round(r["allocated_vcpus"] / r["cpus"], 3) if r["cpus"] else None
@@ -26,5 +27,5 @@ def cluster_status(app, no_scan: bool):
             "domains")
     totals = {"name": "TOTAL", **{k: sum(r[k] or 0 for r in rows) for k in keys}}
     totals["vcpu_ratio"] = round(totals["allocated_vcpus"] / totals["cpus"], 3) if totals["cpus"] else None
-    score = status_score(app, cluster)
+    score = cluster_score(app, cluster)
     return rows, totals, None if score is None else round(score, 6), findings

@@ -211,37 +211,47 @@ class _Deadline(Exception):
     pass
 
 
-def _collect(chan, deadline: float, on_output) -> tuple[bytes, bytes]:
+def _collect(chan, deadline: float, on_output, drain: float = 2.0) -> tuple[bytes, bytes]:
+    """Read stdout and stderr until the command ends and BOTH streams reach
+    end of file: the exit status can arrive before the last bytes, and the
+    scan depends on virsh's last words (its `error:` lines on stderr)."""
     out, err = bytearray(), bytearray()
-    while True:
-        progressed = False
+
+    def pump() -> bool:
+        got = False
         while chan.recv_ready():
             data = chan.recv(65536)
-            out += data
-            progressed = True
+            if not data:
+                break
+            out.extend(data)
+            got = True
             if on_output:
                 on_output(data.decode(errors="replace"))
         while chan.recv_stderr_ready():
             data = chan.recv_stderr(65536)
-            err += data
-            progressed = True
+            if not data:
+                break
+            err.extend(data)
+            got = True
             if on_output:  # virsh prints migration progress on stderr
                 on_output(data.decode(errors="replace"))
-        if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
-            # drain what arrived with the exit status (EOF follows it closely)
-            chan.settimeout(max(0.1, min(2.0, deadline - time.monotonic())))
-            try:
-                while True:
-                    data = chan.recv(65536)
-                    if not data:
-                        break
-                    out += data
-            except TimeoutError:
-                pass
-            return bytes(out), bytes(err)
+        return got
+
+    ended_at = None
+    while True:
+        progressed = pump()
+        now = time.monotonic()
+        if ended_at is None and chan.exit_status_ready():
+            ended_at = now
+        if ended_at is not None:
+            if (chan.eof_received or chan.closed) and not chan.recv_ready() \
+                    and not chan.recv_stderr_ready():
+                return bytes(out), bytes(err)
+            if now - ended_at >= drain or now >= deadline:
+                return bytes(out), bytes(err)   # no EOF after the exit status: take what came
         if progressed:
             continue
-        left = deadline - time.monotonic()
+        left = deadline - now
         if left <= 0:
             chan.close()
             raise _Deadline()

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import copy
 
-from .cluster import Cluster, Finding, usable_memory
-from .domxml import DomainSpec, parse_domain_xml, read_domain_file
+from .cluster import Cluster, Finding
+from .domxml import DomainSpec, parse_domain_xml
 from .errors import HavirtError
+from .rules import load_of, over_limits
 
 
 def conf_findings(app) -> tuple[dict[str, DomainSpec], list[Finding]]:
-    specs, findings = {}, []
-    for name in sorted(app.conf_names()):
-        path = app.home.conf / f"{name}.xml"
-        try:
-            spec = read_domain_file(path)
-        except HavirtError as e:
-            findings.append(Finding("error", "bad-xml", name, str(e),
-                                    f"fix or remove {path}"))
-            continue
-        if spec.name != name:
-            findings.append(Finding("error", "name-mismatch", name,
-                                    f"{path} holds domain {spec.name!r}",
-                                    f"rename the file to {spec.name}.xml or fix <name>"))
-            continue
-        specs[name] = spec
+    specs, problems = app.conf.load_all()
+    findings = []
+    fixes = {"name-mismatch": "rename the file after its <name>, or fix <name>",
+             "bad-file-name": "rename or remove the file"}
+    for name, (kind, problem) in sorted(problems.items()):
+        fix = fixes.get(kind, f"fix or remove {app.conf.folder / (name + '.xml')}")
+        findings.append(Finding("error", kind, name, problem, fix))
     return specs, findings
 
 
@@ -51,18 +44,9 @@ def cluster_findings(app, cluster: Cluster, specs: dict[str, DomainSpec]) -> lis
     for node, facts in sorted(cluster.nodes.items()):
         if not facts.reachable:
             continue
-        rec = state.nodes[node]
-        usable = usable_memory(rec, facts, app.cfg.reserve_mib)
-        mem, vcpus, _ = cluster.allocated(node)
-        if usable is not None and mem > usable:
-            findings.append(Finding("error", "over-memory", node,
-                                    f"{node} has {mem} MiB allocated, {usable} MiB usable",
+        for kind, message in over_limits(load_of(cluster, state, app.cfg, node)):
+            findings.append(Finding("error", kind, node, message,
                                     "migrate a domain away (havirt cluster balance)"))
-        if facts.cpus and vcpus / facts.cpus > app.cfg.vcpu_ratio + 1e-9:
-            findings.append(Finding("error", "over-vcpu", node,
-                                    f"{node} runs {vcpus} vCPUs on {facts.cpus} CPUs "
-                                    f"({vcpus / facts.cpus:.2f} per CPU, limit {app.cfg.vcpu_ratio:g})",
-                                    "migrate a domain away"))
         for dname, xml in sorted(facts.xml.items()):
             conf = specs.get(dname)
             if conf is None or not xml.strip():
@@ -99,8 +83,8 @@ def state_findings(before, after) -> list[Finding]:
     for name in sorted(set(before.domains) | set(after.domains)):
         b = before.domains.get(name)
         a = after.domains.get(name)
-        was = b.node if b and b.state != "shut off" else None
-        now = a.node if a and a.state != "shut off" else None
+        was = b.node if b and b.active else None
+        now = a.node if a and a.active else None
         if a is not None and a.stale:
             continue
         if was != now:
@@ -115,7 +99,7 @@ def validate(app) -> list[Finding]:
     specs, findings = conf_findings(app)
     paths = sorted({p for s in specs.values() for p in s.disks})
     before = copy.deepcopy(app.state)
-    cluster, scan_findings = app.scan(paths=paths, dump_running=True)
+    cluster, scan_findings = app.scan(paths=paths, dump_running=True)   # read-only: never saved
     findings += scan_findings
     findings += cluster_findings(app, cluster, specs)
     findings += state_findings(before, app.state)

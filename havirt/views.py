@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .cluster import Finding, usable_memory
+from .cluster import Finding
+from .rules import usable_memory
 from .state import State
 
 NODE_COLUMNS = [("name", "node"), ("address", "address"), ("cpus", "cpus"),
@@ -23,7 +24,7 @@ def allocations(state: State) -> dict[str, tuple[int, int, int]]:
     """node -> (memory MiB, vCPUs, count) of domains recorded running there."""
     out = {n: (0, 0, 0) for n in state.nodes}
     for d in state.domains.values():
-        if d.node in out and d.state != "shut off":
+        if d.node in out and d.active:
             m, v, c = out[d.node]
             out[d.node] = (m + (d.memory_mib or 0), v + (d.vcpus or 0), c + 1)
     return out
@@ -37,7 +38,7 @@ def node_rows(state: State, reserve_mib: int) -> list[dict]:
         rows.append({
             "name": name, "address": r.address, "user": r.user, "port": r.port,
             "cpus": r.cpus, "memory_mib": r.memory_mib, "memory_cap_mib": r.memory_cap_mib,
-            "usable_mib": usable_memory(r, None, reserve_mib),
+            "usable_mib": usable_memory(r.memory_cap_mib, r.memory_mib, reserve_mib),
             "allocated_mib": m, "allocated_vcpus": v, "domains": c,
             "maintenance": r.maintenance, "reachable": r.reachable, "error": r.error,
             "last_scan": r.last_scan, "hostname": r.hostname,
@@ -73,7 +74,7 @@ def domain_rows(state: State, conf_specs: dict, node=None, running=None) -> list
         }
         if node and row["node"] != node:
             continue
-        is_running = row["node"] is not None and row["state"] != "shut off"
+        is_running = rec is not None and rec.active
         if running is True and not is_running or running is False and is_running:
             continue
         rows.append(row)

@@ -22,6 +22,20 @@ class Options:
         self.kw = kw
         self.runner_factory = runner_factory
         self._app = None
+        self._out = None
+
+    @property
+    def out(self):
+        """The console: formats, -q, -v; also the App's Reporter."""
+        if self._out is None:
+            from .output import Console
+            self._out = Console(self.kw.get("fmt", "screen"), self.kw.get("quiet", False),
+                                self.kw.get("verbose", False))
+        return self._out
+
+    def audit_failures(self) -> list[str]:
+        app = self._app
+        return app.audit.failures if app is not None and app._audit is not None else []
 
     def app(self):
         if self._app is None:
@@ -31,9 +45,7 @@ class Options:
             home = resolve_home(self.kw["home"], script_dir)
             config = Path(self.kw["config"]) if self.kw["config"] else None
             self._app = App.create(home, config, yes=self.kw["yes"], dryrun=self.kw["dryrun"],
-                                   fmt=self.kw["fmt"], quiet=self.kw["quiet"],
-                                   verbose=self.kw["verbose"], debug=self.kw["debug"],
-                                   runner_factory=self.runner_factory)
+                                   out=self.out, runner_factory=self.runner_factory)
         return self._app
 
 
@@ -64,7 +76,10 @@ def cli(ctx, **kw):
 
     Every change is printed as the exact commands it would run, unless --yes.
     """
-    ctx.obj = Options(runner_factory=getattr(ctx.obj, "runner_factory", None), **kw)
+    if isinstance(ctx.obj, Options):
+        ctx.obj.kw.update(kw)
+    else:
+        ctx.obj = Options(**kw)
 
 
 def load_commands() -> None:
@@ -75,9 +90,9 @@ def run(args, runner_factory=None) -> int:
     """Run one havirt command line; return its exit code (errors printed)."""
     load_commands()
     debug = "--debug" in args
+    opts = Options(runner_factory=runner_factory, home=None, config=None)
     try:
-        rc = cli.main(args=list(args), prog_name="havirt", standalone_mode=False,
-                      obj=Options(runner_factory=runner_factory, home=None, config=None))
+        rc = cli.main(args=list(args), prog_name="havirt", standalone_mode=False, obj=opts)
     except click.exceptions.Exit as e:
         rc = e.exit_code
     except click.UsageError as e:
@@ -107,7 +122,14 @@ def run(args, runner_factory=None) -> int:
             traceback.print_exc()
         click.echo(f"havirt: internal error: {type(e).__name__}: {e} (run with --debug)", err=True)
         rc = EXIT_FAILURE
-    return rc if isinstance(rc, int) else 0
+    rc = rc if isinstance(rc, int) else 0
+    failures = opts.audit_failures()
+    if failures:
+        # what was done was verified and recorded before this is said
+        click.echo(f"havirt: could not write {len(failures)} entr{'y' if len(failures) == 1 else 'ies'} "
+                   f"of the audit log: {failures[0]}", err=True)
+        rc = rc or EXIT_FAILURE
+    return rc
 
 
 def main() -> None:

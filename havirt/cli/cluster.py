@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from . import cli, pass_app
-from .output import emit, emit_findings, emit_outcome
 
 
 @cli.group(epilog="Example: havirt cluster status")
@@ -20,13 +19,13 @@ def cluster_status(opts, no_scan):
     """Per node: CPUs, vCPUs and their ratio, memory, domains; totals; the
     imbalance score (see cluster balance)."""
     from ..status import STATUS_COLUMNS, cluster_status as status
-    app = opts.app()
-    rows, totals, score, findings = status(app, no_scan)
-    emit(app, rows + [totals], STATUS_COLUMNS,
-         doc={"nodes": rows, "totals": totals, "score": score} if app.fmt == "json" else None)
-    if app.fmt == "screen":
-        app.say(f"imbalance score: {'-' if score is None else f'{score:.4f}'}")
-    emit_findings(app, findings)
+    out = opts.out
+    rows, totals, score, findings = status(opts.app(), no_scan)
+    out.emit(rows + [totals], STATUS_COLUMNS,
+             doc={"nodes": rows, "totals": totals, "score": score} if out.fmt == "json" else None)
+    if out.fmt == "screen":
+        out.say(f"imbalance score: {'-' if score is None else f'{score:.4f}'}")
+    out.findings(findings)
 
 
 @cluster.command("balance", epilog="""\b
@@ -46,8 +45,8 @@ def cluster_balance(opts, max_moves, no_scan):
     vCPU ratios. A move is made only if it lowers the score by at least
     balance.min_gain.
     """
-    from ..balancing import balance
-    emit_outcome(opts.app(), balance(opts.app(), max_moves, no_scan))
+    from ..moves import balance
+    opts.out.outcome(balance(opts.app(), max_moves, no_scan))
 
 
 @cluster.command("validate", epilog="Example: havirt cluster validate")
@@ -56,12 +55,12 @@ def cluster_validate(opts):
     """A read-only consistency report; exit 1 when anything is wrong."""
     from ..validate import validate
     from ..views import FINDING_COLUMNS, finding_rows
-    app = opts.app()
-    findings = validate(app)
+    out = opts.out
+    findings = validate(opts.app())
     rows = finding_rows(findings)
-    if findings or app.fmt != "screen":
-        emit(app, rows, FINDING_COLUMNS, doc={"findings": rows, "ok": not findings})
+    if findings or out.fmt != "screen":
+        out.emit(rows, FINDING_COLUMNS, doc={"findings": rows, "ok": not findings})
     else:
-        app.say("all consistent")
+        out.say("all consistent")
     if findings:
         raise SystemExit(1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from . import cli, pass_app
-from .output import emit, emit_findings, emit_outcome
 
 
 @cli.group(epilog="Example: havirt domain list --running")
@@ -20,21 +19,14 @@ def domain():
 @pass_app
 def domain_list(opts, node, running):
     """Every domain of conf/ plus any seen running without XML (no SSH)."""
-    from ..domxml import read_domain_file
-    from ..errors import DomainXMLError
     from ..views import DOMAIN_COLUMNS, domain_rows
     app = opts.app()
     if node:
         app.state.node(node)
-    specs = {}
-    for name in sorted(app.conf_names()):
-        path = app.conf_file(name)
-        try:
-            specs[name] = read_domain_file(path)
-        except DomainXMLError as e:  # listed, flagged, never fatal
-            specs[name] = str(e)
-    emit(app, domain_rows(app.state, specs, node, running), DOMAIN_COLUMNS)
-    for problem in (v for v in specs.values() if isinstance(v, str)):
+    specs, problems = app.conf.load_all()   # a bad file is listed and flagged, never fatal
+    listed = {**specs, **{n: msg for n, (_, msg) in problems.items()}}
+    opts.out.emit(domain_rows(app.state, listed, node, running), DOMAIN_COLUMNS)
+    for _, problem in sorted(problems.values()):
         click.echo(f"havirt: warning: {problem}", err=True)
 
 
@@ -53,7 +45,7 @@ def domain_import(opts, names, node, all_, force):
         raise click.UsageError("name the domains, or give --all")
     saved, skipped = do_import(opts.app(), names, node, all_, force)
     for path in saved:
-        opts.app().say(f"saved {path}")
+        opts.out.say(f"saved {path}")
     for why in skipped:
         click.echo(f"havirt: warning: skipped {why}", err=True)
 
@@ -75,8 +67,7 @@ def domain_start(opts, name, node, force):
     """
     from ..actions import domain_start as start
     app = opts.app()
-    out = start(app, name, node, force)
-    emit_outcome(app, out)
+    opts.out.outcome(start(app, name, node, force))
 
 
 @domain.command("shutdown", epilog="Example: havirt --yes domain shutdown web1 --wait 120 --force")
@@ -90,7 +81,7 @@ def domain_shutdown(opts, name, wait, force):
     from ..actions import domain_stop
     if force and not wait:
         raise click.UsageError("--force needs --wait SECONDS")
-    emit_outcome(opts.app(), domain_stop(opts.app(), name, "shutdown", wait, force))
+    opts.out.outcome(domain_stop(opts.app(), name, "shutdown", wait, force))
 
 
 @domain.command("destroy", epilog="Example: havirt --yes domain destroy web1")
@@ -99,7 +90,7 @@ def domain_shutdown(opts, name, wait, force):
 def domain_destroy(opts, name):
     """Power NAME off at once (like pulling the plug)."""
     from ..actions import domain_stop
-    emit_outcome(opts.app(), domain_stop(opts.app(), name, "destroy"))
+    opts.out.outcome(domain_stop(opts.app(), name, "destroy"))
 
 
 @domain.command("migrate", epilog="""\b
@@ -115,7 +106,7 @@ Examples: havirt domain migrate web1 node3          # print the command
 def domain_migrate(opts, name, target, offline, timeout):
     """Live-migrate NAME to TARGET (default: the node with most free memory after)."""
     from ..actions import domain_migrate as migrate
-    emit_outcome(opts.app(), migrate(opts.app(), name, target, offline, timeout))
+    opts.out.outcome(migrate(opts.app(), name, target, offline, timeout))
 
 
 @domain.command("maintenance", epilog="Example: havirt domain maintenance web1 on")
@@ -126,8 +117,7 @@ def domain_maintenance(opts, name, mode):
     """A domain in maintenance cannot be started and is never moved by balance
     or evacuation."""
     from ..actions import set_maintenance
-    set_maintenance(opts.app(), "domain", name, mode == "on")
-    opts.app().say(f"domain {name}: maintenance {mode}")
-
-
-__all__ = ["domain", "emit_findings"]
+    app = opts.app()
+    with app.lock():
+        set_maintenance(app, "domain", name, mode == "on")
+    opts.out.say(f"domain {name}: maintenance {mode}")

@@ -7,7 +7,6 @@ import json
 import click
 
 from . import cli, pass_app
-from .output import emit
 
 LOG_COLUMNS = [("time", "time"), ("user", "user"), ("node", "node"), ("remote", "remote command"),
                ("exit_code", "exit"), ("duration", "seconds"), ("outcome", "outcome")]
@@ -32,4 +31,4 @@ def log(opts, tail):
         except ValueError:
             entry = None
         entries.append(entry if isinstance(entry, dict) else {"outcome": f"(unreadable line {n})"})
-    emit(app, entries[-tail:], LOG_COLUMNS)
+    opts.out.emit(entries[-tail:], LOG_COLUMNS)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from . import cli, pass_app
-from .output import emit, emit_findings, emit_outcome
 
 
 @cli.group(epilog="Example: havirt node list")
@@ -35,7 +34,7 @@ def node_add(opts, name, address, user, port, memory_cap):
     from ..actions import node_add as add
     cap = _cap(memory_cap)
     rec = add(opts.app(), name, address, user, port, None if cap == "none" else cap)
-    opts.app().say(f"added {name}: {rec.address}, {rec.cpus} CPUs, {rec.memory_mib} MiB, "
+    opts.out.say(f"added {name}: {rec.address}, {rec.cpus} CPUs, {rec.memory_mib} MiB, "
                    f"libvirt {rec.libvirt_version}, hostname {rec.hostname}")
 
 
@@ -56,7 +55,7 @@ def node_set(opts, name, address, user, port, memory_cap):
     if not changes:
         raise click.UsageError("nothing to change: give --address, --user, --port or --memory-cap")
     set_(opts.app(), name, **changes)
-    opts.app().say(f"{name}: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
+    opts.out.say(f"{name}: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
 
 
 @node.command("list", epilog="Example: havirt -f json node list")
@@ -65,7 +64,7 @@ def node_list(opts):
     """The nodes as the state file knows them (no SSH)."""
     from ..views import NODE_COLUMNS, node_rows
     app = opts.app()
-    emit(app, node_rows(app.state, app.cfg.reserve_mib), NODE_COLUMNS)
+    opts.out.emit(node_rows(app.state, app.cfg.reserve_mib), NODE_COLUMNS)
 
 
 @node.command("scan", epilog="""\b
@@ -82,22 +81,18 @@ def node_scan(opts, names, quiet_here):
     persistent or autostart on a node.
     """
     from ..actions import node_scan as scan
-    from ..views import NODE_COLUMNS, node_rows
+    from ..views import NODE_COLUMNS, finding_rows, node_rows
     app = opts.app()
-    app.quiet = app.quiet or quiet_here
-    findings, _ = scan(app, names)
-    if not app.quiet:
+    out = opts.out
+    out.quiet = out.quiet or quiet_here
+    findings = scan(app, names)
+    if not out.quiet:
         rows = [r for r in node_rows(app.state, app.cfg.reserve_mib) if not names or r["name"] in names]
-        emit(app, rows, NODE_COLUMNS, doc={"nodes": rows, "anomalies": _f(findings)}
-             if app.fmt == "json" else None)
-    emit_findings(app, findings, json_done=not app.quiet)
+        out.emit(rows, NODE_COLUMNS, doc={"nodes": rows, "anomalies": finding_rows(findings)}
+                 if out.fmt == "json" else None)
+    out.findings(findings, json_done=not out.quiet)
     if findings:
         raise SystemExit(1)
-
-
-def _f(findings):
-    from ..views import finding_rows
-    return finding_rows(findings)
 
 
 @node.command("remove", epilog="Example: havirt node remove node4")
@@ -108,7 +103,7 @@ def node_remove(opts, name, force):
     """Forget NAME; refused while domains run there."""
     from ..actions import node_remove as remove
     forgotten = remove(opts.app(), name, force)
-    opts.app().say(f"removed {name}" + (f"; these domains were last seen there and may still "
+    opts.out.say(f"removed {name}" + (f"; these domains were last seen there and may still "
                                        f"run: {', '.join(forgotten)} (starting them needs --force)"
                                        if forgotten else ""))
 
@@ -128,9 +123,11 @@ def node_maintenance(opts, name, mode, no_evacuate):
     empty the node are printed, and run with --yes.
     """
     from ..actions import set_maintenance
-    from ..balancing import evacuate
+    from ..moves import evacuate
     app = opts.app()
-    set_maintenance(app, "node", name, mode == "on")
-    app.say(f"node {name}: maintenance {mode}")
-    if mode == "on" and not no_evacuate:
-        emit_outcome(app, evacuate(app, name))
+    with app.lock():    # the flag and the evacuation under one lock
+        set_maintenance(app, "node", name, mode == "on")
+        opts.out.say(f"node {name}: maintenance {mode}")
+        outcome = evacuate(app, name) if mode == "on" and not no_evacuate else None
+    if outcome is not None:
+        opts.out.outcome(outcome)

@@ -1,51 +1,81 @@
-"""Printing what core functions return, in the chosen format."""
+"""What the admin sees: tables in three formats, anomalies, plans, progress."""
 
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
+from ..app import Reporter
 from ..render import render
 
 
-def emit(app, rows, columns, doc=None) -> None:
-    click.echo(render(app.fmt, rows, columns, doc))
+class Console(Reporter):
+    """The Reporter of the command line, and the printing of results."""
 
+    def __init__(self, fmt="screen", quiet=False, verbose=False):
+        self.fmt = fmt
+        self.quiet = quiet
+        self.verbose = verbose
+        self._progress_open = False
 
-def emit_findings(app, findings, json_done=False, err=False) -> None:
-    """One line per anomaly (also under -q: that is what cron mails).
+    # -- while core code works ---------------------------------------------------
+    def say(self, text: str = "") -> None:
+        """A line for the admin; on stderr under -f json, so stdout stays JSON."""
+        if not self.quiet:
+            print(text, flush=True, file=sys.stderr if self.fmt == "json" else sys.stdout)
 
-    err: on stderr, for anomalies seen on the way by a command that changes
-    something (its stdout is the plan or what it did)."""
-    if not findings:
-        return
-    if app.fmt == "json":
-        if not json_done:
+    def note(self, text: str) -> None:
+        if self.verbose:
+            print(text, file=sys.stderr, flush=True)
+
+    def progress(self, chunk: str) -> None:
+        if not self.quiet:
+            sys.stderr.write(chunk)
+            sys.stderr.flush()
+            self._progress_open = not chunk.endswith("\n")
+
+    def end_progress(self) -> None:
+        if self._progress_open:
+            self.progress("\n")
+
+    # -- results -------------------------------------------------------------------
+    def emit(self, rows, columns, doc=None) -> None:
+        click.echo(render(self.fmt, rows, columns, doc))
+
+    def findings(self, findings, json_done=False, err=False) -> None:
+        """One line per anomaly (also under -q: that is what cron mails).
+
+        err: on stderr, for anomalies seen on the way by a command that changes
+        something (its stdout is the plan or what it did)."""
+        if not findings:
+            return
+        if self.fmt == "json":
+            if not json_done:
+                from ..views import finding_rows
+                click.echo(json.dumps({"anomalies": finding_rows(findings)}, indent=2))
+            return
+        for f in findings:
+            fix = f" (fix: {f.fix})" if f.fix and self.verbose else ""
+            click.echo(f"{f.severity.upper()} {f.kind} {f.subject}: {f.message}{fix}", err=err)
+
+    def outcome(self, out) -> None:
+        """The plan (dry run) or what was done."""
+        if self.fmt == "json":
             from ..views import finding_rows
-            click.echo(json.dumps({"anomalies": finding_rows(findings)}, indent=2))
-        return
-    for f in findings:
-        fix = f" (fix: {f.fix})" if f.fix and app.verbose else ""
-        click.echo(f"{f.severity.upper()} {f.kind} {f.subject}: {f.message}{fix}", err=err)
-
-
-def emit_outcome(app, out) -> None:
-    """The plan (dry run) or what was done."""
-    if app.fmt == "json":
-        from ..views import finding_rows
-        click.echo(json.dumps({"dry_run": out.dry_run, "commands": out.lines, "done": out.done,
-                               "notes": out.notes,
-                               "anomalies": finding_rows(out.findings)}, indent=2))
-        return
-    emit_findings(app, out.findings, err=True)   # what the fresh scan found wrong, on the way
-    for note in out.notes:
-        app.say(note)
-    if out.dry_run:
-        for line in out.lines:
-            click.echo(line)
-        if out.lines:
-            app.say("dry run: nothing was changed; add --yes (havirt --yes ...) to execute")
-        return
-    for line in out.done:
-        app.say(line)
+            click.echo(json.dumps({"dry_run": out.dry_run, "commands": out.lines, "done": out.done,
+                                   "notes": out.notes, **out.data,
+                                   "anomalies": finding_rows(out.findings)}, indent=2))
+            return
+        self.findings(out.findings, err=True)   # what the fresh scan found wrong, on the way
+        for note in out.notes:
+            self.say(note)
+        if out.dry_run:
+            for line in out.lines:
+                click.echo(line)
+            if out.lines:
+                self.say("dry run: nothing was changed; add --yes (havirt --yes ...) to execute")
+            return
+        for line in out.done:
+            self.say(line)

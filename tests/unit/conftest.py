@@ -66,10 +66,17 @@ class FakeCluster:
     def conf(self, name, **kw):
         (self.home / "conf" / f"{name}.xml").write_text(domain_xml(name, **kw))
 
+    real_describe = False
+    runner_class = FakeRunner     # a test may give a subclass that changes the cluster as it goes
+
     def factory(self, app):
-        r = FakeRunner(app, self.nodes)
+        r = self.runner_class(app, self.nodes, real_describe=self.real_describe)
         self.runners.append(r)
         return r
+
+    @property
+    def unexpected(self):
+        return [u for r in self.runners for u in r.unexpected]
 
     @property
     def calls(self):
@@ -84,23 +91,8 @@ class FakeCluster:
 
 @pytest.fixture
 def fake(tmp_path, capsys):
-    return FakeCluster(tmp_path, capsys)
-
-
-# -- appended: a FakeCluster whose runner has the extra knobs of fakes.ExtRunner ---------
-from fakes import ExtRunner  # noqa: E402
-
-
-class ExtCluster(FakeCluster):
-    real_describe = False
-
-    def factory(self, app):
-        r = ExtRunner(app, self.nodes)
-        r.real_describe = self.real_describe
-        self.runners.append(r)
-        return r
-
-
-@pytest.fixture
-def xfake(tmp_path, capsys):
-    return ExtCluster(tmp_path, capsys)
+    """A fake cluster; a command havirt sent that the fake did not expect fails
+    the test here, whatever exit code the CLI turned it into."""
+    cluster = FakeCluster(tmp_path, capsys)
+    yield cluster
+    assert not cluster.unexpected, "havirt sent unexpected commands:\n" + "\n".join(cluster.unexpected)

@@ -1,9 +1,17 @@
 """A fake cluster behind a fake runner.
 
 The runner understands exactly the commands havirt is meant to send (it
-rebuilds each one with havirt's own builders and compares the text), answers
-with output in the format real virsh prints (see tests/fixtures/virsh), and
-fails loudly on anything else.
+rebuilds each one with havirt's own builders in havirt.remote and compares
+the text), answers with output in the format real virsh prints (see
+tests/fixtures/virsh), and fails loudly on anything else: an unexpected
+command is recorded, and the test fixture fails the test at teardown
+whatever the CLI made of the exception (an exit code can hide it).
+
+Knobs a test may set:
+  node.scan_stdout / node.scan_stderr   the scan session answers this text
+                                        (after checking it is havirt's own script)
+  runner.migrate_fails                  every live migration fails
+  cluster.real_describe                 dry-run lines as the real SSHRunner prints them
 """
 
 from __future__ import annotations
@@ -12,10 +20,8 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from havirt import remote
 from havirt.errors import NodeUnreachable
-from havirt.executor import wait_off_script
-from havirt.names import quote_argv
-from havirt.remote import migrate_argv, scan_script
 from havirt.transport import Result, Runner
 
 STATE_CODES = {"running": 1, "paused": 3, "shut off": 5}
@@ -45,6 +51,8 @@ class FakeNode:
     reachable: bool = True
     libvirt_up: bool = True
     xml: dict[str, str] = field(default_factory=dict)   # what dumpxml prints
+    scan_stdout: str | None = None
+    scan_stderr: str = "@@virsh-error\n"
 
     def add(self, name, **kw) -> FakeDomain:
         d = self.domains[name] = FakeDomain(name=name, **kw)
@@ -55,16 +63,26 @@ class UnexpectedCommand(AssertionError):
     pass
 
 
+def is_scan(command: str) -> bool:
+    return command.startswith("printf '@@hostname")
+
+
 class FakeRunner(Runner):
-    def __init__(self, app, nodes: dict[str, FakeNode]):
+    def __init__(self, app, nodes: dict[str, FakeNode], real_describe=False):
         self.app = app
         self.cfg = app.cfg
         self.nodes = nodes
         self.calls: list[tuple[str, str]] = []
+        self.unexpected: list[str] = []
         self.migrate_fails = False
+        self.real_describe = real_describe
 
     def describe(self, node):
-        return f"ssh root@{self.nodes[node].address or node}"
+        if not self.real_describe:
+            return f"ssh root@{self.nodes[node].address or node}"
+        from havirt.transport import SSHRunner, Target
+        targets = {n: Target(n, r.address, r.user, r.port) for n, r in self.app.state.nodes.items()}
+        return SSHRunner(self.cfg.ssh, targets).describe(node)
 
     def run_many(self, commands):
         out = {}
@@ -75,55 +93,76 @@ class FakeRunner(Runner):
                 out[node] = e
         return out
 
+    def _unexpected(self, message: str):
+        self.unexpected.append(message)
+        raise UnexpectedCommand(message)
+
     # -- the commands havirt may send ----------------------------------------------
     def run(self, node, command, stdin=None, timeout=None, on_output=None) -> Result:
         self.calls.append((node, command))
         if node not in self.nodes:
-            raise UnexpectedCommand(f"command for unknown node {node}: {command}")
+            self._unexpected(f"command for unknown node {node}: {command}")
         n = self.nodes[node]
         if not n.reachable:
             raise NodeUnreachable(node, "connect timed out after 5 s")
-        if command.startswith("printf '@@hostname"):
+        if is_scan(command):
             return self._scan(n, command)
-        v = lambda *a: quote_argv([self.cfg.virsh_command, "-c", self.cfg.virsh_uri, *a])  # noqa: E731
-        if command == v("create", "/dev/stdin"):
-            m = re.search(rb"<name>([^<]+)</name>", stdin or b"")
-            if not m:
-                raise UnexpectedCommand("create without XML on stdin")
-            name = m.group(1).decode()
-            mem = re.search(rb"<memory unit='MiB'>(\d+)</memory>", stdin)
-            n.add(name, memory_mib=int(mem.group(1)) if mem else 32)
-            return Result(node, command, 0, f"Domain '{name}' created from /dev/stdin\n")
-        for verb in ("shutdown", "destroy", "domjobabort"):
-            for name in list(n.domains) + self._names(command):
-                if command == v(verb, name):
+        cfg = self.cfg
+        if command == remote.create(cfg):
+            return self._create(n, command, stdin)
+        named = re.search(r" domstate (\S+) 2>&1\)", command)
+        candidates = set(n.domains) | {self._last_word(command)}
+        if named:
+            candidates.add(shlex.split(named.group(1))[0])
+        for name in candidates:
+            for verb, build in (("shutdown", remote.shutdown), ("destroy", remote.destroy),
+                                ("domjobabort", remote.abort_job)):
+                if command == build(cfg, name):
                     return self._power(n, verb, name, command)
-        for name in list(n.domains):
-            if command == wait_off_script(self.cfg, name, _seconds(command)):
+            if command == remote.wait_off(cfg, name, _seconds(command)):
                 d = n.domains.get(name)
-                off = d is None or d.state == "shut off"
-                return Result(node, command, 0 if off else 1)
-        for name, d in list(n.domains.items()):
+                return Result(node, command, 0 if d is None or d.state == "shut off" else 1)
+        migrated = self._migrate(n, command, on_output)
+        if migrated is not None:
+            return migrated
+        if "dumpxml" in command:
+            return self._dumpxml(n, command)
+        self._unexpected(f"{node}: unexpected command: {command}")
+
+    @staticmethod
+    def _last_word(command):
+        try:
+            return shlex.split(command)[-1]
+        except ValueError:
+            return ""
+
+    def _create(self, n, command, stdin):
+        m = re.search(rb"<name>([^<]+)</name>", stdin or b"")
+        if not m:
+            self._unexpected("create without XML on stdin")
+        name = m.group(1).decode()
+        mem = re.search(rb"<memory unit='MiB'>(\d+)</memory>", stdin)
+        vcpus = re.search(rb"<vcpu>(\d+)</vcpu>", stdin)
+        n.add(name, memory_mib=int(mem.group(1)) if mem else 32,
+              vcpus=int(vcpus.group(1)) if vcpus else 1)
+        return Result(n.name, command, 0, f"Domain '{name}' created from /dev/stdin\n")
+
+    def _migrate(self, n, command, on_output):
+        for name in list(n.domains):
             for target in self.nodes.values():
                 rec = self.app.state.nodes.get(target.name)
                 if rec is None:
                     continue
-                argv = migrate_argv(self.cfg, name, rec.address, rec.user or self.cfg.ssh.user,
-                                    rec.port or self.cfg.ssh.port)
-                if command == quote_argv(argv):
-                    if self.migrate_fails:
-                        return Result(node, command, 1, "", "error: operation failed: migration failed\n")
-                    target.domains[name] = n.domains.pop(name)
-                    if on_output:
-                        on_output("\rMigration: [100 %]")
-                    return Result(node, command, 0, "Migration: [100 %]\n")
-        if "dumpxml" in command:
-            return self._dumpxml(n, command)
-        raise UnexpectedCommand(f"{node}: unexpected command: {command}")
-
-    @staticmethod
-    def _names(command):
-        return [w for w in shlex.split(command)[-1:]]
+                if command != remote.migrate(self.cfg, name, rec.address, rec.user or self.cfg.ssh.user,
+                                             rec.port or self.cfg.ssh.port):
+                    continue
+                if self.migrate_fails:
+                    return Result(n.name, command, 1, "", "error: operation failed: migration failed\n")
+                target.domains[name] = n.domains.pop(name)
+                if on_output:
+                    on_output("\rMigration: [100 %]")
+                return Result(n.name, command, 0, "Migration: [100 %]\n")
+        return None
 
     def _power(self, n, verb, name, command):
         d = n.domains.get(name)
@@ -148,9 +187,11 @@ class FakeRunner(Runner):
         m = re.search(r"\nfor p in (.*?); do ", command)
         paths = shlex.split(m.group(1)) if m else []
         dump_running = "printf '@@xml" in command
-        expected = scan_script(self.cfg, paths, dump_running)
+        expected = remote.scan_script(self.cfg, paths, dump_running)
         if command != expected:
-            raise UnexpectedCommand(f"scan script differs from havirt's own:\n{command}\n---\n{expected}")
+            self._unexpected(f"scan script differs from havirt's own:\n{command}\n---\n{expected}")
+        if n.scan_stdout is not None:
+            return Result(n.name, command, 0, n.scan_stdout, n.scan_stderr)
         out = [f"@@hostname\n{n.hostname or n.name}"]
         if not n.libvirt_up:
             out.append("@@virsh-exit\n1")
@@ -192,44 +233,6 @@ def _seconds(command: str) -> float:
     return float(m.group(1)) if m else 0
 
 
-# -- appended: extensions used by the wider unit suite (test_cli_*.py, ...) ------------
-# Nothing above changes: ExtRunner is a subclass, and its knobs are attributes a
-# test sets on a FakeNode instance (plain dataclass instances accept them).
-#
-#   node.scan_stdout = "..."   the scan session answers this text (after checking
-#   node.scan_stderr = "..."   that havirt sent exactly its own scan script)
-#   runner.real_describe       describe() as the real SSHRunner would print it
-
-
-class ExtRunner(FakeRunner):
-    real_describe = False
-
-    def describe(self, node):
-        if not self.real_describe:
-            return super().describe(node)
-        from havirt.transport import SSHRunner, Target
-        targets = {n: Target(n, r.address, r.user, r.port)
-                   for n, r in self.app.state.nodes.items()}
-        return SSHRunner(self.cfg.ssh, targets).describe(node)
-
-    def run(self, node, command, stdin=None, timeout=None, on_output=None) -> Result:
-        n = self.nodes.get(node)
-        if n is not None and n.reachable and command.startswith("printf '@@hostname"):
-            raw = getattr(n, "scan_stdout", None)
-            if raw is not None:
-                self.calls.append((node, command))
-                self._scan(n, command)  # raises unless it is havirt's own scan script
-                return Result(node, command, 0, raw, getattr(n, "scan_stderr", "@@virsh-error\n"))
-        m = re.search(r" domstate (\S+) 2>&1\)", command)
-        if m and n is not None and n.reachable:
-            name = shlex.split(m.group(1))[0]
-            if name not in n.domains and command == wait_off_script(self.cfg, name, _seconds(command)):
-                # a transient domain that shut down is gone: domstate fails, the wait ends
-                self.calls.append((node, command))
-                return Result(node, command, 0)
-        return super().run(node, command, stdin=stdin, timeout=timeout, on_output=on_output)
-
-
 def home_snapshot(home):
     """Bytes of var/state.yaml and of every file under conf/ (to prove nothing changed)."""
     from pathlib import Path
@@ -241,7 +244,3 @@ def home_snapshot(home):
         "conf": {str(p.relative_to(conf)): p.read_bytes()
                  for p in sorted(conf.rglob("*")) if p.is_file()} if conf.exists() else None,
     }
-
-
-def is_scan(command: str) -> bool:
-    return command.startswith("printf '@@hostname")

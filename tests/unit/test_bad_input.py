@@ -131,34 +131,34 @@ CASES = [
 
 
 @pytest.mark.parametrize("setup, args, code, fragment", CASES)
-def test_bad_input(xfake, setup, args, code, fragment):
-    base(xfake)
-    setup(xfake)
-    before = home_snapshot(xfake.home)
-    domains_before = {n: sorted(f.domains) for n, f in xfake.nodes.items()}
-    rc, out, err = xfake.havirt(*args)
+def test_bad_input(fake, setup, args, code, fragment):
+    base(fake)
+    setup(fake)
+    before = home_snapshot(fake.home)
+    domains_before = {n: sorted(f.domains) for n, f in fake.nodes.items()}
+    rc, out, err = fake.havirt(*args)
     assert rc == code, (out, err)
     assert "Traceback" not in err and "internal error" not in err, err
     assert err.startswith("havirt: ") and err.endswith("\n") and err.count("\n") == 1, repr(err)
     assert fragment in err, err
     assert out == ""
-    assert home_snapshot(xfake.home) == before
-    assert {n: sorted(f.domains) for n, f in xfake.nodes.items()} == domains_before
-    assert all(is_scan(c) for _, c in xfake.calls), xfake.calls
+    assert home_snapshot(fake.home) == before
+    assert {n: sorted(f.domains) for n, f in fake.nodes.items()} == domains_before
+    assert all(is_scan(c) for _, c in fake.calls), fake.calls
 
 
-def test_a_node_printing_garbage_blocks_a_start(xfake):
+def test_a_node_printing_garbage_blocks_a_start(fake):
     """A node whose answer cannot be parsed might run the domain: refuse (3), send nothing."""
-    a, b = base(xfake)
+    a, b = base(fake)
     b.scan_stdout = GOOD_SCAN_HEAD + "Domain: 'web1'\n  state.state=one\n@@end\n@@virsh-exit\n0\n"
-    conf_before = home_snapshot(xfake.home)["conf"]
-    rc, out, err = xfake.havirt("--yes", "domain", "start", "web1", "node1")
+    conf_before = home_snapshot(fake.home)["conf"]
+    rc, out, err = fake.havirt("--yes", "domain", "start", "web1", "node1")
     assert rc == 3
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("havirt: refused: node node2 did not answer (unexpected output: cannot parse "
                           "domstats, line 2: 'state.state=one': state.state is not a number)")
     assert "web1" not in a.domains
-    assert all(is_scan(c) for _, c in xfake.calls)
-    assert home_snapshot(xfake.home)["conf"] == conf_before
-    st = xfake.state().nodes["node2"]
+    assert all(is_scan(c) for _, c in fake.calls)
+    assert home_snapshot(fake.home)["conf"] == conf_before
+    st = fake.state().nodes["node2"]
     assert st.reachable is False and "cannot parse domstats" in st.error

@@ -2,65 +2,65 @@
 host it was, a conf/ file that changes under a command, offline migration."""
 
 from conftest import domain_xml
-from fakes import ExtRunner
+from fakes import FakeRunner
 
 
-def test_a_scan_whose_virsh_failed_midway_leaves_the_node_unknown(xfake):
+def test_a_scan_whose_virsh_failed_midway_leaves_the_node_unknown(fake):
     """virsh goes on after a failed command and exits with the last one's
     status: complete-looking output plus an error means the list is not to be
     trusted, so a start elsewhere is refused."""
-    a, b = xfake.node("node1"), xfake.node("node2")
+    a, b = fake.node("node1"), fake.node("node2")
     a.add("web1")
-    xfake.conf("web1")
+    fake.conf("web1")
     a.scan_stdout = ("@@hostname\nnode1\n@@version\n@@nodeinfo\nCPU(s): 4\n"
                      "Memory size: 8388608 KiB\n@@persistent\n@@autostart\n@@domstats\n"
                      "@@end\n@@virsh-exit\n0\n")
     a.scan_stderr = ("@@virsh-error\nerror: Failed to connect socket to "
                      "'/var/run/libvirt/libvirt-sock': Connection refused\n")
-    rc, out, err = xfake.havirt("--yes", "domain", "start", "web1", "node2")
+    rc, out, err = fake.havirt("--yes", "domain", "start", "web1", "node2")
     assert rc == 3 and "node node1 did not answer (virsh failed: error: Failed to connect" in err
     assert "web1" not in b.domains
 
 
-def test_a_node_answering_as_another_host_is_unknown(xfake):
-    a, b = xfake.node("node1"), xfake.node("node2")
-    xfake.conf("web1")
-    assert xfake.havirt("node", "scan")[0] == 0          # hostnames recorded
+def test_a_node_answering_as_another_host_is_unknown(fake):
+    a, b = fake.node("node1"), fake.node("node2")
+    fake.conf("web1")
+    assert fake.havirt("node", "scan")[0] == 0          # hostnames recorded
     b.hostname = "some-other-machine"                       # node2's address now reaches it
-    rc, out, err = xfake.havirt("-q", "node", "scan")
+    rc, out, err = fake.havirt("-q", "node", "scan")
     assert rc == 1 and "answers as host 'some-other-machine', recorded as 'node2'" in out
-    rc, out, err = xfake.havirt("--yes", "domain", "start", "web1", "node1")
+    rc, out, err = fake.havirt("--yes", "domain", "start", "web1", "node1")
     assert rc == 3 and "node node2 did not answer" in err and "web1" not in a.domains
 
 
-def test_two_nodes_answering_as_one_host_are_unknown(xfake):
-    a, b = xfake.node("node1"), xfake.node("node2")
+def test_two_nodes_answering_as_one_host_are_unknown(fake):
+    a, b = fake.node("node1"), fake.node("node2")
     b.hostname = "node1"
-    rc, out, _ = xfake.havirt("-q", "node", "scan")
+    rc, out, _ = fake.havirt("-q", "node", "scan")
     assert rc == 1 and "nodes node1, node2 all answer as host 'node1'" in out
 
 
-def test_node_add_refuses_a_second_name_for_a_known_host(xfake):
-    a = xfake.node("node1")
-    assert xfake.havirt("node", "scan")[0] == 0
-    xfake.node("alias", record=False).hostname = "node1"
-    rc, _, err = xfake.havirt("node", "add", "alias", "--address", "10.0.0.2")
+def test_node_add_refuses_a_second_name_for_a_known_host(fake):
+    a = fake.node("node1")
+    assert fake.havirt("node", "scan")[0] == 0
+    fake.node("alias", record=False).hostname = "node1"
+    rc, _, err = fake.havirt("node", "add", "alias", "--address", "10.0.0.2")
     assert rc == 2 and "is host node1, already node node1" in err
-    rc, _, err = xfake.havirt("node", "add", "again", "--address", a.address)
+    rc, _, err = fake.havirt("node", "add", "again", "--address", a.address)
     assert rc == 2 and f"node node1 has the address {a.address} already" in err
-    assert list(xfake.state().nodes) == ["node1"]
+    assert list(fake.state().nodes) == ["node1"]
 
 
-def test_the_xml_checked_is_the_xml_sent(xfake):
+def test_the_xml_checked_is_the_xml_sent(fake):
     """conf/web1.xml rewritten while the scan runs: the start sends the bytes
     that were checked, read once inside the lock."""
-    xfake.node("node1")
-    b = xfake.node("node2")
-    xfake.conf("web1", memory_mib=512)
-    conf = xfake.home / "conf" / "web1.xml"
+    fake.node("node1")
+    b = fake.node("node2")
+    fake.conf("web1", memory_mib=512)
+    conf = fake.home / "conf" / "web1.xml"
     sent = []
 
-    class Rewriter(ExtRunner):
+    class Rewriter(FakeRunner):
         def run(self, node, command, stdin=None, **kw):
             if command.startswith("printf '@@hostname"):
                 conf.write_text(domain_xml("web1", memory_mib=4096))
@@ -68,21 +68,20 @@ def test_the_xml_checked_is_the_xml_sent(xfake):
                 sent.append(stdin)
             return super().run(node, command, stdin=stdin, **kw)
 
-    from havirt.cli import run
-    rc = run(["--home", str(xfake.home), "--yes", "domain", "start", "web1", "node2"],
-             runner_factory=lambda app: Rewriter(app, xfake.nodes))
+    fake.runner_class = Rewriter
+    rc, out, err = fake.havirt("--yes", "domain", "start", "web1", "node2")
     assert rc == 0
     assert sent == [domain_xml("web1", memory_mib=512).encode()]
     assert b.domains["web1"].memory_mib == 512
 
 
-def test_offline_migration_never_starts_when_off_cannot_be_told(xfake):
+def test_offline_migration_never_starts_when_off_cannot_be_told(fake):
     """libvirtd on the source fails while waiting: 'virsh failed' is not 'off'."""
-    a, b = xfake.node("node1"), xfake.node("node2")
-    xfake.conf("web1")
+    a, b = fake.node("node1"), fake.node("node2")
+    fake.conf("web1")
     a.add("web1", shuts_down=False)
 
-    class LibvirtGone(ExtRunner):
+    class LibvirtGone(FakeRunner):
         def run(self, node, command, stdin=None, **kw):
             if " domstate " in command:
                 self.calls.append((node, command))
@@ -90,78 +89,76 @@ def test_offline_migration_never_starts_when_off_cannot_be_told(xfake):
                 return Result(node, command, 2, "", "error: failed to connect to the hypervisor\n")
             return super().run(node, command, stdin=stdin, **kw)
 
-    from havirt.cli import run
-    rc = run(["--home", str(xfake.home), "--yes", "domain", "migrate", "web1", "node2", "--offline"],
-             runner_factory=lambda app: LibvirtGone(app, xfake.nodes))
+    fake.runner_class = LibvirtGone
+    rc, out, err = fake.havirt("--yes", "domain", "migrate", "web1", "node2", "--offline")
     assert rc == 1
     assert "web1" not in b.domains and "web1" in a.domains
 
 
-def test_offline_migration_rechecks_every_node_before_starting(xfake):
+def test_offline_migration_rechecks_every_node_before_starting(fake):
     """The domain shut down on node1, but meanwhile a copy appeared on node3:
     the fresh scan after the wait refuses the start on node2."""
-    a, b, c = xfake.node("node1"), xfake.node("node2"), xfake.node("node3")
-    xfake.conf("web1")
+    a, b, c = fake.node("node1"), fake.node("node2"), fake.node("node3")
+    fake.conf("web1")
     a.add("web1")
-    original = ExtRunner.run
+    original = FakeRunner.run
 
-    class Sneaky(ExtRunner):
+    class Sneaky(FakeRunner):
         def run(self, node, command, stdin=None, **kw):
             res = original(self, node, command, stdin=stdin, **kw)
             if " domstate " in command and "web1" not in c.domains:
                 c.add("web1")                        # started behind havirt's back
             return res
 
-    from havirt.cli import run
-    rc = run(["--home", str(xfake.home), "--yes", "domain", "migrate", "web1", "node2", "--offline"],
-             runner_factory=lambda app: Sneaky(app, xfake.nodes))
+    fake.runner_class = Sneaky
+    rc, out, err = fake.havirt("--yes", "domain", "migrate", "web1", "node2", "--offline")
     assert rc == 3
     assert "web1" not in b.domains
 
 
-def test_balance_move_refusal_keeps_exit_code_3(xfake):
-    a, b = xfake.node("node1"), xfake.node("node2")
-    c = xfake.node("node3")
+def test_balance_move_refusal_keeps_exit_code_3(fake):
+    a, b = fake.node("node1"), fake.node("node2")
+    c = fake.node("node3")
     for i in range(6):
-        xfake.conf(f"d{i}", memory_mib=1024)
+        fake.conf(f"d{i}", memory_mib=1024)
         a.add(f"d{i}", memory_mib=1024)
-    rc, out, err = xfake.havirt("cluster", "balance")
+    rc, out, err = fake.havirt("cluster", "balance")
     assert rc == 0 and "d" in out
     c.reachable = False                            # after planning, before moving
-    rc, out, err = xfake.havirt("--yes", "cluster", "balance")
+    rc, out, err = fake.havirt("--yes", "cluster", "balance")
     assert rc == 3, err
 
 
-def test_non_utf8_conf_file_is_a_clear_error(xfake):
-    xfake.node("node1")
-    (xfake.home / "conf" / "web1.xml").write_bytes(b"<domain><name>web1</name>\xff\xfe</domain>")
+def test_non_utf8_conf_file_is_a_clear_error(fake):
+    fake.node("node1")
+    (fake.home / "conf" / "web1.xml").write_bytes(b"<domain><name>web1</name>\xff\xfe</domain>")
     for args in (["--yes", "domain", "start", "web1", "node1"], ["domain", "list"]):
-        rc, out, err = xfake.havirt(*args)
+        rc, out, err = fake.havirt(*args)
         assert "internal error" not in err and "not UTF-8" in err, err
-    assert xfake.havirt("--yes", "domain", "start", "web1", "node1")[0] == 2
+    assert fake.havirt("--yes", "domain", "start", "web1", "node1")[0] == 2
 
 
-def test_config_given_but_missing_and_non_finite_numbers(xfake):
-    rc, _, err = xfake.havirt("--config", "/nonexistent/typo.yaml", "node", "list")
+def test_config_given_but_missing_and_non_finite_numbers(fake):
+    rc, _, err = fake.havirt("--config", "/nonexistent/typo.yaml", "node", "list")
     assert rc == 2 and "no such file (given with --config)" in err
-    (xfake.home / "config.yaml").write_text("migrate: {timeout: .inf}\n")
-    rc, _, err = xfake.havirt("node", "list")
+    (fake.home / "config.yaml").write_text("migrate: {timeout: .inf}\n")
+    rc, _, err = fake.havirt("node", "list")
     assert rc == 2 and "key 'migrate.timeout' must be" in err
 
 
-def test_log_survives_lines_that_are_not_objects(xfake):
-    (xfake.home / "var" / "audit.log").write_text('42\n{"time": "t", "outcome": "ok"}\nnot json\n')
-    rc, out, err = xfake.havirt("-f", "json", "log")
+def test_log_survives_lines_that_are_not_objects(fake):
+    (fake.home / "var" / "audit.log").write_text('42\n{"time": "t", "outcome": "ok"}\nnot json\n')
+    rc, out, err = fake.havirt("-f", "json", "log")
     import json
     assert rc == 0 and [e["outcome"] for e in json.loads(out)] == [
         "(unreadable line 1)", "ok", "(unreadable line 3)"]
 
 
-def test_balance_dry_run_says_moves_wait_for_a_silent_node(xfake):
-    a, b = xfake.node("node1"), xfake.node("node2")
-    xfake.node("node3").reachable = False
+def test_balance_dry_run_says_moves_wait_for_a_silent_node(fake):
+    a, b = fake.node("node1"), fake.node("node2")
+    fake.node("node3").reachable = False
     for i in range(4):
-        xfake.conf(f"d{i}", memory_mib=1024)
+        fake.conf(f"d{i}", memory_mib=1024)
         a.add(f"d{i}", memory_mib=1024)
-    rc, out, err = xfake.havirt("cluster", "balance")
+    rc, out, err = fake.havirt("cluster", "balance")
     assert rc == 0 and "note: node3 did not answer: each move is refused" in out, out

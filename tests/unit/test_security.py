@@ -20,26 +20,26 @@ def umask0():
         os.umask(old)
 
 
-def test_no_xml_on_any_remote_command_line(xfake):
-    a, b = xfake.node("node1"), xfake.node("node2")
-    xfake.conf("web1", memory_mib=128, disks=["/srv/web1.qcow2"])
+def test_no_xml_on_any_remote_command_line(fake):
+    a, b = fake.node("node1"), fake.node("node2")
+    fake.conf("web1", memory_mib=128, disks=["/srv/web1.qcow2"])
     b.paths.add("/srv/web1.qcow2")
-    xml = (xfake.home / "conf" / "web1.xml").read_text()
-    rc, out, err = xfake.havirt("--yes", "domain", "start", "web1", "node2")
+    xml = (fake.home / "conf" / "web1.xml").read_text()
+    rc, out, err = fake.havirt("--yes", "domain", "start", "web1", "node2")
     assert rc == 0, err
     assert "web1" in b.domains       # the fake only creates from XML it got on stdin
-    assert ("node2", f"{V} create /dev/stdin") in xfake.calls
-    for _, command in xfake.calls:
+    assert ("node2", f"{V} create /dev/stdin") in fake.calls
+    for _, command in fake.calls:
         assert "<domain" not in command and "<name>" not in command and xml.strip() not in command
     # the offline migration sends the XML again, on stdin too
-    rc, out, err = xfake.havirt("--yes", "domain", "migrate", "web1", "node1", "--offline")
+    rc, out, err = fake.havirt("--yes", "domain", "migrate", "web1", "node1", "--offline")
     assert rc == 3      # node1 lacks the disk: refused, fine
     a.paths.add("/srv/web1.qcow2")
-    rc, out, err = xfake.havirt("--yes", "domain", "migrate", "web1", "node1", "--offline")
+    rc, out, err = fake.havirt("--yes", "domain", "migrate", "web1", "node1", "--offline")
     assert rc == 0, err
     assert "web1" in a.domains
-    assert all("<domain" not in c for _, c in xfake.calls)
-    log = (xfake.home / "var" / "audit.log").read_text()
+    assert all("<domain" not in c for _, c in fake.calls)
+    log = (fake.home / "var" / "audit.log").read_text()
     assert "<domain" not in log and "create /dev/stdin < conf/web1.xml" in log
 
 
@@ -59,13 +59,13 @@ def secret_setup(fake, tmp_path):
     return [str(key), str(extra), str(ssh_config), str(known), "secret-keys", "id_havirt", "BEGIN OPENSSH"]
 
 
-def test_dry_runs_never_show_the_key_or_config_paths(xfake, tmp_path):
-    secrets = secret_setup(xfake, tmp_path)
-    a, b = xfake.node("node1"), xfake.node("node2")
-    xfake.records["node2"].port = 2222
-    xfake.save_state()
-    xfake.conf("web1", memory_mib=64)
-    xfake.conf("db1", memory_mib=64)
+def test_dry_runs_never_show_the_key_or_config_paths(fake, tmp_path):
+    secrets = secret_setup(fake, tmp_path)
+    a, b = fake.node("node1"), fake.node("node2")
+    fake.records["node2"].port = 2222
+    fake.save_state()
+    fake.conf("web1", memory_mib=64)
+    fake.conf("db1", memory_mib=64)
     a.add("db1", memory_mib=64)
     outputs = []
     for args in (("domain", "start", "web1", "node2"),
@@ -75,7 +75,7 @@ def test_dry_runs_never_show_the_key_or_config_paths(xfake, tmp_path):
                  ("domain", "migrate", "db1", "node2", "--offline"),
                  ("node", "maintenance", "node1", "on"),
                  ("-f", "json", "domain", "start", "web1", "node2")):
-        rc, out, err = xfake.havirt(*args)
+        rc, out, err = fake.havirt(*args)
         assert rc == 0, (args, err)
         outputs.append(out + err)
     text = "\n".join(outputs)
@@ -85,41 +85,41 @@ def test_dry_runs_never_show_the_key_or_config_paths(xfake, tmp_path):
     for s in secrets:
         assert s not in text, s
     assert " -i " not in text and "IdentityFile" not in text
-    assert all(is_scan(c) for _, c in xfake.calls)
+    assert all(is_scan(c) for _, c in fake.calls)
 
 
-def test_hostile_address_stays_one_argument_on_the_source(xfake):
-    a, b = xfake.node("node1"), xfake.node("node2")
+def test_hostile_address_stays_one_argument_on_the_source(fake):
+    a, b = fake.node("node1"), fake.node("node2")
     a.add("web1", memory_mib=64)
-    xfake.conf("web1", memory_mib=64)
-    xfake.records["node2"].address = "10.0.0.2;touch /tmp/pwned"
-    xfake.save_state()
-    before = xfake.state_file.read_bytes()
-    rc, out, err = xfake.havirt("domain", "migrate", "web1", "node2")
+    fake.conf("web1", memory_mib=64)
+    fake.records["node2"].address = "10.0.0.2;touch /tmp/pwned"
+    fake.save_state()
+    before = fake.state_file.read_bytes()
+    rc, out, err = fake.havirt("domain", "migrate", "web1", "node2")
     # an address edited into the state by hand is checked when the state is read
-    assert rc == 2 and out == "" and xfake.calls == []
+    assert rc == 2 and out == "" and fake.calls == []
     assert "invalid address '10.0.0.2;touch /tmp/pwned'" in err and err.count("\n") == 1
-    assert xfake.state_file.read_bytes() == before
+    assert fake.state_file.read_bytes() == before
 
 
-def test_hostile_user_is_refused_everywhere(xfake):
-    xfake.node("node1")
+def test_hostile_user_is_refused_everywhere(fake):
+    fake.node("node1")
     for args in (["node", "add", "node9", "--address", "10.0.0.9", "--user", "x;touch /tmp/p"],
                  ["node", "set", "node1", "--user", "root@evil.example/system?command=/tmp/x&"]):
-        rc, out, err = xfake.havirt(*args)
+        rc, out, err = fake.havirt(*args)
         assert rc == 2 and "invalid user name" in err, err
-    assert xfake.calls == []
+    assert fake.calls == []
 
 
-def test_var_files_are_0600(xfake, umask0):
-    xfake.node("node1")
-    b = xfake.node("node2")
-    xfake.conf("web1", memory_mib=64)
-    os.chmod(xfake.state_file, 0o644)
-    rc, out, err = xfake.havirt("--yes", "domain", "start", "web1", "node2")
+def test_var_files_are_0600(fake, umask0):
+    fake.node("node1")
+    b = fake.node("node2")
+    fake.conf("web1", memory_mib=64)
+    os.chmod(fake.state_file, 0o644)
+    rc, out, err = fake.havirt("--yes", "domain", "start", "web1", "node2")
     assert rc == 0, err
     assert "web1" in b.domains
-    var = xfake.home / "var"
+    var = fake.home / "var"
     assert sorted(p.name for p in var.iterdir()) == ["audit.log", "havirt.lock", "state.yaml"]
     for name in ("state.yaml", "audit.log", "havirt.lock"):
         assert stat.S_IMODE((var / name).stat().st_mode) == 0o600, name
@@ -140,14 +140,14 @@ def test_fresh_home_var_is_not_world_readable(tmp_path, capsys, umask0):
     assert stat.S_IMODE((var / "havirt.lock").stat().st_mode) == 0o600
 
 
-def test_imported_conf_files_are_not_world_writable(xfake, umask0):
+def test_imported_conf_files_are_not_world_writable(fake, umask0):
     from conftest import domain_xml
-    a = xfake.node("node1")
+    a = fake.node("node1")
     a.xml["web1"] = domain_xml("web1")
-    rc, out, err = xfake.havirt("domain", "import", "web1", "--from", "node1")
+    rc, out, err = fake.havirt("domain", "import", "web1", "--from", "node1")
     assert rc == 0, err
-    assert stat.S_IMODE((xfake.home / "conf" / "web1.xml").stat().st_mode) == 0o640
-    assert not list((xfake.home / "conf").glob("*.tmp"))
+    assert stat.S_IMODE((fake.home / "conf" / "web1.xml").stat().st_mode) == 0o640
+    assert not list((fake.home / "conf").glob("*.tmp"))
 
 
 def test_migrate_uri_brackets_an_ipv6_address():

@@ -1,0 +1,89 @@
+"""conf/: one XML file per domain, the only place a domain is defined."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .domxml import DomainSpec, read_domain_file
+from .errors import DomainXMLError, HavirtError, UsageError
+from .names import NAME_RE, check_name
+
+
+class Conf:
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def path(self, name: str) -> Path:
+        return self.folder / f"{check_name('domain', name)}.xml"
+
+    def _files(self) -> list[Path]:
+        try:
+            return sorted(p for p in self.folder.iterdir() if p.name.endswith(".xml"))
+        except OSError as e:
+            raise DomainXMLError(f"{self.folder}: cannot read conf/: {e.strerror}") from None
+
+    def names(self) -> set[str]:
+        """Domains conf/ defines (files NAME.xml with a valid NAME)."""
+        return {p.name[:-4] for p in self._files() if _valid(p.name[:-4])}
+
+    def load(self, name: str) -> DomainSpec:
+        """conf/NAME.xml, read once (the spec carries the bytes that are sent)."""
+        path = self.path(name)
+        try:
+            spec = read_domain_file(path)
+        except FileNotFoundError:
+            raise UsageError(f"unknown domain {name!r}: no {path} "
+                             f"(havirt domain import {name} --from NODE)") from None
+        if spec.name != name:
+            raise NameMismatch(f"{path}: <name> is {spec.name!r}, not {name!r}")
+        return spec
+
+    def load_all(self) -> tuple[dict[str, DomainSpec], dict[str, tuple[str, str]]]:
+        """Every usable spec, and for every other *.xml file the problem with it
+        (name -> (kind, message)); a bad file never stops the others loading.
+        Kinds: bad-file-name, name-mismatch, bad-xml."""
+        specs, problems = {}, {}
+        for p in self._files():
+            name = p.name[:-4]
+            if not _valid(name):
+                problems[name] = ("bad-file-name", f"{p}: {name!r} is not a valid domain name "
+                                  "(letters, digits, '.', '_', '-'): file ignored")
+                continue
+            try:
+                specs[name] = self.load(name)
+            except NameMismatch as e:
+                problems[name] = ("name-mismatch", str(e))
+            except HavirtError as e:
+                problems[name] = ("bad-xml", str(e))
+        return specs, problems
+
+
+    def write(self, name: str, text: str) -> Path:
+        """Replace conf/NAME.xml atomically: a new file with an unpredictable
+        name in conf/ (never through a link), then a rename over the old one."""
+        path = self.path(name)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.folder)
+        try:
+            with os.fdopen(fd, "w") as f:
+                os.fchmod(f.fileno(), 0o640)
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        return path
+
+
+class NameMismatch(DomainXMLError):
+    """conf/NAME.xml holds another domain's <name>."""
+
+
+def _valid(name: str) -> bool:
+    return bool(NAME_RE.fullmatch(name)) and ".." not in name

@@ -1,0 +1,36 @@
+"""What planners return and the executor runs: a Plan is a list of Steps.
+
+A step carries the exact remote command line (built by remote.py); the
+executor sends it as it is, and a dry run prints it as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class StepKind(Enum):
+    RUN = "run"              # run the command; a non-zero exit is a failure
+    MIGRATE = "migrate"      # the same, with virsh's progress streamed to the admin
+    WAIT_OFF = "wait-off"    # poll until the domain is off (remote.wait_off's exit codes)
+    FORCE_OFF = "force-off"  # run only if the WAIT_OFF before it ran out of time
+
+
+@dataclass
+class Step:
+    node: str
+    command: str                       # the remote command line, exactly as sent
+    why: str
+    kind: StepKind = StepKind.RUN
+    domain: str | None = None
+    target: str | None = None          # MIGRATE: the receiving node
+    timeout: float | None = None       # seconds the step itself may take (WAIT_OFF, MIGRATE)
+    stdin_file: str | None = None      # the conf/ file whose bytes go on stdin (shown)
+    stdin_data: bytes | None = None    # those bytes, read once when the spec was
+    hint: str = ""                     # what the admin can do when the step fails
+
+
+@dataclass
+class Plan:
+    steps: list[Step] = field(default_factory=list)

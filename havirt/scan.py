@@ -1,0 +1,156 @@
+"""The fresh scan: one session per node, a second read of suspect nodes, the
+identity check, and the fold of what the nodes said into the state."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .cluster import Cluster, Finding
+from .errors import NodeUnreachable, ParseError
+from .parsers import STATE_NAMES, DomainFact, NodeFacts, parse_scan
+from .remote import scan_script
+from .state import State, now_iso
+
+
+class Scan(NamedTuple):
+    cluster: Cluster
+    findings: list[Finding]
+
+
+def read_nodes(runner, cfg, names, paths=(), dump_running=False) -> Cluster:
+    """ONE session per node, all in parallel; unreachable nodes are facts too."""
+    results = runner.run_many({n: scan_script(cfg, paths, dump_running) for n in names})
+    cluster = Cluster()
+    for name in names:
+        res = results[name]
+        if isinstance(res, NodeUnreachable):
+            cluster.nodes[name] = NodeFacts(name=name, reachable=False, error=res.reason)
+            continue
+        try:
+            facts = parse_scan(name, res.stdout, res.stderr)
+        except ParseError as e:
+            facts = NodeFacts(name=name, reachable=False, error=f"unexpected output: {e}")
+        facts.duration = res.duration
+        cluster.nodes[name] = facts
+    return cluster
+
+
+def fresh_scan(runner, cfg, state: State, names, paths=(), dump_running=False) -> Cluster:
+    """Read `names`, read again the nodes of a seeming double run, check identities."""
+    cluster = read_nodes(runner, cfg, names, paths, dump_running)
+    suspects = sorted({n for ns in cluster.duplicates().values() for n in ns})
+    if suspects:
+        # The nodes were read at slightly different moments: at the very end
+        # of a live migration one read can catch the source still running and
+        # the other the target already running. Ask those nodes once more
+        # before calling it a double run; a real one is still there.
+        cluster.nodes.update(read_nodes(runner, cfg, suspects, paths, dump_running).nodes)
+    check_identity(cluster, state)
+    return cluster
+
+
+def check_identity(cluster: Cluster, state: State) -> None:
+    """A node must still be the host it was: an address that now reaches
+    another machine would hide the real node's domains. A node that answers
+    with another hostname than recorded, or the same hostname as another
+    node, is treated as unknown (like a node that did not answer)."""
+    seen: dict[str, list[str]] = {}
+    for name, facts in sorted(cluster.nodes.items()):
+        if not facts.reachable or not facts.hostname:
+            continue
+        recorded = state.nodes[name].hostname
+        if recorded and facts.hostname != recorded:
+            facts.reachable = False
+            facts.error = (f"answers as host {facts.hostname!r}, recorded as {recorded!r}: check "
+                           f"its address (havirt node set {name} --address ...)")
+            continue
+        seen.setdefault(facts.hostname, []).append(name)
+    for host, names in seen.items():
+        if len(names) > 1:
+            for name in names:
+                facts = cluster.nodes[name]
+                facts.reachable = False
+                facts.error = (f"nodes {', '.join(names)} all answer as host {host!r}: "
+                               "check their addresses")
+
+
+def _node_findings(state: State, cluster: Cluster, when: str) -> list[Finding]:
+    findings = []
+    for name, facts in sorted(cluster.nodes.items()):
+        rec = state.nodes[name]
+        if facts.reachable:
+            rec.reachable, rec.error, rec.last_scan = True, None, when
+            rec.cpus, rec.memory_mib = facts.cpus, facts.memory_mib
+            rec.hostname, rec.libvirt_version = facts.hostname, facts.libvirt_version
+            continue
+        rec.reachable, rec.error = False, facts.error
+        stale = sorted(d.name for d in state.domains.values() if d.node == name)
+        findings.append(Finding(
+            "error", "unreachable", name,
+            f"node {name} did not answer: {facts.error}"
+            + (f"; last known domains kept as stale: {', '.join(stale)}" if stale else ""),
+            "check the node, its sshd and libvirtd"))
+    for n in cluster.answered():
+        for d in cluster.nodes[n].domains.values():
+            if d.persistent or d.autostart:
+                what = "set to autostart" if d.autostart else "defined persistent"
+                findings.append(Finding(
+                    "warning", "persistent", d.name,
+                    f"domain {d.name} is {what} on {n}: libvirt could start it behind havirt's back",
+                    f"on {n}: virsh autostart --disable {d.name}; virsh undefine {d.name}"
+                    " (after 'havirt domain import' if conf/ has no copy)"))
+    return findings
+
+
+def record_scan(state: State, cluster: Cluster, conf_names: set[str]) -> list[Finding]:
+    """Fold a scan into the state; return the anomalies it showed.
+
+    Domains last seen on a node that did not answer stay where they were,
+    marked stale: they are never silently dropped.
+    """
+    when = now_iso()
+    findings = _node_findings(state, cluster, when)
+    present = cluster.present()
+    duplicates = cluster.duplicates()
+    for dname, (node, fact) in sorted(cluster.placements().items()):
+        rec = state.domain(dname)
+        rec.node, rec.state, rec.stale = node, fact.state, False
+        rec.memory_mib, rec.vcpus, rec.last_seen = fact.memory_mib, fact.vcpus, when
+        rec.conflict = duplicates.get(dname, [])
+        if rec.conflict:
+            findings.append(Finding(
+                "critical", "duplicate", dname,
+                f"DOMAIN {dname} RUNS ON {len(present[dname])} NODES AT ONCE: "
+                f"{', '.join(n for n, _ in present[dname])}",
+                "destroy all copies but one now: shared disks are being corrupted"))
+        if dname not in conf_names:
+            findings.append(Finding(
+                "warning", "no-xml", dname,
+                f"domain {dname} runs on {node} but conf/ has no {dname}.xml",
+                f"havirt domain import {dname} --from {node}"))
+    answered = set(cluster.answered())
+    for dname, rec in state.domains.items():
+        if dname in present:
+            continue
+        if rec.node in answered or (rec.node is None and answered == set(state.nodes)):
+            rec.node, rec.state, rec.stale, rec.conflict = None, "shut off", False, []
+        elif rec.node is not None and rec.node in cluster.nodes:
+            rec.stale = True
+    return findings
+
+
+def cluster_from_state(state: State, paths=()) -> Cluster:
+    """The cluster as the state file last saw it, for what-if planning
+    (--no-scan): never the ground of a safety decision. Disk paths are taken
+    as visible everywhere (they were not checked)."""
+    codes = {v: k for k, v in STATE_NAMES.items()}
+    cluster = Cluster()
+    for name, rec in state.nodes.items():
+        cluster.nodes[name] = NodeFacts(name=name, reachable=bool(rec.reachable), error=rec.error,
+                                        hostname=rec.hostname, cpus=rec.cpus,
+                                        memory_mib=rec.memory_mib, paths={p: True for p in paths})
+    for d in state.domains.values():
+        if d.active and d.node in cluster.nodes:
+            cluster.nodes[d.node].domains[d.name] = DomainFact(
+                d.name, d.state, codes.get(d.state, 1), memory_mib=d.memory_mib, vcpus=d.vcpus)
+    return cluster
