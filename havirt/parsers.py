@@ -189,25 +189,28 @@ def parse_paths(text: str) -> dict[str, bool]:
     return out
 
 
-def parse_scan(node: str, text: str, stderr: str = "") -> NodeFacts:
+def parse_scan(node: str, text: str, stderr: str = "", exit_code: int = 0) -> NodeFacts:
     """The output of the scan script (see remote.scan_script) -> NodeFacts.
 
-    A node whose virsh failed (libvirtd down) is returned unreachable with the
-    error: the domains there are unknown, which for safety is the same thing.
+    A node whose virsh failed (libvirtd down, or restarting between nodeinfo
+    and domstats) is returned unreachable with the error: the domains there
+    are unknown, which for safety is the same thing. The script relays
+    virsh's stderr on stdout and exits non-zero itself when virsh failed, so
+    the verdict stands even if the session's stderr were lost.
     """
     s = split_sections(text)
     facts = NodeFacts(name=node)
     facts.hostname = (s.get("hostname") or "").strip() or None
     status = (s.get("virsh-exit") or "").strip()
-    err = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith("@@")]
+    err = [ln.strip() for ln in (s.get("virsh-error", "") + "\n" + stderr).splitlines()
+           if ln.strip() and not ln.startswith("@@")]
     failed = [ln for ln in err if ln.startswith("error:")]
-    # virsh goes on after a failed command and exits with the last one's
-    # status: an error anywhere (libvirtd restarting between nodeinfo and
-    # domstats, say) means the domain list cannot be trusted to be complete.
-    if "nodeinfo" not in s or "domstats" not in s or "end" not in s or failed or status != "0":
+    complete = all(k in s for k in ("nodeinfo", "domstats", "end"))
+    if not complete or failed or status != "0" or exit_code != 0:
         facts.reachable = False
+        code = status if status not in ("", "0") else exit_code or status or "?"
         facts.error = "virsh failed: " + (failed[-1] if failed else err[-1] if err else
-                                          f"exit {status or '?'}; output incomplete")
+                                          f"exit {code}; output incomplete")
         return facts
     info = parse_nodeinfo(s["nodeinfo"])
     facts.cpus, facts.memory_mib = info["cpus"], info["memory_mib"]

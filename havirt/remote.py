@@ -30,6 +30,9 @@ def virsh(cfg, *args) -> str:
     return quote_argv(virsh_argv(cfg, *args))
 
 
+SCAN_FAILED = 3   # the scan script's exit code when any virsh command in it failed
+
+
 def scan_script(cfg, paths=(), dump_running=False) -> str:
     """One remote session: hostname, node facts, every domain, path checks.
 
@@ -37,12 +40,16 @@ def scan_script(cfg, paths=(), dump_running=False) -> str:
     migrate); `dump_running` adds the live XML of every running domain
     (validate). Both ride in the same session, so a safety check never needs
     a second round of connections.
+
+    virsh goes on after a failed command and exits with the status of the
+    last one, so its stderr is caught and relayed on stdout (section
+    virsh-error), and the script exits SCAN_FAILED when virsh said `error:`
+    or exited non-zero: a failure never rests on stderr alone.
     """
     lines = [
         "printf '@@hostname\\n'; hostname",
-        "printf '@@virsh-error\\n' >&2",
-        virsh(cfg, SCAN_VIRSH),
-        "rc=$?; printf '@@virsh-exit\\n%s\\n' \"$rc\"",
+        "{ err=$(" + virsh(cfg, SCAN_VIRSH) + " 2>&1 >&3); rc=$?; } 3>&1",
+        "printf '@@virsh-exit\\n%s\\n@@virsh-error\\n%s\\n' \"$rc\" \"$err\"",
     ]
     if paths:
         lines.append("printf '@@paths\\n'")
@@ -50,9 +57,11 @@ def scan_script(cfg, paths=(), dump_running=False) -> str:
                      "if [ -e \"$p\" ]; then printf '1 %s\\n' \"$p\"; "
                      "else printf '0 %s\\n' \"$p\"; fi; done")
     if dump_running:
-        lines.append(f"for d in $({virsh(cfg, 'list', '--name')}); do "
-                     "printf '@@xml %s\\n' \"$d\"; "
-                     f"{virsh(cfg, 'dumpxml')} \"$d\" 2>/dev/null; done")
+        # one name per line, whatever it holds (spaces included)
+        lines.append(f"{virsh(cfg, 'list', '--name')} | while IFS= read -r d; do "
+                     "[ -n \"$d\" ] || continue; printf '@@xml %s\\n' \"$d\"; "
+                     f"{virsh(cfg, 'dumpxml', '--domain')} \"$d\" 2>/dev/null; done")
+    lines.append(f"case \"$rc:$err\" in 0:*error:*|[!0]*) exit {SCAN_FAILED};; esac")
     return "\n".join(lines) + "\n"
 
 

@@ -27,7 +27,7 @@ def read_nodes(runner, cfg, names, paths=(), dump_running=False) -> Cluster:
             cluster.nodes[name] = NodeFacts(name=name, reachable=False, error=res.reason)
             continue
         try:
-            facts = parse_scan(name, res.stdout, res.stderr)
+            facts = parse_scan(name, res.stdout, res.stderr, res.exit_code)
         except ParseError as e:
             facts = NodeFacts(name=name, reachable=False, error=f"unexpected output: {e}")
         facts.duration = res.duration

@@ -52,7 +52,8 @@ class FakeNode:
     libvirt_up: bool = True
     xml: dict[str, str] = field(default_factory=dict)   # what dumpxml prints
     scan_stdout: str | None = None
-    scan_stderr: str = "@@virsh-error\n"
+    scan_stderr: str = ""
+    scan_exit: int = 0
 
     def add(self, name, **kw) -> FakeDomain:
         d = self.domains[name] = FakeDomain(name=name, **kw)
@@ -191,14 +192,13 @@ class FakeRunner(Runner):
         if command != expected:
             self._unexpected(f"scan script differs from havirt's own:\n{command}\n---\n{expected}")
         if n.scan_stdout is not None:
-            return Result(n.name, command, 0, n.scan_stdout, n.scan_stderr)
+            return Result(n.name, command, n.scan_exit, n.scan_stdout, n.scan_stderr)
         out = [f"@@hostname\n{n.hostname or n.name}"]
         if not n.libvirt_up:
-            out.append("@@virsh-exit\n1")
-            return Result(n.name, command, 0, "\n".join(out) + "\n",
-                          "@@virsh-error\nerror: failed to connect to the hypervisor\n"
-                          "error: Failed to connect socket to '/var/run/libvirt/libvirt-sock': "
-                          "Connection refused\n")
+            out.append("@@virsh-exit\n1\n@@virsh-error\nerror: failed to connect to the hypervisor\n"
+                       "error: Failed to connect socket to '/var/run/libvirt/libvirt-sock': "
+                       "Connection refused")
+            return Result(n.name, command, remote.SCAN_FAILED, "\n".join(out) + "\n", "")
         out.append("@@version\nCompiled against library: libvirt 9.0.0\nUsing library: libvirt 9.0.0\n"
                    "Using API: QEMU 9.0.0\nRunning hypervisor: QEMU 7.2.22\nRunning against daemon: 9.0.0\n")
         out.append(f"@@nodeinfo\nCPU model:           x86_64\nCPU(s):              {n.cpus}\n"
@@ -218,14 +218,14 @@ class FakeRunner(Runner):
                              "  vcpu.0.state=1\n")
             stats.append("\n")
         out.append("@@domstats\n" + "".join(stats))
-        out.append("@@end\n@@virsh-exit\n0")
+        out.append("@@end\n@@virsh-exit\n0\n@@virsh-error\n")
         if paths:
             out.append("@@paths\n" + "\n".join(f"{1 if p in n.paths else 0} {p}" for p in sorted(set(paths))))
         if dump_running:
             for d in n.domains.values():
                 if d.state != "shut off":
                     out.append(f"@@xml {d.name}\n{n.xml.get(d.name, '')}")
-        return Result(n.name, command, 0, "\n".join(out) + "\n", "@@virsh-error\n")
+        return Result(n.name, command, 0, "\n".join(out) + "\n", "")
 
 
 def _seconds(command: str) -> float:

@@ -50,7 +50,7 @@ def state_text(text):
     return setup
 
 
-def scan_output(stdout, stderr="@@virsh-error\n", node="node3"):
+def scan_output(stdout, stderr="", node="node3"):
     def setup(fake):
         fake.nodes[node].scan_stdout = stdout
         fake.nodes[node].scan_stderr = stderr
@@ -124,7 +124,7 @@ CASES = [
     pytest.param(scan_output(GOOD_SCAN_HEAD.replace("CPU(s): 4", "CPU(s): many") + "@@end\n@@virsh-exit\n0\n"),
                  ["node", "add", "node3"], 4, "CPU(s) is not a number", id="virsh-garbage-nodeinfo"),
     pytest.param(scan_output("@@hostname\nnode3\n<html>502 Bad Gateway</html>\n",
-                             "@@virsh-error\nvirsh: symbol lookup error: libvirt.so.0\n"),
+                             "virsh: symbol lookup error: libvirt.so.0\n"),
                  ["node", "add", "node3"], 4, "virsh failed: virsh: symbol lookup error: libvirt.so.0",
                  id="virsh-garbage-no-sections"),
 ]

@@ -138,7 +138,7 @@ def test_split_sections():
 def test_split_sections_real_scan_output():
     s = split_sections(fx("scan-node1.out"))
     assert list(s) == ["hostname", "version", "nodeinfo", "persistent", "autostart",
-                       "domstats", "end", "virsh-exit", "paths"]
+                       "domstats", "end", "virsh-exit", "virsh-error", "paths"]
     assert s["hostname"] == "node1"
     assert s["virsh-exit"] == "0"
 
@@ -180,7 +180,7 @@ def test_scan_persistent_autostart_and_xml_sections():
 
 
 def test_scan_real_libvirt_down_is_unreachable_with_the_virsh_error():
-    f = parse_scan("node1", fx("scan-libvirt-down.out"), fx("scan-libvirt-down.err"))
+    f = parse_scan("node1", fx("scan-libvirt-down.out"), fx("scan-libvirt-down.err"), 3)
     assert not f.reachable
     assert f.error == ("virsh failed: error: Failed to connect socket to "
                        "'/nonexistent/libvirt-sock': No such file or directory")
@@ -190,17 +190,25 @@ def test_scan_real_libvirt_down_is_unreachable_with_the_virsh_error():
 
 def test_scan_without_end_marker_is_unreachable():
     text = fx("scan-node1.out").replace("@@end\n", "")
-    f = parse_scan("node1", text, "@@virsh-error\nerror: Disconnected from qemu:///system due to end of file\n")
+    f = parse_scan("node1", text, "error: Disconnected from qemu:///system due to end of file\n")
     assert not f.reachable
     assert f.error == "virsh failed: error: Disconnected from qemu:///system due to end of file"
     assert f.domains == {}
 
 
 def test_scan_incomplete_without_stderr_names_the_exit_status():
-    f = parse_scan("node1", "@@hostname\nnode1\n@@virsh-exit\n127\n", "@@virsh-error\n")
+    f = parse_scan("node1", "@@hostname\nnode1\n@@virsh-exit\n127\n@@virsh-error\n", "", 3)
     assert not f.reachable and f.error == "virsh failed: exit 127; output incomplete"
     f = parse_scan("node1", "", "")
     assert not f.reachable and f.error == "virsh failed: exit ?; output incomplete"
+
+
+def test_scan_error_relayed_on_stdout_counts_without_stderr():
+    text = fx("scan-node1.out").replace("@@virsh-error\n\n", "@@virsh-error\nerror: Disconnected\n")
+    f = parse_scan("node1", text, "", 3)
+    assert not f.reachable and f.error == "virsh failed: error: Disconnected"
+    f = parse_scan("node1", fx("scan-node1.out"), "", 3)     # the script's own verdict
+    assert not f.reachable and f.error == "virsh failed: exit 3; output incomplete"
 
 
 def test_scan_garbage_in_domstats_names_the_line():

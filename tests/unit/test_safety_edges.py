@@ -14,11 +14,25 @@ def test_a_scan_whose_virsh_failed_midway_leaves_the_node_unknown(fake):
     fake.conf("web1")
     a.scan_stdout = ("@@hostname\nnode1\n@@version\n@@nodeinfo\nCPU(s): 4\n"
                      "Memory size: 8388608 KiB\n@@persistent\n@@autostart\n@@domstats\n"
-                     "@@end\n@@virsh-exit\n0\n")
-    a.scan_stderr = ("@@virsh-error\nerror: Failed to connect socket to "
+                     "@@end\n@@virsh-exit\n0\n@@virsh-error\nerror: Failed to connect socket to "
                      "'/var/run/libvirt/libvirt-sock': Connection refused\n")
+    a.scan_exit = 3
     rc, out, err = fake.havirt("--yes", "domain", "start", "web1", "node2")
     assert rc == 3 and "node node1 did not answer (virsh failed: error: Failed to connect" in err
+    assert "web1" not in b.domains
+
+
+def test_a_failed_scan_is_failed_even_with_its_error_text_lost(fake):
+    """The script exits 3 when virsh failed: the verdict does not rest on the text."""
+    a, b = fake.node("node1"), fake.node("node2")
+    a.add("web1")
+    fake.conf("web1")
+    a.scan_stdout = ("@@hostname\nnode1\n@@version\n@@nodeinfo\nCPU(s): 4\n"
+                     "Memory size: 8388608 KiB\n@@persistent\n@@autostart\n@@domstats\n"
+                     "@@end\n@@virsh-exit\n0\n@@virsh-error\n")
+    a.scan_exit = 3
+    rc, out, err = fake.havirt("--yes", "domain", "start", "web1", "node2")
+    assert rc == 3 and "node node1 did not answer (virsh failed: exit 3; output incomplete)" in err
     assert "web1" not in b.domains
 
 
