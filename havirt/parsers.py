@@ -66,6 +66,8 @@ class NodeFacts:
     paths: dict[str, bool] = field(default_factory=dict)
     xml: dict[str, str] = field(default_factory=dict)
     duration: float | None = None
+    leases: bool | None = None          # libvirt's lock manager active (lockd + virtlockd)
+    lockspace: str | None = None        # the folder of its leases
 
 
 def _bad(what: str, lineno: int, line: str, why: str) -> ParseError:

@@ -48,6 +48,9 @@ class NodeRecord:
     last_scan: str | None = None
     reachable: bool | None = None
     error: str | None = None
+    leases: bool | None = None       # libvirt's lock manager (virtlockd) active at the last scan
+    lockspace: str | None = None     # its lockspace folder at the last scan
+    silent_scans: int = 0            # scans in a row it did not answer (recovery counts them)
 
 
 @dataclass
