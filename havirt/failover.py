@@ -12,6 +12,8 @@ Guards, strongest first:
 
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass, field
 
 from . import remote
@@ -166,7 +168,11 @@ def failover(app, node: str, to=(), confirm_off=False, recovering=False, dry_run
         except RemoteError as e:
             raise Refusal(f"the fence of {node} did not confirm it off, nothing was started: {e}") from None
         out.done.append(f"{node} fenced: powered off and confirmed off")
-    results = [_restart(app, ex, plan, m, specs[m.domain]) for m in plan.moves]
+    start = time.monotonic()
+    results = []
+    for i, m in enumerate(plan.moves, 1):
+        app.out.step(i, len(plan.moves), f"{m.domain}: {node} -> {m.target}", time.monotonic() - start)
+        results.append(_restart(app, ex, plan, m, specs[m.domain]))
     out.data["results"] = [{"domain": d, "outcome": o, "node": n} for d, o, n in results]
     out.done += [f"{d}: {o}" for d, o, _ in results]
     if any(o != f"started on {n}" for _, o, n in results):
@@ -184,7 +190,6 @@ def _restart(app, ex, plan: FailoverPlan, move: Move, spec) -> tuple[str, str, s
         problems += lease_guard_problems(cluster, app.state, node, [target])
     if problems:
         return name, f"not started: {'; '.join(problems)}", None
-    app.out.say(f"starting {name} on {target}")
     try:
         ex.run(Plan(steps=[create_step(app.cfg, spec, target)]))
     except RemoteError as e:

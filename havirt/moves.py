@@ -6,6 +6,8 @@ The planning itself (score, search, placement) is pure, in balance/.
 
 from __future__ import annotations
 
+import time
+
 from .actions import Outcome
 from .balance import BDomain, BNode, Move, plan_balance, plan_evacuation, score
 from .cluster import Cluster
@@ -88,13 +90,15 @@ def _show(app, out: Outcome, moves: list[Move], cluster: Cluster, executable: bo
 def run_moves(app, moves: list[Move], out: Outcome) -> None:
     """Each move re-checked against a fresh scan; stop at the first failure."""
     ex = app.executor()
+    start = time.monotonic()
     for i, m in enumerate(moves, 1):
         try:
             spec = app.conf.load(m.domain)
             cluster, _ = app.scan_and_save(paths=spec.disks)
             plan = plan_migrate(cluster, app.state, app.cfg, spec, m.target, False,
                                 app.cfg.migrate_timeout)
-            app.out.say(f"[{i}/{len(moves)}] {m.domain}: {m.source} -> {m.target}")
+            app.out.step(i, len(moves), f"{m.domain}: {m.source} -> {m.target}",
+                         time.monotonic() - start)
             out.done += run_migration(app, ex, plan, spec)
         except HavirtError as e:
             left = [x.domain for x in moves[i - 1:]]

@@ -40,6 +40,11 @@ class Console(Reporter):
         if self._progress_open:
             self.progress("\n")
 
+    def step(self, done: int, total: int, text: str, elapsed: float) -> None:
+        """A progress line per move, on a terminal only (and never with -q)."""
+        if not self.quiet and sys.stderr.isatty():
+            print(f"[{done}/{total}] {text} ({elapsed:.0f} s elapsed)", file=sys.stderr, flush=True)
+
     # -- results -------------------------------------------------------------------
     def emit(self, rows, columns, doc=None) -> None:
         click.echo(render(self.fmt, rows, columns, doc))

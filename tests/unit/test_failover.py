@@ -232,3 +232,24 @@ def test_scan_recover_dryrun_says_what_it_would_do(fake):
     assert "WARNING recovery-planned vol1: node3 has not answered 1 scans in a row: would start vol1 on" in out
     assert all(where(fake, d) == [] for d in ("vol1", "vol2", "vol3"))
     assert not os.path.exists(fake.home / "var" / "audit.log")
+
+
+def test_no_progress_lines_off_a_terminal(fake):
+    power_off(setup(fake))
+    rc, out, err = fake.havirt("--yes", "node", "failover", "node3")
+    assert rc == 0 and "[1/3]" not in err + out               # not a terminal: nothing extra
+
+
+def test_progress_lines_on_a_terminal(fake, monkeypatch):
+    import sys
+    power_off(setup(fake))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    rc, out, err = fake.havirt("--yes", "node", "failover", "node3")
+    lines = [ln for ln in err.splitlines() if ln.startswith("[")]
+    assert [ln.split(" (")[0] for ln in lines] == [
+        "[1/3] vol1: node3 -> " + fake.state().domains["vol1"].node,
+        "[2/3] vol2: node3 -> " + fake.state().domains["vol2"].node,
+        "[3/3] vol3: node3 -> " + fake.state().domains["vol3"].node]
+    assert all(ln.endswith(" s elapsed)") for ln in lines)
+    rc, out, err = fake.havirt("-q", "--yes", "node", "maintenance", "node1", "on")
+    assert "[1/" not in err                                   # -q: nothing extra
