@@ -15,7 +15,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from havirt.balance import BDomain, BNode, BalancePlan, plan_balance, plan_greedy, score  # noqa: E402
+from havirt.balance import BDomain, BNode, BalancePlan, plan_balance, score  # noqa: E402
 
 SEED = 20240611
 N_NODES = 100
