@@ -93,8 +93,9 @@ class Layout:
     """Where every domain is, on the nodes that take part, as arrays.
 
     Nodes (``names``) are those not in maintenance, in name order; domains
-    are indexed in name order. Domains on maintenance nodes are kept aside
-    (``aside``: ``(domain index, node name)``) for the N+1 question only.
+    are indexed in name order. Nodes in maintenance (``parked``) and their
+    domains (``aside``: ``(domain index, node name)``) are kept for the N+1
+    question only.
     ``moved`` holds the domains a plan has moved already: they never move
     again, so no domain is migrated twice in one plan.
     """
@@ -102,6 +103,7 @@ class Layout:
     def __init__(self, nodes: Sequence[BNode], domains: Sequence[BDomain]) -> None:
         validate(nodes, domains)
         active = sorted((n for n in nodes if not n.maintenance), key=lambda n: n.name)
+        self.parked: list[str] = sorted(n.name for n in nodes if n.maintenance)
         self.n = len(active)
         self.names: list[str] = [n.name for n in active]
         self.index: dict[str, int] = {name: i for i, name in enumerate(self.names)}

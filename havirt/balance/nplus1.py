@@ -31,7 +31,7 @@ def n_plus_1(nodes: list[BNode], domains: list[BDomain]) -> NPlus1:
 
 def verdict(layout: Layout) -> NPlus1:
     """N+1 for every node of the layout, in name order."""
-    names = sorted({*layout.names, *(node for _, node in layout.aside)})
+    names = sorted({*layout.names, *layout.parked})
     return NPlus1({name: node_loss(layout, name) for name in names})
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from .model import BDomain, BNode, Layout
 from .plans import Move, PlacementPlan, Stranded
-from .score import score_of
+from .score import Sums, score_of
 
 # (domain index, target node index) for each domain placed.
 Placed = list[tuple[int, int]]
@@ -106,9 +106,9 @@ def _why_stranded(
 
 def placement_moves(layout: Layout, placed: Placed, source: str, restart: bool) -> list[Move]:
     """The placements as moves, each with the score once it and the earlier
-    ones are done (from the score sums, which a test checks against the
-    definition)."""
-    sums = layout.sums.copy()
+    ones are done, over the nodes but ``source`` (from the score sums, which
+    a test checks against the definition)."""
+    sums = Sums(layout.usable, layout.cpus, layout.mem, layout.vcpu, skip=layout.index.get(source, -1))
     mem, vcpu = list(layout.mem), list(layout.vcpu)
     moves = []
     for k, j in placed:

@@ -40,18 +40,33 @@ def score_of(usable: Sequence[int], cpus: Sequence[int], mem: Sequence[int], vcp
 class Sums:
     """The score kept as sums, for O(1) evaluation of what a move would do.
 
-    ``f``/``r`` are each node's free fraction and vCPU ratio; ``cur`` the
-    current score in this form (equal to :func:`score_of` up to rounding).
+    ``f``/``r`` are each node's free fraction and vCPU ratio, less the mean
+    they had when the sums were made (``f0``/``r0``): the variance is the
+    same, and sums of values near 0 keep it exact to rounding even when it
+    is nearly 0. ``cur`` is the current score in this form (equal to
+    :func:`score_of` up to rounding).
     """
 
-    def __init__(self, usable: Sequence[int], cpus: Sequence[int], mem: Sequence[int], vcpu: Sequence[int]) -> None:
-        self.n = len(usable)
+    def __init__(
+        self, usable: Sequence[int], cpus: Sequence[int], mem: Sequence[int], vcpu: Sequence[int], skip: int = -1
+    ) -> None:
+        """``skip``: a node left out (its entries stay, read 0, and must not be updated)."""
+        self.n = len(usable) - (skip >= 0)
         self.usable = list(usable)
         self.cpus = list(cpus)
         self.inv_u = [1.0 / u for u in usable]
         self.inv_c = [1.0 / c for c in cpus]
-        self.f = [(u - m) / u for u, m in zip(usable, mem)]
-        self.r = [v / c for c, v in zip(cpus, vcpu)]
+        free = [(u - m) / u for u, m in zip(usable, mem)]
+        ratio = [v / c for c, v in zip(cpus, vcpu)]
+        if skip >= 0:
+            del free[skip], ratio[skip]
+        self.f0 = math.fsum(free) / self.n if self.n else 0.0
+        self.r0 = math.fsum(ratio) / self.n if self.n else 0.0
+        self.f = [x - self.f0 for x in free]
+        self.r = [x - self.r0 for x in ratio]
+        if skip >= 0:
+            self.f.insert(skip, 0.0)
+            self.r.insert(skip, 0.0)
         self.sf = self.qf = self.sr = self.qr = self.cur = 0.0
         self._resum()
 
@@ -63,6 +78,7 @@ class Sums:
         self.cur = self.combine(self.qf, self.sf, self.qr, self.sr)
 
     def copy(self) -> Sums:
+        """A copy to change apart."""
         out = Sums.__new__(Sums)
         out.__dict__.update(self.__dict__)
         out.f, out.r = list(self.f), list(self.r)
@@ -72,8 +88,8 @@ class Sums:
         """Node ``i`` now holds ``mem_i`` MiB and ``vcpu_i`` vCPUs. ``exact``:
         sum again (``fsum``) rather than adjust the sums (O(1), for short
         sequences where rounding cannot build up)."""
-        fi = (self.usable[i] - mem_i) / self.usable[i]
-        ri = vcpu_i / self.cpus[i]
+        fi = (self.usable[i] - mem_i) / self.usable[i] - self.f0
+        ri = vcpu_i / self.cpus[i] - self.r0
         if exact:
             self.f[i], self.r[i] = fi, ri
             self._resum()

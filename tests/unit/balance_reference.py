@@ -49,24 +49,26 @@ def cluster_score(nodes: list[BNode], domains: list[BDomain]) -> float:
     return score_of([n.usable_mib for n in active], [n.cpus for n in active], mem, vcpu)
 
 
-def replay(nodes: list[BNode], domains: list[BDomain], moves: list[Move], *, live: bool = True) -> list[BDomain]:
+def replay(nodes: list[BNode], domains: list[BDomain], moves: list[Move], *,
+           restart: bool = False, source: str | None = None) -> list[BDomain]:
     """Do ``moves`` in order, asserting every hard limit (``havirt.rules``)
     at every step and each move's ``score_after``; returns where the
-    domains end. ``live``: migrations (a domain leaves its source);
-    otherwise restarts (the source is gone)."""
+    domains end. ``restart``: domains take their restart size (failover);
+    ``source``: the node being emptied, never a target and left out of the
+    score."""
     now = list(domains)
     for mv in moves:
         k = next(i for i, d in enumerate(now) if d.name == mv.domain)
         d = now[k]
         assert d.movable, f"{d.name} is not movable"
-        assert d.node == mv.source and mv.target != mv.source, mv
-        assert mv.memory_mib == d.size(not live)[0]
-        problems = rules.fit_problems(loads(nodes, now)[mv.target], need(d, not live))
+        assert d.node == mv.source and mv.target not in (mv.source, source), mv
+        mem, vcpus = d.size(restart)
+        assert mv.memory_mib == mem
+        problems = rules.fit_problems(loads(nodes, now)[mv.target], need(d, restart))
         assert not problems, problems
-        now[k] = dataclasses.replace(d, node=mv.target, memory_mib=d.size(not live)[0], vcpus=d.size(not live)[1])
-        scored = now if live else [x for x in now if x.node != mv.source]
-        left = [n for n in nodes if live or n.name != mv.source]
-        assert abs(mv.score_after - cluster_score(left, scored)) < 1e-9
+        now[k] = dataclasses.replace(d, node=mv.target, memory_mib=mem, vcpus=vcpus)
+        left = [n for n in nodes if n.name != source]
+        assert abs(mv.score_after - cluster_score(left, [x for x in now if x.node != source])) < 1e-9
     return now
 
 
