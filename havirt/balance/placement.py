@@ -15,6 +15,7 @@ domain holds); failover and N+1 as they would start from conf/
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from .model import BDomain, BNode, Layout
@@ -23,11 +24,22 @@ from .score import Sums, score_of
 
 # (domain index, target node index) for each domain placed.
 Placed = list[tuple[int, int]]
+# How a target ranks for a domain: (free share left once it is there, minus
+# the vCPU ratio then); the highest wins, the first node by name on a tie.
+Key = tuple[float, float]
+NO_KEY: Key = (-math.inf, 0.0)
+# A placement as it went, for each domain placed: (node, MiB, vCPUs, allowed
+# nodes, the winner's key, the best key of the others). What the N+1 guard
+# needs to tell cheaply whether a move changes the outcome.
+Trace = list[tuple[int, int, int, "frozenset[int] | None", Key, Key]]
 
 
-def place(layout: Layout, leaving: Sequence[int], exclude: int, restart: bool) -> tuple[Placed, list[Stranded]]:
+def place(
+    layout: Layout, leaving: Sequence[int], exclude: int, restart: bool, trace: Trace | None = None
+) -> tuple[Placed, list[Stranded]]:
     """Place domains ``leaving`` (indices into ``layout``) on every node but
-    ``exclude`` (-1: none), without changing ``layout``."""
+    ``exclude`` (-1: none), without changing ``layout``; each step is
+    appended to ``trace`` if one is given."""
     extra_m: dict[int, int] = {}
     extra_v: dict[int, int] = {}
     order = sorted(leaving, key=lambda k: _largest_first(layout.doms[k], restart))
@@ -39,10 +51,12 @@ def place(layout: Layout, leaving: Sequence[int], exclude: int, restart: bool) -
         if not d.movable:
             stranded.append(Stranded(d.name, f"{d.why_fixed} (not movable)", m, v))
             continue
-        j = _best_target(layout, k, m, v, exclude, extra_m, extra_v)
+        j, key, runner_key = _best_target(layout, k, m, v, exclude, extra_m, extra_v)
         if j < 0:
             stranded.append(Stranded(d.name, _why_stranded(layout, k, m, v, exclude, extra_m, extra_v), m, v))
             continue
+        if trace is not None:
+            trace.append((j, m, v, layout.allowed[k], key, runner_key))
         extra_m[j] = extra_m.get(j, 0) + m
         extra_v[j] = extra_v.get(j, 0) + v
         placed.append((k, j))
@@ -56,12 +70,12 @@ def _largest_first(d: BDomain, restart: bool) -> tuple[int, int, str]:
 
 def _best_target(
     layout: Layout, k: int, m: int, v: int, exclude: int, extra_m: dict[int, int], extra_v: dict[int, int]
-) -> int:
-    """The node left with the largest free share once ``k`` is there, then the
-    lowest vCPU ratio, then the first by name; -1 when it fits nowhere.
-    (The fit test is ``Layout.fits``, unrolled for speed.)"""
+) -> tuple[int, Key, Key]:
+    """The node that ranks first for ``k`` (-1 when it fits nowhere), its key,
+    and the best key of the others. The fit test is ``Layout.fits`` and the
+    key :func:`target_key`, both unrolled for speed."""
     best_j = -1
-    best_key = (-float("inf"), 0.0)
+    best_key = runner_key = NO_KEY
     usable, cpus, mem, vcpu, vcap = layout.usable, layout.cpus, layout.mem, layout.vcpu, layout.vcap
     allowed = layout.allowed[k]
     for j in range(layout.n) if allowed is None else sorted(allowed):
@@ -73,9 +87,25 @@ def _best_target(
             continue
         key = (left / usable[j], -used / cpus[j])
         if key > best_key:
+            runner_key = best_key
             best_key = key
             best_j = j
-    return best_j
+        elif key > runner_key:
+            runner_key = key
+    return best_j, best_key, runner_key
+
+
+def target_key(
+    layout: Layout, j: int, m: int, v: int, allowed: frozenset[int] | None, extra_m: int, extra_v: int
+) -> Key | None:
+    """How node ``j`` ranks for a domain of ``m`` MiB and ``v`` vCPUs that may
+    use ``allowed``, with ``extra_*`` already promised to it; None if it does
+    not fit there."""
+    left = layout.usable[j] - layout.mem[j] - extra_m - m
+    used = layout.vcpu[j] + extra_v + v
+    if left < 0 or used > layout.vcap[j] or (allowed is not None and j not in allowed):
+        return None
+    return (left / layout.usable[j], -used / layout.cpus[j])
 
 
 def _why_stranded(

@@ -21,7 +21,8 @@ from __future__ import annotations
 import math
 
 from .model import BDomain, BNode, Layout
-from .nplus1 import Guard, verdict
+from .guard import Guard
+from .nplus1 import verdict
 from .plans import BalancePlan, Move
 from .restore import restore
 from .score import score_of
@@ -167,10 +168,10 @@ def _best_single(layout: Layout, thr: float, refused: set[tuple[int, int]]) -> l
     found: list[Single] = []
     for k in (PRUNE_K, 3 * PRUNE_K, layout.n):
         sources, targets = layout.loaded_order(k)
-        found = [c for c in scan_single(layout, sources, targets, KEEP + len(refused)) if (c[1], c[2]) not in refused]
+        found = scan_single(layout, sources, targets, KEEP, refused)
         if (found and found[0][0] >= thr) or len(sources) == layout.n:
-            return found[:KEEP]
-    return found[:KEEP]
+            return found
+    return found
 
 
 def _do(layout: Layout, guard: Guard | None, pairs: list[tuple[int, int]]) -> list[Step]:

@@ -8,21 +8,24 @@ the domain failover could not place, or on nodes its disks are not visible
 from. For each node whose loss would strand a domain, the candidates are:
 that domain moved now to a node where it fits, or one domain moved off a
 node it may use (one of the three with most memory free) to make room.
-Among the candidates that make some fatal loss survivable without making
-another one fatal, the one leaving the lowest score (then moving the least
-memory) is done; and so on while one is found.
+Among the candidates (at most ``MAX_TRIES``) that make some fatal loss
+survivable without making another one fatal, the one leaving the lowest
+score (then moving the least memory) is done; and so on while one is found.
 """
 
 from __future__ import annotations
 
 from .model import Layout
-from .nplus1 import Guard, lost_domains
+from .guard import Guard
+from .nplus1 import lost_domains
 from .placement import place
 
 # Nodes (by most free memory) a stranded domain could use that are tried for
 # room, and targets tried for each domain moved to make room.
 ROOM_NODES = 3
 ROOM_TARGETS = 2
+# Candidates weighed for one move at most (in node, then candidate order).
+MAX_TRIES = 300
 
 
 def restore(layout: Layout, guard: Guard, budget: float) -> list[tuple[int, int, int]]:
@@ -34,11 +37,11 @@ def restore(layout: Layout, guard: Guard, budget: float) -> list[tuple[int, int,
             guard.adopt(name)
     while len(steps) < budget:
         best: tuple[tuple[float, int], int, int] | None = None
-        for name in [x for x in guard.unsafe if _fixable(layout, x)]:
-            for k, j in _candidates(layout, name):
-                key = _worth(layout, guard, name, k, j)
-                if key is not None and (best is None or key < best[0]):
-                    best = (key, k, j)
+        tries = [(name, k, j) for name in guard.unsafe if _fixable(layout, name) for k, j in _candidates(layout, name)]
+        for name, k, j in tries[:MAX_TRIES]:
+            key = _worth(layout, guard, name, k, j)
+            if key is not None and (best is None or key < best[0]):
+                best = (key, k, j)
         if best is None:
             return steps
         _, k, j = best
@@ -92,12 +95,11 @@ def _candidates(layout: Layout, name: str) -> list[tuple[int, int]]:
 def _worth(layout: Layout, guard: Guard, name: str, k: int, j: int) -> tuple[float, int] | None:
     """(score after, MiB moved) if moving ``k`` to ``j`` makes ``name``'s loss
     survivable and no other fatal, else None."""
-    if not guard.allows([(k, j)]):
-        return None
     i = layout.shift(k, j)
     try:
-        if not guard.places_all(name):
-            return None
+        fixed = guard.places_all(name)
     finally:
         layout.shift(k, i)
+    if not fixed or not guard.allows([(k, j)]):
+        return None
     return layout.sums.after_move(i, j, layout.dmem[k], layout.dvcpu[k]), layout.dmem[k]

@@ -7,8 +7,9 @@ Domains already moved by the plan are not candidates (``Layout.groups``).
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 
 from .model import Layout
 
@@ -22,27 +23,27 @@ Single = tuple[float, int, int]
 Swap = tuple[float, int, int, int, int]
 
 
-def scan_single(layout: Layout, sources: Sequence[int], targets: Sequence[int], keep: int) -> list[Single]:
+def scan_single(
+    layout: Layout, sources: Sequence[int], targets: Sequence[int], keep: int, skip: Set[tuple[int, int]] = frozenset()
+) -> list[Single]:
     """The ``keep`` best single moves from ``sources`` to ``targets``, best
-    first; equal gains keep scan order (source, domain, target by name)."""
+    first, leaving out the (domain, target) pairs in ``skip``; equal gains
+    keep scan order (source, domain, target by name)."""
     sums = layout.sums
-    best: list[Single] = []
-    floor = -math.inf
+    heap: list[tuple[float, int, int, int]] = []  # (gain, -order, domain, target): the worst kept on top
+    order = 0
     for i in sources:
         for m, v, allowed, k in layout.groups(i):
-            fit = [j for j in layout.fitting(m, v, allowed, targets) if j != i]
+            fit = [j for j in layout.fitting(m, v, allowed, targets) if j != i and (k, j) not in skip]
             if not fit:
                 continue
             for gain, j in zip(sums.move_gains(i, m, v, fit), fit):
-                if gain > floor or len(best) < keep:
-                    best.append((gain, k, j))
-                    if len(best) > keep:
-                        best.sort(key=lambda c: -c[0])
-                        del best[keep:]
-                    if len(best) == keep:
-                        floor = best[-1][0]
-    best.sort(key=lambda c: -c[0])
-    return best
+                order += 1
+                if len(heap) < keep:
+                    heapq.heappush(heap, (gain, -order, k, j))
+                elif gain > heap[0][0]:
+                    heapq.heapreplace(heap, (gain, -order, k, j))
+    return [(gain, k, j) for gain, _, k, j in sorted(heap, key=lambda c: (-c[0], -c[1]))]
 
 
 def scan_swap(layout: Layout, sources: Sequence[int], targets: Sequence[int]) -> Swap | None:

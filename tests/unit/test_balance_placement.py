@@ -10,7 +10,8 @@ import pytest
 
 from havirt.balance import BDomain, BNode, n_plus_1, plan_balance, plan_evacuation, plan_failover, score
 from havirt.balance.model import Layout
-from havirt.balance.nplus1 import Guard, verdict
+from havirt.balance.guard import Guard
+from havirt.balance.nplus1 import verdict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from balance_reference import random_cluster, replay  # noqa: E402
@@ -219,3 +220,31 @@ def test_the_guard_costs_little_when_n_plus_1_holds(seed: int) -> None:
     off = plan_balance(nodes, doms, None, 0.03, keep_n_plus_1=False)
     assert on.n_plus_1_before.ok and on.n_plus_1_after.ok
     assert on.moves == off.moves
+
+
+@pytest.mark.parametrize("group", range(8))
+def test_a_placement_rechecked_is_the_placement(group: int) -> None:
+    """When the guard's re-check of a placement on the nodes a move touched
+    says it holds, placing afresh after the move gives the same winners,
+    with the same keys (the rest it keeps as upper bounds)."""
+    held = 0
+    for seed in range(5 * group, 5 * group + 5):
+        nodes, doms = generate(Shape("tight", 6, 40, fill=0.85), seed)
+        layout = Layout(nodes, doms)
+        guard = Guard(layout, verdict(layout))
+        for name in sorted(guard.safe):
+            trace = guard._place(name)[1]
+            for k in range(len(layout.doms)):
+                i = layout.where[k]
+                for j in layout.fitting(layout.dmem[k], layout.dvcpu[k], layout.allowed[k], range(layout.n)):
+                    if j == i or name in (layout.names[i], layout.names[j]):
+                        continue
+                    layout.shift(k, j)
+                    again = guard._recheck(trace, sorted({i, j}))
+                    fresh = guard._place(name)[1]
+                    layout.shift(k, i)
+                    if again is not None:
+                        held += 1
+                        assert [t[:5] for t in again] == [t[:5] for t in fresh]
+                        assert all(a[5] >= f[5] for a, f in zip(again, fresh))
+    assert held > 20
