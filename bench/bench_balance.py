@@ -255,51 +255,64 @@ def hbal_version() -> str:
 
 
 def report(results, big, sizes, var, started) -> str:
-    L = [MARK, "", "## Balance: havirt against Ganeti's hbal", "",
-         f"Run on {started:%Y-%m-%d %H:%M} UTC, {machine()}, by `make bench` "
-         f"(`bench/bench_balance.py`), one run each; {hbal_version()}.",
-         "",
-         "Generated clusters (`bench/clusters.py`, seed 1), domains crowded on the first nodes; "
-         "only memory and vCPUs count (hbal: text backend, one node group, `sharedfile` instances "
-         "of no disk, so its moves are live migrations to any node; `--ignore-dynu`; see `bench/hbal.py`). "
-         f"havirt: `plan_balance(..., min_gain={MIN_GAIN})` with N+1 kept (the default). Every move of both "
-         "tools was replayed against havirt's hard limits: none broke one. hbal's metric is "
-         "stdev(free memory) + stdev(vCPU ratio); havirt's is stdev(free memory) + 0.5 stdev(vCPU ratio); "
-         "hbal's printed score matched ours for the start and both final placements. "
-         "Time: hbal wall clock; havirt CPU time of the planning call.",
-         "", *comparison_table(results), "", "Targets (reach hbal's final score in no more moves, end lower "
-         "on both metrics, migrate no more memory):", "", *verdicts(results), "",
-         "### Score after k moves (havirt / hbal metric)", "",
-         "What a plan cut short leaves (`--max-moves k`, or a migration that fails at k + 1).", "",
-         *prefix_table(results), "",
-         "### havirt alone, larger clusters (target: planning within 2 s at 100 nodes / 2,000 domains)", "",
-         "Median of 3 (CPU time of the call; wall time in brackets, on a shared machine).", "",
-         "| cluster | score before | N+1 kept: s | moves | score after | GiB moved | nodes whose loss is fatal, before -> after | N+1 off: s | moves | score after |",
-         "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
+    lines = [MARK, "", "## Balance: havirt against Ganeti's hbal", "",
+             f"Run on {started:%Y-%m-%d %H:%M} UTC, {machine()}, by `make bench` "
+             f"(`bench/bench_balance.py`), one run each; {hbal_version()}.", "",
+             "Generated clusters (`bench/clusters.py`, seed 1), domains crowded on the first nodes; "
+             "only memory and vCPUs count (hbal: text backend, one node group, `sharedfile` instances "
+             "of no disk, so its moves are live migrations to any node; `--ignore-dynu`; see `bench/hbal.py`). "
+             f"havirt: `plan_balance(..., min_gain={MIN_GAIN})` with N+1 kept (the default). Every move of both "
+             "tools was replayed against havirt's hard limits: none broke one. hbal's metric is "
+             "stdev(free memory) + stdev(vCPU ratio); havirt's is stdev(free memory) + 0.5 stdev(vCPU ratio); "
+             "hbal's printed score matched ours for the start and both final placements. "
+             "Time: hbal wall clock; havirt CPU time of the planning call.",
+             "", *comparison_table(results), "", "Targets (reach hbal's final score in no more moves, end lower "
+             "on both metrics, migrate no more memory):", "", *verdicts(results), "",
+             "### Score after k moves (havirt / hbal metric)", "",
+             "What a plan cut short leaves (`--max-moves k`, or a migration that fails at k + 1).", "",
+             *prefix_table(results), ""]
+    return "\n".join(lines + large_section(big) + sizes_section(sizes) + variants_section(var)) + "\n"
+
+
+def large_section(big: list[dict]) -> list[str]:
+    lines = ["### havirt alone, larger clusters (target: planning within 2 s at 100 nodes / 2,000 domains)", "",
+             "Median of 3 (CPU time of the call; wall time in brackets, on a shared machine).", "",
+             "| cluster | score before | N+1 kept: s | moves | score after | GiB moved "
+             "| nodes whose loss is fatal, before -> after | N+1 off: s | moves | score after |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
     for b in big:
         on, off = b["on"], b["off"]
-        L.append(f"| {b['nodes']} / {b['domains']} ({b['shape'].name}) | {b['score']:.4f} | {on['cpu']:.2f} "
-                 f"({on['wall']:.2f}) | {on['moves']} | {on['after']:.4f} | {gib(on['mib'])} | "
-                 f"{len(on['n1_before'])} -> {len(on['n1'])} | {off['cpu']:.2f} ({off['wall']:.2f}) | "
-                 f"{off['moves']} | {off['after']:.4f} |")
-    L += ["", "### The stop rule at several sizes", "",
-          f"One shape (20 domains a node) at 5 to 100 nodes: moves, final score and GiB moved, with the "
-          f"per-node rule (`min_gain` {MIN_GAIN}: a move must gain {MIN_GAIN} / nodes) and with the "
-          "former absolute rule at its default (a move must gain 0.002, whatever the size).", "",
-          "| nodes / domains | score before | per node: moves, score, GiB | absolute: moves, score, GiB |",
-          "| --- | ---: | --- | --- |"]
+        lines.append(f"| {b['nodes']} / {b['domains']} ({b['shape'].name}) | {b['score']:.4f} | {on['cpu']:.2f} "
+                     f"({on['wall']:.2f}) | {on['moves']} | {on['after']:.4f} | {gib(on['mib'])} | "
+                     f"{len(on['n1_before'])} -> {len(on['n1'])} | {off['cpu']:.2f} ({off['wall']:.2f}) | "
+                     f"{off['moves']} | {off['after']:.4f} |")
+    return lines + [""]
+
+
+def sizes_section(sizes: list[dict]) -> list[str]:
+    lines = ["### The stop rule at several sizes", "",
+             f"One shape (20 domains a node) at 5 to 100 nodes: moves, final score and GiB moved, with the "
+             f"per-node rule (`min_gain` {MIN_GAIN}: a move must gain {MIN_GAIN} / nodes) and with the "
+             "former absolute rule at its default (a move must gain 0.002, whatever the size).", "",
+             "| nodes / domains | score before | per node: moves, score, GiB | absolute: moves, score, GiB |",
+             "| --- | ---: | --- | --- |"]
     for s in sizes:
         cells = [f"{m}, {sc:.4f}, {gib(mib)}" for m, sc, mib in (s["per_node"], s["absolute"])]
-        L.append(f"| {s['nodes']} / {s['domains']} | {s['score']:.4f} | {cells[0]} | {cells[1]} |")
-    L += ["", "### Do the optional parts earn their place?", "",
-          "Each changed alone, on every cluster above (seed 1): total moves, sum of final scores, GiB moved, "
-          "CPU seconds, and the slowest single plan.", "",
-          "| variant | moves | sum of final scores | GiB moved | CPU s | slowest plan (s) |",
-          "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines.append(f"| {s['nodes']} / {s['domains']} | {s['score']:.4f} | {cells[0]} | {cells[1]} |")
+    return lines + [""]
+
+
+def variants_section(var: dict) -> list[str]:
+    lines = ["### Do the optional parts earn their place?", "",
+             "Each changed alone, on every cluster above (seed 1): total moves, sum of final scores, GiB moved, "
+             "CPU seconds, and the slowest single plan.", "",
+             "| variant | moves | sum of final scores | GiB moved | CPU s | slowest plan (s) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for label, rows in var.items():
-        L.append(f"| {label} | {sum(r[1] for r in rows)} | {sum(r[2] for r in rows):.4f} | "
-                 f"{gib(sum(r[3] for r in rows))} | {sum(r[4] for r in rows):.2f} | {max(r[4] for r in rows):.2f} |")
-    return "\n".join(L) + "\n"
+        lines.append(f"| {label} | {sum(r[1] for r in rows)} | {sum(r[2] for r in rows):.4f} | "
+                     f"{gib(sum(r[3] for r in rows))} | {sum(r[4] for r in rows):.2f} | "
+                     f"{max(r[4] for r in rows):.2f} |")
+    return lines
 
 
 def write(section: str) -> Path:

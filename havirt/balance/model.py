@@ -83,6 +83,8 @@ def validate(nodes: Sequence[BNode], domains: Sequence[BDomain]) -> None:
             raise ValueError(f"domain {d.name!r}: negative memory or vCPUs")
 
 
+# A planned migration by index: (domain, source node, target node).
+Hop = tuple[int, int, int]
 # A kind of movable domain on one node: (memory, vcpus, allowed node indices,
 # the first domain of that kind by name). Domains of one kind are alike for
 # every rule, the score and N+1 (their restart size is part of the kind).

@@ -1,26 +1,27 @@
 """``cluster balance``: the plan of migrations that lowers the score.
 
 The plan is built one move at a time, each the best the search finds from
-the state the earlier moves leave (so every prefix of the plan is as good as
-the planner can make one that long), and:
+the state the earlier moves leave, so cutting the plan after k moves leaves
+what planning k moves gives (a swap is never cut in two), and:
 
-* a move is made only if it lowers the score by at least
-  ``min_gain / number of nodes`` (see :func:`plan_balance`); when no single
-  move does, the best exchange of two domains between two nodes may (it must
-  gain twice that);
-* among moves of similar gain (within ``CHEAP_WINDOW`` of the best) the one
-  that copies the least memory goes first;
-* no domain moves twice;
+* the stop rule: a move is made only if it lowers the score by at least
+  ``min_gain / number of nodes``; when no single move does, the best
+  exchange of two domains between two nodes may (it must gain twice that;
+  its first half may raise the score by no more than the exchange gains);
+* cost: of the moves within ``CHEAP_WINDOW`` of the best value, the one that
+  copies the least memory goes first (the value of a move is its gain, plus
+  on small clusters the gain of the best move after it);
+* no domain moves twice in a plan (a later run may move it again);
 * with ``keep_n_plus_1``, no move makes the loss of a node fatal that was
-  not (``nplus1.Guard``), and moves that make a fatal loss survivable go
-  first (``restore``).
+  not (``guard.Guard``), and moves that make a fatal loss survivable, where
+  moves can, go first (``restore``), even if they raise the score.
 """
 
 from __future__ import annotations
 
 import math
 
-from .model import BDomain, BNode, Layout
+from .model import BDomain, BNode, Hop, Layout
 from .guard import Guard
 from .nplus1 import verdict
 from .plans import BalancePlan, Move
@@ -44,9 +45,6 @@ CHEAP_WINDOW = 0.1
 LOOKAHEAD = 3
 LOOKAHEAD_MAX_WORK = 20000
 
-# A planned migration: (domain index, source index, target index).
-Step = tuple[int, int, int]
-
 
 def plan_balance(
     nodes: list[BNode],
@@ -55,15 +53,16 @@ def plan_balance(
     min_gain: float,
     keep_n_plus_1: bool = True,
 ) -> BalancePlan:
-    """Plan migrations that lower the cluster score.
+    """Plan migrations that lower the cluster score (see the module docstring).
 
     ``nodes`` are the nodes that are up (those in maintenance flagged so:
     they neither give nor take domains, and only count for N+1), and
     ``domains`` the domains running on them. At most ``max_moves`` moves
     (``None``: no limit). A move is planned only if it lowers the score by at
-    least ``min_gain / len(active nodes)`` (any float; <= 0 means any gain),
-    so one value means the same on 5 nodes and on 100. Deterministic, and
-    planning again after the plan is done gives an empty plan.
+    least ``min_gain`` divided by the number of nodes not in maintenance
+    (any float: <= 0 takes any gain, ``inf`` none), so one value means the
+    same on 5 nodes and on 100. ``keep_n_plus_1``: guard and restore N+1.
+    Deterministic: the same input in any order gives the same plan.
     """
     if max_moves is not None and max_moves < 0:
         raise ValueError("max_moves must be >= 0 or None")
@@ -81,10 +80,10 @@ def plan_balance(
     return BalancePlan(moves, before, moves[-1].score_after if moves else before, n1_before, n1_after)
 
 
-def _plan(layout: Layout, guard: Guard | None, budget: float, thr: float) -> list[Step]:
+def _plan(layout: Layout, guard: Guard | None, budget: float, thr: float) -> list[Hop]:
     """N+1 restored where moves can, then balance; again while balancing
     opened new ways to restore (each domain moves once: it ends)."""
-    steps: list[Step] = []
+    steps: list[Hop] = []
     while True:
         if guard is not None and guard.unsafe:
             steps += restore(layout, guard, budget - len(steps))
@@ -94,9 +93,9 @@ def _plan(layout: Layout, guard: Guard | None, budget: float, thr: float) -> lis
             return steps
 
 
-def _balance(layout: Layout, guard: Guard | None, budget: float, thr: float) -> list[Step]:
+def _balance(layout: Layout, guard: Guard | None, budget: float, thr: float) -> list[Hop]:
     """Single moves, best first, then swaps, until nothing gains ``thr``."""
-    steps: list[Step] = []
+    steps: list[Hop] = []
     refused: set[tuple[int, int]] = set()  # moves the guard refused (until the next clean sweep)
     width = LOOKAHEAD if layout.n * sum(len(layout.groups(i)) for i in range(layout.n)) <= LOOKAHEAD_MAX_WORK else 0
     swept = True
@@ -174,7 +173,7 @@ def _best_single(layout: Layout, thr: float, refused: set[tuple[int, int]]) -> l
     return found
 
 
-def _do(layout: Layout, guard: Guard | None, pairs: list[tuple[int, int]]) -> list[Step]:
+def _do(layout: Layout, guard: Guard | None, pairs: list[tuple[int, int]]) -> list[Hop]:
     """Make the moves in the layout (the guard, if any, allowed them)."""
     steps = []
     for k, j in pairs:
@@ -185,7 +184,7 @@ def _do(layout: Layout, guard: Guard | None, pairs: list[tuple[int, int]]) -> li
     return steps
 
 
-def _moves(layout: Layout, base: tuple[list[int], list[int]], steps: list[Step]) -> list[Move]:
+def _moves(layout: Layout, base: tuple[list[int], list[int]], steps: list[Hop]) -> list[Move]:
     """The steps as :class:`Move` records, each with the exact score after it."""
     mem, vcpu = list(base[0]), list(base[1])
     moves = []

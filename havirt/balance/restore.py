@@ -15,8 +15,8 @@ score (then moving the least memory) is done; and so on while one is found.
 
 from __future__ import annotations
 
-from .model import Layout
 from .guard import Guard
+from .model import Hop, Layout
 from .nplus1 import lost_domains
 from .placement import place
 
@@ -28,10 +28,10 @@ ROOM_TARGETS = 2
 MAX_TRIES = 300
 
 
-def restore(layout: Layout, guard: Guard, budget: float) -> list[tuple[int, int, int]]:
+def restore(layout: Layout, guard: Guard, budget: float) -> list[Hop]:
     """Moves (domain, source, target indices), done in ``layout``, that make
     nodes' losses survivable, at most ``budget`` of them."""
-    steps: list[tuple[int, int, int]] = []
+    steps: list[Hop] = []
     for name in guard.unsafe:
         if guard.places_all(name):
             guard.adopt(name)

@@ -146,16 +146,15 @@ class Sums:
         qf1 = self.qf - f[i] * f[i] + nfi * nfi
         sr1 = self.sr - c
         qr1 = self.qr - r[i] * r[i] + nri * nri
-        cur = self.cur
-        out = []
+        cur, w = self.cur, VCPU_WEIGHT
+        out: list[float] = []
+        add = out.append
         for j in targets:
-            fj = f[j]
-            nfj = fj - m * inv_u[j]
-            rj = r[j]
-            nrj = rj + v * inv_c[j]
-            mf = (sf1 - m * inv_u[j]) * inv
-            mr = (sr1 + v * inv_c[j]) * inv
-            vf = (qf1 - fj * fj + nfj * nfj) * inv - mf * mf
-            vr = (qr1 - rj * rj + nrj * nrj) * inv - mr * mr
-            out.append(cur - (sqrt(vf) if vf > 0.0 else 0.0) - VCPU_WEIGHT * (sqrt(vr) if vr > 0.0 else 0.0))
+            du = m * inv_u[j]  # what j's free share loses
+            dc = v * inv_c[j]  # what j's ratio gains
+            mf = (sf1 - du) * inv
+            mr = (sr1 + dc) * inv
+            vf = (qf1 + du * (du - 2.0 * f[j])) * inv - mf * mf
+            vr = (qr1 + dc * (dc + 2.0 * r[j])) * inv - mr * mr
+            add(cur - (sqrt(vf) if vf > 0.0 else 0.0) - w * (sqrt(vr) if vr > 0.0 else 0.0))
         return out

@@ -148,7 +148,7 @@ def test_stop_rule_means_the_same_at_every_size(n_nodes: int) -> None:
     balances each to a similar final score (it does not stop early on the
     large ones), and the gain of the last move, times the number of nodes,
     is at least min_gain while no move is left that would gain that."""
-    shape = Shape(f"stop-{n_nodes}", n_nodes, 15 * n_nodes)
+    shape = Shape(f"stop-{n_nodes}", n_nodes, 10 * n_nodes)
     nodes, doms = generate(shape, 7)
     p = plan(nodes, doms)
     assert p.score_before > 0.4

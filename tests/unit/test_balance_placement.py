@@ -213,9 +213,9 @@ def test_no_move_can_fix_a_cluster_too_full_to_lose_a_node() -> None:
     assert plan.n_plus_1_after.nodes["a"].missing_mib == 4096
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", range(2))
 def test_the_guard_costs_little_when_n_plus_1_holds(seed: int) -> None:
-    nodes, doms = generate(Shape("roomy", 20, 250), seed)
+    nodes, doms = generate(Shape("roomy", 12, 150), seed)
     on = plan_balance(nodes, doms, None, 0.03)
     off = plan_balance(nodes, doms, None, 0.03, keep_n_plus_1=False)
     assert on.n_plus_1_before.ok and on.n_plus_1_after.ok
