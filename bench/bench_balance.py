@@ -49,7 +49,7 @@ MARK = "<!-- balance benchmark: written by bench/bench_balance.py -->"
 
 
 @dataclasses.dataclass
-class Path_:
+class Trajectory:
     """A plan as the states it goes through: (havirt score, hbal score, MiB moved so far) after each move."""
 
     moves: int
@@ -117,8 +117,8 @@ def compare(shape: Shape, tmp: Path) -> dict:
             raise AssertionError(f"{shape.name}: hbal prints {printed}, hbal_score says {ours}")
     return {
         "shape": shape, "nodes": len(nodes), "domains": len(doms),
-        "hbal": Path_(len(hb.moves), hb.seconds, hb_states, start),
-        "havirt": Path_(len(plan.moves), wall, hv_states, start, cpu),
+        "hbal": Trajectory(len(hb.moves), hb.seconds, hb_states, start),
+        "havirt": Trajectory(len(plan.moves), wall, hv_states, start, cpu),
         "n_plus_1": (plan.n_plus_1_before.failing, plan.n_plus_1_after.failing),
     }
 
