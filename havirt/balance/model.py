@@ -51,6 +51,7 @@ class BDomain:
     allowed: frozenset[str] | None = None  # nodes where its disks are visible; None = every node
     restart_memory_mib: int | None = None
     restart_vcpus: int | None = None
+    restarted: bool = True  # False: failover would leave it down on purpose (in maintenance)
 
     def size(self, restart: bool) -> tuple[int, int]:
         """(MiB, vCPUs) it needs: held now, or to be started again."""

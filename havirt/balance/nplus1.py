@@ -33,8 +33,9 @@ def node_loss(layout: Layout, name: str) -> NodeLoss:
 
 
 def lost_domains(layout: Layout, name: str) -> tuple[list[int], int]:
-    """The domains that would need a new home if ``name`` died, and its index (-1: aside)."""
+    """The domains that would need a new home if ``name`` died (not those
+    failover leaves down on purpose), and its index (-1: aside)."""
     i = layout.index.get(name, -1)
     if i >= 0:
-        return sorted(layout.members[i]), i
-    return [k for k, node in layout.aside if node == name], -1
+        return sorted(k for k in layout.members[i] if layout.doms[k].restarted), i
+    return [k for k, node in layout.aside if node == name and layout.doms[k].restarted], -1
