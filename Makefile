@@ -7,10 +7,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NODES ?= 3
 LAB := tests/lab/lab
+# (mount: losetup for the lab's volumes; python3: the lab removes the loop
+# devices it made the kernel create)
 DEB_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu \
-	qemu-system-x86 qemu-utils openssh-server openssh-client iproute2 ganeti-htools
+	qemu-system-x86 qemu-utils openssh-server openssh-client iproute2 mount python3 \
+	ganeti-htools
 
-.PHONY: all venv deps unit integration test demo bench lab-up lab-down lab-status clean
+.PHONY: all venv deps unit integration test demo bench lab-up lab-down lab-status lab-cache clean
 
 all: venv
 
@@ -47,6 +50,11 @@ lab-down:
 
 lab-status:
 	$(LAB) status
+
+# The real guests' kernel and initramfs, downloaded (apt-get download, not
+# installed) into tests/lab/cache/ once; `lab up` does it when they are missing.
+lab-cache:
+	$(LAB) cache
 
 # Unit tests first (fast), then the lab; the lab comes down whatever happened.
 test: venv deps
