@@ -8,10 +8,16 @@ that was not ("safe" nodes stay safe). For each safe node X it is cheap:
    ``min(free MiB // X's largest domain, free vCPUs // X's widest)``. A
    placement lowers each sum by at most one, so while every sum is at least
    the number of X's domains, failover places them all, in any order;
-2. else, X's last placement (its ``Trace``), re-checked on the nodes the
-   moves touch only: if every step keeps its winner (the winner's key still
-   strictly above the best of the others), the placement is unchanged;
-3. else, X's placement computed again (``placement.place``).
+2. else, X's placement after the moves, worked out from its last one (its
+   ``Trace``): step by step, the winner of the last placement still wins
+   where its key is strictly above the best the others had then and the
+   keys, computed afresh, of the nodes whose state differs (those the moves
+   touch, and those an earlier step of this placement gave a different
+   share than last time); only the steps where that is not sure are ranked
+   over every node (``placement.best_target``). So every step picks what
+   ``placement.place`` picks: the result is that placement, exactly;
+3. X's placement computed again (``placement.place``) when there is no
+   trace to start from (X itself is touched, or it was not needed before).
 
 Only capacity counts: a domain that is not movable is stranded whatever
 balance does, so a node is safe when each of its movable domains finds a place.
@@ -23,7 +29,7 @@ from collections.abc import Iterable
 
 from .model import Layout
 from .nplus1 import lost_domains
-from .placement import Trace, place, target_key
+from .placement import Key, Trace, best_target, place, target_key
 from .plans import NPlus1
 
 _ANY = 1 << 62  # slots on a node for a domain of size 0
@@ -131,38 +137,52 @@ class Guard:
                     continue
                 trace = self._traces[name]
                 if trace is not None and name not in inside:
-                    traces[name] = self._recheck(trace, touched)
-                if traces[name] is None:
+                    ok, traces[name] = self._replay(trace, lay.index.get(name, -1), touched)
+                else:
                     ok, traces[name] = self._place(name)
-                    if not ok:
-                        return False
+                if not ok:
+                    return False
         finally:
             for k, i in reversed(undo):
                 lay.shift(k, i)
         self._pending = (list(moves), bounds, traces)
         return True
 
-    def _recheck(self, trace: Trace, touched: list[int]) -> Trace | None:
-        """``trace`` brought up to date if only nodes ``touched`` changed and
-        every step keeps its winner; None when that is not sure."""
+    def _replay(self, trace: Trace, exclude: int, touched: list[int]) -> tuple[bool, Trace]:
+        """The placement ``trace`` was, done again now that nodes ``touched``
+        (never ``exclude``, the node lost) have changed: whether every
+        domain finds a place, and the trace of the new placement (as far as
+        it went). Exactly what ``placement.place`` does (see the module
+        docstring); the best key of the others is kept as an upper bound
+        where a step's winner held."""
         lay = self.layout
-        extra_m: dict[int, int] = {}
-        extra_v: dict[int, int] = {}
+        new_m: dict[int, int] = {}
+        new_v: dict[int, int] = {}
+        # Nodes whose key may differ from last time: only grows.
+        watch = set(touched)
         out: Trace = []
         for w, m, v, allowed, wkey, others in trace:
-            keys = {x: target_key(lay, x, m, v, allowed, extra_m.get(x, 0), extra_v.get(x, 0)) for x in touched}
-            rivals = [key for x, key in keys.items() if x != w and key is not None]
-            if w in keys:
-                if keys[w] is None:
-                    return None
-                wkey = keys[w]
-            best_other = max([others, *rivals])  # the others not touched rank at most ``others``
-            if not wkey > best_other:
-                return None
-            out.append((w, m, v, allowed, wkey, best_other))
-            extra_m[w] = extra_m.get(w, 0) + m
-            extra_v[w] = extra_v.get(w, 0) + v
-        return out
+            best = others  # the nodes not watched rank as they did: at most ``others``
+            key: Key | None = wkey
+            for x in watch:
+                kx = target_key(lay, x, m, v, allowed, new_m.get(x, 0), new_v.get(x, 0))
+                if x == w:
+                    key = kx
+                elif kx is not None and kx > best:
+                    best = kx
+            if key is not None and key > best:
+                j = w
+            else:
+                j, key, best = best_target(lay, allowed, m, v, exclude, new_m, new_v)
+                if j < 0:
+                    return False, out
+                if j != w:
+                    watch.add(w)
+                    watch.add(j)
+            out.append((j, m, v, allowed, key, best))
+            new_m[j] = new_m.get(j, 0) + m
+            new_v[j] = new_v.get(j, 0) + v
+        return True, out
 
     def commit(self, moves: list[tuple[int, int]]) -> None:
         """``moves``, just allowed, are now done in the layout."""

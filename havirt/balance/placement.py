@@ -25,9 +25,10 @@ from .score import Sums, score_of
 # (domain index, target node index) for each domain placed.
 Placed = list[tuple[int, int]]
 # How a target ranks for a domain: (free share left once it is there, minus
-# the vCPU ratio then); the highest wins, the first node by name on a tie.
-Key = tuple[float, float]
-NO_KEY: Key = (-math.inf, 0.0)
+# the vCPU ratio then, minus the node's index); the highest wins, so the
+# first node by name on a tie. No two nodes have the same key.
+Key = tuple[float, float, int]
+NO_KEY: Key = (-math.inf, 0.0, 0)
 # A placement as it went, for each domain placed: (node, MiB, vCPUs, allowed
 # nodes, the winner's key, the best key of the others). What the N+1 guard
 # needs to tell cheaply whether a move changes the outcome.
@@ -51,7 +52,7 @@ def place(
         if not d.movable:
             stranded.append(Stranded(d.name, f"{d.why_fixed} (not movable)", m, v))
             continue
-        j, key, runner_key = _best_target(layout, k, m, v, exclude, extra_m, extra_v)
+        j, key, runner_key = best_target(layout, layout.allowed[k], m, v, exclude, extra_m, extra_v)
         if j < 0:
             stranded.append(Stranded(d.name, _why_stranded(layout, k, m, v, exclude, extra_m, extra_v), m, v))
             continue
@@ -68,16 +69,22 @@ def _largest_first(d: BDomain, restart: bool) -> tuple[int, int, str]:
     return -m, -v, d.name
 
 
-def _best_target(
-    layout: Layout, k: int, m: int, v: int, exclude: int, extra_m: dict[int, int], extra_v: dict[int, int]
+def best_target(
+    layout: Layout,
+    allowed: frozenset[int] | None,
+    m: int,
+    v: int,
+    exclude: int,
+    extra_m: dict[int, int],
+    extra_v: dict[int, int],
 ) -> tuple[int, Key, Key]:
-    """The node that ranks first for ``k`` (-1 when it fits nowhere), its key,
-    and the best key of the others. The fit test is ``Layout.fits`` and the
-    key :func:`target_key`, both unrolled for speed."""
+    """The node that ranks first for a domain of ``m`` MiB and ``v`` vCPUs
+    whose disks ``allowed`` (-1 when it fits nowhere), its key, and the best
+    key of the others. The fit test is ``Layout.fits`` and the key
+    :func:`target_key`, both unrolled for speed."""
     best_j = -1
     best_key = runner_key = NO_KEY
     usable, cpus, mem, vcpu, vcap = layout.usable, layout.cpus, layout.mem, layout.vcpu, layout.vcap
-    allowed = layout.allowed[k]
     for j in range(layout.n) if allowed is None else sorted(allowed):
         if j == exclude:
             continue
@@ -85,7 +92,7 @@ def _best_target(
         used = vcpu[j] + extra_v.get(j, 0) + v
         if left < 0 or used > vcap[j]:
             continue
-        key = (left / usable[j], -used / cpus[j])
+        key = (left / usable[j], -used / cpus[j], -j)
         if key > best_key:
             runner_key = best_key
             best_key = key
@@ -105,7 +112,7 @@ def target_key(
     used = layout.vcpu[j] + extra_v + v
     if left < 0 or used > layout.vcap[j] or (allowed is not None and j not in allowed):
         return None
-    return (left / layout.usable[j], -used / layout.cpus[j])
+    return (left / layout.usable[j], -used / layout.cpus[j], -j)
 
 
 def _why_stranded(
