@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import sys
 from pathlib import Path
 
 import pytest
 
 from havirt.balance import BDomain, BNode, n_plus_1, plan_balance, plan_evacuation, plan_failover, score
+from havirt.balance import placement
 from havirt.balance.model import Layout
 from havirt.balance.guard import Guard
 from havirt.balance.nplus1 import verdict
@@ -252,3 +254,63 @@ def test_a_placement_replayed_is_the_placement(group: int) -> None:
                         assert len(again) == len(fresh)
                     changed += [t[0] for t in again] != [t[0] for t in trace]
     assert changed > 20
+
+
+# -- the ranking by kind of node ---------------------------------------------------------------
+
+
+def kinds_cluster(seed: int, huge: bool = False) -> Layout:
+    """A cluster of a few kinds of nodes, many alike and empty (ties), with
+    domains crowded on the first nodes, some seeing their disks on a few
+    nodes; ``huge``: nodes so large that one MiB more free does not show in
+    the share of memory free (rounding)."""
+    rng = random.Random(seed)
+    kinds = [(16384, 8, 4.0), (32768, 16, 4.0), (32768, 16, 2.0)]
+    if huge:
+        kinds = [(2**60, 8, 4.0), (2**60 + 2**40, 8, 4.0)]
+    nodes = [BNode(f"n{i:02d}", *rng.choice(kinds)) for i in range(rng.randint(6, 14))]
+    names = [n.name for n in nodes]
+    doms = []
+    for k in range(rng.randint(10, 60)):
+        allowed = frozenset(rng.sample(names, rng.randint(1, len(names)))) if rng.random() < 0.3 else None
+        home = names[min(int(rng.expovariate(3.0 / len(names))), len(names) - 1)]
+        doms.append(BDomain(f"d{k:02d}", home, rng.choice([512, 1024, 2048]) + (rng.randint(0, 3) if huge else 0),
+                            rng.choice([1, 2, 4]), allowed=allowed))
+    return Layout(nodes, doms)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_the_ranking_by_kind_ranks_as_every_node_would(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Ranking.best`` gives ``best_target``'s answer (winner, its key, the
+    runner-up's key) as a placement goes, allowed sets small and large."""
+    rng = random.Random(seed)
+    layout = kinds_cluster(seed, huge=seed % 4 == 3)
+    monkeypatch.setattr(placement, "FEW_ALLOWED", rng.choice([0, 3, 16]))
+    monkeypatch.setattr(placement, "KIND_MIN_NODES", 1)
+    exclude = rng.choice([-1, *range(layout.n)])
+    ranking = placement.Ranking(layout, exclude)
+    assert ranking.kinds is not None
+    for _ in range(40):
+        allowed = None if rng.random() < 0.5 else frozenset(rng.sample(range(layout.n), rng.randint(1, layout.n)))
+        m, v = rng.choice([0, 512, 1024, 4096, 9000]), rng.choice([0, 1, 2, 8])
+        got = ranking.best(allowed, m, v)
+        assert got == placement.best_target(layout, allowed, m, v, exclude, ranking.extra_m, ranking.extra_v)
+        if got[0] >= 0:
+            ranking.take(got[0], m, v)
+
+
+def test_the_ranking_by_kind_sees_through_rounding() -> None:
+    """On nodes so large that 1 MiB more or less free does not change the
+    share of memory free, the node with less free memory but fewer vCPUs in
+    use ranks first, though the ranking meets it after one that ranks below
+    the runner-up."""
+    u, half = 2**60, 2**59
+    nodes = [BNode(x, u, 8, 4.0) for x in "abcd"]
+    # free memory half + 2, + 1, + 0, - 1; vCPUs in use 4, 4, 8, 0
+    doms = [BDomain(f"v{x}", x, u - half - df, vc) for x, df, vc in zip("abcd", (2, 1, 0, -1), (4, 4, 8, 0))]
+    layout = Layout(nodes, doms)
+    ranking = placement.Ranking(layout, -1)
+    assert ranking.kinds is not None
+    got = ranking.best(None, 0, 1)
+    assert got == placement.best_target(layout, None, 0, 1, -1, {}, {})
+    assert got[0] == 3
