@@ -204,7 +204,6 @@ class Guard:
         ``touched`` changed (never ``name`` itself), if known."""
         lay = self.layout
         exclude = lay.index.get(name, -1)
-        usable, cpus, mem, vcap, vcpu = lay.usable, lay.cpus, lay.mem, lay.vcap, lay.vcpu
         steps = need[4]
         # the sets for which the bound is short now: the others stay sure to the end
         short_sets = {allowed for allowed, slot in zip(need[3], slots) if slot < need[0]}
@@ -225,19 +224,8 @@ class Guard:
                 check, units = s + short, (m, vx)
             sure = False
             if s < len(last):
-                w, _, _, _, key, best = last[s]  # the nodes not watched rank as they did: at most ``best``
-                for x in watch:
-                    left = usable[x] - mem[x] - new_m.get(x, 0) - m
-                    used = vcpu[x] + new_v.get(x, 0) + v
-                    if left < 0 or used > vcap[x] or (allowed is not None and x not in allowed):
-                        kx = None
-                    else:
-                        kx = (left / usable[x], -used / cpus[x], -x)
-                    if x == w:
-                        key = kx
-                    elif kx is not None and kx > best:
-                        best = kx
-                sure = key is not None and key > best
+                w = last[s][0]
+                sure, key, best = self._still_wins(last[s], watch, m, v, allowed, new_m, new_v)
             if sure:
                 j = w
             else:
@@ -257,6 +245,26 @@ class Guard:
             new_m[j] = new_m.get(j, 0) + m
             new_v[j] = new_v.get(j, 0) + v
         return True, out
+
+    def _still_wins(self, step, watch, m, v, allowed, new_m, new_v):
+        """(sure, key, best): whether the winner of `step` in the placement
+        before still ranks first for this domain, given that only the nodes
+        in `watch` may rank otherwise now (the rest rank at most as the best
+        of the others did then)."""
+        lay = self.layout
+        w, _, _, _, key, best = step
+        for x in watch:
+            left = lay.usable[x] - lay.mem[x] - new_m.get(x, 0) - m
+            used = lay.vcpu[x] + new_v.get(x, 0) + v
+            if left < 0 or used > lay.vcap[x] or (allowed is not None and x not in allowed):
+                kx = None
+            else:
+                kx = (left / lay.usable[x], -used / lay.cpus[x], -x)
+            if x == w:
+                key = kx
+            elif kx is not None and kx > best:
+                best = kx
+        return key is not None and key > best, key, best
 
     def _short(
         self, count: int, m: int, vx: int, sets: list[frozenset[int] | None],
