@@ -71,9 +71,8 @@ def node_list(opts):
 Example: havirt node scan
 Cron:    */5 * * * * /opt/havirt/havirt.py node scan -q""")
 @click.argument("names", nargs=-1)
-@click.option("-q", "--quiet", "quiet_here", is_flag=True, help="Print only anomalies.")
 @pass_app
-def node_scan(opts, names, quiet_here):
+def node_scan(opts, names):
     """Ask every node (or NAMES) what runs there, in parallel; record it.
 
     Exit 1 when anything is wrong: a domain on two nodes, a node that did
@@ -84,7 +83,6 @@ def node_scan(opts, names, quiet_here):
     from ..views import NODE_COLUMNS, finding_rows, node_rows
     app = opts.app()
     out = opts.out
-    out.quiet = out.quiet or quiet_here
     findings = scan(app, names)
     if not out.quiet:
         rows = [r for r in node_rows(app.state, app.cfg.reserve_mib) if not names or r["name"] in names]
