@@ -16,6 +16,7 @@ from .names import check_address, check_name, check_user
 from .parsers import split_sections
 from .plan import Plan
 from .planner import plan_destroy, plan_migrate, plan_shutdown, plan_start
+from .scan import Scan
 from .state import NodeRecord
 
 
@@ -92,9 +93,9 @@ def node_remove(app, name, force=False) -> list[str]:
         return forgotten
 
 
-def node_scan(app, names=()) -> list[Finding]:
+def node_scan(app, names=()) -> Scan:
     with app.lock():
-        return app.scan_and_save(list(names) or None).findings
+        return app.scan_and_save(list(names) or None)
 
 
 def set_maintenance(app, kind, name, on: bool) -> None:

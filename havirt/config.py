@@ -54,6 +54,9 @@ SCHEMA: dict[str, object] = {
         "timeout": ((int, float), 600),
         "unsafe": (bool, False),
     },
+    "metrics": {
+        "textfile": ((str, type(None)), None),
+    },
 }
 
 
@@ -123,6 +126,7 @@ class Config:
     balance_max_moves: int
     migrate_timeout: float
     migrate_unsafe: bool
+    metrics_textfile: str | None = None   # Prometheus text file every scan writes
 
 
 def _expand(p: str | None) -> str | None:
@@ -199,6 +203,7 @@ def load_config(path: Path) -> Config:
         balance_max_moves=merged["balance"]["max_moves"],
         migrate_timeout=float(merged["migrate"]["timeout"]),
         migrate_unsafe=merged["migrate"]["unsafe"],
+        metrics_textfile=_expand(merged["metrics"]["textfile"]),
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from . import cli, pass_app
@@ -69,26 +71,36 @@ def node_list(opts):
 
 @node.command("scan", epilog="""\b
 Example: havirt node scan
-Cron:    */5 * * * * /opt/havirt/havirt.py node scan -q""")
+Cron:    */5 * * * * /opt/havirt/havirt.py node scan -q
+Metrics: havirt node scan -q --metrics /var/lib/prometheus/node-exporter/havirt.prom""")
 @click.argument("names", nargs=-1)
+@click.option("--metrics", "metrics_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also write Prometheus metrics to FILE, for node_exporter's textfile "
+                   "collector (default: metrics.textfile of config.yaml).")
 @pass_app
-def node_scan(opts, names):
+def node_scan(opts, names, metrics_file):
     """Ask every node (or NAMES) what runs there, in parallel; record it.
 
     Exit 1 when anything is wrong: a domain on two nodes, a node that did
     not answer, a running domain with no XML in conf/, a domain defined
-    persistent or autostart on a node.
+    persistent or autostart on a node; or when the metrics file could not
+    be written (the scan is recorded all the same).
     """
     from ..actions import node_scan as scan
     from ..views import NODE_COLUMNS, finding_rows, node_rows
     app = opts.app()
     out = opts.out
-    findings = scan(app, names)
+    began = time.monotonic()
+    result = scan(app, names)
+    seconds, when, findings = time.monotonic() - began, time.time(), result.findings
     if not out.quiet:
         rows = [r for r in node_rows(app.state, app.cfg.reserve_mib) if not names or r["name"] in names]
         out.emit(rows, NODE_COLUMNS, doc={"nodes": rows, "anomalies": finding_rows(findings)}
                  if out.fmt == "json" else None)
     out.findings(findings, json_done=not out.quiet)
+    if metrics_file or app.cfg.metrics_textfile:
+        from ..metrics import write_scan_metrics
+        write_scan_metrics(metrics_file or app.cfg.metrics_textfile, app, result, seconds, when)
     if findings:
         raise SystemExit(1)
 
