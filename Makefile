@@ -107,6 +107,7 @@ install:
 	_HAVIRT_COMPLETE=fish_source $(LIBDIR)/bin/python -I -m havirt \
 	  > $(SHAREDIR)/fish/vendor_completions.d/havirt.fish
 	install -m 644 config.sample.yaml README.md contrib/havirt-scan.service contrib/havirt-scan.timer \
+	  contrib/havirt-alerts.yml \
 	  $(SHAREDIR)/doc/havirt/
 
 uninstall:

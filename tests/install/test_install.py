@@ -18,6 +18,7 @@ FILES = ["bin/havirt", "share/man/man1/havirt.1", "share/bash-completion/complet
          "share/zsh/site-functions/_havirt", "share/fish/vendor_completions.d/havirt.fish",
          "share/doc/havirt/config.sample.yaml", "share/doc/havirt/README.md",
          "share/doc/havirt/havirt-scan.service", "share/doc/havirt/havirt-scan.timer",
+         "share/doc/havirt/havirt-alerts.yml",
          "lib/havirt/bin/python"]
 
 
