@@ -69,37 +69,37 @@ def scan_registry(state, conf_names, cluster, findings, cfg, seconds: float,
     return reg
 
 
+# Per node: (key, name, HELP). A value that is not known has no sample.
+NODE_METRICS = (
+    ("up", "havirt_node_up", "1 if the node answered its last scan (SSH, virsh, the same host "
+     "as recorded), else 0."),
+    ("maintenance", "havirt_node_maintenance", "1 if the node is in maintenance (it receives "
+     "no domain), else 0."),
+    ("cpus", "havirt_node_cpus", "Physical CPUs of the node (virsh nodeinfo)."),
+    ("vcpus_allocated", "havirt_node_vcpus_allocated", "vCPUs of the domains present on the "
+     "node."),
+    ("vcpus_limit", "havirt_node_vcpus_limit", "Most vCPUs the node may carry (CPUs x "
+     "reserve.vcpu_ratio)."),
+    ("memory_total", "havirt_node_memory_total_bytes", "Memory of the node (virsh nodeinfo)."),
+    ("memory_usable", "havirt_node_memory_usable_bytes", "Memory domains may use on the node: "
+     "its cap, else its total minus reserve.memory_mib."),
+    ("memory_allocated", "havirt_node_memory_allocated_bytes", "Memory of the domains present "
+     "on the node, as the node reports it."),
+    ("domains", "havirt_node_domains_running", "Domains present on the node (running, paused, "
+     "migrating: every state but shut off)."),
+    ("leases", "havirt_node_leases_active", "1 if libvirt's lock manager (virtlockd leases) "
+     "was active at the node's last scan, else 0; absent when unknown."),
+    ("last_scan", "havirt_node_last_scan_timestamp_seconds", "When the node last answered a "
+     "scan (Unix time); absent if it never did."),
+    ("age", "havirt_node_last_scan_age_seconds", "Seconds from the node's last answered scan "
+     "to the end of the last scan."),
+    ("scan_duration", "havirt_node_scan_duration_seconds", "How long the node took to answer "
+     "the last scan (its SSH session)."),
+)
+
+
 def _nodes(reg, state, cluster, cfg, when: float) -> None:
-    node = ["node"]
-    gauges = {
-        "up": _gauge(reg, "havirt_node_up", "1 if the node answered its last scan (SSH, virsh, "
-                      "the same host as recorded), else 0.", node),
-        "maintenance": _gauge(reg, "havirt_node_maintenance", "1 if the node is in maintenance "
-                               "(it receives no domain), else 0.", node),
-        "cpus": _gauge(reg, "havirt_node_cpus", "Physical CPUs of the node (virsh nodeinfo).", node),
-        "vcpus_allocated": _gauge(reg, "havirt_node_vcpus_allocated",
-                                   "vCPUs of the domains present on the node.", node),
-        "vcpus_limit": _gauge(reg, "havirt_node_vcpus_limit", "Most vCPUs the node may carry "
-                               "(CPUs x reserve.vcpu_ratio).", node),
-        "memory_total": _gauge(reg, "havirt_node_memory_total_bytes", "Memory of the node "
-                                "(virsh nodeinfo).", node),
-        "memory_usable": _gauge(reg, "havirt_node_memory_usable_bytes", "Memory domains may use "
-                                 "on the node: its cap, else its total minus reserve.memory_mib.",
-                                 node),
-        "memory_allocated": _gauge(reg, "havirt_node_memory_allocated_bytes", "Memory of the "
-                                    "domains present on the node, as the node reports it.", node),
-        "domains": _gauge(reg, "havirt_node_domains_running", "Domains present on the node "
-                           "(running, paused, migrating: every state but shut off).", node),
-        "leases": _gauge(reg, "havirt_node_leases_active", "1 if libvirt's lock manager "
-                          "(virtlockd leases) was active at the node's last scan, else 0; "
-                          "absent when unknown.", node),
-        "last_scan": _gauge(reg, "havirt_node_last_scan_timestamp_seconds", "When the node last "
-                             "answered a scan (Unix time); absent if it never did.", node),
-        "age": _gauge(reg, "havirt_node_last_scan_age_seconds", "Seconds from the node's last "
-                       "answered scan to the end of the last scan.", node),
-        "scan_duration": _gauge(reg, "havirt_node_scan_duration_seconds", "How long the node took "
-                                 "to answer the last scan (its SSH session).", node),
-    }
+    gauges = {key: _gauge(reg, name, doc, ["node"]) for key, name, doc in NODE_METRICS}
     for row in node_rows(state, cfg.reserve_mib):
         name, rec = row["name"], state.nodes[row["name"]]
         last = timestamp(row["last_scan"])
