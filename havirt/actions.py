@@ -30,6 +30,7 @@ class Outcome:
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)   # printed before the plan
     data: dict = field(default_factory=dict)         # the plan as data (JSON), where there is one
+    status: int = 0                                  # exit code once printed (1: some part failed)
 
 
 # -- nodes ---------------------------------------------------------------------
@@ -93,9 +94,16 @@ def node_remove(app, name, force=False) -> list[str]:
         return forgotten
 
 
-def node_scan(app, names=()) -> Scan:
+def node_scan(app, names=(), recover=False) -> Scan:
+    """Scan and record; with `recover`, fail over nodes silent for too long
+    (see failover.recover): for real, unless --dryrun was given. The scan's
+    findings come with what recovery did or could not do."""
     with app.lock():
-        return app.scan_and_save(list(names) or None)
+        scan = app.scan_and_save(list(names) or None)
+        if recover:
+            from .failover import recover as recover_nodes
+            scan = Scan(scan.cluster, scan.findings + recover_nodes(app, dry_run=app.force_dryrun))
+        return scan
 
 
 def set_maintenance(app, kind, name, on: bool) -> None:

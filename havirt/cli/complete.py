@@ -3,7 +3,7 @@
 Names come from the home's files only, the state file and conf/: completing
 never opens an SSH session, never takes the lock, never prints an error.
 
-Every argument or option named NAME/NAMES, NODE/NODES, TARGET, SOURCE or
+Every argument or option named NAME/NAMES, NODE/NODES, TARGET, SOURCE, TO or
 DOMAIN/DOMAINS of a havirt command completes by itself (HavirtCommand sets it
 up, see `attach`): NAME and NAMES are nodes under `havirt node` and domains
 elsewhere. A parameter with another name takes one argument:
@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 from click.shell_completion import CompletionItem
 
-NODE_PARAMS = frozenset({"node", "nodes", "target", "source"})
+NODE_PARAMS = frozenset({"node", "nodes", "target", "source", "to"})
 DOMAIN_PARAMS = frozenset({"domain", "domains"})
 NAME_PARAMS = frozenset({"name", "names"})      # the module says which
 

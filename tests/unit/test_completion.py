@@ -72,7 +72,8 @@ def test_domain_names_are_conf_and_state(home, monkeypatch):
 @pytest.mark.parametrize("line", ["havirt domain start web1 ", "havirt domain migrate web1 n",
                                   "havirt domain list --node ", "havirt domain import --from ",
                                   "havirt node maintenance ", "havirt node set ",
-                                  "havirt node scan "])
+                                  "havirt node scan ", "havirt node failover ",
+                                  "havirt node failover node3 --to "])
 def test_node_names_where_a_node_is_meant(home, monkeypatch, line):
     assert offered(line, home, monkeypatch) == ["node1", "node2"]
 

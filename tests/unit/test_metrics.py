@@ -44,6 +44,7 @@ def cluster_of(fake):
 
 def test_a_scan_writes_every_metric(fake, tmp_path):
     cluster_of(fake)
+    fake.leases("node2")
     prom = tmp_path / "havirt.prom"
     before = time.time()
     rc, out, err = fake.havirt("node", "scan", "--metrics", str(prom))
@@ -70,8 +71,8 @@ def test_a_scan_writes_every_metric(fake, tmp_path):
     assert 0 < value(m, "havirt_scan_duration_seconds") < 30
     assert before <= value(m, "havirt_scan_timestamp_seconds") <= time.time()
     assert value(m, "havirt_scan_nodes") == 2
-    # no lease facts yet in this state: unknown is absent, never a made-up 0
-    assert not [k for k in m if k[0] == "havirt_node_leases_active"]
+    assert value(m, "havirt_node_leases_active", node="node1") == 0      # as the scan saw
+    assert value(m, "havirt_node_leases_active", node="node2") == 1
 
 
 def test_promtool_accepts_the_file(fake, tmp_path):
