@@ -86,10 +86,15 @@ def _given_here(ctx, param, value):
 
 
 def _common_params(taken: set[str]) -> list[click.Option]:
+    """The common options a command lacks; a spelling it uses itself (its own
+    -f for --force) stays its own, the other spelling (--format) still works."""
     out = []
     for decls, kw in COMMON_OPTIONS:
-        opt = click.Option(decls, expose_value=False, callback=_given_here, **kw)
-        if opt.name not in taken and not taken & set(opt.opts):
+        free = [d for d in decls if not d.startswith("-") or d not in taken]
+        if not any(d.startswith("-") for d in free):
+            continue
+        opt = click.Option(free, expose_value=False, callback=_given_here, **kw)
+        if opt.name not in taken:
             out.append(opt)
     return out
 

@@ -110,9 +110,33 @@ def test_a_command_keeps_its_own_option_of_the_same_letter():
 
     @g.command("c")
     @click.option("-q", "--quick", is_flag=True)
-    def c(quick):
+    @click.option("-f", "--force", is_flag=True)
+    @click.option("--verbose", "loud", is_flag=True)
+    def c(quick, force, loud):
         pass
 
-    names = {p.name: p for p in g.commands["c"].params}
-    assert "quick" in names and "quiet" not in names            # -q is the command's own
-    assert {"fmt", "yes", "verbose", "dryrun", "debug"} <= set(names)
+    params = {p.name: p for p in g.commands["c"].params}
+    assert params["quick"].opts == ["-q", "--quick"] and params["force"].opts == ["-f", "--force"]
+    assert params["quiet"].opts == ["--quiet"]           # -q is the command's own
+    assert params["fmt"].opts == ["--format"]            # so is -f
+    assert params["loud"].opts == ["--verbose"] and params["verbose"].opts == ["-v"]
+    assert {"yes", "dryrun", "debug"} <= set(params)
+
+
+def test_its_own_f_and_the_common_format(fake):
+    """Through the CLI: the command's -f is its own, --format is the common one."""
+    group = cli.commands["domain"]
+    seen = {}
+
+    @group.command("probe-force", epilog="Example: havirt domain probe-force -f")
+    @click.option("-f", "--force", is_flag=True)
+    @pass_app
+    def probe(opts, force):
+        seen.update(force=force, fmt=opts.out.fmt)
+
+    try:
+        rc, _, err = fake.havirt("domain", "probe-force", "-f", "--format", "tsv")
+    finally:
+        del group.commands["probe-force"]
+    assert rc == 0, err
+    assert seen == {"force": True, "fmt": "tsv"}
