@@ -90,12 +90,10 @@ def _common_params(taken: set[str]) -> list[click.Option]:
     -f for --force) stays its own, the other spelling (--format) still works."""
     out = []
     for decls, kw in COMMON_OPTIONS:
-        free = [d for d in decls if not d.startswith("-") or d not in taken]
-        if not any(d.startswith("-") for d in free):
-            continue
-        opt = click.Option(free, expose_value=False, callback=_given_here, **kw)
-        if opt.name not in taken:
-            out.append(opt)
+        name = click.Option(decls, **kw).name
+        free = [d for d in decls if d.startswith("-") and d not in taken]
+        if free and name not in taken:
+            out.append(click.Option([*free, name], expose_value=False, callback=_given_here, **kw))
     return out
 
 
