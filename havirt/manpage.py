@@ -111,9 +111,9 @@ def manpage() -> str:
         ".SH DESCRIPTION",
         *paragraphs(cli.help),
         ".PP",
-        "The options \\fB\\-y\\fR, \\fB\\-\\-dryrun\\fR, \\fB\\-f\\fR, \\fB\\-q\\fR, "
-        "\\fB\\-v\\fR and \\fB\\-\\-debug\\fR go before the module or after the action "
-        "(\\fBhavirt node list \\-f json\\fR); given in both places, the later one counts.",
+        "The options " + ", ".join(f"\\fB{roff(d[0])}\\fR" for d, _ in COMMON_OPTIONS) +
+        " go before the module or after the action (\\fBhavirt node list \\-f json\\fR); "
+        "given in both places, the later one counts.",
         ".SH OPTIONS",
         *options(cli, ctx, set()),
         ".SH COMMANDS",
