@@ -12,7 +12,8 @@ LAB := tests/lab/lab
 # systemd-analyze
 TOOL_PACKAGES := prometheus prometheus-node-exporter man-db groff-base bash systemd
 DEB_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu \
-	qemu-system-x86 qemu-utils openssh-server openssh-client iproute2 $(TOOL_PACKAGES)
+	qemu-system-x86 qemu-utils openssh-server openssh-client iproute2 ganeti-htools \
+	$(TOOL_PACKAGES)
 # make install PREFIX=/usr/local DESTDIR=: where `make install` puts havirt
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -78,6 +79,7 @@ demo: venv deps
 	tests/lab/demo
 
 bench: venv deps
+	$(PY) bench/bench_balance.py
 	$(LAB) up 8; rc=$$?; \
 	if [ $$rc -eq 0 ]; then $(PY) bench/bench.py; rc=$$?; fi; \
 	$(LAB) down; exit $$rc
