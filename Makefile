@@ -11,17 +11,21 @@ LAB := tests/lab/lab
 # what the tests check havirt's output with: promtool, node_exporter, man, bash,
 # systemd-analyze
 TOOL_PACKAGES := prometheus prometheus-node-exporter man-db groff-base bash systemd
+# (mount: losetup for the lab's volumes; python3: the lab removes the loop
+# devices it made the kernel create)
 DEB_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu \
-	qemu-system-x86 qemu-utils openssh-server openssh-client iproute2 ganeti-htools \
+	qemu-system-x86 qemu-utils openssh-server openssh-client iproute2 mount python3 \
 	$(TOOL_PACKAGES)
+# make bench only: Ganeti's hbal, to compare cluster balance with
+BENCH_PACKAGES := ganeti-htools
 # make install PREFIX=/usr/local DESTDIR=: where `make install` puts havirt
 PREFIX ?= /usr/local
 DESTDIR ?=
 LIBDIR := $(DESTDIR)$(PREFIX)/lib/havirt
 SHAREDIR := $(DESTDIR)$(PREFIX)/share
 
-.PHONY: all venv deps tools unit integration test demo bench lab-up lab-down lab-status \
-	man install uninstall clean
+.PHONY: all venv deps bench-deps tools unit integration test demo bench lab-up lab-down \
+	lab-status lab-cache man install uninstall clean
 
 all: venv
 
@@ -48,6 +52,9 @@ endef
 deps:
 	$(call install_missing,$(DEB_PACKAGES))
 
+bench-deps: deps
+	$(call install_missing,$(BENCH_PACKAGES))
+
 tools:
 	$(call install_missing,$(TOOL_PACKAGES))
 
@@ -66,6 +73,11 @@ lab-down:
 lab-status:
 	$(LAB) status
 
+# The real guests' kernel and initramfs, downloaded (apt-get download, not
+# installed) into tests/lab/cache/ once; `lab up` does it when they are missing.
+lab-cache:
+	$(LAB) cache
+
 # Unit tests first (fast), `make install` into a folder, then the lab; the lab
 # comes down whatever happened.
 test: venv deps
@@ -78,7 +90,7 @@ demo: venv deps
 	$(LAB) up $(NODES)
 	tests/lab/demo
 
-bench: venv deps
+bench: venv bench-deps
 	$(PY) bench/bench_balance.py
 	$(LAB) up 8; rc=$$?; \
 	if [ $$rc -eq 0 ]; then $(PY) bench/bench.py; rc=$$?; fi; \
