@@ -104,9 +104,12 @@ def test_scan_metrics_through_promtool_and_node_exporter(lab, hv, textfile_dir, 
     REPORT.append(f"metrics: node_exporter served havirt's file in {time.monotonic() - t0:.2f} s")
     assert value(m, "node_textfile_scrape_error") == 0
     assert value(m, "node_textfile_mtime_seconds", file=str(prom)) is not None
+    state = hv.state()["nodes"]
     for node in lab.nodes:
         cpus, mib = facts[node]
         assert value(m, "havirt_node_up", node=node) == 1
+        assert isinstance(state[node]["leases"], bool)           # the scan saw them, on or off
+        assert value(m, "havirt_node_leases_active", node=node) == int(state[node]["leases"])
         assert value(m, "havirt_node_cpus", node=node) == cpus
         assert value(m, "havirt_node_memory_total_bytes", node=node) == mib * MIB
         assert value(m, "havirt_node_memory_usable_bytes", node=node) == (mib - 1024) * MIB
