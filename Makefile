@@ -1,20 +1,31 @@
 # havirt: everything a fresh Debian machine needs is installed from here.
 #   make demo   bring a lab cluster up and walk through the main job
 #   make test   unit tests, then the lab, the integration tests, lab down
+#   make install [PREFIX=/usr/local] [DESTDIR=]   havirt, its manual page and completions
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 NODES ?= 3
 LAB := tests/lab/lab
+# what the tests check havirt's output with: promtool, node_exporter, man, bash,
+# systemd-analyze
+TOOL_PACKAGES := prometheus prometheus-node-exporter man-db groff-base bash systemd
 # (mount: losetup for the lab's volumes; python3: the lab removes the loop
 # devices it made the kernel create)
 DEB_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu \
-	qemu-system-x86 qemu-utils openssh-server openssh-client iproute2 mount python3
+	qemu-system-x86 qemu-utils openssh-server openssh-client iproute2 mount python3 \
+	$(TOOL_PACKAGES)
 # make bench only: Ganeti's hbal, to compare cluster balance with
 BENCH_PACKAGES := ganeti-htools
+# make install PREFIX=/usr/local DESTDIR=: where `make install` puts havirt
+PREFIX ?= /usr/local
+DESTDIR ?=
+LIBDIR := $(DESTDIR)$(PREFIX)/lib/havirt
+SHAREDIR := $(DESTDIR)$(PREFIX)/share
 
-.PHONY: all venv deps bench-deps unit integration test demo bench lab-up lab-down lab-status lab-cache clean
+.PHONY: all venv deps bench-deps tools unit integration test demo bench lab-up lab-down \
+	lab-status lab-cache man install uninstall clean
 
 all: venv
 
@@ -44,7 +55,10 @@ deps:
 bench-deps: deps
 	$(call install_missing,$(BENCH_PACKAGES))
 
-unit: venv
+tools:
+	$(call install_missing,$(TOOL_PACKAGES))
+
+unit: venv tools
 	$(PY) -m pytest -q tests/unit
 
 integration: venv
@@ -64,9 +78,10 @@ lab-status:
 lab-cache:
 	$(LAB) cache
 
-# Unit tests first (fast), then the lab; the lab comes down whatever happened.
+# Unit tests first (fast), `make install` into a folder, then the lab; the lab
+# comes down whatever happened.
 test: venv deps
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q tests/unit tests/install
 	$(LAB) up $(NODES); rc=$$?; \
 	if [ $$rc -eq 0 ]; then $(PY) -m pytest -q tests/integration; rc=$$?; fi; \
 	$(LAB) down; exit $$rc
@@ -80,6 +95,40 @@ bench: venv bench-deps
 	$(LAB) up 8; rc=$$?; \
 	if [ $$rc -eq 0 ]; then $(PY) bench/bench.py; rc=$$?; fi; \
 	$(LAB) down; exit $$rc
+
+# havirt(1), generated from the click commands
+man: venv
+	mkdir -p build
+	$(PY) -m havirt.manpage > build/havirt.1
+
+# A venv of its own under PREFIX/lib/havirt, the command in PREFIX/bin, the
+# manual page, the completion scripts of bash, zsh and fish where those shells
+# look under PREFIX, and the sample configuration and systemd units as docs.
+# DESTDIR stages it all elsewhere (packaging): nothing installed names DESTDIR.
+install:
+	$(PYTHON) -m venv --clear $(LIBDIR)
+	$(LIBDIR)/bin/pip install -q --disable-pip-version-check --no-warn-script-location $(CURDIR)
+	install -d $(DESTDIR)$(PREFIX)/bin $(SHAREDIR)/man/man1 $(SHAREDIR)/doc/havirt \
+	  $(SHAREDIR)/bash-completion/completions $(SHAREDIR)/zsh/site-functions \
+	  $(SHAREDIR)/fish/vendor_completions.d
+	printf '#!/bin/sh\nexec %s -I -m havirt "$$@"\n' '$(PREFIX)/lib/havirt/bin/python' \
+	  > $(DESTDIR)$(PREFIX)/bin/havirt
+	chmod 755 $(DESTDIR)$(PREFIX)/bin/havirt
+	$(LIBDIR)/bin/python -I -m havirt.manpage > $(SHAREDIR)/man/man1/havirt.1
+	_HAVIRT_COMPLETE=bash_source $(LIBDIR)/bin/python -I -m havirt \
+	  > $(SHAREDIR)/bash-completion/completions/havirt
+	_HAVIRT_COMPLETE=zsh_source $(LIBDIR)/bin/python -I -m havirt > $(SHAREDIR)/zsh/site-functions/_havirt
+	_HAVIRT_COMPLETE=fish_source $(LIBDIR)/bin/python -I -m havirt \
+	  > $(SHAREDIR)/fish/vendor_completions.d/havirt.fish
+	install -m 644 config.sample.yaml README.md contrib/havirt-scan.service contrib/havirt-scan.timer \
+	  contrib/havirt-alerts.yml \
+	  $(SHAREDIR)/doc/havirt/
+
+uninstall:
+	rm -rf $(LIBDIR) $(SHAREDIR)/doc/havirt
+	rm -f $(DESTDIR)$(PREFIX)/bin/havirt $(SHAREDIR)/man/man1/havirt.1 \
+	  $(SHAREDIR)/bash-completion/completions/havirt $(SHAREDIR)/zsh/site-functions/_havirt \
+	  $(SHAREDIR)/fish/vendor_completions.d/havirt.fish
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

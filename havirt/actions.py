@@ -16,6 +16,7 @@ from .names import check_address, check_name, check_user
 from .parsers import split_sections
 from .plan import Plan
 from .planner import plan_destroy, plan_migrate, plan_shutdown, plan_start
+from .scan import Scan
 from .state import NodeRecord
 
 
@@ -93,15 +94,16 @@ def node_remove(app, name, force=False) -> list[str]:
         return forgotten
 
 
-def node_scan(app, names=(), recover=False) -> list[Finding]:
+def node_scan(app, names=(), recover=False) -> Scan:
     """Scan and record; with `recover`, fail over nodes silent for too long
-    (see failover.recover): for real, unless --dryrun was given."""
+    (see failover.recover): for real, unless --dryrun was given. The scan's
+    findings come with what recovery did or could not do."""
     with app.lock():
-        findings = app.scan_and_save(list(names) or None).findings
+        scan = app.scan_and_save(list(names) or None)
         if recover:
             from .failover import recover as recover_nodes
-            findings += recover_nodes(app, dry_run=app.force_dryrun)
-        return findings
+            scan = Scan(scan.cluster, scan.findings + recover_nodes(app, dry_run=app.force_dryrun))
+        return scan
 
 
 def set_maintenance(app, kind, name, on: bool) -> None:

@@ -60,6 +60,9 @@ SCHEMA: dict[str, object] = {
         "after": (int, 3),
     },
     "fence": ((dict, type(None)), None),     # checked by _fences (node names are its keys)
+    "metrics": {
+        "textfile": ((str, type(None)), None),
+    },
 }
 # fence: NODE: {power_off: COMMAND, power_status: COMMAND, off_when: REGEX, timeout: SECONDS}
 # (not `off:` as a key: YAML 1.1 reads a bare off as false)
@@ -134,6 +137,7 @@ class Config:
     balance_n_plus_1: bool
     migrate_timeout: float
     migrate_unsafe: bool
+    metrics_textfile: str | None = None   # Prometheus text file every scan writes
     recover_enabled: bool = False
     recover_after: int = 3
     fence: dict = field(default_factory=dict)   # node -> Fence
@@ -282,6 +286,7 @@ def load_config(path: Path) -> Config:
         recover_enabled=merged["recover"]["enabled"],
         recover_after=merged["recover"]["after"],
         fence=_fences(path, fence),
+        metrics_textfile=_expand(merged["metrics"]["textfile"]),
     )
 
 

@@ -78,3 +78,9 @@ class LockBusy(HavirtError):
     """Another havirt held the lock for longer than the configured wait."""
 
     exit_code = EXIT_LOCKED
+
+
+class MetricsError(HavirtError):
+    """The metrics file could not be written (the scan itself was recorded)."""
+
+    exit_code = EXIT_FAILURE

@@ -11,6 +11,7 @@ import click
 
 from .. import __version__
 from ..errors import EXIT_FAILURE, EXIT_USAGE, HavirtError
+from .complete import attach, complete_domains, complete_nodes
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -33,6 +34,12 @@ class Options:
                                 self.kw.get("verbose", False))
         return self._out
 
+    def set(self, name, value) -> None:
+        """A common option given after the module or action."""
+        self.kw[name] = value
+        if self._out is not None and hasattr(self._out, name):   # fmt, quiet, verbose
+            setattr(self._out, name, value)
+
     def audit_failures(self) -> list[str]:
         app = self._app
         return app.audit.failures if app is not None and app._audit is not None else []
@@ -41,8 +48,8 @@ class Options:
         if self._app is None:
             from ..app import App
             from ..config import resolve_home
-            script_dir = Path(sys.argv[0]).resolve().parent if sys.argv and sys.argv[0] else None
-            home = resolve_home(self.kw["home"], script_dir)
+            from .complete import script_dir
+            home = resolve_home(self.kw["home"], script_dir())
             config = Path(self.kw["config"]) if self.kw["config"] else None
             self._app = App.create(home, config, yes=self.kw["yes"], dryrun=self.kw["dryrun"],
                                    out=self.out, runner_factory=self.runner_factory)
@@ -51,8 +58,68 @@ class Options:
 
 pass_app = click.make_pass_decorator(Options)
 
+# The options every command takes, before the module (`havirt -f json node list`)
+# or after the action (`havirt node list -f json`): declared once, here.
+COMMON_OPTIONS = (
+    (("-y", "--yes"), dict(is_flag=True, help="Execute: without it, changes are only printed.")),
+    (("--dryrun",), dict(is_flag=True, help="Only print, even where config.yaml says dryrun: false.")),
+    (("-f", "--format", "fmt"), dict(type=click.Choice(["screen", "tsv", "json"]),
+                                     help="Output format of listings (default: screen).")),
+    (("-q", "--quiet"), dict(is_flag=True, help="Print only anomalies and errors (for cron).")),
+    (("-v", "--verbose"), dict(is_flag=True, help="Say more (each node's scan time, ...).")),
+    (("--debug",), dict(is_flag=True, help="Show the traceback of errors.")),
+)
 
-@click.group(context_settings=CONTEXT, epilog="""\b
+
+def common_options(f):
+    """The common options of the top command, with their defaults."""
+    for decls, kw in reversed(COMMON_OPTIONS):
+        f = click.option(*decls, **kw, **({"default": "screen"} if "type" in kw else {}))(f)
+    return f
+
+
+def _given_here(ctx, param, value):
+    """An option given after the module or action wins over the same given before."""
+    opts = ctx.find_object(Options)
+    if value and opts is not None:
+        opts.set(param.name, value)
+
+
+def _common_params(taken: set[str]) -> list[click.Option]:
+    """The common options a command lacks; a spelling it uses itself (its own
+    -f for --force) stays its own, the other spelling (--format) still works."""
+    out = []
+    for decls, kw in COMMON_OPTIONS:
+        name = click.Option(decls, **kw).name
+        free = [d for d in decls if d.startswith("-") and d not in taken]
+        if free and name not in taken:
+            out.append(click.Option([*free, name], expose_value=False, callback=_given_here, **kw))
+    return out
+
+
+class _Common:
+    """Every command and group takes the common options (unless it has its own
+    option of that name) and completes node and domain names by itself."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        taken = {p.name for p in self.params} | {o for p in self.params for o in p.opts}
+        self.params.extend(_common_params(taken))
+        attach(self.params)
+
+
+class HavirtCommand(_Common, click.Command):
+    pass
+
+
+class HavirtGroup(_Common, click.Group):
+    """`@group.command()` and `@group.group()` of it make havirt commands and groups."""
+
+    command_class = HavirtCommand
+    group_class = type
+
+
+@click.group(cls=HavirtGroup, context_settings=CONTEXT, epilog="""\b
 Examples:
   havirt node add node1 --address 10.0.0.11
   havirt node scan
@@ -62,13 +129,7 @@ Examples:
 @click.option("--home", metavar="DIR", help="Folder holding conf/, var/ and config.yaml "
               "(default: $HAVIRT_HOME, else the folder of havirt.py).")
 @click.option("--config", metavar="FILE", help="Configuration file (default: HOME/config.yaml).")
-@click.option("-y", "--yes", is_flag=True, help="Execute: without it, changes are only printed.")
-@click.option("--dryrun", is_flag=True, help="Only print, even where config.yaml says dryrun: false.")
-@click.option("-f", "--format", "fmt", type=click.Choice(["screen", "tsv", "json"]),
-              default="screen", show_default=True, help="Output format of listings.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only anomalies and errors (for cron).")
-@click.option("-v", "--verbose", is_flag=True, help="Say more (each node's scan time, ...).")
-@click.option("--debug", is_flag=True, help="Show the traceback of errors.")
+@common_options
 @click.version_option(__version__, "--version", prog_name="havirt")
 @click.pass_context
 def cli(ctx, **kw):
@@ -143,4 +204,4 @@ def main() -> None:
     sys.exit(rc)
 
 
-__all__ = ["cli", "main", "run", "pass_app", "EXIT_USAGE"]
+__all__ = ["cli", "main", "run", "pass_app", "complete_domains", "complete_nodes", "EXIT_USAGE"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from . import cli, pass_app
@@ -69,18 +71,22 @@ def node_list(opts):
 
 @node.command("scan", epilog="""\b
 Example: havirt node scan
-Cron:    */5 * * * * /opt/havirt/havirt.py node scan -q --recover""")
+Cron:    */5 * * * * /opt/havirt/havirt.py node scan -q --recover
+Metrics: havirt node scan -q --metrics /var/lib/prometheus/node-exporter/havirt.prom""")
 @click.argument("names", nargs=-1)
-@click.option("-q", "--quiet", "quiet_here", is_flag=True, help="Print only anomalies.")
 @click.option("--recover", is_flag=True,
               help="Fail over nodes silent for recover.after scans (leases or fence guard only).")
+@click.option("--metrics", "metrics_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also write Prometheus metrics to FILE, for node_exporter's textfile "
+                   "collector (default: metrics.textfile of config.yaml).")
 @pass_app
-def node_scan(opts, names, quiet_here, recover):
+def node_scan(opts, names, recover, metrics_file):
     """Ask every node (or NAMES) what runs there, in parallel; record it.
 
     Exit 1 when anything is wrong: a domain on two nodes, a node that did
     not answer, a running domain with no XML in conf/, a domain defined
-    persistent or autostart on a node.
+    persistent or autostart on a node; or when the metrics file could not
+    be written (the scan is recorded all the same).
 
     With --recover (or recover.enabled in config.yaml), a node that has not
     answered recover.after scans in a row has its domains restarted on the
@@ -92,13 +98,17 @@ def node_scan(opts, names, quiet_here, recover):
     from ..views import NODE_COLUMNS, finding_rows, node_rows
     app = opts.app()
     out = opts.out
-    out.quiet = out.quiet or quiet_here
-    findings = scan(app, names, recover=recover or app.cfg.recover_enabled)
+    began = time.monotonic()
+    result = scan(app, names, recover=recover or app.cfg.recover_enabled)
+    seconds, when, findings = time.monotonic() - began, time.time(), result.findings
     if not out.quiet:
         rows = [r for r in node_rows(app.state, app.cfg.reserve_mib) if not names or r["name"] in names]
         out.emit(rows, NODE_COLUMNS, doc={"nodes": rows, "anomalies": finding_rows(findings)}
                  if out.fmt == "json" else None)
     out.findings(findings, json_done=not out.quiet)
+    if metrics_file or app.cfg.metrics_textfile:
+        from ..metrics import write_scan_metrics
+        write_scan_metrics(metrics_file or app.cfg.metrics_textfile, app, result, seconds, when)
     if findings:
         raise SystemExit(1)
 

@@ -90,7 +90,7 @@ def test_unknown_top_level_key(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert str(e.value) == (f"{p}: unknown key 'sssh' (allowed here: balance, dryrun, fence, "
-                            "lock_timeout, migrate, recover, reserve, ssh, virsh)")
+                            "lock_timeout, metrics, migrate, recover, reserve, ssh, virsh)")
 
 
 def test_unknown_nested_key(tmp_path):

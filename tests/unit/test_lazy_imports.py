@@ -1,5 +1,8 @@
-"""Commands that only read the state never import paramiko (it costs ~0.15 s)."""
+"""Commands that only read the state never import paramiko (it costs ~0.15 s),
+nor prometheus_client (only a scan that writes metrics needs it); completing
+a word on the command line (TAB) imports neither."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,19 +15,44 @@ PROBE = """
 import sys, io, contextlib
 sys.path.insert(0, sys.argv[1])
 from havirt.cli import run
-with contextlib.redirect_stdout(io.StringIO()):
+out = io.TextIOWrapper(io.BytesIO())    # click may write bytes (completion)
+with contextlib.redirect_stdout(out):
     rc = run(["--home", sys.argv[2]] + sys.argv[3:])
-print(rc, "paramiko" in sys.modules)
+out.flush()
+print(rc, "paramiko" in sys.modules, "prometheus_client" in sys.modules,
+      repr(out.buffer.getvalue().decode()))
 """
+
+
+def probe(home, *args, **env):
+    p = subprocess.run([sys.executable, "-c", PROBE, str(ROOT), str(home), *args],
+                       capture_output=True, text=True, env={**os.environ, **env})
+    rc, paramiko, prometheus, printed = p.stdout.split(" ", 3)
+    return int(rc), paramiko == "True", prometheus == "True", printed
 
 
 @pytest.mark.parametrize("args", [["node", "list"], ["domain", "list"],
                                   ["cluster", "status", "--no-scan"], ["log"],
-                                  ["--help"], ["--version"], ["node", "scan", "--help"]])
+                                  ["--help"], ["--version"], ["node", "scan", "--help"],
+                                  ["node", "list", "-f", "json"]])
 def test_read_only_commands_do_not_import_paramiko(tmp_path, args):
-    out = subprocess.run([sys.executable, "-c", PROBE, str(ROOT), str(tmp_path), *args],
-                         capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["0", "False"]
+    assert probe(tmp_path, *args)[:3] == (0, False, False)
+
+
+@pytest.mark.parametrize("words,cword,offered", [("havirt domain start we", 3, "plain,web1\n"),
+                                                 ("havirt node scan ", 3, "plain,n1\n"),
+                                                 ("havirt node list --f", 3, "plain,--format\n")])
+def test_completion_imports_neither(tmp_path, words, cword, offered):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "web1.xml").write_text("<domain><name>web1</name></domain>")
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "state.yaml").write_text(
+        '{"format": 1, "updated": null, "nodes": {"n1": {"address": "127.0.0.1"}}, "domains": {}}\n')
+    rc, paramiko, prometheus, printed = probe(tmp_path, _HAVIRT_COMPLETE="bash_complete",
+                                              COMP_WORDS=words, COMP_CWORD=str(cword),
+                                              HAVIRT_HOME=str(tmp_path))
+    assert (rc, paramiko, prometheus) == (0, False, False)
+    assert printed == repr(offered) + "\n"
 
 
 def test_a_scan_does_import_it(tmp_path):
@@ -34,6 +62,4 @@ def test_a_scan_does_import_it(tmp_path):
         '{"format": 1, "updated": null, "nodes": {"n1": {"address": "127.0.0.1"}}, "domains": {}}\n')
     (tmp_path / "config.yaml").write_text("ssh: {connect_timeout: 0.5, port: 9, "
                                           "known_hosts_file: null, ssh_config: null}\n")
-    out = subprocess.run([sys.executable, "-c", PROBE, str(ROOT), str(tmp_path), "node", "scan"],
-                         capture_output=True, text=True).stdout.split()
-    assert out == ["1", "True"]
+    assert probe(tmp_path, "node", "scan")[:3] == (1, True, False)

@@ -1,0 +1,5 @@
+"""python -m havirt: the havirt command."""
+
+from havirt.cli import main
+
+main()
