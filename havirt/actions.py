@@ -130,8 +130,10 @@ def execute(app, plan: Plan, out: Outcome) -> None:
 
 def _verify(app, node: str, name: str, want_present: bool) -> str:
     """Scan `node` again (one session), record it, and check `name` is (or is
-    not) there; returns its state."""
-    facts = app.scan_and_save([node]).cluster.nodes[node]
+    not) there; returns its state. The running definition is read in the
+    same session (recorded for `domain list`'s drift column)."""
+    facts = app.scan_and_save([node], dump_running=[name] if want_present else False
+                              ).cluster.nodes[node]
     if not facts.reachable:
         raise RemoteError(f"could not confirm {name} on {node}: {facts.error}")
     fact = facts.domains.get(name)

@@ -61,6 +61,25 @@ def read_domain_file(path) -> DomainSpec:
     return spec
 
 
+def disk_path(disk) -> str | None:
+    """The file or device a <disk> element uses (None: no source, e.g. an empty CD)."""
+    src = disk.find("source")
+    if src is None:
+        return None
+    return src.get("file") or src.get("dev") or None
+
+
+def interface_fields(iface) -> tuple[str, str, str]:
+    """(type, bridge or network or device, MAC in lower case) of an <interface>."""
+    src = iface.find("source")
+    source = ""
+    if src is not None:
+        source = src.get("bridge") or src.get("network") or src.get("dev") or ""
+    mac = iface.find("mac")
+    return (iface.get("type", ""), source,
+            (mac.get("address") or "").lower() if mac is not None else "")
+
+
 def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
     try:
         root = ET.fromstring(text)
@@ -88,23 +107,12 @@ def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
         raise DomainXMLError(f"{where}: <vcpu> must be 1 to {MAX_VCPUS}, not {vtext[:20]!r}")
     disks = []
     for disk in root.findall("devices/disk"):
-        src = disk.find("source")
-        if src is None:
-            continue
-        path = src.get("file") or src.get("dev")
+        path = disk_path(disk)
         if path:
             if any(ord(c) < 32 for c in path):
                 raise DomainXMLError(f"{where}: a disk path holds a control character")
             disks.append(path)
-    interfaces = []
-    for iface in root.findall("devices/interface"):
-        src = iface.find("source")
-        source = ""
-        if src is not None:
-            source = src.get("bridge") or src.get("network") or src.get("dev") or ""
-        mac = iface.find("mac")
-        interfaces.append(f"{iface.get('type', '')}:{source}:"
-                          f"{(mac.get('address') or '').lower() if mac is not None else ''}")
+    interfaces = [":".join(interface_fields(i)) for i in root.findall("devices/interface")]
     uuid_el = root.find("uuid")
     return DomainSpec(name=name, memory_mib=memory, vcpus=int(vtext), disks=disks,
                       interfaces=interfaces,

@@ -38,8 +38,9 @@ def scan_script(cfg, paths=(), dump_running=False) -> str:
 
     `paths` are disk paths whose existence the caller needs to know (start,
     migrate); `dump_running` adds the live XML of every running domain
-    (validate). Both ride in the same session, so a safety check never needs
-    a second round of connections.
+    (True: validate) or of the domains named (a list: domain info, the check
+    after a start). Both ride in the same session, so a safety check never
+    needs a second round of connections.
 
     virsh goes on after a failed command and exits with the status of the
     last one, so its stderr is caught and relayed on stdout (section
@@ -56,10 +57,15 @@ def scan_script(cfg, paths=(), dump_running=False) -> str:
         lines.append("for p in " + quote_argv(sorted(set(paths))) + "; do "
                      "if [ -e \"$p\" ]; then printf '1 %s\\n' \"$p\"; "
                      "else printf '0 %s\\n' \"$p\"; fi; done")
-    if dump_running:
+    if dump_running is True:
         # one name per line, whatever it holds (spaces included)
         lines.append(f"{virsh(cfg, 'list', '--name')} | while IFS= read -r d; do "
                      "[ -n \"$d\" ] || continue; printf '@@xml %s\\n' \"$d\"; "
+                     f"{virsh(cfg, 'dumpxml', '--domain')} \"$d\" 2>/dev/null; done")
+    elif dump_running:
+        # the domains named; a section stays empty where one is not defined
+        lines.append("for d in " + quote_argv(sorted(set(dump_running))) + "; do "
+                     "printf '@@xml %s\\n' \"$d\"; "
                      f"{virsh(cfg, 'dumpxml', '--domain')} \"$d\" 2>/dev/null; done")
     lines.append(f"case \"$rc:$err\" in 0:*error:*|[!0]*) exit {SCAN_FAILED};; esac")
     return "\n".join(lines) + "\n"
@@ -135,3 +141,20 @@ def migrate_argv(cfg, domain: str, address: str, user: str, port: int) -> list[s
 
 def migrate(cfg, domain: str, address: str, user: str, port: int) -> str:
     return quote_argv(migrate_argv(cfg, domain, address, user, port))
+
+
+# -- everyday domain commands -------------------------------------------------------
+
+def reboot(cfg, name: str) -> str:
+    """Ask the guest to reboot (ACPI, like `virsh reboot`)."""
+    return virsh(cfg, "reboot", name)
+
+
+def reset(cfg, name: str) -> str:
+    """Reset the guest at once, like its reset button."""
+    return virsh(cfg, "reset", name)
+
+
+def console(cfg, name: str) -> str:
+    """Attach to the domain's console (run in an interactive session with a pty)."""
+    return virsh(cfg, "console", name)

@@ -64,6 +64,8 @@ class DomainRecord:
     last_seen: str | None = None
     stale: bool = False               # its node did not answer the last scan
     conflict: list[str] = field(default_factory=list)  # every node, when more than one
+    disks: list[str] | None = None    # the running definition's, when a scan read it (drift.py)
+    interfaces: list[str] | None = None
 
     @property
     def active(self) -> bool:
