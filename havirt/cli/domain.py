@@ -9,7 +9,8 @@ from . import cli, pass_app
 
 @cli.group(epilog="Example: havirt domain list --running")
 def domain():
-    """Domains: list, import, start, shutdown, destroy, migrate, maintenance."""
+    """Domains: list, info, import, define, edit, undefine, start, shutdown,
+    destroy, reboot, reset, console, migrate, maintenance."""
 
 
 @domain.command("list", epilog="Example: havirt domain list --node node2 --running")
@@ -91,6 +92,31 @@ def domain_destroy(opts, name):
     """Power NAME off at once (like pulling the plug)."""
     from ..actions import domain_stop
     opts.out.outcome(domain_stop(opts.app(), name, "destroy"))
+
+
+@domain.command("reboot", epilog="""\b
+Examples: havirt domain reboot web1           # print the command
+          havirt --yes domain reboot web1""")
+@click.argument("name")
+@pass_app
+def domain_reboot(opts, name):
+    """Ask NAME to reboot (ACPI, like virsh reboot), on the node where it runs.
+
+    Refused unless NAME is running (not paused, not arriving by migration).
+    The guest decides how and when; see domain reset for a hard reset.
+    """
+    from ..actions import domain_reboot as reboot
+    opts.out.outcome(reboot(opts.app(), name))
+
+
+@domain.command("reset", epilog="Example: havirt --yes domain reset web1")
+@click.argument("name")
+@pass_app
+def domain_reset(opts, name):
+    """Reset NAME at once (like its reset button; the guest is not asked), on
+    the node where it runs. Refused unless NAME is running."""
+    from ..actions import domain_reboot as reboot
+    opts.out.outcome(reboot(opts.app(), name, hard=True))
 
 
 @domain.command("migrate", epilog="""\b
