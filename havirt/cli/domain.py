@@ -119,6 +119,28 @@ def domain_reset(opts, name):
     opts.out.outcome(reboot(opts.app(), name, hard=True))
 
 
+@domain.command("console", epilog="""\b
+Example: havirt domain console web1     # leave with Ctrl-]""")
+@click.argument("name")
+@pass_app
+def domain_console(opts, name):
+    """Attach this terminal to NAME's console, on the node where it runs.
+
+    A fresh scan finds the node; then `ssh -t NODE virsh console NAME` runs
+    in this terminal, with the SSH settings havirt's scans use. Leave with
+    Ctrl-] (virsh's escape key; ssh's own ~ escape is off). Needs a terminal.
+    """
+    import sys
+    from ..console import ESCAPE_KEY, attach, console_session
+    from ..errors import UsageError
+    if not sys.stdin.isatty():
+        raise UsageError("domain console needs a terminal (stdin is not one)")
+    node, argv = console_session(opts.app(), name)
+    opts.out.say(f"{name} runs on {node}: its console follows (virsh console over ssh); "
+                 f"leave with {ESCAPE_KEY}")
+    attach(node, argv)
+
+
 @domain.command("migrate", epilog="""\b
 Examples: havirt domain migrate web1 node3          # print the command
           havirt --yes domain migrate web1          # to the best node
