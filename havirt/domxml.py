@@ -47,17 +47,25 @@ def read_domain_file(path) -> DomainSpec:
     """Read a conf/ file ONCE: the spec is parsed from, and carries, those bytes."""
     try:
         raw = path.read_bytes()
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise DomainXMLError(f"{path}: not UTF-8 text") from None
     except IsADirectoryError:
         raise DomainXMLError(f"{path}: is a folder, not a file") from None
     except FileNotFoundError:
         raise
     except OSError as e:
         raise DomainXMLError(f"{path}: cannot read: {e.strerror}") from None
-    spec = parse_domain_xml(text, str(path))
-    spec.path, spec.raw = str(path), raw
+    spec = domain_from_bytes(raw, str(path))
+    spec.path = str(path)
+    return spec
+
+
+def domain_from_bytes(raw: bytes, where: str) -> DomainSpec:
+    """The rules of every conf/ file, on bytes: UTF-8, then parse_domain_xml."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DomainXMLError(f"{where}: not UTF-8 text") from None
+    spec = parse_domain_xml(text, where)
+    spec.raw = raw
     return spec
 
 

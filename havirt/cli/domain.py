@@ -51,6 +51,90 @@ def domain_import(opts, names, node, all_, force):
         click.echo(f"havirt: warning: skipped {why}", err=True)
 
 
+def _show_change(opts, change) -> None:
+    """What edit, define or undefine did, in the chosen format."""
+    import json
+    out = opts.out
+    if out.fmt == "json":
+        from ..views import finding_rows
+        click.echo(json.dumps({**change.as_dict(), "anomalies": finding_rows(change.findings)},
+                              indent=2))
+        return
+    out.findings(change.findings, err=True)
+    for line in change.diff:
+        click.echo(line)
+    if not change.changed:
+        out.say(f"{change.file} unchanged: nothing written")
+    elif change.action == "undefine":
+        out.say(f"removed {change.file} (kept as {change.kept})")
+    else:
+        out.say(f"saved {change.file}" + (f" (the previous version is in {change.kept})"
+                                          if change.kept else ""))
+    if change.changed and change.running_on:
+        out.say(f"{change.name} runs on {change.running_on} (last scan) and keeps its running "
+                "definition until its next start"
+                + (": it now differs from conf/ in " + "; ".join(change.drift)
+                   if change.drift else ""))
+
+
+@domain.command("edit", epilog="""\b
+Examples: havirt domain edit web1
+          EDITOR=nano havirt domain edit web1""")
+@click.argument("name")
+@pass_app
+def domain_edit(opts, name):
+    """Edit conf/NAME.xml in $VISUAL or $EDITOR (on a copy).
+
+    The result must pass the rules of every conf/ file (XML, a <domain>
+    whose <name> is NAME, memory and vCPUs readable); then the change is
+    shown, conf/NAME.xml replaced and the previous version kept in
+    conf/.history/NAME/. A broken edit leaves conf/NAME.xml as it was: in a
+    terminal havirt offers to edit again, otherwise it exits 2 with the
+    reason. A running domain picks the change up at its next start.
+    """
+    import sys
+    from ..definitions import edit
+
+    def again(reason):
+        if not sys.stdin.isatty():
+            return False
+        click.echo(f"havirt: {reason}", err=True)
+        return click.confirm("Edit again?", default=True, err=True)
+    _show_change(opts, edit(opts.app(), name, again=again))
+
+
+@domain.command("define", epilog="""\b
+Examples: havirt domain define web2 --file /tmp/web2.xml
+          havirt domain define web1 --file conf/.history/web1/20260101T120000Z-edit.xml --force""")
+@click.argument("name")
+@click.option("--file", "source", required=True, metavar="FILE", help="The domain XML to use.")
+@click.option("--force", is_flag=True, help="Replace a conf/NAME.xml that differs (kept in the history).")
+@pass_app
+def domain_define(opts, name, source, force):
+    """Add conf/NAME.xml from FILE, or replace it (--force).
+
+    FILE must pass the rules of every conf/ file, its <name> being NAME. A
+    replaced version is kept in conf/.history/NAME/. Nothing is started or
+    changed on a node.
+    """
+    from ..definitions import define
+    _show_change(opts, define(opts.app(), name, source, force))
+
+
+@domain.command("undefine", epilog="Example: havirt domain undefine web1")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Go on even if some node did not answer.")
+@pass_app
+def domain_undefine(opts, name, force):
+    """Remove conf/NAME.xml (moved into conf/.history/NAME/).
+
+    Refused while NAME runs, is paused or arrives anywhere, by a fresh scan
+    of every node, and while a node does not answer (unless --force).
+    """
+    from ..definitions import undefine
+    _show_change(opts, undefine(opts.app(), name, force))
+
+
 @domain.command("start", epilog="""\b
 Examples: havirt domain start web1 node2          # print the plan
           havirt --yes domain start web1 node2    # start it""")
