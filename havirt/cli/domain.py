@@ -31,6 +31,38 @@ def domain_list(opts, node, running):
         click.echo(f"havirt: warning: {problem}", err=True)
 
 
+@domain.command("info", epilog="""\b
+Examples: havirt domain info web1
+          havirt -f json domain info web1""")
+@click.argument("name")
+@pass_app
+def domain_info(opts, name):
+    """Where NAME runs, its state, memory and vCPUs (running and in conf/),
+    disks (and whether every node sees them), interfaces, display, console,
+    maintenance, last seen, and how the running definition differs from conf/.
+
+    From a fresh scan of every node (one session each), recorded in the
+    state; the running definition is read in that same session.
+    """
+    import json
+    from ..info import domain_info as info, info_rows
+    from ..render import render
+    from ..views import finding_rows
+    out = opts.out
+    doc, findings = info(opts.app(), name)
+    if out.fmt == "json":
+        click.echo(json.dumps({**doc, "anomalies": finding_rows(findings)}, indent=2))
+        return
+    out.findings(findings, err=True)
+    rows = info_rows(doc)
+    if out.fmt == "tsv":
+        click.echo(render("tsv", rows, [("field", "field"), ("value", "value")]))
+        return
+    width = max(len(r["field"]) for r in rows)
+    for r in rows:
+        click.echo(f"{r['field']:<{width}}  {r['value']}")
+
+
 @domain.command("import", epilog="""\b
 Examples: havirt domain import web1 db1 --from node1
           havirt domain import --all --from node1""")
