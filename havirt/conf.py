@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from .domxml import DomainSpec, read_domain_file
 from .errors import DomainXMLError, HavirtError, UsageError
+from .files import replace_file
 from .names import NAME_RE, check_name
 
 
@@ -62,20 +61,7 @@ class Conf:
         """Replace conf/NAME.xml atomically: a new file with an unpredictable
         name in conf/ (never through a link), then a rename over the old one."""
         path = self.path(name)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(fd, "w") as f:
-                os.fchmod(f.fileno(), 0o640)
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        replace_file(path, text, 0o640, f".{name}.")
         return path
 
 

@@ -12,7 +12,6 @@ import getpass
 import json
 import os
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -22,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from .errors import LockBusy, StateError
+from .files import replace_file
 
 FORMAT = 1
 
@@ -217,25 +217,7 @@ def save_state(path: Path, state: State) -> None:
     state.updated = now_iso()
     text = dump_state(state.to_dict())
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    replace_file(path, text, 0o600, ".state.")
     _remove_leftovers(path.parent)
 
 

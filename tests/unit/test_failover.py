@@ -155,22 +155,23 @@ def test_under_leases_a_domain_without_a_leased_disk_stays_down(fake):
     assert where(fake, "tiny1") == [] and len(where(fake, "vol1")) == 1
 
 
-def fence_script(tmp_path, says):
-    """A real fence on this host: records its call, prints the power status."""
+def fenced(fake, tmp_path, says, timeout):
+    """node3 powered off, with a real fence on this host that records its calls
+    and prints the power status `says`."""
+    node3 = setup(fake, leases=False)
     log = tmp_path / "fence.log"
     script = tmp_path / "fence"
     script.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\necho 'Chassis Power is {says}'\n")
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    fake.write_config(fence={"node3": {"power_off": f"{script} off {{node}} {{address}}",
+                                       "power_status": f"{script} status {{node}}",
+                                       "off_when": "is off", "timeout": timeout}})
+    power_off(node3)
     return script, log
 
 
 def test_fence_guard_powers_off_confirms_then_starts(fake, tmp_path):
-    node3 = setup(fake, leases=False)
-    script, log = fence_script(tmp_path, "off")
-    fake.write_config(fence={"node3": {"power_off": f"{script} off {{node}} {{address}}",
-                                       "power_status": f"{script} status {{node}}",
-                                       "off_when": "is off", "timeout": 5}})
-    power_off(node3)
+    script, log = fenced(fake, tmp_path, "off", 5)
     rc, out, err = fake.havirt("node", "failover", "node3")         # dry run: the fence is shown
     assert rc == 0 and "guard: fence" in out and f"{script} off node3 10.0.0.3" in out
     assert not log.exists()
@@ -184,11 +185,7 @@ def test_fence_guard_powers_off_confirms_then_starts(fake, tmp_path):
 
 
 def test_a_fence_that_does_not_confirm_starts_nothing(fake, tmp_path):
-    node3 = setup(fake, leases=False)
-    script, log = fence_script(tmp_path, "on")
-    fake.write_config(fence={"node3": {"power_off": f"{script} off", "power_status": f"{script} status",
-                                       "timeout": 1}})
-    power_off(node3)
+    fenced(fake, tmp_path, "on", 1)
     rc, out, err = fake.havirt("--yes", "node", "failover", "node3")
     assert rc == 3 and "the fence of node3 did not confirm it off, nothing was started" in err
     assert "not confirmed within 1 s (last said: Chassis Power is on)" in err
