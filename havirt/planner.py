@@ -157,8 +157,6 @@ def plan_reboot(cluster: Cluster, cfg, name: str, hard: bool = False) -> Plan:
     if fact.state != "running":
         raise Refusal(f"{name} is {fact.state} on {node}, not running"
                       + (" (a migration is under way)" if fact.migrating else ""))
-    if hard:
-        return Plan(steps=[Step(node=node, command=remote.reset(cfg, name), domain=name,
-                                why=f"reset {name} on {node}")])
-    return Plan(steps=[Step(node=node, command=remote.reboot(cfg, name), domain=name,
-                            why=f"ask {name} on {node} to reboot")])
+    return Plan(steps=[Step(node=node, command=remote.reboot(cfg, name, hard), domain=name,
+                            why=f"reset {name} on {node}" if hard
+                            else f"ask {name} on {node} to reboot")])

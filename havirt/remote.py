@@ -170,14 +170,10 @@ def migrate(cfg, domain: str, address: str, user: str, port: int) -> str:
 
 # -- everyday domain commands -------------------------------------------------------
 
-def reboot(cfg, name: str) -> str:
-    """Ask the guest to reboot (ACPI, like `virsh reboot`)."""
-    return virsh(cfg, "reboot", name)
-
-
-def reset(cfg, name: str) -> str:
-    """Reset the guest at once, like its reset button."""
-    return virsh(cfg, "reset", name)
+def reboot(cfg, name: str, hard: bool = False) -> str:
+    """`virsh reboot`: the guest is asked (ACPI, or its agent); hard: `virsh
+    reset`, at once, like the reset button."""
+    return virsh(cfg, "reset" if hard else "reboot", name)
 
 
 def console(cfg, name: str) -> str:

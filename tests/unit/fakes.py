@@ -123,7 +123,7 @@ class FakeRunner(Runner):
         for name in candidates:
             for verb, build in (("shutdown", remote.shutdown), ("destroy", remote.destroy),
                                 ("domjobabort", remote.abort_job), ("reboot", remote.reboot),
-                                ("reset", remote.reset)):
+                                ("reset", lambda cfg, name: remote.reboot(cfg, name, hard=True))):
                 if command == build(cfg, name):
                     return self._power(n, verb, name, command)
             if command == remote.wait_off(cfg, name, _seconds(command)):
