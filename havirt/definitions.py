@@ -177,7 +177,7 @@ def edit(app, name: str, open_editor=run_editor, again=lambda reason: False) -> 
                     raise DomainXMLError(f"{e}; {shown} left as it was (the edit is in "
                                          f"{copy})") from None
         with app.lock():
-            if path.read_bytes() != before:
+            if not path.is_file() or path.read_bytes() != before:
                 keep_copy = True
                 raise HavirtError(f"{shown} changed while it was being edited: nothing "
                                   f"written (the edit is in {copy})")
