@@ -108,3 +108,18 @@ def test_what_was_read_is_forgotten_when_the_domain_stops(fake):
     node.xml["web1"] = domain_xml("web1", disks=["/other"])   # started by hand, elsewhere defined
     fake.havirt("node", "scan")
     assert fake.state().domains["web1"].disks is None          # a plain scan does not read XML
+
+
+def test_after_a_migration_the_running_definition_is_read_on_the_target(fake):
+    a, b = fake.node("node1"), fake.node("node2")
+    fake.conf("web1", disks=["/srv/a.img"])
+    a.paths.add("/srv/a.img")
+    b.paths.add("/srv/a.img")
+    a.add("web1")
+    a.xml["web1"] = domain_xml("web1", disks=["/srv/a.img", "/srv/hot.img"])   # attached live
+    assert fake.havirt("--yes", "domain", "migrate", "web1", "node2")[0] == 0
+    assert fake.state().domains["web1"].disks == ["/srv/a.img", "/srv/hot.img"]
+    assert drift_of(fake, "web1")[0] == ["disks"]
+    assert fake.havirt("--yes", "domain", "migrate", "web1", "node1", "--offline")[0] == 0
+    assert fake.state().domains["web1"].disks == ["/srv/a.img"]      # started anew from conf/
+    assert drift_of(fake, "web1")[0] == []
