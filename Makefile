@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 NODES ?= 3
 LAB := tests/lab/lab
 DEB_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu \
-	qemu-system-x86 qemu-utils openssh-server openssh-client iproute2
+	qemu-system-x86 qemu-utils openssh-server openssh-client iproute2 ganeti-htools
 
 .PHONY: all venv deps unit integration test demo bench lab-up lab-down lab-status clean
 
@@ -60,6 +60,7 @@ demo: venv deps
 	tests/lab/demo
 
 bench: venv deps
+	$(PY) bench/bench_balance.py
 	$(LAB) up 8; rc=$$?; \
 	if [ $$rc -eq 0 ]; then $(PY) bench/bench.py; rc=$$?; fi; \
 	$(LAB) down; exit $$rc
