@@ -194,6 +194,8 @@ def _restart(app, ex, plan: FailoverPlan, move: Move, spec) -> tuple[str, str, s
     fact = facts.domains.get(name) if facts.reachable else None
     if fact is None or not fact.active:
         return name, f"not confirmed on {target}: {facts.error or 'not running after the start'}", None
+    app.state.domains[name].maybe_on = []     # the guard proved it does not run on `node`
+    app.save()
     return name, f"started on {target}", target
 
 

@@ -241,7 +241,7 @@ def test_shutdown_and_destroy(lab, hv):
     assert lab.where("tiny1") == ["node1"]
 
     r = hv.run("--yes", "domain", "shutdown", "tiny1", "--wait", "3", "--force")
-    assert r.rc == 0 and "tiny1 is off" in r.out, r
+    assert r.rc == 0 and "tiny1 is off on" in r.out, r
     assert lab.where("tiny1") == []
     assert hv.dom("tiny1")["node"] is None
 
