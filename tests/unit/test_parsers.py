@@ -138,7 +138,7 @@ def test_split_sections():
 def test_split_sections_real_scan_output():
     s = split_sections(fx("scan-node1.out"))
     assert list(s) == ["hostname", "version", "nodeinfo", "persistent", "autostart",
-                       "domstats", "end", "virsh-exit", "virsh-error", "paths"]
+                       "domstats", "end", "virsh-exit", "virsh-error", "paths", "leases"]
     assert s["hostname"] == "node1"
     assert s["virsh-exit"] == "0"
 
@@ -161,7 +161,9 @@ def test_scan_real_complete_output():
     f = parse_scan("node1", fx("scan-node1.out"), fx("scan-node1.err"))
     assert f.reachable and f.error is None
     assert (f.name, f.hostname, f.libvirt_version, f.cpus, f.memory_mib) == (
-        "node1", "node1", "9.0.0", 2, 4314)
+        "node1", "node1", "9.0.0", 2, 12378)
+    assert f.leases is True and f.lease_problem is None
+    assert f.lockspace.endswith("/tests/lab/run/shared/locks") and "node1" in f.lease_marks
     assert sorted(f.domains) == ["disk2", "local1"]
     assert f.domains["disk2"].memory_mib == 48 and f.domains["local1"].memory_mib == 32
     assert not any(d.persistent or d.autostart for d in f.domains.values())
@@ -256,7 +258,7 @@ def test_lease_probe(change, problem):
     text = LEASES_ON
     for old, new in change.items():
         text = text.replace(old, new)
-    facts = parse_scan("node1", fx("scan-node1.out") + "@@leases\n" + text)
+    facts = parse_scan("node1", fx("scan-node1.out").split("@@leases")[0] + "@@leases\n" + text)
     assert facts.reachable and facts.lease_problem == problem
     assert facts.leases is (problem is None)
     assert facts.lockspace == ("/srv/locks" if "lockspace=/srv/locks" in text else None)
@@ -265,7 +267,7 @@ def test_lease_probe(change, problem):
 
 def test_lease_probe_garbage_names_the_line():
     with pytest.raises(ParseError, match=r"lease probe, line 1: 'oops'"):
-        parse_scan("node1", fx("scan-node1.out") + "@@leases\noops\n")
+        parse_scan("node1", fx("scan-node1.out").split("@@leases")[0] + "@@leases\noops\n")
 
 
 def test_is_lease_refusal():
