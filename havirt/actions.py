@@ -15,7 +15,7 @@ from .errors import DomainXMLError, NodeUnreachable, Refusal, RemoteError, Usage
 from .names import check_address, check_name, check_user
 from .parsers import split_sections
 from .plan import Plan
-from .planner import plan_destroy, plan_migrate, plan_shutdown, plan_start
+from .planner import plan_destroy, plan_migrate, plan_reboot, plan_shutdown, plan_start
 from .scan import Scan
 from .state import NodeRecord
 
@@ -139,8 +139,10 @@ def execute(app, plan: Plan, out: Outcome) -> None:
 
 def _verify(app, node: str, name: str, want_present: bool) -> str:
     """Scan `node` again (one session), record it, and check `name` is (or is
-    not) there; returns its state."""
-    facts = app.scan_and_save([node]).cluster.nodes[node]
+    not) there; returns its state. The running definition is read in the
+    same session (recorded for `domain list`'s drift column)."""
+    facts = app.scan_and_save([node], dump_running=[name] if want_present else False
+                              ).cluster.nodes[node]
     if not facts.reachable:
         raise RemoteError(f"could not confirm {name} on {node}: {facts.error}")
     fact = facts.domains.get(name)
@@ -166,22 +168,31 @@ def domain_start(app, name, node=None, force=False) -> Outcome:
         return out
 
 
+def _act_where_it_runs(app, plan_for) -> tuple[Outcome, str]:
+    """Fresh scan, `plan_for(cluster)` on the node where the domain runs,
+    print or execute; a failed step records what the node then says.
+    Returns the outcome and that node (the lock is the caller's)."""
+    cluster, findings = app.safety_scan()
+    plan = plan_for(cluster)
+    out = Outcome(dry_run=app.dry_run, findings=findings)
+    node = plan.steps[0].node
+    try:
+        execute(app, plan, out)
+    except Exception:
+        if not app.dry_run:
+            app.scan_and_save([node])    # a step failed: record what the node now says
+        raise
+    return out, node
+
+
 def domain_stop(app, name, mode, wait=None, force=False) -> Outcome:
     check_name("domain", name)
     with app.lock():
-        cluster, findings = app.safety_scan()
         if mode == "shutdown":
-            plan = plan_shutdown(cluster, app.cfg, name, wait, force)
+            out, node = _act_where_it_runs(
+                app, lambda cluster: plan_shutdown(cluster, app.cfg, name, wait, force))
         else:
-            plan = plan_destroy(cluster, app.cfg, name)
-        out = Outcome(dry_run=app.dry_run, findings=findings)
-        node = plan.steps[0].node
-        try:
-            execute(app, plan, out)
-        except Exception:
-            if not app.dry_run:
-                app.scan_and_save([node])    # a step failed: record what the node now says
-            raise
+            out, node = _act_where_it_runs(app, lambda cluster: plan_destroy(cluster, app.cfg, name))
         if not app.dry_run and (mode == "destroy" or wait):
             _verify(app, node, name, False)
             rec = app.state.domains.get(name)
@@ -189,6 +200,16 @@ def domain_stop(app, name, mode, wait=None, force=False) -> Outcome:
             out.done.append(f"{name} is off on {node}" + (
                 f"; {', '.join(silent)} did not answer and may still run it" if silent else ""))
             out.status = 1 if silent else 0
+        return out
+
+
+def domain_reboot(app, name, hard=False) -> Outcome:
+    """`virsh reboot` (ACPI) or, `hard`, `virsh reset`, where it runs."""
+    check_name("domain", name)
+    with app.lock():
+        out, node = _act_where_it_runs(app, lambda cluster: plan_reboot(cluster, app.cfg, name, hard))
+        if not app.dry_run:
+            out.done.append(f"{name} is {_verify(app, node, name, True)} on {node}")
         return out
 
 

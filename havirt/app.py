@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .conf import Conf
 from .config import Config, Home, load_config
+from .drift import note_running_definitions
 from .errors import ConfigError
 from .scan import Scan, fresh_scan, record_scan
 from .state import State, command_line, load_state, locked, save_state
@@ -105,7 +106,9 @@ class App:
         for n, f in sorted(cluster.nodes.items()):
             self.out.note(f"scan {n}: " + ("ok" if f.reachable else f.error)
                           + (f" ({f.duration:.2f} s)" if f.duration else ""))
-        return Scan(cluster, record_scan(self.state, cluster, self.conf.names()))
+        findings = record_scan(self.state, cluster, self.conf.names())
+        note_running_definitions(self.state, cluster)
+        return Scan(cluster, findings)
 
     def scan_and_save(self, names=None, paths=(), dump_running=False) -> Scan:
         """The same, and the state file written."""

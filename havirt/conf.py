@@ -35,9 +35,7 @@ class Conf:
         except FileNotFoundError:
             raise UsageError(f"unknown domain {name!r}: no {path} "
                              f"(havirt domain import {name} --from NODE)") from None
-        if spec.name != name:
-            raise NameMismatch(f"{path}: <name> is {spec.name!r}, not {name!r}")
-        return spec
+        return check_named(spec, name, path)
 
     def load_all(self) -> tuple[dict[str, DomainSpec], dict[str, tuple[str, str]]]:
         """Every usable spec, and for every other *.xml file the problem with it
@@ -69,6 +67,13 @@ class Conf:
 
 class NameMismatch(DomainXMLError):
     """conf/NAME.xml holds another domain's <name>."""
+
+
+def check_named(spec: DomainSpec, name: str, where) -> DomainSpec:
+    """conf/NAME.xml must define the domain NAME."""
+    if spec.name != name:
+        raise NameMismatch(f"{where}: <name> is {spec.name!r}, not {name!r}")
+    return spec
 
 
 def _valid(name: str) -> bool:

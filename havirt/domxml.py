@@ -49,18 +49,45 @@ def read_domain_file(path) -> DomainSpec:
     """Read a conf/ file ONCE: the spec is parsed from, and carries, those bytes."""
     try:
         raw = path.read_bytes()
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise DomainXMLError(f"{path}: not UTF-8 text") from None
     except IsADirectoryError:
         raise DomainXMLError(f"{path}: is a folder, not a file") from None
     except FileNotFoundError:
         raise
     except OSError as e:
         raise DomainXMLError(f"{path}: cannot read: {e.strerror}") from None
-    spec = parse_domain_xml(text, str(path))
-    spec.path, spec.raw = str(path), raw
+    spec = domain_from_bytes(raw, str(path))
+    spec.path = str(path)
     return spec
+
+
+def domain_from_bytes(raw: bytes, where: str) -> DomainSpec:
+    """The rules of every conf/ file, on bytes: UTF-8, then parse_domain_xml."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DomainXMLError(f"{where}: not UTF-8 text") from None
+    spec = parse_domain_xml(text, where)
+    spec.raw = raw
+    return spec
+
+
+def disk_path(disk) -> str | None:
+    """The file or device a <disk> element uses (None: no source, e.g. an empty CD)."""
+    src = disk.find("source")
+    if src is None:
+        return None
+    return src.get("file") or src.get("dev") or None
+
+
+def interface_fields(iface) -> tuple[str, str, str]:
+    """(type, bridge or network or device, MAC in lower case) of an <interface>."""
+    src = iface.find("source")
+    source = ""
+    if src is not None:
+        source = src.get("bridge") or src.get("network") or src.get("dev") or ""
+    mac = iface.find("mac")
+    return (iface.get("type", ""), source,
+            (mac.get("address") or "").lower() if mac is not None else "")
 
 
 def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
@@ -90,8 +117,7 @@ def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
         raise DomainXMLError(f"{where}: <vcpu> must be 1 to {MAX_VCPUS}, not {vtext[:20]!r}")
     disks, leased, gaps = [], [], []
     for disk in root.findall("devices/disk"):
-        src = disk.find("source")
-        path = (src.get("file") or src.get("dev")) if src is not None else None
+        path = disk_path(disk)
         if path:
             if any(ord(c) < 32 for c in path):
                 raise DomainXMLError(f"{where}: a disk path holds a control character")
@@ -102,15 +128,7 @@ def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
         elif path and disk.find("shareable") is None and disk.find("readonly") is None \
                 and disk.get("device", "disk") not in ("cdrom", "floppy"):
             leased.append(path)
-    interfaces = []
-    for iface in root.findall("devices/interface"):
-        src = iface.find("source")
-        source = ""
-        if src is not None:
-            source = src.get("bridge") or src.get("network") or src.get("dev") or ""
-        mac = iface.find("mac")
-        interfaces.append(f"{iface.get('type', '')}:{source}:"
-                          f"{(mac.get('address') or '').lower() if mac is not None else ''}")
+    interfaces = [":".join(interface_fields(i)) for i in root.findall("devices/interface")]
     uuid_el = root.find("uuid")
     return DomainSpec(name=name, memory_mib=memory, vcpus=int(vtext), disks=disks,
                       interfaces=interfaces, leased=leased, lease_gaps=gaps,

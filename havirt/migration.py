@@ -71,7 +71,7 @@ def run_migration(app, ex, plan: Plan, spec) -> list[str]:
         raise RemoteError(f"{e}; now {locate(app, spec.name, [source, target])}") from None
     finally:
         app.out.end_progress()
-    cluster, _ = app.scan_and_save(sorted({source, target}))
+    cluster, _ = app.scan_and_save(sorted({source, target}), dump_running=[spec.name])
     on_target = cluster.nodes[target].reachable and any(n == target for n, _ in cluster.copies(spec.name))
     on_source = any(n == source for n, _ in cluster.copies(spec.name))
     if not on_target or on_source or not cluster.nodes[source].reachable:

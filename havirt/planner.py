@@ -147,3 +147,16 @@ def plan_migrate(cluster: Cluster, state: State, cfg, spec: DomainSpec, target: 
             create_step(cfg, spec, target),
         ])
     return Plan(steps=[migrate_step(state, cfg, spec.name, source, target, timeout)])
+
+
+def plan_reboot(cluster: Cluster, cfg, name: str, hard: bool = False) -> Plan:
+    """Reboot (ACPI, the guest's choice) or reset (at once) where it runs;
+    refused unless it is running there (paused, arriving, crashed: no)."""
+    node = where_running(cluster, name)
+    fact = cluster.nodes[node].domains[name]
+    if fact.state != "running":
+        raise Refusal(f"{name} is {fact.state} on {node}, not running"
+                      + (" (a migration is under way)" if fact.migrating else ""))
+    return Plan(steps=[Step(node=node, command=remote.reboot(cfg, name, hard), domain=name,
+                            why=f"reset {name} on {node}" if hard
+                            else f"ask {name} on {node} to reboot")])

@@ -61,8 +61,9 @@ def scan_script(cfg, paths=(), dump_running=False, node: str | None = None) -> s
 
     `paths` are disk paths whose existence the caller needs to know (start,
     migrate); `dump_running` adds the live XML of every running domain
-    (validate). Both ride in the same session, so a safety check never needs
-    a second round of connections.
+    (True: validate) or of the domains named (a list: domain info, the check
+    after a start). Both ride in the same session, so a safety check never
+    needs a second round of connections.
 
     virsh goes on after a failed command and exits with the status of the
     last one, so its stderr is caught and relayed on stdout (section
@@ -79,10 +80,15 @@ def scan_script(cfg, paths=(), dump_running=False, node: str | None = None) -> s
         lines.append("for p in " + quote_argv(sorted(set(paths))) + "; do "
                      "if [ -e \"$p\" ]; then printf '1 %s\\n' \"$p\"; "
                      "else printf '0 %s\\n' \"$p\"; fi; done")
-    if dump_running:
+    if dump_running is True:
         # one name per line, whatever it holds (spaces included)
         lines.append(f"{virsh(cfg, 'list', '--name')} | while IFS= read -r d; do "
                      "[ -n \"$d\" ] || continue; printf '@@xml %s\\n' \"$d\"; "
+                     f"{virsh(cfg, 'dumpxml', '--domain')} \"$d\" 2>/dev/null; done")
+    elif dump_running:
+        # the domains named; a section stays empty where one is not defined
+        lines.append("for d in " + quote_argv(sorted(set(dump_running))) + "; do "
+                     "printf '@@xml %s\\n' \"$d\"; "
                      f"{virsh(cfg, 'dumpxml', '--domain')} \"$d\" 2>/dev/null; done")
     if node is not None:
         lines.append(lease_probe(node).rstrip("\n"))
@@ -160,6 +166,19 @@ def migrate_argv(cfg, domain: str, address: str, user: str, port: int) -> list[s
 
 def migrate(cfg, domain: str, address: str, user: str, port: int) -> str:
     return quote_argv(migrate_argv(cfg, domain, address, user, port))
+
+
+# -- everyday domain commands -------------------------------------------------------
+
+def reboot(cfg, name: str, hard: bool = False) -> str:
+    """`virsh reboot`: the guest is asked (ACPI, or its agent); hard: `virsh
+    reset`, at once, like the reset button."""
+    return virsh(cfg, "reset" if hard else "reboot", name)
+
+
+def console(cfg, name: str) -> str:
+    """Attach to the domain's console (run in an interactive session with a pty)."""
+    return virsh(cfg, "console", name)
 
 
 # -- on the admin host ---------------------------------------------------------------

@@ -66,6 +66,8 @@ class DomainRecord:
     stale: bool = False               # its node did not answer the last scan
     conflict: list[str] = field(default_factory=list)  # every node, when more than one
     maybe_on: list[str] = field(default_factory=list)  # silent nodes that ran it last, seen elsewhere since
+    disks: list[str] | None = None    # the running definition's, when a scan read it (drift.py)
+    interfaces: list[str] | None = None
 
     @property
     def active(self) -> bool:

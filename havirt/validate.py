@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 
 from .cluster import Cluster, Finding
-from .domxml import DomainSpec, parse_domain_xml
-from .errors import HavirtError
+from .domxml import DomainSpec
+from .drift import definition_drift, live_spec
 from .rules import load_of, over_limits
 from .moves import cluster_verdict
 from .scan import lockspace_peers
@@ -23,23 +23,6 @@ def conf_findings(app) -> tuple[dict[str, DomainSpec], list[Finding]]:
     return specs, findings
 
 
-def _definition_drift(name: str, conf: DomainSpec, live: DomainSpec) -> list[str]:
-    diffs = []
-    if conf.memory_mib != live.memory_mib:
-        diffs.append(f"memory {live.memory_mib} MiB running, {conf.memory_mib} MiB in conf/")
-    if conf.vcpus != live.vcpus:
-        diffs.append(f"vCPUs {live.vcpus} running, {conf.vcpus} in conf/")
-    if sorted(conf.disks) != sorted(live.disks):
-        diffs.append(f"disks {sorted(live.disks)} running, {sorted(conf.disks)} in conf/")
-    # a MAC counts only where conf/ fixes one (libvirt makes one up otherwise)
-    fixed_macs = all(i.rsplit(":", 1)[-1] for i in conf.interfaces) if conf.interfaces else True
-    def key(i):
-        return i if fixed_macs else i.split(":")[0] + ":" + i.split(":")[1]
-    if sorted(map(key, conf.interfaces)) != sorted(map(key, live.interfaces)):
-        diffs.append(f"interfaces {sorted(live.interfaces)} running, {sorted(conf.interfaces)} in conf/")
-    return diffs
-
-
 def cluster_findings(app, cluster: Cluster, specs: dict[str, DomainSpec]) -> list[Finding]:
     findings = []
     state = app.state
@@ -49,15 +32,12 @@ def cluster_findings(app, cluster: Cluster, specs: dict[str, DomainSpec]) -> lis
         for kind, message in over_limits(load_of(cluster, state, app.cfg, node)):
             findings.append(Finding("error", kind, node, message,
                                     "migrate a domain away (havirt cluster balance)"))
-        for dname, xml in sorted(facts.xml.items()):
+        for dname in sorted(facts.xml):
             conf = specs.get(dname)
-            if conf is None or not xml.strip():
+            live = live_spec(cluster, node, dname)
+            if conf is None or live is None:
                 continue
-            try:
-                live = parse_domain_xml(xml, f"{dname} on {node}")
-            except HavirtError:
-                continue
-            diffs = _definition_drift(dname, conf, live)
+            diffs = [d.message for d in definition_drift(conf, live)]
             if diffs:
                 findings.append(Finding("warning", "drift", dname,
                                         f"{dname} on {node} differs from conf/: {'; '.join(diffs)}",

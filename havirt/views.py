@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .cluster import Finding
+from .drift import recorded_drift
 from .rules import usable_memory
 from .state import State
 
@@ -14,7 +15,8 @@ NODE_COLUMNS = [("name", "node"), ("address", "address"), ("cpus", "cpus"),
 
 DOMAIN_COLUMNS = [("name", "domain"), ("state", "state"), ("node", "node"),
                   ("memory_mib", "memory"), ("vcpus", "vcpus"), ("maintenance", "maint"),
-                  ("xml", "xml"), ("stale", "stale"), ("last_seen", "last seen")]
+                  ("xml", "xml"), ("drift", "drift"), ("stale", "stale"),
+                  ("last_seen", "last seen")]
 
 FINDING_COLUMNS = [("severity", "severity"), ("kind", "kind"), ("subject", "subject"),
                    ("message", "message"), ("fix", "fix")]
@@ -73,6 +75,9 @@ def domain_rows(state: State, conf_specs: dict, node=None, running=None) -> list
             "conflict": rec.conflict if rec else [],
             "last_seen": rec.last_seen if rec else None,
         }
+        drift = recorded_drift(rec, spec if spec_ok else None)
+        row["drift"] = [d.aspect for d in drift]
+        row["drift_detail"] = [d.message for d in drift]
         if node and row["node"] != node:
             continue
         is_running = rec is not None and rec.active

@@ -9,7 +9,8 @@ from . import cli, pass_app
 
 @cli.group(epilog="Example: havirt domain list --running")
 def domain():
-    """Domains: list, import, start, shutdown, destroy, migrate, maintenance."""
+    """Domains: list, info, import, define, edit, undefine, start, shutdown,
+    destroy, reboot, reset, console, migrate, maintenance."""
 
 
 @domain.command("list", epilog="Example: havirt domain list --node node2 --running")
@@ -30,6 +31,38 @@ def domain_list(opts, node, running):
         click.echo(f"havirt: warning: {problem}", err=True)
 
 
+@domain.command("info", epilog="""\b
+Examples: havirt domain info web1
+          havirt -f json domain info web1""")
+@click.argument("name")
+@pass_app
+def domain_info(opts, name):
+    """Where NAME runs, its state, memory and vCPUs (running and in conf/),
+    disks (and whether every node sees them), interfaces, display, console,
+    maintenance, last seen, and how the running definition differs from conf/.
+
+    From a fresh scan of every node (one session each), recorded in the
+    state; the running definition is read in that same session.
+    """
+    import json
+    from ..info import domain_info as info, info_rows
+    from ..render import render
+    from ..views import finding_rows
+    out = opts.out
+    doc, findings = info(opts.app(), name)
+    if out.fmt == "json":
+        click.echo(json.dumps({**doc, "anomalies": finding_rows(findings)}, indent=2))
+        return
+    out.findings(findings, err=True)
+    rows = info_rows(doc)
+    if out.fmt == "tsv":
+        click.echo(render("tsv", rows, [("field", "field"), ("value", "value")]))
+        return
+    width = max(len(r["field"]) for r in rows)
+    for r in rows:
+        click.echo(f"{r['field']:<{width}}  {r['value']}")
+
+
 @domain.command("import", epilog="""\b
 Examples: havirt domain import web1 db1 --from node1
           havirt domain import --all --from node1""")
@@ -48,6 +81,90 @@ def domain_import(opts, names, node, all_, force):
         opts.out.say(f"saved {path}")
     for why in skipped:
         click.echo(f"havirt: warning: skipped {why}", err=True)
+
+
+def _show_change(opts, change) -> None:
+    """What edit, define or undefine did, in the chosen format."""
+    import json
+    out = opts.out
+    if out.fmt == "json":
+        from ..views import finding_rows
+        click.echo(json.dumps({**change.as_dict(), "anomalies": finding_rows(change.findings)},
+                              indent=2))
+        return
+    out.findings(change.findings, err=True)
+    for line in change.diff:
+        click.echo(line)
+    if not change.changed:
+        out.say(f"{change.file} unchanged: nothing written")
+    elif change.action == "undefine":
+        out.say(f"removed {change.file} (kept as {change.kept})")
+    else:
+        out.say(f"saved {change.file}" + (f" (the previous version is in {change.kept})"
+                                          if change.kept else ""))
+    if change.changed and change.running_on:
+        out.say(f"{change.name} runs on {change.running_on} (last scan) and keeps its running "
+                "definition until its next start"
+                + (": it now differs from conf/ in " + "; ".join(change.drift)
+                   if change.drift else ""))
+
+
+@domain.command("edit", epilog="""\b
+Examples: havirt domain edit web1
+          EDITOR=nano havirt domain edit web1""")
+@click.argument("name")
+@pass_app
+def domain_edit(opts, name):
+    """Edit conf/NAME.xml in $VISUAL or $EDITOR (on a copy).
+
+    The result must pass the rules of every conf/ file (XML, a <domain>
+    whose <name> is NAME, memory and vCPUs readable); then the change is
+    shown, conf/NAME.xml replaced and the previous version kept in
+    conf/.history/NAME/. A broken edit leaves conf/NAME.xml as it was: in a
+    terminal havirt offers to edit again, otherwise it exits 2 with the
+    reason. A running domain picks the change up at its next start.
+    """
+    import sys
+    from ..definitions import edit
+
+    def again(reason):
+        if not sys.stdin.isatty():
+            return False
+        click.echo(f"havirt: {reason}", err=True)
+        return click.confirm("Edit again?", default=True, err=True)
+    _show_change(opts, edit(opts.app(), name, again=again))
+
+
+@domain.command("define", epilog="""\b
+Examples: havirt domain define web2 --file /tmp/web2.xml
+          havirt domain define web1 --file conf/.history/web1/20260101T120000Z-edit.xml --force""")
+@click.argument("name")
+@click.option("--file", "source", required=True, metavar="FILE", help="The domain XML to use.")
+@click.option("--force", is_flag=True, help="Replace a conf/NAME.xml that differs (kept in the history).")
+@pass_app
+def domain_define(opts, name, source, force):
+    """Add conf/NAME.xml from FILE, or replace it (--force).
+
+    FILE must pass the rules of every conf/ file, its <name> being NAME. A
+    replaced version is kept in conf/.history/NAME/. Nothing is started or
+    changed on a node.
+    """
+    from ..definitions import define
+    _show_change(opts, define(opts.app(), name, source, force))
+
+
+@domain.command("undefine", epilog="Example: havirt domain undefine web1")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Go on even if some node did not answer.")
+@pass_app
+def domain_undefine(opts, name, force):
+    """Remove conf/NAME.xml (moved into conf/.history/NAME/).
+
+    Refused while NAME runs, is paused or arrives anywhere, by a fresh scan
+    of every node, and while a node does not answer (unless --force).
+    """
+    from ..definitions import undefine
+    _show_change(opts, undefine(opts.app(), name, force))
 
 
 @domain.command("start", epilog="""\b
@@ -91,6 +208,53 @@ def domain_destroy(opts, name):
     """Power NAME off at once (like pulling the plug)."""
     from ..actions import domain_stop
     opts.out.outcome(domain_stop(opts.app(), name, "destroy"))
+
+
+@domain.command("reboot", epilog="""\b
+Examples: havirt domain reboot web1           # print the command
+          havirt --yes domain reboot web1""")
+@click.argument("name")
+@pass_app
+def domain_reboot(opts, name):
+    """Ask NAME to reboot (ACPI, like virsh reboot), on the node where it runs.
+
+    Refused unless NAME is running (not paused, not arriving by migration).
+    The guest decides how and when; see domain reset for a hard reset.
+    """
+    from ..actions import domain_reboot as reboot
+    opts.out.outcome(reboot(opts.app(), name))
+
+
+@domain.command("reset", epilog="Example: havirt --yes domain reset web1")
+@click.argument("name")
+@pass_app
+def domain_reset(opts, name):
+    """Reset NAME at once (like its reset button; the guest is not asked), on
+    the node where it runs. Refused unless NAME is running."""
+    from ..actions import domain_reboot as reboot
+    opts.out.outcome(reboot(opts.app(), name, hard=True))
+
+
+@domain.command("console", epilog="""\b
+Example: havirt domain console web1     # leave with Ctrl-]""")
+@click.argument("name")
+@pass_app
+def domain_console(opts, name):
+    """Attach this terminal to NAME's console, on the node where it runs.
+
+    A fresh scan finds the node; then `ssh -t NODE virsh console NAME` runs
+    in this terminal, with the SSH settings havirt's scans use. Leave with
+    Ctrl-] (virsh's escape key; ssh's own ~ escape is off). Needs a terminal.
+    """
+    import sys
+    from ..console import ESCAPE_KEY, attach, console_session
+    from ..errors import UsageError
+    if not sys.stdin.isatty():
+        raise UsageError("domain console needs a terminal (stdin is not one)")
+    node, argv = console_session(opts.app(), name)
+    opts.out.say(f"{name} runs on {node}: its console follows (virsh console over ssh); "
+                 f"leave with {ESCAPE_KEY}")
+    attach(node, argv)
 
 
 @domain.command("migrate", epilog="""\b

@@ -37,6 +37,7 @@ class FakeDomain:
     persistent: bool = False
     autostart: bool = False
     shuts_down: bool = True     # obeys ACPI shutdown
+    boots: int = 1              # times it started (a reboot or reset adds one)
     disks: list[str] = field(default_factory=list)   # what its leases lock, with leases on
 
 
@@ -121,7 +122,8 @@ class FakeRunner(Runner):
             candidates.add(shlex.split(named.group(1))[0])
         for name in candidates:
             for verb, build in (("shutdown", remote.shutdown), ("destroy", remote.destroy),
-                                ("domjobabort", remote.abort_job)):
+                                ("domjobabort", remote.abort_job), ("reboot", remote.reboot),
+                                ("reset", lambda cfg, name: remote.reboot(cfg, name, hard=True))):
                 if command == build(cfg, name):
                     return self._power(n, verb, name, command)
             if command == remote.wait_off(cfg, name, _seconds(command)):
@@ -159,6 +161,7 @@ class FakeRunner(Runner):
                                   "'5e1b0c9a' is locked\n")
         n.add(name, memory_mib=int(mem.group(1)) if mem else 32,
               vcpus=int(vcpus.group(1)) if vcpus else 1, disks=disks)
+        n.xml[name] = stdin.decode()      # what dumpxml of the running domain prints
         return Result(n.name, command, 0, f"Domain '{name}' created from /dev/stdin\n")
 
     def _migrate(self, n, command, on_output):
@@ -173,6 +176,8 @@ class FakeRunner(Runner):
                 if self.migrate_fails:
                     return Result(n.name, command, 1, "", "error: operation failed: migration failed\n")
                 target.domains[name] = n.domains.pop(name)
+                if name in n.xml:
+                    target.xml[name] = n.xml.pop(name)
                 if on_output:
                     on_output("\rMigration: [100 %]")
                 return Result(n.name, command, 0, "Migration: [100 %]\n")
@@ -183,6 +188,13 @@ class FakeRunner(Runner):
         if d is None or d.state == "shut off":
             return Result(n.name, command, 1, "", f"error: Failed to {verb} domain '{name}'\n"
                           "error: Requested operation is not valid: domain is not running\n")
+        if verb in ("reboot", "reset"):
+            if d.state != "running":
+                return Result(n.name, command, 1, "", f"error: Failed to {verb} domain '{name}'\n"
+                              "error: Requested operation is not valid: domain is not running\n")
+            d.boots += 1
+            return Result(n.name, command, 0, f"Domain '{name}' is being {verb}ed\n"
+                          if verb == "reboot" else f"Domain '{name}' was reset\n")
         if verb == "destroy" or (verb == "shutdown" and d.shuts_down):
             if d.persistent:
                 d.state = "shut off"
@@ -200,7 +212,8 @@ class FakeRunner(Runner):
     def _scan(self, n: FakeNode, command: str) -> Result:
         m = re.search(r"\nfor p in (.*?); do ", command)
         paths = shlex.split(m.group(1)) if m else []
-        dump_running = "printf '@@xml" in command
+        named = re.search(r"\nfor d in (.*?); do printf '@@xml", command)
+        dump_running = shlex.split(named.group(1)) if named else "printf '@@xml" in command
         expected = remote.scan_script(self.cfg, paths, dump_running, node=n.name)
         if command != expected:
             self._unexpected(f"scan script differs from havirt's own:\n{command}\n---\n{expected}")
@@ -234,10 +247,13 @@ class FakeRunner(Runner):
         out.append("@@end\n@@virsh-exit\n0\n@@virsh-error\n")
         if paths:
             out.append("@@paths\n" + "\n".join(f"{1 if p in n.paths else 0} {p}" for p in sorted(set(paths))))
-        if dump_running:
+        if dump_running is True:
             for d in n.domains.values():
                 if d.state != "shut off":
                     out.append(f"@@xml {d.name}\n{n.xml.get(d.name, '')}")
+        elif dump_running:
+            for name in sorted(set(dump_running)):     # dumpxml fails (silently) where undefined
+                out.append(f"@@xml {name}\n{n.xml.get(name, '') if name in n.domains else ''}")
         out.append(self._lease_probe(n))
         return Result(n.name, command, 0, "\n".join(out) + "\n", "")
 

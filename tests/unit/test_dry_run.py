@@ -22,6 +22,8 @@ def setup(fake):
     ("domain", "start", "web1", "node2"),
     ("domain", "shutdown", "db1", "--wait", "10", "--force"),
     ("domain", "destroy", "db1"),
+    ("domain", "reboot", "db1"),
+    ("domain", "reset", "db1"),
     ("domain", "migrate", "db1", "node2"),
     ("domain", "migrate", "db1", "--offline"),
     ("--dryrun", "--yes", "domain", "destroy", "db1"),

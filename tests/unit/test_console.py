@@ -1,0 +1,140 @@
+"""domain console: the ssh command line, and the session run through an `ssh` on PATH.
+
+The real session (OpenSSH, virsh console, a guest, the escape key) is proven in
+the lab (tests/integration/test_guests.py); here a small stand-in for `ssh`
+records how it was called and exits as told.
+"""
+
+import os
+import sys
+
+import pytest
+
+from havirt.config import SSHConfig
+from havirt.console import ssh_argv
+
+V = "virsh -c qemu:///system"
+
+
+def ssh_cfg(**kw):
+    base = dict(user="root", port=22, identity_file=None, known_hosts_file="/kh",
+                host_key_policy="reject", connect_timeout=5, command_timeout=60, parallel=4,
+                ssh_config=None)
+    base.update(kw)
+    return SSHConfig(**base)
+
+
+def test_ssh_argv_is_an_interactive_session_with_havirts_settings():
+    argv = ssh_argv(ssh_cfg(identity_file="/keys/id", connect_timeout=2.5), "10.0.0.7", "ops",
+                    2222, ["/keys/id"], f"{V} console web1")
+    assert argv == ["ssh", "-t", "-e", "none", "-o", "LogLevel=ERROR", "-F", "none",
+                    "-l", "ops", "-p", "2222", "-o", "BatchMode=yes", "-o", "ConnectTimeout=3",
+                    "-i", "/keys/id", "-o", "IdentitiesOnly=yes",
+                    "-o", "UserKnownHostsFile=/kh", "-o", "StrictHostKeyChecking=yes",
+                    "--", "10.0.0.7", f"{V} console web1"]
+
+
+@pytest.mark.parametrize("policy, known, options", [
+    ("reject", "/kh", ["UserKnownHostsFile=/kh", "StrictHostKeyChecking=yes"]),
+    ("accept-new", "/kh", ["UserKnownHostsFile=/kh", "StrictHostKeyChecking=accept-new"]),
+    ("ignore", "/kh", ["UserKnownHostsFile=/dev/null", "StrictHostKeyChecking=no"]),
+    ("reject", None, ["UserKnownHostsFile=/dev/null", "StrictHostKeyChecking=yes"]),
+])
+def test_the_host_key_policy_is_havirts(policy, known, options):
+    argv = ssh_argv(ssh_cfg(host_key_policy=policy, known_hosts_file=known), "n1", "root", 22,
+                    [], "x")
+    opts = [argv[i + 1] for i, a in enumerate(argv) if a == "-o"]
+    assert opts[-2:] == options
+    assert "-i" not in argv and "IdentitiesOnly=yes" not in opts   # agent and default keys
+
+
+def test_the_ssh_config_file_havirt_reads_is_the_one_ssh_reads(tmp_path):
+    conf = tmp_path / "ssh_config"
+    conf.write_text("Host n1\n  HostName 192.0.2.7\n")
+    argv = ssh_argv(ssh_cfg(ssh_config=str(conf)), "n1", "root", 22, [], "x")
+    assert argv[argv.index("-F") + 1] == str(conf)
+    argv = ssh_argv(ssh_cfg(ssh_config=str(tmp_path / "missing")), "n1", "root", 22, [], "x")
+    assert argv[argv.index("-F") + 1] == "none"
+
+
+@pytest.fixture
+def fake_ssh(tmp_path, monkeypatch):
+    """An `ssh` on PATH that records its arguments and exits with $FAKE_SSH_EXIT."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "ssh-args"
+    script = bin_dir / "ssh"
+    script.write_text("#!/bin/sh\n"
+                      f"printf '%s\\n' \"$@\" > {record}\n"
+                      "echo 'Connected to domain web1'\n"
+                      "[ -n \"$FAKE_SSH_ERR\" ] && echo \"$FAKE_SSH_ERR\" >&2\n"
+                      "exit ${FAKE_SSH_EXIT:-0}\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    master, slave = os.openpty()
+    tty = os.fdopen(slave, "r")
+    monkeypatch.setattr(sys, "stdin", tty)         # a real terminal, as an admin has
+    yield record
+    tty.close()
+    os.close(master)
+
+
+def setup(fake):
+    fake.node("node1")
+    b = fake.node("node2")
+    fake.records["node2"].user, fake.records["node2"].port = "ops", 2222
+    fake.save_state()
+    b.add("web1")
+    fake.conf("web1")
+
+
+def test_console_runs_ssh_to_the_node_where_it_runs(fake, fake_ssh):
+    setup(fake)
+    rc, out, err = fake.havirt("domain", "console", "web1")
+    assert rc == 0, err
+    assert out.splitlines()[0] == ("web1 runs on node2: its console follows (virsh console over "
+                                   "ssh); leave with Ctrl-]")
+    argv = fake_ssh.read_text().splitlines()
+    assert argv[:2] == ["-t", "-e"] and argv[-3:] == ["--", "10.0.0.2", f"{V} console web1"]
+    assert argv[argv.index("-l") + 1] == "ops" and argv[argv.index("-p") + 1] == "2222"
+    assert fake.state().domains["web1"].node == "node2"      # the scan was recorded
+    assert not (fake.home / "var" / "audit.log").exists()  # nothing was changed
+
+
+def test_an_ssh_failure_is_exit_4_with_its_reason(fake, fake_ssh, monkeypatch):
+    setup(fake)
+    monkeypatch.setenv("FAKE_SSH_EXIT", "255")
+    monkeypatch.setenv("FAKE_SSH_ERR", "ssh: connect to host 10.0.0.2 port 2222: Connection refused")
+    rc, out, err = fake.havirt("domain", "console", "web1")
+    assert rc == 4
+    assert err == ("havirt: node node2 unreachable: ssh: connect to host 10.0.0.2 port 2222: "
+                   "Connection refused\n")
+
+
+def test_a_failed_virsh_console_is_exit_1(fake, fake_ssh, monkeypatch):
+    setup(fake)
+    monkeypatch.setenv("FAKE_SSH_EXIT", "1")
+    rc, out, err = fake.havirt("domain", "console", "web1")
+    assert rc == 1 and err == "havirt: the console session on node2 ended with exit 1\n"
+
+
+def test_console_of_a_domain_running_nowhere_is_refused(fake, fake_ssh):
+    setup(fake)
+    rc, out, err = fake.havirt("domain", "console", "db1")
+    assert (rc, out) == (3, "")
+    assert err == "havirt: refused: db1 is not running on any node that answered\n"
+    assert not fake_ssh.exists()
+
+
+def test_console_needs_a_terminal(fake):
+    setup(fake)
+    rc, out, err = fake.havirt("domain", "console", "web1")
+    assert rc == 2 and err == "havirt: domain console needs a terminal (stdin is not one)\n"
+    assert fake.calls == []
+
+
+def test_without_ssh_installed_it_says_so(fake, fake_ssh, monkeypatch, tmp_path):
+    setup(fake)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    rc, out, err = fake.havirt("domain", "console", "web1")
+    assert rc == 2 and "needs OpenSSH's ssh command" in err
