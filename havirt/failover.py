@@ -20,7 +20,7 @@ from . import remote
 from .actions import Outcome
 from .cluster import Finding
 from .balance import Move
-from .balance import plan_failover as place_failover
+from .balance import plan_failover
 from .errors import HavirtError, Refusal, RemoteError
 from .moves import allowed_nodes, planner_domain, planner_domains, planner_nodes, show_moves
 from .parsers import is_lease_refusal
@@ -86,9 +86,10 @@ def _guard(app, cluster, node, receivers, names, specs, confirm_off, allow_confi
     return None, why, {}
 
 
-def plan_failover(app, cluster, node: str, candidates, specs: dict, to=None, confirm_off=False,
-                  allow_confirm=True) -> FailoverPlan:
-    """Pure once the scan is made: where each domain of `node` restarts, under which guard."""
+def decide_failover(app, cluster, node: str, candidates, specs: dict, to=None, confirm_off=False,
+                    allow_confirm=True) -> FailoverPlan:
+    """From a fresh scan (no I/O here): the guard, and where each domain of
+    `node` restarts (the placement itself is balance.plan_failover's)."""
     app.state.node(node)
     for t in to or ():
         app.state.node(t)
@@ -110,7 +111,7 @@ def plan_failover(app, cluster, node: str, candidates, specs: dict, to=None, con
     leaving = [planner_domain(name, node, None, specs[name], "",
                               allowed_nodes(app, cluster, nodes, specs[name]))
                for name in names if name not in left_out]
-    evac = place_failover(nodes, planner_domains(app, cluster, nodes, specs) + leaving, node)
+    evac = plan_failover(nodes, planner_domains(app, cluster, nodes, specs) + leaving, node)
     plan.moves, plan.blocking = evac.moves, plan.blocking + evac.blocking
     return plan
 
@@ -137,7 +138,7 @@ def failover(app, node: str, to=(), confirm_off=False, recovering=False, dry_run
     cluster, findings = app.scan(paths=sorted({p for s in specs.values() for p in s.disks}))
     if not dry_run:
         app.save()
-    plan = plan_failover(app, cluster, node, candidates, specs, to, confirm_off,
+    plan = decide_failover(app, cluster, node, candidates, specs, to, confirm_off,
                          allow_confirm=not recovering)
     out = Outcome(dry_run=dry_run, findings=findings)
     out.notes = [f"failover of {node} ({cluster.nodes[node].error}): "
