@@ -12,7 +12,7 @@ from . import remote
 from .cluster import Finding
 from .domxml import parse_domain_xml
 from .errors import DomainXMLError, NodeUnreachable, Refusal, RemoteError, UsageError
-from .names import check_address, check_name, check_user
+from .names import check_address, check_name, check_user, quote_argv, valid_name
 from .parsers import split_sections
 from .plan import Plan
 from .planner import plan_destroy, plan_migrate, plan_shutdown, plan_start
@@ -203,12 +203,15 @@ def _imported(app, res, node, wanted, all_, force):
     problems, todo, skipped = [], [], []
     for n in (sorted(sections) if all_ else wanted):
         xml = sections.get(n, "").strip()
+        if all_ and not valid_name(n):   # --all takes what havirt can manage, and says what it left
+            skipped.append(f"{quote_argv([n])}: its name is outside havirt's name rule "
+                           "(1-64 letters, digits, '.', '_', '-'), so conf/ cannot hold it")
+            continue
         if not xml:
             err = res.stderr.strip().splitlines()
             problems.append(f"{n}: not found on {node}" + (f" ({err[-1]})" if err else ""))
             continue
         try:
-            check_name("domain", n)
             spec = parse_domain_xml(xml, f"{n} on {node}")
         except (DomainXMLError, UsageError) as e:
             if all_:   # --all takes what havirt can manage, and says what it left
@@ -217,7 +220,7 @@ def _imported(app, res, node, wanted, all_, force):
             problems.append(str(e))
             continue
         path = app.conf.path(n)
-        if path.exists() and path.read_text().strip() != xml and not force:
+        if app.conf.differs(n, xml) and not force:
             problems.append(f"{path} exists and differs (--force to overwrite)")
             continue
         todo.append((xml, spec))

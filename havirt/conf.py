@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .domxml import DomainSpec, read_domain_file
 from .errors import DomainXMLError, HavirtError, UsageError
-from .names import NAME_RE, check_name
+from .names import check_name, valid_name
 
 
 class Conf:
@@ -26,7 +26,7 @@ class Conf:
 
     def names(self) -> set[str]:
         """Domains conf/ defines (files NAME.xml with a valid NAME)."""
-        return {p.name[:-4] for p in self._files() if _valid(p.name[:-4])}
+        return {p.name[:-4] for p in self._files() if valid_name(p.name[:-4])}
 
     def load(self, name: str) -> DomainSpec:
         """conf/NAME.xml, read once (the spec carries the bytes that are sent)."""
@@ -47,7 +47,7 @@ class Conf:
         specs, problems = {}, {}
         for p in self._files():
             name = p.name[:-4]
-            if not _valid(name):
+            if not valid_name(name):
                 problems[name] = ("bad-file-name", f"{p}: {name!r} is not a valid domain name "
                                   "(letters, digits, '.', '_', '-'): file ignored")
                 continue
@@ -59,6 +59,18 @@ class Conf:
                 problems[name] = ("bad-xml", str(e))
         return specs, problems
 
+
+    def differs(self, name: str, text: str) -> bool:
+        """conf/NAME.xml exists and holds something else than `text` (an
+        unreadable or non-UTF-8 file counts as different)."""
+        path = self.path(name)
+        try:
+            old = path.read_bytes()
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True
+        return old.decode("utf-8", errors="replace").strip() != text.strip()
 
     def write(self, name: str, text: str) -> Path:
         """Replace conf/NAME.xml atomically: a new file with an unpredictable
@@ -83,7 +95,3 @@ class Conf:
 
 class NameMismatch(DomainXMLError):
     """conf/NAME.xml holds another domain's <name>."""
-
-
-def _valid(name: str) -> bool:
-    return bool(NAME_RE.fullmatch(name)) and ".." not in name

@@ -70,6 +70,16 @@ class NodeFacts:
     lockspace: str | None = None        # the folder of its leases
 
 
+def _lines(text: str) -> list[str]:
+    """Lines as the node printed them: split at '\\n' only. str.splitlines()
+    also splits at characters a domain's name may hold (\\x1c, \\x85,
+    \\u2028...), which would cut a name in two and make a node unreadable."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()     # the text ended with a line break, as splitlines() sees it
+    return lines
+
+
 def _bad(what: str, lineno: int, line: str, why: str) -> ParseError:
     return ParseError(f"cannot parse {what}, line {lineno}: {line.strip()[:120]!r}: {why}")
 
@@ -113,8 +123,9 @@ def parse_version(text: str) -> str | None:
 
 
 def parse_names(text: str) -> list[str]:
-    """`virsh list --name`: one name per line, blank lines ignored."""
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    """`virsh list --name`: one name per line, exactly as printed (a name may
+    hold spaces, even at its ends); blank lines ignored."""
+    return [line for line in _lines(text) if line.strip()]
 
 
 def parse_domstats(text: str) -> dict[str, DomainFact]:
@@ -137,10 +148,10 @@ def parse_domstats(text: str) -> dict[str, DomainFact]:
             memory_mib=None if mem is None else mem // 1024,
             vcpus=vcpus)
 
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(_lines(text), 1):
         if not line.strip():
             continue
-        m = re.fullmatch(r"Domain: '(.*)'", line.strip())
+        m = re.fullmatch(r"Domain: '(.*)'", line.strip(" \t\r"), re.DOTALL)
         if m:
             finish()
             name, current = m.group(1), {}
@@ -167,7 +178,7 @@ def split_sections(text: str) -> dict[str, str]:
     """
     sections: dict[str, list[str]] = {}
     current = None
-    for line in text.splitlines():
+    for line in _lines(text):
         if line.startswith("@@"):
             name = line[2:].strip()
             current = None if name in sections else name
@@ -181,7 +192,7 @@ def split_sections(text: str) -> dict[str, str]:
 def parse_paths(text: str) -> dict[str, bool]:
     """Lines '1 PATH' (exists) or '0 PATH' (missing)."""
     out = {}
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(_lines(text), 1):
         if not line:
             continue
         flag, sep, path = line.partition(" ")

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 from .cluster import Cluster, Finding
 from .errors import NodeUnreachable, ParseError
+from .names import quote_argv, valid_name
 from .parsers import STATE_NAMES, DomainFact, NodeFacts, parse_scan
 from .remote import scan_script
 from .state import State, now_iso
@@ -94,12 +95,28 @@ def _node_findings(state: State, cluster: Cluster, when: str) -> list[Finding]:
         for d in cluster.nodes[n].domains.values():
             if d.persistent or d.autostart:
                 what = "set to autostart" if d.autostart else "defined persistent"
+                q = quote_argv([d.name])
                 findings.append(Finding(
                     "warning", "persistent", d.name,
-                    f"domain {d.name} is {what} on {n}: libvirt could start it behind havirt's back",
-                    f"on {n}: virsh autostart --disable {d.name}; virsh undefine {d.name}"
+                    f"domain {q} is {what} on {n}: libvirt could start it behind havirt's back",
+                    f"on {n}: virsh autostart --disable {q}; virsh undefine {q}"
                     " (after 'havirt domain import' if conf/ has no copy)"))
     return findings
+
+
+def no_xml_finding(name: str, node: str) -> Finding:
+    """A running domain conf/ does not define; one whose name is outside the
+    name rule cannot be imported: it is counted, reported, never moved."""
+    q = quote_argv([name])
+    if valid_name(name):
+        return Finding("warning", "no-xml", name, f"domain {name} runs on {node} but conf/ has "
+                       f"no {name}.xml", f"havirt domain import {name} --from {node}")
+    return Finding("warning", "no-xml", name,
+                   f"domain {q} runs on {node} but conf/ has no XML for it, and cannot: its name is "
+                   "outside havirt's name rule (1-64 letters, digits, '.', '_', '-'); it is "
+                   "counted, never started or moved by havirt",
+                   f"on {node}: give it a valid name (virsh domrename {q} NEWNAME, while it is "
+                   f"defined and shut off), then havirt domain import NEWNAME --from {node}")
 
 
 def record_scan(state: State, cluster: Cluster, conf_names: set[str]) -> list[Finding]:
@@ -117,17 +134,16 @@ def record_scan(state: State, cluster: Cluster, conf_names: set[str]) -> list[Fi
         rec.node, rec.state, rec.stale = node, fact.state, False
         rec.memory_mib, rec.vcpus, rec.last_seen = fact.memory_mib, fact.vcpus, when
         rec.conflict = duplicates.get(dname, [])
+        q = quote_argv([dname])     # any name a node reports, quoted where it is shown
         if rec.conflict:
             findings.append(Finding(
                 "critical", "duplicate", dname,
-                f"DOMAIN {dname} RUNS ON {len(present[dname])} NODES AT ONCE: "
+                f"DOMAIN {q} RUNS ON {len(present[dname])} NODES AT ONCE: "
                 f"{', '.join(n for n, _ in present[dname])}",
-                "destroy all copies but one now: shared disks are being corrupted"))
+                f"destroy all copies but one now (virsh destroy {q} on each node but one): "
+                "shared disks are being corrupted"))
         if dname not in conf_names:
-            findings.append(Finding(
-                "warning", "no-xml", dname,
-                f"domain {dname} runs on {node} but conf/ has no {dname}.xml",
-                f"havirt domain import {dname} --from {node}"))
+            findings.append(no_xml_finding(dname, node))
     answered = set(cluster.answered())
     for dname, rec in state.domains.items():
         if dname in present:

@@ -19,13 +19,15 @@ def cluster_status(opts, no_scan):
     """Per node: CPUs, vCPUs and their ratio, memory, domains; totals; the
     imbalance score (see cluster balance)."""
     from ..status import STATUS_COLUMNS, cluster_status as status
+    from ..views import finding_rows
     out = opts.out
     rows, totals, score, findings = status(opts.app(), no_scan)
     out.emit(rows + [totals], STATUS_COLUMNS,
-             doc={"nodes": rows, "totals": totals, "score": score} if out.fmt == "json" else None)
+             doc={"nodes": rows, "totals": totals, "score": score,
+                  "anomalies": finding_rows(findings)} if out.fmt == "json" else None)
     if out.fmt == "screen":
         out.say(f"imbalance score: {'-' if score is None else f'{score:.4f}'}")
-    out.findings(findings)
+    out.findings(findings, json_done=True)   # under json: in the document, which stays one
 
 
 @cluster.command("balance", epilog="""\b
