@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from . import remote
 from .cluster import Finding
 from .domxml import parse_domain_xml
-from .errors import DomainXMLError, NodeUnreachable, Refusal, RemoteError, UsageError
+from .errors import ConfigError, DomainXMLError, NodeUnreachable, Refusal, RemoteError, UsageError
 from .names import check_address, check_name, check_user, quote_argv, valid_name
 from .parsers import split_sections
 from .plan import Plan
@@ -35,16 +35,16 @@ class Outcome:
 
 def node_add(app, name, address=None, user=None, port=None, memory_cap=None) -> NodeRecord:
     check_name("node", name)
-    check_address(address or name)
+    address = check_address(name if address is None else address)   # '' is no address
     if user is not None:
         check_user(user)
     with app.lock():
         if name in app.state.nodes:
             raise UsageError(f"node {name} exists already (havirt node set {name} ...)")
         for other in app.state.nodes.values():
-            if other.address == (address or name):
+            if other.address == address:
                 raise UsageError(f"node {other.name} has the address {other.address} already")
-        rec = NodeRecord(name=name, address=address or name, user=user, port=port,
+        rec = NodeRecord(name=name, address=address, user=user, port=port,
                          memory_cap_mib=memory_cap)
         app.state.nodes[name] = rec
         facts = app.scan([name]).cluster.nodes[name]
@@ -93,6 +93,9 @@ def node_remove(app, name, force=False) -> list[str]:
 
 
 def node_scan(app, names=()) -> list[Finding]:
+    if not app.state.nodes:   # a mistyped home must never make cron silently blind
+        raise ConfigError(f"no nodes in the home {app.home.root}: nothing to scan (check --home "
+                          "or HAVIRT_HOME, or add one: havirt node add NAME --address ADDRESS)")
     with app.lock():
         return app.scan_and_save(list(names) or None).findings
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .conf import Conf
 from .config import Config, Home, load_config
-from .errors import ConfigError
+from .cluster import Finding
+from .errors import ConfigError, DomainXMLError
 from .scan import Scan, fresh_scan, record_scan
 from .state import State, command_line, load_state, locked, save_state
 
@@ -102,7 +103,15 @@ class App:
         for n, f in sorted(cluster.nodes.items()):
             self.out.note(f"scan {n}: " + ("ok" if f.reachable else f.error)
                           + (f" ({f.duration:.2f} s)" if f.duration else ""))
-        return Scan(cluster, record_scan(self.state, cluster, self.conf.names()))
+        try:
+            conf_names, unreadable = self.conf.names(), None
+        except DomainXMLError as e:   # conf/ unreadable: the scan still reports the rest
+            conf_names, unreadable = set(cluster.present()), e   # no no-xml guesses
+        findings = record_scan(self.state, cluster, conf_names)
+        if unreadable is not None:
+            findings.append(Finding("error", "conf-unreadable", str(self.conf.folder), str(unreadable),
+                                    "make conf/ readable by the user running havirt"))
+        return Scan(cluster, findings)
 
     def scan_and_save(self, names=None, paths=(), dump_running=False) -> Scan:
         """The same, and the state file written."""

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from .domxml import DomainSpec, read_domain_file
-from .errors import DomainXMLError, HavirtError, UsageError
+from .errors import DomainXMLError, HavirtError, HomeError, UsageError
+from .files import reason, replace_file
 from .names import check_name, valid_name
 
 
@@ -76,20 +75,10 @@ class Conf:
         """Replace conf/NAME.xml atomically: a new file with an unpredictable
         name in conf/ (never through a link), then a rename over the old one."""
         path = self.path(name)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.folder)
         try:
-            with os.fdopen(fd, "w") as f:
-                os.fchmod(f.fileno(), 0o640)
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+            replace_file(path, text.encode(), 0o640)
+        except OSError as e:
+            raise HomeError(f"{path}: cannot write: {reason(e)}") from None
         return path
 
 
