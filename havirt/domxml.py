@@ -34,7 +34,7 @@ def _memory_mib(where: str, el) -> int:
     unit = el.get("unit", "KiB").lower()
     if unit not in _UNITS:
         raise DomainXMLError(f"{where}: <{el.tag}> has an unknown unit {el.get('unit')!r}")
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):   # int() would also take '٣٢'
         raise DomainXMLError(f"{where}: <{el.tag}> is not a whole number: {text[:30]!r}")
     mib = int(text) * _UNITS[unit] // (1024 ** 2)
     if mib < 1 or mib > MAX_MEMORY_MIB:
@@ -84,7 +84,7 @@ def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
     memory = _memory_mib(where, mem_el)
     vcpu_el = root.find("vcpu")
     vtext = (vcpu_el.get("current") or vcpu_el.text or "").strip() if vcpu_el is not None else "1"
-    if not vtext.isdigit() or not 1 <= int(vtext) <= MAX_VCPUS:
+    if not (vtext.isascii() and vtext.isdigit()) or not 1 <= int(vtext) <= MAX_VCPUS:
         raise DomainXMLError(f"{where}: <vcpu> must be 1 to {MAX_VCPUS}, not {vtext[:20]!r}")
     disks = []
     for disk in root.findall("devices/disk"):

@@ -62,11 +62,20 @@ def check_user(user: str) -> str:
     return user
 
 
-ADDRESS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}")
+HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}")
 
 
 def check_address(address: str) -> str:
-    """A host name, IPv4 or IPv6 address: nothing else reaches ssh or a URI."""
-    if not isinstance(address, str) or not ADDRESS_RE.fullmatch(address):
-        raise UsageError(f"invalid address {address[:40]!r}: use a host name or an IP address")
-    return address
+    """A host name, IPv4 or IPv6 address (`::1` too; no zone index): nothing
+    else reaches ssh or a URI."""
+    if isinstance(address, str) and (HOST_RE.fullmatch(address) or _ipv6(address)):
+        return address
+    raise UsageError(f"invalid address {str(address)[:40]!r}: use a host name or an IP address")
+
+
+def _ipv6(text: str) -> bool:
+    import ipaddress
+    try:
+        return ":" in text and "%" not in text and bool(ipaddress.IPv6Address(text))
+    except ValueError:
+        return False

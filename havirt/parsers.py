@@ -80,6 +80,11 @@ def _lines(text: str) -> list[str]:
     return lines
 
 
+def _whole(text: str) -> bool:
+    """ASCII digits only: str.isdigit() and int() also take '٣٢' or '³'."""
+    return text.isascii() and text.isdigit()
+
+
 def _bad(what: str, lineno: int, line: str, why: str) -> ParseError:
     return ParseError(f"cannot parse {what}, line {lineno}: {line.strip()[:120]!r}: {why}")
 
@@ -94,11 +99,11 @@ def parse_nodeinfo(text: str) -> dict:
             raise _bad("nodeinfo", n, line, "expected 'Key: value'")
         key, value = (s.strip() for s in line.split(":", 1))
         if key == "CPU(s)":
-            if not value.isdigit():
+            if not _whole(value):
                 raise _bad("nodeinfo", n, line, "CPU(s) is not a number")
             out["cpus"] = int(value)
         elif key == "Memory size":
-            m = re.fullmatch(r"(\d+)\s*KiB", value)
+            m = re.fullmatch(r"([0-9]+)\s*KiB", value)
             if not m:
                 raise _bad("nodeinfo", n, line, "memory size is not 'N KiB'")
             out["memory_mib"] = int(m.group(1)) // 1024
@@ -163,8 +168,8 @@ def parse_domstats(text: str) -> dict[str, DomainFact]:
         key, value = (s.strip() for s in line.split("=", 1))
         if key in ("state.state", "state.reason", "balloon.current", "balloon.maximum",
                    "vcpu.current", "vcpu.maximum"):
-            if not value.lstrip("-").isdigit():
-                raise _bad("domstats", n, line, f"{key} is not a number")
+            if not _whole(value):
+                raise _bad("domstats", n, line, f"{key} is not a number of 0 or more")
             current[key] = int(value)
     finish()
     return domains
