@@ -286,3 +286,24 @@ def test_accept_new_writes_hashed_lines_in_a_private_folder(tmp_path):
     keys = paramiko.HostKeys(str(known))
     for i in range(8):
         assert keys.lookup(f"[10.0.0.{i}]:2222")["ssh-ed25519"].get_base64() == KEY
+
+
+# -- stray files in conf/ -------------------------------------------------------------------
+
+def test_stray_files_in_conf_are_listed_as_problems_never_fatal(fake):
+    base(fake)
+    conf = fake.home / "conf"
+    (conf / "web1 (copy).xml").write_text(domain_xml("web1"))
+    (conf / ".#db1.xml").symlink_to("root@admin.12345:1700000000")    # an editor's lock: dangling
+    (conf / "notes.xml").write_text("<html/>")
+    (conf / "old.xml").mkdir()
+    for fmt in ("screen", "tsv", "json"):
+        rc, out, err = fake.havirt("-f", fmt, "domain", "list")
+        assert rc == 0, err
+        assert "db1" in out
+        lines = err.splitlines()
+        assert len(lines) == 4 and all(line.startswith("havirt: warning: ") for line in lines), err
+        assert "'web1 (copy)' is not a valid domain name" in err and "'.#db1' is not a valid" in err
+        assert "notes.xml: the root element is <html>" in err and "old.xml: " in err
+    rc, out, err = fake.havirt("cluster", "validate")
+    assert rc == 1 and out.count("bad-file-name") == 2, out
