@@ -29,6 +29,7 @@ class Outcome:
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)   # printed before the plan
     data: dict = field(default_factory=dict)         # the plan as data (JSON), where there is one
+    status: int = 0                                  # exit code once printed (1: some part failed)
 
 
 # -- nodes ---------------------------------------------------------------------
@@ -92,12 +93,18 @@ def node_remove(app, name, force=False) -> list[str]:
         return forgotten
 
 
-def node_scan(app, names=()) -> list[Finding]:
+def node_scan(app, names=(), recover=False) -> list[Finding]:
+    """Scan and record; with `recover`, fail over nodes silent for too long
+    (see failover.recover): for real, unless --dryrun was given."""
     if not app.state.nodes:   # a mistyped home must never make cron silently blind
         raise ConfigError(f"no nodes in the home {app.home.root}: nothing to scan (check --home "
                           "or HAVIRT_HOME, or add one: havirt node add NAME --address ADDRESS)")
     with app.lock():
-        return app.scan_and_save(list(names) or None).findings
+        findings = app.scan_and_save(list(names) or None).findings
+        if recover:
+            from .failover import recover as recover_nodes
+            findings += recover_nodes(app, dry_run=app.force_dryrun)
+        return findings
 
 
 def set_maintenance(app, kind, name, on: bool) -> None:

@@ -30,6 +30,9 @@ class Reporter:
     def progress(self, chunk: str) -> None:
         """Streamed output of a long step (a migration's progress)."""
 
+    def step(self, done: int, total: int, text: str, elapsed: float) -> None:
+        """One of several moves begins (n of m, what, seconds since the first)."""
+
     def end_progress(self) -> None:
         """End a line of progress, if one was left open."""
 

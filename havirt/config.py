@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -46,7 +47,16 @@ SCHEMA: dict[str, object] = {
         "timeout": ((int, float), 600),
         "unsafe": (bool, False),
     },
+    "recover": {
+        "enabled": (bool, False),
+        "after": (int, 3),
+    },
+    "fence": ((dict, type(None)), None),     # checked by _fences (node names are its keys)
 }
+# fence: NODE: {power_off: COMMAND, power_status: COMMAND, off_when: REGEX, timeout: SECONDS}
+# (not `off:` as a key: YAML 1.1 reads a bare off as false)
+FENCE_KEYS = {"power_off": str, "power_status": str, "off_when": str, "timeout": (int, float)}
+FENCE_PLACEHOLDERS = ("node", "address")
 
 
 def _type_name(t) -> str:
@@ -115,6 +125,69 @@ class Config:
     balance_max_moves: int
     migrate_timeout: float
     migrate_unsafe: bool
+    recover_enabled: bool = False
+    recover_after: int = 3
+    fence: dict = field(default_factory=dict)   # node -> Fence
+
+
+@dataclass
+class Fence:
+    """How to power a node off from the admin host, and to see that it is off.
+    Commands are argv templates ({node}, {address} filled in per argument,
+    never through a shell)."""
+
+    power_off: list[str]
+    power_status: list[str]
+    off_when: re.Pattern
+    timeout: float
+
+    def argv(self, which: str, node: str, address: str) -> list[str]:
+        return [a.format(node=node, address=address) for a in getattr(self, which)]
+
+
+def _fences(path: Path, data) -> dict:
+    import shlex
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: 'fence' must be a mapping of node name to its commands")
+    from .names import check_name
+    out = {}
+    for node, spec in data.items():
+        where = f"fence.{node}"
+        try:
+            check_name("node", str(node))
+        except Exception as e:
+            raise ConfigError(f"{path}: key '{where}': {e}") from None
+        if not isinstance(spec, dict) or not {"power_off", "power_status"} <= set(spec):
+            raise ConfigError(f"{path}: key '{where}' needs 'power_off' and 'power_status' commands")
+        for key, value in spec.items():
+            if key not in FENCE_KEYS:
+                raise ConfigError(f"{path}: unknown key '{where}.{key}' (allowed here: "
+                                  f"{', '.join(FENCE_KEYS)})")
+            if not isinstance(value, FENCE_KEYS[key]) or isinstance(value, bool):
+                raise ConfigError(f"{path}: key '{where}.{key}' must be "
+                                  f"{_type_name(FENCE_KEYS[key])}, not {value!r}")
+        argvs = {}
+        for key in ("power_off", "power_status"):
+            try:
+                argvs[key] = shlex.split(spec[key])
+                for a in argvs[key]:
+                    a.format(**{p: "x" for p in FENCE_PLACEHOLDERS})
+            except (ValueError, KeyError, IndexError) as e:
+                raise ConfigError(f"{path}: key '{where}.{key}': not a command template "
+                                  f"({e}; placeholders: {{node}}, {{address}})") from None
+            if not argvs[key]:
+                raise ConfigError(f"{path}: key '{where}.{key}' is empty")
+        try:
+            pattern = re.compile(spec.get("off_when", r"\boff\b"), re.IGNORECASE)
+        except re.error as e:
+            raise ConfigError(f"{path}: key '{where}.off_when': not a regular expression ({e})") from None
+        timeout = spec.get("timeout", 60)
+        if not 0 < timeout <= 3600:
+            raise ConfigError(f"{path}: key '{where}.timeout' must be 1 to 3600 seconds")
+        out[str(node)] = Fence(argvs["power_off"], argvs["power_status"], pattern, float(timeout))
+    return out
 
 
 def _expand(p: str | None) -> str | None:
@@ -160,7 +233,8 @@ def _check_values(path: Path, merged: dict) -> None:
                             ("lock_timeout", merged["lock_timeout"], 0),
                             ("migrate.timeout", merged["migrate"]["timeout"], 1),
                             ("balance.min_gain", merged["balance"]["min_gain"], 0),
-                            ("balance.max_moves", merged["balance"]["max_moves"], 1)):
+                            ("balance.max_moves", merged["balance"]["max_moves"], 1),
+                            ("recover.after", merged["recover"]["after"], 1)):
         if value < low:
             raise ConfigError(f"{path}: key '{key}' must be at least {low:g}, not {value!r}")
 
@@ -168,7 +242,9 @@ def _check_values(path: Path, merged: dict) -> None:
 def load_config(path: Path) -> Config:
     """Read and validate config.yaml; a missing file means every default."""
     merged: dict = {}
-    _merge(str(path), "", SCHEMA, _read(path), merged)
+    data = _read(path)
+    fence = data.pop("fence", None) if isinstance(data, dict) else None
+    _merge(str(path), "", SCHEMA, data, merged)
     _check_values(path, merged)
     s = merged["ssh"]
     identity = _expand(s["identity_file"])
@@ -194,6 +270,9 @@ def load_config(path: Path) -> Config:
         balance_max_moves=merged["balance"]["max_moves"],
         migrate_timeout=float(merged["migrate"]["timeout"]),
         migrate_unsafe=merged["migrate"]["unsafe"],
+        recover_enabled=merged["recover"]["enabled"],
+        recover_after=merged["recover"]["after"],
+        fence=_fences(path, fence),
     )
 
 

@@ -25,6 +25,8 @@ class DomainSpec:
     disks: list[str] = field(default_factory=list)       # source file/dev paths
     interfaces: list[str] = field(default_factory=list)  # "type:source:mac"
     uuid: str | None = None
+    leased: list[str] = field(default_factory=list)      # writable disks a lease locks for one host
+    lease_gaps: list[str] = field(default_factory=list)  # writable disks no lease can lock, and why
     path: str | None = None      # the conf/ file it was read from
     raw: bytes | None = None     # its exact bytes: what is sent on stdin, read once
 
@@ -86,16 +88,20 @@ def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
     vtext = (vcpu_el.get("current") or vcpu_el.text or "").strip() if vcpu_el is not None else "1"
     if not (vtext.isascii() and vtext.isdigit()) or not 1 <= int(vtext) <= MAX_VCPUS:
         raise DomainXMLError(f"{where}: <vcpu> must be 1 to {MAX_VCPUS}, not {vtext[:20]!r}")
-    disks = []
+    disks, leased, gaps = [], [], []
     for disk in root.findall("devices/disk"):
         src = disk.find("source")
-        if src is None:
-            continue
-        path = src.get("file") or src.get("dev")
+        path = (src.get("file") or src.get("dev")) if src is not None else None
         if path:
             if any(ord(c) < 32 for c in path):
                 raise DomainXMLError(f"{where}: a disk path holds a control character")
             disks.append(path)
+        gap = _lease_gap(disk, path)
+        if gap:
+            gaps.append(gap)
+        elif path and disk.find("shareable") is None and disk.find("readonly") is None \
+                and disk.get("device", "disk") not in ("cdrom", "floppy"):
+            leased.append(path)
     interfaces = []
     for iface in root.findall("devices/interface"):
         src = iface.find("source")
@@ -107,5 +113,22 @@ def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
                           f"{(mac.get('address') or '').lower() if mac is not None else ''}")
     uuid_el = root.find("uuid")
     return DomainSpec(name=name, memory_mib=memory, vcpus=int(vtext), disks=disks,
-                      interfaces=interfaces,
+                      interfaces=interfaces, leased=leased, lease_gaps=gaps,
                       uuid=uuid_el.text.strip() if uuid_el is not None and uuid_el.text else None)
+
+
+def _lease_gap(disk, path: str | None) -> str | None:
+    """A writable disk libvirt's lockd leases cannot lock (None: they can, or
+    the disk needs no lock). Leases are taken on a disk's local path; read-only
+    disks need none, and shareable ones are meant for several writers."""
+    shared = disk.find("shareable") is not None or disk.find("readonly") is not None
+    if shared or disk.get("device", "disk") in ("cdrom", "floppy") or path:
+        return None
+    return f"{_network_name(disk)}: a {disk.get('type', '?')} disk without a local path, not leased"
+
+
+def _network_name(disk) -> str:
+    src = disk.find("source")
+    if src is None:
+        return "a disk without a source"
+    return src.get("name") or src.get("volume") or src.get("protocol") or "a network disk"

@@ -21,6 +21,9 @@ from .state import command_line, now_iso
 
 def render_step(runner, home_root: Path, step: Step) -> str:
     """A shell line an admin could paste."""
+    if step.kind in (StepKind.LOCAL, StepKind.LOCAL_UNTIL):
+        until = f"   # until it prints /{step.expect}/" if step.kind is StepKind.LOCAL_UNTIL else ""
+        return step.command + until
     line = f"{runner.describe(step.node)} {shlex.quote(step.command)}"
     if step.stdin_file:
         line += f" < {shlex.quote(_shown_path(home_root, step.stdin_file))}"
@@ -108,11 +111,15 @@ class Executor:
                     raise RemoteError(f"{step.domain} is still running on {step.node} after "
                                       f"{step.timeout:g} s" + (f" ({step.hint})" if step.hint else ""))
             elif outcome != "ok":
-                raise RemoteError(f"{step.why} failed on {step.node}: {outcome}")
+                where = "on this host" if step.kind in (StepKind.LOCAL, StepKind.LOCAL_UNTIL) \
+                    else f"on {step.node}"
+                raise RemoteError(f"{step.why} failed {where}: {outcome}")
             done.append((step, outcome))
         return done
 
     def _run_step(self, step: Step):
+        if step.kind in (StepKind.LOCAL, StepKind.LOCAL_UNTIL):
+            return self._run_local(step)
         timeout = None
         if step.timeout:
             timeout = step.timeout + self.cfg.ssh.command_timeout
@@ -133,3 +140,35 @@ class Executor:
         self.audit.append(node=step.node, remote=logged, exit_code=res.exit_code,
                           duration=round(res.duration, 3), outcome=outcome)
         return outcome, res
+
+    def _run_local(self, step: Step):
+        """A command on the admin host (fencing a node): LOCAL once, LOCAL_UNTIL
+        every 2 s until its output matches `expect` or `timeout` runs out."""
+        import re
+        import subprocess
+        from .transport import Result
+        start = time.monotonic()
+        deadline = start + (step.timeout or self.cfg.ssh.command_timeout)
+        while True:
+            try:
+                p = subprocess.run(["sh", "-c", step.command], capture_output=True, text=True,
+                                   stdin=subprocess.DEVNULL,
+                                   timeout=max(1.0, deadline - time.monotonic()))
+                code, out, err = p.returncode, p.stdout, p.stderr
+            except subprocess.TimeoutExpired:
+                code, out, err = None, "", "timed out"
+            matched = step.kind is StepKind.LOCAL or (
+                code == 0 and re.search(step.expect or "", out, re.IGNORECASE) is not None)
+            if (code == 0 and matched) or time.monotonic() >= deadline or code is None:
+                break
+            time.sleep(2)
+        last = ((out.strip() or err.strip()).splitlines() or [""])[-1]
+        if code == 0 and matched:
+            outcome = "ok"
+        elif code == 0:
+            outcome = f"not confirmed within {step.timeout:g} s (last said: {last or 'nothing'})"
+        else:
+            outcome = f"exit {code}: {last}" if code is not None else f"timed out: {last}"
+        self.audit.append(node=step.node, remote=f"(on this host) {step.command}", exit_code=code,
+                          duration=round(time.monotonic() - start, 3), outcome=outcome)
+        return outcome, Result(step.node, step.command, 0 if outcome == "ok" else 1, out, err)

@@ -6,6 +6,8 @@ The planning itself (score, search, placement) is pure, in balance/.
 
 from __future__ import annotations
 
+import time
+
 from .actions import Outcome
 from .balance import BDomain, BNode, Move, plan_balance, plan_evacuation, score
 from .cluster import Cluster
@@ -63,17 +65,22 @@ def _disk_paths(specs) -> list[str]:
     return sorted({p for s in specs.values() for p in s.disks})
 
 
-def _show(app, out: Outcome, moves: list[Move], cluster: Cluster, executable: bool) -> None:
-    """The plan as a table (notes), as data, and as the commands --yes runs."""
+def show_moves(out: Outcome, moves: list[Move]) -> None:
+    """A plan's moves as a table (notes) and as data (JSON `moves`)."""
     out.notes += [f"  {i}. {m.domain}: {m.source} -> {m.target} ({m.memory_mib} MiB), "
                   f"score after {m.score_after:.4f}" for i, m in enumerate(moves, 1)]
+    out.data["moves"] = [{"domain": m.domain, "from": m.source, "to": m.target,
+                          "memory_mib": m.memory_mib, "score_after": round(m.score_after, 6)}
+                         for m in moves]
+
+
+def _show(app, out: Outcome, moves: list[Move], cluster: Cluster, executable: bool) -> None:
+    """The plan as a table, as data, and as the commands --yes runs."""
+    show_moves(out, moves)
     down = [f.name for f in cluster.unreachable()] if moves and executable else []
     if down:
         out.notes.append(f"  note: {', '.join(down)} did not answer: each move is refused until "
                          "every node answers (a domain there could be running already)")
-    out.data["moves"] = [{"domain": m.domain, "from": m.source, "to": m.target,
-                          "memory_mib": m.memory_mib, "score_after": round(m.score_after, 6)}
-                         for m in moves]
     if executable:
         out.lines = [render_step(app.runner, app.home.root,
                                  migrate_step(app.state, app.cfg, m.domain, m.source, m.target,
@@ -83,13 +90,15 @@ def _show(app, out: Outcome, moves: list[Move], cluster: Cluster, executable: bo
 def run_moves(app, moves: list[Move], out: Outcome) -> None:
     """Each move re-checked against a fresh scan; stop at the first failure."""
     ex = app.executor()
+    start = time.monotonic()
     for i, m in enumerate(moves, 1):
         try:
             spec = app.conf.load(m.domain)
             cluster, _ = app.scan_and_save(paths=spec.disks)
             plan = plan_migrate(cluster, app.state, app.cfg, spec, m.target, False,
                                 app.cfg.migrate_timeout)
-            app.out.say(f"[{i}/{len(moves)}] {m.domain}: {m.source} -> {m.target}")
+            app.out.step(i, len(moves), f"{m.domain}: {m.source} -> {m.target}",
+                         time.monotonic() - start)
             out.done += run_migration(app, ex, plan, spec)
         except HavirtError as e:
             left = [x.domain for x in moves[i - 1:]]

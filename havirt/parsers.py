@@ -66,8 +66,11 @@ class NodeFacts:
     paths: dict[str, bool] = field(default_factory=dict)
     xml: dict[str, str] = field(default_factory=dict)
     duration: float | None = None
-    leases: bool | None = None          # libvirt's lock manager active (lockd + virtlockd)
+    alive: bool = False                 # its own sshd answered (even if virsh then failed)
+    leases: bool | None = None          # libvirt's lock manager in force (lockd + virtlockd)
     lockspace: str | None = None        # the folder of its leases
+    lease_problem: str | None = None    # why leases are not in force
+    lease_marks: dict[str, str] = field(default_factory=dict)  # node -> host, markers seen in it
 
 
 def _lines(text: str) -> list[str]:
@@ -242,4 +245,52 @@ def parse_scan(node: str, text: str, stderr: str = "", exit_code: int = 0) -> No
             facts.domains[name].autostart = True
     facts.paths = parse_paths(s.get("paths", ""))
     facts.xml = {k[4:]: v for k, v in s.items() if k.startswith("xml ")}
+    if "leases" in s:
+        parse_leases(s["leases"], facts)
     return facts
+
+
+def parse_leases(text: str, facts: NodeFacts) -> None:
+    """The lease probe's `key=value` lines (see remote.LEASE_PROBE) -> facts."""
+    values: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise _bad("lease probe", n, line, "expected key=value")
+        if key == "seen":
+            parts = value.split()
+            if len(parts) == 3 and parts[0] == "havirt-lease-mark":
+                facts.lease_marks[parts[1]] = parts[2]
+        else:
+            values[key] = value.strip()
+    facts.lockspace = values.get("lockspace") or None
+    facts.lease_problem = _lease_problem(values)
+    facts.leases = facts.lease_problem is None
+
+
+def _lease_problem(v: dict[str, str]) -> str | None:
+    """Why libvirt's leases are not in force on the node (None: they are)."""
+    if v.get("lock_manager") != "lockd":
+        return "qemu.conf has no lock_manager = \"lockd\""
+    if not v.get("lockspace"):
+        return "qemu-lockd.conf has no file_lockspace_dir"
+    if v.get("auto_disk_leases") == "0":
+        return "qemu-lockd.conf sets auto_disk_leases = 0"
+    if v.get("virtlockd") != "yes":
+        return "virtlockd is not running (no /run/libvirt/virtlockd-sock)"
+    if "marked" not in v:
+        return f"the lockspace folder {v['lockspace']} does not exist"
+    if v["marked"] != "yes":
+        return f"cannot write in the lockspace {v['lockspace']}"
+    started, changed = v.get("daemon_started", ""), v.get("conf_changed", "")
+    if started.isdigit() and changed.isdigit() and int(changed) > int(started):
+        return "qemu.conf or qemu-lockd.conf changed after libvirtd started: restart libvirtd"
+    return None
+
+
+def is_lease_refusal(text: str) -> bool:
+    """Did libvirt refuse to start a domain because another host holds its lease?
+    (virtlockd: "resource busy: Lockspace resource '<sha256>' is locked")."""
+    return "Lockspace resource" in text and "is locked" in text

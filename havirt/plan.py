@@ -15,6 +15,8 @@ class StepKind(Enum):
     MIGRATE = "migrate"      # the same, with virsh's progress streamed to the admin
     WAIT_OFF = "wait-off"    # poll until the domain is off (remote.wait_off's exit codes)
     FORCE_OFF = "force-off"  # run only if the WAIT_OFF before it ran out of time
+    LOCAL = "local"          # run on the admin host (a fence command); must exit 0
+    LOCAL_UNTIL = "local-until"  # run on the admin host every 2 s until its output matches `expect`
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Step:
     stdin_file: str | None = None      # the conf/ file whose bytes go on stdin (shown)
     stdin_data: bytes | None = None    # those bytes, read once when the spec was
     hint: str = ""                     # what the admin can do when the step fails
+    expect: str | None = None          # LOCAL_UNTIL: a regular expression its output must match
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .names import quote_argv
+from .names import check_name, quote_argv
 
 # One virsh process per scan: several commands separated by ';'.
 SCAN_VIRSH = ("echo @@version; version --daemon; echo @@nodeinfo; nodeinfo; "
@@ -33,7 +33,30 @@ def virsh(cfg, *args) -> str:
 SCAN_FAILED = 3   # the scan script's exit code when any virsh command in it failed
 
 
-def scan_script(cfg, paths=(), dump_running=False) -> str:
+# Leases: is libvirt's lock manager in force, in which lockspace, and which
+# nodes' markers does this node see there? Each node keeps a marker file
+# `.havirt-lease-NODE` in its lockspace (rewritten only when missing or
+# wrong); nodes that see each other's markers share the lockspace.
+LEASE_PROBE = r"""printf '@@leases\n'
+conf() { sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$2" 2>/dev/null | tail -n 1 | sed 's/[[:space:]]*#.*$//; s/^"//; s/"[[:space:]]*$//'; }
+printf 'lock_manager=%s\nlockspace=%s\nauto_disk_leases=%s\n' "$(conf lock_manager /etc/libvirt/qemu.conf)" "$(conf file_lockspace_dir /etc/libvirt/qemu-lockd.conf)" "$(conf auto_disk_leases /etc/libvirt/qemu-lockd.conf)"
+[ -S /run/libvirt/virtlockd-sock ] && echo virtlockd=yes || echo virtlockd=no
+for pf in /run/libvirtd.pid /run/virtqemud.pid; do p=$(cat "$pf" 2>/dev/null) && [ -d "/proc/$p" ] || continue; printf 'daemon_started=%s\nconf_changed=%s\n' "$(stat -c %Y "$pf")" "$(stat -c %Y /etc/libvirt/qemu.conf /etc/libvirt/qemu-lockd.conf 2>/dev/null | sort -n | tail -n 1)"; break; done
+ls=$(conf file_lockspace_dir /etc/libvirt/qemu-lockd.conf)
+if [ -n "$ls" ] && [ -d "$ls" ]; then
+  m="havirt-lease-mark NODE $(hostname)"; f="$ls/.havirt-lease-NODE"
+  if [ "$(cat "$f" 2>/dev/null)" = "$m" ] || { printf '%s\n' "$m" > "$f.$$" && mv -f "$f.$$" "$f"; } 2>/dev/null; then echo marked=yes; else echo marked=no; fi
+  for g in "$ls"/.havirt-lease-*; do [ -f "$g" ] && printf 'seen=%s\n' "$(head -c 300 "$g" | head -n 1)"; done
+fi
+"""
+
+
+def lease_probe(node: str) -> str:
+    """The lease part of the scan script for `node` (a valid node name)."""
+    return LEASE_PROBE.replace("NODE", check_name("node", node))
+
+
+def scan_script(cfg, paths=(), dump_running=False, node: str | None = None) -> str:
     """One remote session: hostname, node facts, every domain, path checks.
 
     `paths` are disk paths whose existence the caller needs to know (start,
@@ -61,6 +84,8 @@ def scan_script(cfg, paths=(), dump_running=False) -> str:
         lines.append(f"{virsh(cfg, 'list', '--name')} | while IFS= read -r d; do "
                      "[ -n \"$d\" ] || continue; printf '@@xml %s\\n' \"$d\"; "
                      f"{virsh(cfg, 'dumpxml', '--domain')} \"$d\" 2>/dev/null; done")
+    if node is not None:
+        lines.append(lease_probe(node).rstrip("\n"))
     lines.append(f"case \"$rc:$err\" in 0:*error:*|[!0]*) exit {SCAN_FAILED};; esac")
     return "\n".join(lines) + "\n"
 
@@ -136,3 +161,10 @@ def migrate_argv(cfg, domain: str, address: str, user: str, port: int) -> list[s
 
 def migrate(cfg, domain: str, address: str, user: str, port: int) -> str:
     return quote_argv(migrate_argv(cfg, domain, address, user, port))
+
+
+# -- on the admin host ---------------------------------------------------------------
+
+def local(argv) -> str:
+    """A command run on the admin host (fencing), quoted once like the rest."""
+    return quote_argv(argv)

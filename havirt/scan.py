@@ -20,7 +20,7 @@ class Scan(NamedTuple):
 
 def read_nodes(runner, cfg, names, paths=(), dump_running=False) -> Cluster:
     """ONE session per node, all in parallel; unreachable nodes are facts too."""
-    results = runner.run_many({n: scan_script(cfg, paths, dump_running) for n in names})
+    results = runner.run_many({n: scan_script(cfg, paths, dump_running, node=n) for n in names})
     cluster = Cluster()
     for name in names:
         res = results[name]
@@ -31,7 +31,7 @@ def read_nodes(runner, cfg, names, paths=(), dump_running=False) -> Cluster:
             facts = parse_scan(name, res.stdout, res.stderr, res.exit_code)
         except ParseError as e:
             facts = NodeFacts(name=name, reachable=False, error=f"unexpected output: {e}")
-        facts.duration = res.duration
+        facts.duration, facts.alive = res.duration, True
         cluster.nodes[name] = facts
     return cluster
 
@@ -39,13 +39,15 @@ def read_nodes(runner, cfg, names, paths=(), dump_running=False) -> Cluster:
 def fresh_scan(runner, cfg, state: State, names, paths=(), dump_running=False) -> Cluster:
     """Read `names`, read again the nodes of a seeming double run, check identities."""
     cluster = read_nodes(runner, cfg, names, paths, dump_running)
-    suspects = sorted({n for ns in cluster.duplicates().values() for n in ns})
+    # The nodes were read at slightly different moments: at the very end of a
+    # live migration one read can catch the source still running and the other
+    # the target already running; and a node can list the lockspace before
+    # another wrote its marker there for the first time. Ask those nodes once
+    # more before calling it a double run or a lockspace apart.
+    suspects = {n for ns in cluster.duplicates().values() for n in ns}
+    suspects |= _marks_missed(cluster, state)
     if suspects:
-        # The nodes were read at slightly different moments: at the very end
-        # of a live migration one read can catch the source still running and
-        # the other the target already running. Ask those nodes once more
-        # before calling it a double run; a real one is still there.
-        cluster.nodes.update(read_nodes(runner, cfg, suspects, paths, dump_running).nodes)
+        cluster.nodes.update(read_nodes(runner, cfg, sorted(suspects), paths, dump_running).nodes)
     check_identity(cluster, state)
     return cluster
 
@@ -61,7 +63,7 @@ def check_identity(cluster: Cluster, state: State) -> None:
             continue
         recorded = state.nodes[name].hostname
         if recorded and facts.hostname != recorded:
-            facts.reachable = False
+            facts.reachable = facts.alive = False      # another machine answered, not this node
             facts.error = (f"answers as host {facts.hostname!r}, recorded as {recorded!r}: check "
                            f"its address (havirt node set {name} --address ...)")
             continue
@@ -70,21 +72,59 @@ def check_identity(cluster: Cluster, state: State) -> None:
         if len(names) > 1:
             for name in names:
                 facts = cluster.nodes[name]
-                facts.reachable = False
+                facts.reachable = facts.alive = False
                 facts.error = (f"nodes {', '.join(names)} all answer as host {host!r}: "
                                "check their addresses")
 
 
+def _marks_missed(cluster: Cluster, state: State) -> set[str]:
+    """Nodes with leases whose listing of the lockspace lacks the marker of
+    another node with leases in the same folder."""
+    leased = {n: cluster.nodes[n] for n in cluster.answered() if cluster.nodes[n].leases}
+    return {n for n, f in leased.items()
+            if any(m != n and g.lockspace == f.lockspace and m not in f.lease_marks
+                   for m, g in leased.items())}
+
+
+def lockspace_peers(cluster: Cluster, state: State) -> dict[str, list[str]]:
+    """For every node that answered with leases in force: the other nodes with
+    leases that share its lockspace (each sees the other's marker in it). A
+    node this scan did not read counts as it was at its last scan."""
+    def now(m):
+        f = cluster.nodes.get(m)
+        return f if f is not None and f.reachable else None
+
+    def host(m):
+        return now(m).hostname if now(m) else state.nodes[m].hostname
+
+    def leased(m):
+        return now(m).leases if now(m) else state.nodes[m].leases
+
+    def sees(n, m):
+        return cluster.nodes[n].lease_marks.get(m) == host(m)
+
+    out = {}
+    for n in cluster.answered():
+        if cluster.nodes[n].leases:
+            out[n] = sorted(m for m in state.nodes if m != n and leased(m) and sees(n, m)
+                            and (sees(m, n) if now(m) else n in state.nodes[m].lockspace_peers))
+    return out
+
+
 def _node_findings(state: State, cluster: Cluster, when: str) -> list[Finding]:
     findings = []
+    peers = lockspace_peers(cluster, state)
     for name, facts in sorted(cluster.nodes.items()):
         rec = state.nodes[name]
         if facts.reachable:
             rec.reachable, rec.error, rec.last_scan = True, None, when
             rec.cpus, rec.memory_mib = facts.cpus, facts.memory_mib
             rec.hostname, rec.libvirt_version = facts.hostname, facts.libvirt_version
+            rec.leases, rec.lockspace = facts.leases, facts.lockspace
+            rec.lockspace_peers, rec.silent_scans = peers.get(name, []), 0
             continue
         rec.reachable, rec.error = False, facts.error
+        rec.silent_scans += 1
         stale = sorted(d.name for d in state.domains.values() if d.node == name)
         findings.append(Finding(
             "error", "unreachable", name,

@@ -49,6 +49,7 @@ class NodeRecord:
     error: str | None = None
     leases: bool | None = None       # libvirt's lock manager (virtlockd) active at the last scan
     lockspace: str | None = None     # its lockspace folder at the last scan
+    lockspace_peers: list[str] = field(default_factory=list)  # nodes seen sharing it then
     silent_scans: int = 0            # scans in a row it did not answer (recovery counts them)
 
 

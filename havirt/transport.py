@@ -231,22 +231,16 @@ def _collect(chan, deadline: float, on_output, drain: float = 2.0) -> tuple[byte
 
     def pump() -> bool:
         got = False
-        while chan.recv_ready():
-            data = chan.recv(65536)
-            if not data:
-                break
-            out.extend(data)
-            got = True
-            if on_output:
-                on_output(data.decode(errors="replace"))
-        while chan.recv_stderr_ready():
-            data = chan.recv_stderr(65536)
-            if not data:
-                break
-            err.extend(data)
-            got = True
-            if on_output:  # virsh prints migration progress on stderr
-                on_output(data.decode(errors="replace"))
+        for ready, recv, buf in ((chan.recv_ready, chan.recv, out),
+                                 (chan.recv_stderr_ready, chan.recv_stderr, err)):
+            while ready():
+                data = recv(65536)
+                if not data:
+                    break
+                buf.extend(data)
+                got = True
+                if on_output:  # virsh prints migration progress on stderr
+                    on_output(data.decode(errors="replace"))
         return got
 
     ended_at = None

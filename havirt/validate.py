@@ -8,6 +8,7 @@ from .cluster import Cluster, Finding
 from .domxml import DomainSpec, parse_domain_xml
 from .errors import HavirtError
 from .rules import load_of, over_limits
+from .scan import lockspace_peers
 
 
 def conf_findings(app) -> tuple[dict[str, DomainSpec], list[Finding]]:
@@ -61,6 +62,7 @@ def cluster_findings(app, cluster: Cluster, specs: dict[str, DomainSpec]) -> lis
                                         f"{dname} on {node} differs from conf/: {'; '.join(diffs)}",
                                         f"havirt domain import {dname} --from {node} --force, "
                                         "or restart it from conf/"))
+    findings += lease_findings(cluster, state, specs)
     up = [n for n, f in sorted(cluster.nodes.items()) if f.reachable]
     for dname, spec in sorted(specs.items()):
         for path in spec.disks:
@@ -74,6 +76,33 @@ def cluster_findings(app, cluster: Cluster, specs: dict[str, DomainSpec]) -> lis
                                         f"disk {path} of {dname} is missing on {', '.join(missing)} "
                                         "(it could not start or migrate there)",
                                         "make the storage visible on every node"))
+    return findings
+
+
+def lease_findings(cluster: Cluster, state, specs: dict[str, DomainSpec]) -> list[Finding]:
+    """Nodes without leases, nodes that do not share one lockspace, and
+    domains with a disk no lease can lock."""
+    findings = []
+    peers = lockspace_peers(cluster, state)
+    fix = "see the README, Leases: lock_manager = \"lockd\", one file_lockspace_dir on shared storage"
+    for node in cluster.answered():
+        facts = cluster.nodes[node]
+        if not facts.leases:
+            findings.append(Finding("warning", "no-leases", node,
+                                    f"leases are not in force on {node}: {facts.lease_problem}", fix))
+            continue
+        apart = [m for m in peers if m != node and m not in peers[node]]
+        if apart:
+            where = ", ".join(f"{m} ({cluster.nodes[m].lockspace})" for m in apart)
+            findings.append(Finding("error", "lockspace", node,
+                                    f"{node} ({facts.lockspace}) does not share its lockspace "
+                                    f"with {where}: their leases cannot see each other", fix))
+    for name, spec in sorted(specs.items()):
+        for gap in spec.lease_gaps:
+            findings.append(Finding("warning", "lease-gap", name,
+                                    f"a disk of {name} no lease can lock: {gap}",
+                                    "give it a local path (a block device or file), or accept "
+                                    "that failover under leases cannot protect it"))
     return findings
 
 

@@ -10,7 +10,7 @@ NODE_COLUMNS = [("name", "node"), ("address", "address"), ("cpus", "cpus"),
                 ("memory_mib", "memory"), ("memory_cap_mib", "cap"),
                 ("allocated_mib", "mem used"), ("allocated_vcpus", "vcpus used"),
                 ("domains", "domains"), ("maintenance", "maint"), ("reachable", "up"),
-                ("last_scan", "last scan")]
+                ("leases", "leases"), ("last_scan", "last scan")]
 
 DOMAIN_COLUMNS = [("name", "domain"), ("state", "state"), ("node", "node"),
                   ("memory_mib", "memory"), ("vcpus", "vcpus"), ("maintenance", "maint"),
@@ -43,6 +43,7 @@ def node_rows(state: State, reserve_mib: int) -> list[dict]:
             "maintenance": r.maintenance, "reachable": r.reachable, "error": r.error,
             "last_scan": r.last_scan, "hostname": r.hostname,
             "libvirt_version": r.libvirt_version,
+            "leases": r.leases, "lockspace": r.lockspace, "lockspace_peers": r.lockspace_peers,
         })
     return rows
 

@@ -70,23 +70,31 @@ def node_list(opts):
 
 @node.command("scan", epilog="""\b
 Example: havirt node scan
-Cron:    */5 * * * * /opt/havirt/havirt.py node scan -q""")
+Cron:    */5 * * * * /opt/havirt/havirt.py node scan -q --recover""")
 @click.argument("names", nargs=-1)
 @click.option("-q", "--quiet", "quiet_here", is_flag=True, help="Print only anomalies.")
+@click.option("--recover", is_flag=True,
+              help="Fail over nodes silent for recover.after scans (leases or fence guard only).")
 @pass_app
-def node_scan(opts, names, quiet_here):
+def node_scan(opts, names, quiet_here, recover):
     """Ask every node (or NAMES) what runs there, in parallel; record it.
 
     Exit 1 when anything is wrong: a domain on two nodes, a node that did
     not answer, a running domain with no XML in conf/, a domain defined
     persistent or autostart on a node.
+
+    With --recover (or recover.enabled in config.yaml), a node that has not
+    answered recover.after scans in a row has its domains restarted on the
+    other nodes, as `node failover` would, but only where leases or a fence
+    prove it cannot run them; what was recovered, and what was not, is
+    printed (also with -q) so that cron mails it.
     """
     from ..actions import node_scan as scan
     from ..views import NODE_COLUMNS, finding_rows, node_rows
     app = opts.app()
     out = opts.out
     out.quiet = out.quiet or quiet_here
-    findings = scan(app, names)
+    findings = scan(app, names, recover=recover or app.cfg.recover_enabled)
     if not out.quiet:
         rows = [r for r in node_rows(app.state, app.cfg.reserve_mib) if not names or r["name"] in names]
         out.emit(rows, NODE_COLUMNS, doc={"nodes": rows, "anomalies": finding_rows(findings)}
@@ -132,3 +140,29 @@ def node_maintenance(opts, name, mode, no_evacuate):
         outcome = evacuate(app, name) if mode == "on" and not no_evacuate else None
     if outcome is not None:
         opts.out.outcome(outcome)
+
+
+@node.command("failover", epilog="""\b
+Examples: havirt node failover node3                    # print the plan and its guard
+          havirt --yes node failover node3
+          havirt --yes node failover node3 --to node1 --to node2 --confirm-off""")
+@click.argument("name")
+@click.option("--to", "to", multiple=True, metavar="NODE", help="Only restart on these nodes.")
+@click.option("--confirm-off", is_flag=True, help="You state that NAME is powered off.")
+@pass_app
+def node_failover(opts, name, to, confirm_off):
+    """Restart the domains of NAME, a node that does not answer, on the others.
+
+    Refused (exit 3, naming why) unless a guard proves they cannot run
+    twice: leases in force on NAME at its last scan and on every receiving
+    node, in the same lockspace; or NAME's fence command (config.yaml)
+    powering it off and confirming it; or --confirm-off. The placement is
+    checked as a whole (memory, vCPUs, disks, maintenance); each start is
+    re-checked and verified by a fresh scan. Exit 1 if any domain was not
+    started.
+    """
+    from ..failover import failover
+    app = opts.app()
+    with app.lock():
+        outcome = failover(app, name, to, confirm_off)
+    opts.out.outcome(outcome)

@@ -46,6 +46,11 @@ class Console(Reporter):
         if self._progress_open:
             self.progress("\n")
 
+    def step(self, done: int, total: int, text: str, elapsed: float) -> None:
+        """A progress line per move, on a terminal only (and never with -q)."""
+        if not self.quiet and sys.stderr.isatty():
+            print(f"[{done}/{total}] {text} ({elapsed:.0f} s elapsed)", file=sys.stderr, flush=True)
+
     # -- results -------------------------------------------------------------------
     def emit(self, rows, columns, doc=None) -> None:
         click.echo(render(self.fmt, rows, columns, doc))
@@ -67,13 +72,19 @@ class Console(Reporter):
             click.echo(printable(f"{f.severity.upper()} {f.kind} {f.subject}: {f.message}{fix}"), err=err)
 
     def outcome(self, out) -> None:
-        """The plan (dry run) or what was done."""
+        """The plan (dry run) or what was done; then exit with the outcome's
+        status when some part of it failed."""
         if self.fmt == "json":
             from ..views import finding_rows
             click.echo(json.dumps({"dry_run": out.dry_run, "commands": out.lines, "done": out.done,
                                    "notes": out.notes, **out.data,
                                    "anomalies": finding_rows(out.findings)}, indent=2))
-            return
+        else:
+            self._outcome_text(out)
+        if out.status:
+            raise SystemExit(out.status)
+
+    def _outcome_text(self, out) -> None:
         self.findings(out.findings, err=True)   # what the fresh scan found wrong, on the way
         for note in out.notes:
             self.say(note)

@@ -36,6 +36,13 @@ class FakeCluster:
         self.records: dict[str, NodeRecord] = {}
         self.capsys = capsys
         self.runners: list[FakeRunner] = []
+        self.lockspaces: dict[str, dict[str, str]] = {}   # shared lockspace folders -> files
+
+    def leases(self, *names, lockspace="/shared/locks"):
+        """Leases in force on these nodes (default: all), in one shared lockspace."""
+        self.lockspaces.setdefault(lockspace, {})
+        for name in names or self.nodes:
+            self.nodes[name].leases, self.nodes[name].lockspace = True, lockspace
 
     def write_config(self, **extra):
         import yaml
@@ -70,7 +77,8 @@ class FakeCluster:
     runner_class = FakeRunner     # a test may give a subclass that changes the cluster as it goes
 
     def factory(self, app):
-        r = self.runner_class(app, self.nodes, real_describe=self.real_describe)
+        r = self.runner_class(app, self.nodes, real_describe=self.real_describe,
+                              lockspaces=self.lockspaces)
         self.runners.append(r)
         return r
 

@@ -37,6 +37,7 @@ class FakeDomain:
     persistent: bool = False
     autostart: bool = False
     shuts_down: bool = True     # obeys ACPI shutdown
+    disks: list[str] = field(default_factory=list)   # what its leases lock, with leases on
 
 
 @dataclass
@@ -54,6 +55,8 @@ class FakeNode:
     scan_stdout: str | None = None
     scan_stderr: str = ""
     scan_exit: int = 0
+    leases: bool = False          # lock_manager = "lockd" and virtlockd running
+    lockspace: str | None = None  # file_lockspace_dir (a key of FakeRunner.lockspaces, if it exists)
 
     def add(self, name, **kw) -> FakeDomain:
         d = self.domains[name] = FakeDomain(name=name, **kw)
@@ -69,7 +72,8 @@ def is_scan(command: str) -> bool:
 
 
 class FakeRunner(Runner):
-    def __init__(self, app, nodes: dict[str, FakeNode], real_describe=False):
+    def __init__(self, app, nodes: dict[str, FakeNode], real_describe=False, lockspaces=None):
+        self.lockspaces = {} if lockspaces is None else lockspaces   # folder -> {file: text}
         self.app = app
         self.cfg = app.cfg
         self.nodes = nodes
@@ -144,8 +148,17 @@ class FakeRunner(Runner):
         name = m.group(1).decode()
         mem = re.search(rb"<memory unit='MiB'>(\d+)</memory>", stdin)
         vcpus = re.search(rb"<vcpu>(\d+)</vcpu>", stdin)
+        disks = [d.decode() for d in re.findall(rb"<source (?:file|dev)='([^']+)'", stdin)]
+        if n.leases:
+            for other in self.nodes.values():
+                held = [d for x in other.domains.values() if x.state != "shut off" for d in x.disks]
+                if other is not n and other.leases and other.lockspace == n.lockspace \
+                        and set(held) & set(disks):
+                    return Result(n.name, command, 1, "", "error: Failed to create domain from "
+                                  "/dev/stdin\nerror: resource busy: Lockspace resource "
+                                  "'5e1b0c9a' is locked\n")
         n.add(name, memory_mib=int(mem.group(1)) if mem else 32,
-              vcpus=int(vcpus.group(1)) if vcpus else 1)
+              vcpus=int(vcpus.group(1)) if vcpus else 1, disks=disks)
         return Result(n.name, command, 0, f"Domain '{name}' created from /dev/stdin\n")
 
     def _migrate(self, n, command, on_output):
@@ -188,7 +201,7 @@ class FakeRunner(Runner):
         m = re.search(r"\nfor p in (.*?); do ", command)
         paths = shlex.split(m.group(1)) if m else []
         dump_running = "printf '@@xml" in command
-        expected = remote.scan_script(self.cfg, paths, dump_running)
+        expected = remote.scan_script(self.cfg, paths, dump_running, node=n.name)
         if command != expected:
             self._unexpected(f"scan script differs from havirt's own:\n{command}\n---\n{expected}")
         if n.scan_stdout is not None:
@@ -225,7 +238,20 @@ class FakeRunner(Runner):
             for d in n.domains.values():
                 if d.state != "shut off":
                     out.append(f"@@xml {d.name}\n{n.xml.get(d.name, '')}")
+        out.append(self._lease_probe(n))
         return Result(n.name, command, 0, "\n".join(out) + "\n", "")
+
+    def _lease_probe(self, n: FakeNode) -> str:
+        """What remote.LEASE_PROBE prints on this node; writes its marker."""
+        lines = ["@@leases", f"lock_manager={'lockd' if n.leases else ''}",
+                 f"lockspace={n.lockspace or ''}", "auto_disk_leases=",
+                 f"virtlockd={'yes' if n.leases else 'no'}"]
+        folder = self.lockspaces.get(n.lockspace) if n.lockspace else None
+        if folder is not None:
+            folder[f".havirt-lease-{n.name}"] = f"havirt-lease-mark {n.name} {n.hostname or n.name}"
+            lines.append("marked=yes")
+            lines += [f"seen={text}" for _, text in sorted(folder.items())]
+        return "\n".join(lines)
 
 
 def _seconds(command: str) -> float:

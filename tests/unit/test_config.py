@@ -88,8 +88,8 @@ def test_unknown_top_level_key(tmp_path):
     p = write(tmp_path, "dryrun: true\nsssh: {}\n")
     with pytest.raises(ConfigError) as e:
         load_config(p)
-    assert str(e.value) == (f"{p}: unknown key 'sssh' (allowed here: balance, dryrun, "
-                            "lock_timeout, migrate, reserve, ssh, virsh)")
+    assert str(e.value) == (f"{p}: unknown key 'sssh' (allowed here: balance, dryrun, fence, "
+                            "lock_timeout, migrate, recover, reserve, ssh, virsh)")
 
 
 def test_unknown_nested_key(tmp_path):

@@ -20,7 +20,24 @@ def test_real_dumpxml_fixtures():
         spec = parse_domain_xml((VIRSH / f).read_text(), f)
         assert spec == DomainSpec(name="disk1", memory_mib=48, vcpus=1,
                                   disks=["/work/main/tests/lab/run/shared/disk1.qcow2"],
-                                  interfaces=[], uuid="6a1ab000-0000-4000-8000-00000816894b")
+                                  interfaces=[], uuid="6a1ab000-0000-4000-8000-00000816894b",
+                                  leased=["/work/main/tests/lab/run/shared/disk1.qcow2"])
+
+
+@pytest.mark.parametrize("disk, leased, gaps", [
+    ("<disk type='block' device='disk'><source dev='/dev/sdb'/></disk>", ["/dev/sdb"], []),
+    ("<disk type='file' device='disk'><source file='/srv/a.img'/></disk>", ["/srv/a.img"], []),
+    ("<disk type='file' device='cdrom'><source file='/iso/a.iso'/><readonly/></disk>", [], []),
+    ("<disk type='file' device='cdrom'/>", [], []),
+    ("<disk type='file' device='disk'><source file='/srv/s.img'/><shareable/></disk>", [], []),
+    ("<disk type='network' device='disk'><source protocol='rbd' name='pool/img'/></disk>", [],
+     ["pool/img: a network disk without a local path, not leased"]),
+    ("<disk type='volume' device='disk'><source pool='p' volume='v1'/></disk>", [],
+     ["v1: a volume disk without a local path, not leased"]),
+])
+def test_which_disks_leases_lock(disk, leased, gaps):
+    spec = parse_domain_xml(xml(disk))
+    assert (spec.leased, spec.lease_gaps) == (leased, gaps)
 
 
 @pytest.mark.parametrize("memory, mib", [

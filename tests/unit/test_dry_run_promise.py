@@ -91,3 +91,26 @@ def test_the_random_clusters_do_need_moves(tmp_path, capsys):
         fake.havirt("node", "scan")
         with_moves += bool(planned(fake, "cluster", "balance", "--max-moves", "10"))
     assert with_moves >= 16
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_failover_dry_run_is_what_yes_does(tmp_path, capsys, seed):
+    fake = FakeCluster(tmp_path, capsys)
+    random_cluster(fake, seed)
+    fake.havirt("node", "scan")
+    busiest = max(fake.nodes.values(), key=lambda n: len(n.domains))
+    busiest.reachable = False                 # powered off: its guests are gone
+    busiest.domains.clear()
+    args = ("node", "failover", busiest.name, "--confirm-off")
+    rc, out, err = fake.havirt("-f", "json", *args)
+    assert rc == 0, err
+    moves = [(m["domain"], m["to"]) for m in json.loads(out)["moves"]]
+    assert moves                                           # these clusters all have some to restart
+    rc, out, err = fake.havirt("--yes", "-f", "json", *args)
+    assert rc == 0, (moves, out, err)                      # every planned start happened
+    results = json.loads(out)["results"]
+    assert [(r["domain"], r["node"]) for r in results] == moves
+    assert all(r["outcome"] == f"started on {r['node']}" for r in results)
+    for d, target in moves:
+        assert [n.name for n in fake.nodes.values() if d in n.domains] == [target]
+    assert not fake.unexpected

@@ -150,37 +150,33 @@ def test_a_home_linked_by_another_user_is_refused(fake, tmp_path):
 
 # -- 3. files that cannot be written or read: one line, exit 2, nothing changed ------
 
-def test_var_not_writable(fake):
-    cluster(fake)
-    var = fake.home / "var"
+def var_read_only(var):
     os.chmod(var, 0o500)
-    before = home_snapshot(fake.home)
-    with permissions_apply():
-        rc, out, err = fake.havirt("node", "set", "node1", "--memory-cap", "100")
-    one_line(rc, err, 2, "havirt.lock: cannot open the lock: Permission denied")
-    assert home_snapshot(fake.home) == before
 
 
-def test_the_lock_file_not_writable(fake):
-    cluster(fake)
-    lock = fake.home / "var" / "havirt.lock"
-    lock.write_text("")
-    os.chmod(lock, 0o400)
-    with permissions_apply():
-        rc, out, err = fake.havirt("node", "set", "node1", "--memory-cap", "100")
-    one_line(rc, err, 2, "havirt.lock: cannot open the lock: Permission denied")
-
-
-def test_the_state_not_writable(fake):
-    cluster(fake)
-    var = fake.home / "var"
+def lock_read_only(var):
     (var / "havirt.lock").write_text("")
+    os.chmod(var / "havirt.lock", 0o400)
+
+
+def state_not_writable(var):
+    (var / "havirt.lock").write_text("")      # the lock can be taken; the state not written
     os.chmod(var / "havirt.lock", 0o600)
     os.chmod(var, 0o500)
+
+
+@pytest.mark.parametrize("setup, fragment", [
+    (var_read_only, "havirt.lock: cannot open the lock: Permission denied"),
+    (lock_read_only, "havirt.lock: cannot open the lock: Permission denied"),
+    (state_not_writable, "state.yaml: cannot write the state: Permission denied"),
+])
+def test_var_lock_or_state_not_writable(fake, setup, fragment):
+    cluster(fake)
+    setup(fake.home / "var")
     before = home_snapshot(fake.home)
     with permissions_apply():
         rc, out, err = fake.havirt("node", "set", "node1", "--memory-cap", "100")
-    one_line(rc, err, 2, "state.yaml: cannot write the state: Permission denied")
+    one_line(rc, err, 2, fragment)
     assert home_snapshot(fake.home) == before
 
 

@@ -15,11 +15,40 @@ def test_clean_cluster_is_consistent_and_nothing_is_written(fake):
     fake.conf("web1", memory_mib=512)
     a.add("web1", memory_mib=512)
     a.xml["web1"] = domain_xml("web1", memory_mib=512)
+    fake.leases()
     assert fake.havirt("node", "scan")[0] == 0
     before = fake.state_file.read_bytes()
     rc, out, err = fake.havirt("cluster", "validate")
     assert (rc, out, err) == (0, "all consistent\n", "")
     assert fake.state_file.read_bytes() == before
+
+
+def test_leases_findings(fake):
+    """A node without leases, a node in another lockspace, a disk no lease can lock."""
+    for n in ("node1", "node2", "node3", "node4"):
+        fake.node(n)
+    fake.leases("node1", "node2")
+    fake.leases("node3", lockspace="/local/locks")     # its own folder: sees only itself
+    (fake.home / "conf" / "rbd1.xml").write_text(
+        "<domain><name>rbd1</name><memory unit='MiB'>64</memory><devices>"
+        "<disk type='network' device='disk'><source protocol='rbd' name='pool/rbd1'/></disk>"
+        "</devices></domain>")
+    fake.havirt("node", "scan")
+    rc, out, _ = fake.havirt("-f", "json", "cluster", "validate")
+    found = {f["kind"]: f for f in json.loads(out)["findings"] if f["kind"] in
+             ("no-leases", "lockspace", "lease-gap")}
+    assert rc == 1
+    assert kinds(out) >= {("warning", "no-leases", "node4"), ("error", "lockspace", "node1"),
+                          ("error", "lockspace", "node2"), ("error", "lockspace", "node3"),
+                          ("warning", "lease-gap", "rbd1")}
+    assert ("warning", "no-leases", "node1") not in kinds(out)
+    assert found["no-leases"]["message"] == ('leases are not in force on node4: qemu.conf has no '
+                                             'lock_manager = "lockd"')
+    assert "pool/rbd1: a network disk without a local path" in found["lease-gap"]["message"]
+    lockspace = [f["message"] for f in json.loads(out)["findings"] if f["subject"] == "node3"
+                 and f["kind"] == "lockspace"][0]
+    assert lockspace == ("node3 (/local/locks) does not share its lockspace with node1 "
+                         "(/shared/locks), node2 (/shared/locks): their leases cannot see each other")
 
 
 def test_every_finding(fake):

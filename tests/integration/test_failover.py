@@ -1,0 +1,151 @@
+"""Leases and failover in the lab: the promise holds when a node dies, and
+against a virsh typed by hand (README: Leases, failover and recovery).
+
+The lab's block volumes (vol1..vol4) behave like iSCSI LUNs: only libvirt's
+leases keep a domain on them from running on two nodes. Every effect is
+checked with virsh and /proc on the nodes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from labkit import REPORT, anomaly_lines, refused
+
+VOLS = ("vol1", "vol2", "vol3")
+
+
+class DoubleRunWatch:
+    """Counts, every 0.1 s while it runs, the qemu processes of each domain
+    across the lab (a guest runs where its qemu runs)."""
+
+    def __init__(self, lab):
+        self.lab = lab
+        self.most: Counter = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self):
+        while not self._stop.is_set():
+            seen = Counter()
+            for pid in self.lab.qemu_pids():
+                try:
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                for arg in cmd:
+                    if arg.startswith(b"guest="):
+                        seen[arg[6:].split(b",")[0].decode()] += 1
+            for name, n in seen.items():
+                self.most[name] = max(self.most[name], n)
+            time.sleep(0.1)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def three_on(lab, hv, node: str):
+    for d in VOLS:
+        hv.yes("domain", "start", d, node)
+    assert all(lab.where(d) == [node] for d in VOLS)
+
+
+def test_with_leases_a_hand_typed_start_elsewhere_fails(lab, hv):
+    hv.yes("domain", "start", "vol1", "node1")
+    p = lab.virsh("node2", "create", lab.xml("vol1"))
+    assert p.returncode != 0 and "is locked" in p.stderr, p
+    assert lab.where("vol1") == ["node1"]
+    r = hv.run("-f", "json", "node", "list")
+    assert all(n["leases"] is True and n["lockspace"] == str(lab.lockspace) for n in
+               json.loads(r.out)), r
+    r = hv.run("node", "scan")
+    assert r.rc == 0 and not anomaly_lines(r.out), r
+    assert hv.dom("vol1")["node"] == "node1" and hv.dom("vol1")["conflict"] == []
+    r = hv.run("cluster", "validate")
+    assert "no-leases" not in r.out and "lockspace" not in r.out, r
+
+
+def test_power_off_then_failover_runs_each_once_within_memory(lab, hv):
+    three_on(lab, hv, "node3")
+    for n in ("node1", "node2"):            # room for two vol domains of 32 MiB each, not three
+        hv.ok("node", "set", n, "--memory-cap", "80")
+    hv.ok("node", "scan")
+    lab.fault("node3", "power-off")
+    r = hv.run("node", "failover", "node3")
+    assert r.rc == 0 and "guard: leases" in r.out and r.out.count("create /dev/stdin") == 3, r
+    t0 = time.monotonic()
+    with DoubleRunWatch(lab) as watch:
+        r = hv.run("--yes", "node", "failover", "node3")
+    seconds = time.monotonic() - t0
+    assert r.rc == 0, r
+    where = {d: lab.where(d) for d in VOLS}
+    assert all(len(w) == 1 and w[0] in ("node1", "node2") for w in where.values()), where
+    assert all(watch.most[d] == 1 for d in VOLS), watch.most
+    per_node = Counter(w[0] for w in where.values())
+    assert sorted(per_node.values()) == [1, 2], per_node          # 2 x 32 MiB <= 80 MiB cap
+    for d in VOLS:
+        assert f"{d}: started on {where[d][0]}" in r.out, r
+        assert hv.dom(d)["node"] == where[d][0] and hv.dom(d)["stale"] is False
+    assert [e["outcome"] for e in hv.audit()][-3:] == ["ok"] * 3
+    REPORT.append(f"failover of a powered-off node with 3 block-volume domains: {seconds:.1f} s")
+
+
+def test_link_down_failover_is_refused_by_every_lease_and_nothing_runs_twice(lab, hv):
+    three_on(lab, hv, "node3")
+    hv.ok("node", "scan")
+    lab.fault("node3", "link-down")           # alive, cut off: its guests run, its leases hold
+    with DoubleRunWatch(lab) as watch:
+        r = hv.run("--yes", "node", "failover", "node3")
+    assert r.rc == 1, r
+    for d in VOLS:
+        assert f"{d}: refused by its lease: it still runs on node3, which is alive" in r.out, r
+    assert all(watch.most[d] == 1 for d in VOLS), watch.most
+    assert lab.running("node1") == set() and lab.running("node2") == set()
+    lab.fault("node3", "link-up")
+    assert all(lab.where(d) == ["node3"] for d in VOLS)
+    r = hv.run("node", "scan")
+    assert r.rc == 0 and not anomaly_lines(r.out), r
+    assert all(hv.dom(d)["node"] == "node3" for d in VOLS)
+
+
+def test_without_leases_failover_is_refused_then_proceeds_on_the_admins_word(lab, hv):
+    lab.leases("all", False)
+    hv.yes("domain", "start", "vol1", "node3")
+    hv.yes("domain", "start", "tiny1", "node3")
+    hv.ok("node", "scan")
+    lab.fault("node3", "power-off")
+    r = hv.run("--yes", "node", "failover", "node3")
+    refused(r, "no guard", "leases were not in force on node3", "--confirm-off: not given")
+    assert lab.where("vol1") == [] and lab.where("tiny1") == []
+    r = hv.run("--yes", "node", "failover", "node3", "--confirm-off")
+    assert r.rc == 0 and "guard: confirm-off" in r.out, r
+    assert len(lab.where("vol1")) == 1 and len(lab.where("tiny1")) == 1
+
+
+def test_cron_recovers_a_powered_off_node_after_the_configured_scans(lab, hv):
+    three_on(lab, hv, "node2")
+    hv.configure(recover={"after": 2})
+    hv.ok("node", "scan")
+    lab.fault("node2", "power-off")
+    r = hv.run("node", "scan", "-q", "--recover")                  # silent once: not yet
+    assert r.rc == 1 and "recovered" not in r.out, r
+    assert all(lab.where(d) == [] for d in VOLS)
+    r = hv.run("node", "scan", "-q", "--recover")                  # silent twice: recover
+    assert r.rc == 1, r
+    for d in VOLS:
+        assert len(lab.where(d)) == 1 and lab.where(d)[0] in ("node1", "node3"), d
+        assert any(ln.startswith(f"WARNING recovered {d}: node2 has not answered 2 scans in a row "
+                                 "(leases)") for ln in r.out.splitlines()), r
+    r = hv.run("node", "scan", "-q", "--recover")                  # nothing left to do
+    assert "recovered" not in r.out and all(len(lab.where(d)) == 1 for d in VOLS), r
+    lab.fault("node2", "power-on")
+    r = hv.run("node", "scan", "-q")
+    assert r.rc == 0 and r.out == "", r
