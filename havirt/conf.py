@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .domxml import DomainSpec, read_domain_file
 from .errors import DomainXMLError, HavirtError, HomeError, UsageError
-from .files import reason, replace_file
+from .files import read_file, reason, replace_file
 from .names import check_name, valid_name
 
 
@@ -64,7 +64,7 @@ class Conf:
         unreadable or non-UTF-8 file counts as different)."""
         path = self.path(name)
         try:
-            old = path.read_bytes()
+            old = read_file(path)
         except FileNotFoundError:
             return False
         except OSError:

@@ -47,8 +47,9 @@ def _memory_mib(where: str, el) -> int:
 
 def read_domain_file(path) -> DomainSpec:
     """Read a conf/ file ONCE: the spec is parsed from, and carries, those bytes."""
+    from .files import read_file
     try:
-        raw = path.read_bytes()
+        raw = read_file(path)      # a plain file only: a FIFO there would hang every listing
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise DomainXMLError(f"{path}: not UTF-8 text") from None

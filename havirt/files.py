@@ -46,6 +46,25 @@ def open_to_write(path: Path, flags: int, what: str) -> int:
     return fd
 
 
+def read_file(path: Path) -> bytes:
+    """The bytes of `path`, which must be a plain file (through a link is
+    fine: reading harms nothing). A FIFO or a device someone put there would
+    hang havirt or never end: refused with an OSError, like a folder;
+    FileNotFoundError is raised as it is."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a plain file", str(path))
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
 def replace_file(path: Path, data: bytes, mode: int) -> None:
     """Replace `path` atomically: a new file with an unpredictable name in the
     same folder (O_EXCL: never an existing file or link), written, fsynced,

@@ -80,8 +80,9 @@ def load(text: str):
 def read_text(path: Path, error) -> str | None:
     """The file as UTF-8 text; None when it does not exist. Any other problem
     raises `error` (an exception class) with one line naming the file."""
+    from .files import read_file
     try:
-        raw = path.read_bytes()
+        raw = read_file(path)
     except FileNotFoundError:
         return None
     except OSError as e:

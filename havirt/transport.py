@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .errors import ConfigError, NodeUnreachable, UsageError
+from .files import read_file
 from .names import check_address, check_user
 
 
@@ -291,8 +292,7 @@ def check_known_hosts(path: str) -> None:
     cannot read (it would otherwise fail every connection with a bare error)."""
     import paramiko
     try:
-        with open(path, "rb") as f:
-            lines = f.read().split(b"\n")
+        lines = read_file(path).split(b"\n")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
     for n, raw in enumerate(lines, 1):
@@ -318,8 +318,7 @@ class SSHConfigFile:
     def __init__(self, path: str):
         self.path = path
         try:
-            with open(path, "rb") as f:
-                text = f.read().decode("utf-8")
+            text = read_file(path).decode("utf-8")
         except UnicodeDecodeError:
             raise ConfigError(f"{path}: not UTF-8 text") from None
         except OSError as e:

@@ -19,12 +19,12 @@ LOG_COLUMNS = [("time", "time"), ("user", "user"), ("node", "node"), ("remote", 
 def log(opts, tail):
     """The audit log: every executed step (never dry runs), newest last."""
     from ..errors import HomeError
+    from ..files import read_file
     app = opts.app()
     path = app.home.audit_file
     entries = []
     try:
-        with open(path, "rb") as f:
-            lines = f.read().split(b"\n")
+        lines = read_file(path).split(b"\n")
     except FileNotFoundError:
         lines = []
     except OSError as e:

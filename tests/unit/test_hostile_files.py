@@ -307,3 +307,26 @@ def test_stray_files_in_conf_are_listed_as_problems_never_fatal(fake):
         assert "notes.xml: the root element is <html>" in err and "old.xml: " in err
     rc, out, err = fake.havirt("cluster", "validate")
     assert rc == 1 and out.count("bad-file-name") == 2, out
+
+
+# -- a FIFO or a device where havirt reads a file: refused at once, never a hang -------------
+
+def test_a_fifo_where_havirt_reads_is_refused_at_once(fake, tmp_path):
+    base(fake)
+    conf = fake.home / "conf"
+    os.mkfifo(conf / "web1.xml")
+    (conf / "dev.xml").symlink_to("/dev/zero")
+    rc, out, err = fake.havirt("domain", "list")
+    assert rc == 0 and "db1" in out, err
+    assert "web1.xml: cannot read: not a plain file" in err and "dev.xml: cannot read: not a plain file" in err
+    refused(fake, ["domain", "start", "web1", "node2"], 2, "web1.xml: cannot read: not a plain file")
+    for where in (fake.state_file, fake.home / "config.yaml", fake.home / "var" / "audit.log"):
+        saved = tmp_path / "saved"
+        if where.exists():
+            where.rename(saved)
+        os.mkfifo(where)
+        args = ["log"] if where.name == "audit.log" else ["node", "set", "node1", "--memory-cap", "9"]
+        refused(fake, args, 2, f"{where.name}: cannot read")
+        where.unlink()
+        if saved.exists():
+            saved.rename(where)
