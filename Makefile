@@ -7,10 +7,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NODES ?= 3
 LAB := tests/lab/lab
+# (mount: losetup for the lab's volumes; python3: the lab removes the loop
+# devices it made the kernel create)
 DEB_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu \
-	qemu-system-x86 qemu-utils openssh-server openssh-client iproute2
+	qemu-system-x86 qemu-utils openssh-server openssh-client iproute2 mount python3
+# make bench only: Ganeti's hbal, to compare cluster balance with
+BENCH_PACKAGES := ganeti-htools
 
-.PHONY: all venv deps unit integration test demo bench lab-up lab-down lab-status clean
+.PHONY: all venv deps bench-deps unit integration test demo bench lab-up lab-down lab-status lab-cache clean
 
 all: venv
 
@@ -24,14 +28,21 @@ $(VENV)/.done: pyproject.toml
 venv: $(VENV)/.done
 
 # The Debian side: only what is missing, so a second run costs nothing.
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+define install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEB_PACKAGES))
+
+bench-deps: deps
+	$(call install_missing,$(BENCH_PACKAGES))
 
 unit: venv
 	$(PY) -m pytest -q tests/unit
@@ -48,6 +59,11 @@ lab-down:
 lab-status:
 	$(LAB) status
 
+# The real guests' kernel and initramfs, downloaded (apt-get download, not
+# installed) into tests/lab/cache/ once; `lab up` does it when they are missing.
+lab-cache:
+	$(LAB) cache
+
 # Unit tests first (fast), then the lab; the lab comes down whatever happened.
 test: venv deps
 	$(PY) -m pytest -q tests/unit
@@ -59,7 +75,8 @@ demo: venv deps
 	$(LAB) up $(NODES)
 	tests/lab/demo
 
-bench: venv deps
+bench: venv bench-deps
+	$(PY) bench/bench_balance.py
 	$(LAB) up 8; rc=$$?; \
 	if [ $$rc -eq 0 ]; then $(PY) bench/bench.py; rc=$$?; fi; \
 	$(LAB) down; exit $$rc

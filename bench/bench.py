@@ -9,9 +9,8 @@ ratios compare like with like on this shared, noisy machine):
   - havirt node scan (the whole command, process start included);
   - havirt scan wall time for 1, 2, 4 and 8 nodes;
   - read-only commands (no paramiko import) wall time;
-  - state load and save at 1,000 nodes and 20,000 domains;
-  - balance planning at 100 nodes and 2,000 domains.
-Writes docs/BENCHMARK.md.
+  - state load and save at 1,000 nodes and 20,000 domains.
+Writes docs/BENCHMARK.md, keeping the balance section (bench_balance.py writes it).
 """
 
 from __future__ import annotations
@@ -186,9 +185,6 @@ def main() -> None:
                            for k in (1, 2, 4, 8) if k <= len(nodes)}
     results["readonly"] = readonly_times(havirt)
     results["state_load"], results["state_save"], results["state_bytes"] = state_io()
-    sys.path.insert(0, str(REPO / "bench"))
-    import bench_balance
-    results["balance"] = bench_balance.run()
     write_report(results, len(nodes), len(names))
     shutil.rmtree(home, ignore_errors=True)
 
@@ -205,7 +201,6 @@ def machine() -> str:
 
 
 def write_report(r: dict, n_nodes: int, n_domains: int) -> None:
-    b = r["balance"]
     lines = [
         "# havirt benchmark",
         "",
@@ -247,17 +242,13 @@ def write_report(r: dict, n_nodes: int, n_domains: int) -> None:
         f"load {r['state_load']:.3f} s, save {r['state_save']:.3f} s "
         f"({r['state_bytes'] / 1e6:.1f} MB)",
         "",
-        "## Balance planning, 100 nodes and 2,000 domains (target: under 5 s)",
-        "",
-        f"plan_balance {b['balance']['seconds']:.2f} s: score {b['score_input']:.4f} -> "
-        f"{b['balance']['score_after']:.4f} in {b['balance']['moves']} moves "
-        f"(plain greedy: {b['greedy']['seconds']:.2f} s, {b['greedy']['score_after']:.4f} in "
-        f"{b['greedy']['moves']} moves; min_gain {b['min_gain']})",
-        "",
     ]
     out = REPO / "docs" / "BENCHMARK.md"
     out.parent.mkdir(exist_ok=True)
-    out.write_text("\n".join(lines))
+    mark = "<!-- balance benchmark"
+    old = out.read_text() if out.exists() else ""
+    balance = old[old.index(mark):] if mark in old else ""
+    out.write_text("\n".join(lines) + ("\n" + balance if balance else ""))
     print("\n".join(lines))
     print(f"bench: written to {out}")
 

@@ -185,7 +185,11 @@ def domain_stop(app, name, mode, wait=None, force=False) -> Outcome:
             raise
         if not app.dry_run and (mode == "destroy" or wait):
             _verify(app, node, name, False)
-            out.done.append(f"{name} is off")
+            rec = app.state.domains.get(name)
+            silent = sorted({*(rec.maybe_on if rec else []), *([rec.node] if rec and rec.stale else [])})
+            out.done.append(f"{name} is off on {node}" + (
+                f"; {', '.join(silent)} did not answer and may still run it" if silent else ""))
+            out.status = 1 if silent else 0
         return out
 
 

@@ -40,8 +40,9 @@ SCHEMA: dict[str, object] = {
         "vcpu_ratio": ((int, float), 4.0),
     },
     "balance": {
-        "min_gain": ((int, float), 0.002),
-        "max_moves": (int, 20),
+        "min_gain": ((int, float), 0.03),
+        "max_moves": ((int, type(None)), 20),
+        "n_plus_1": (bool, True),
     },
     "migrate": {
         "timeout": ((int, float), 600),
@@ -122,7 +123,8 @@ class Config:
     reserve_mib: int
     vcpu_ratio: float
     balance_min_gain: float
-    balance_max_moves: int
+    balance_max_moves: int | str        # "none": no limit
+    balance_n_plus_1: bool
     migrate_timeout: float
     migrate_unsafe: bool
     recover_enabled: bool = False
@@ -233,7 +235,8 @@ def _check_values(path: Path, merged: dict) -> None:
                             ("lock_timeout", merged["lock_timeout"], 0),
                             ("migrate.timeout", merged["migrate"]["timeout"], 1),
                             ("balance.min_gain", merged["balance"]["min_gain"], 0),
-                            ("balance.max_moves", merged["balance"]["max_moves"], 1),
+                            ("balance.max_moves", 1 if merged["balance"]["max_moves"] is None
+                             else merged["balance"]["max_moves"], 1),
                             ("recover.after", merged["recover"]["after"], 1)):
         if value < low:
             raise ConfigError(f"{path}: key '{key}' must be at least {low:g}, not {value!r}")
@@ -267,7 +270,9 @@ def load_config(path: Path) -> Config:
         reserve_mib=merged["reserve"]["memory_mib"],
         vcpu_ratio=float(merged["reserve"]["vcpu_ratio"]),
         balance_min_gain=float(merged["balance"]["min_gain"]),
-        balance_max_moves=merged["balance"]["max_moves"],
+        balance_max_moves=merged["balance"]["max_moves"] if merged["balance"]["max_moves"] is not None
+        else "none",
+        balance_n_plus_1=merged["balance"]["n_plus_1"],
         migrate_timeout=float(merged["migrate"]["timeout"]),
         migrate_unsafe=merged["migrate"]["unsafe"],
         recover_enabled=merged["recover"]["enabled"],

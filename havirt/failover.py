@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from . import remote
 from .actions import Outcome
 from .cluster import Finding
-from .balance import BDomain, BNode, Move, plan_evacuation
+from .balance import Move
+from .balance import plan_failover as place_failover
 from .errors import HavirtError, Refusal, RemoteError
-from .moves import planner_domains, planner_nodes, show_moves
+from .moves import allowed_nodes, planner_domain, planner_domains, planner_nodes, show_moves
 from .parsers import is_lease_refusal
 from .plan import Plan, Step, StepKind
 from .planner import create_step, placement_problems
-from .rules import (disks_visible, lease_gaps, lease_guard_problems, load_of, need_to_start,
-                    presence_problems)
+from .rules import lease_gaps, lease_guard_problems, need_to_start, presence_problems
 
 
 @dataclass
@@ -98,7 +98,7 @@ def plan_failover(app, cluster, node: str, candidates, specs: dict, to=None, con
     if facts.alive:
         confirm_off = False         # its sshd answered (virsh failed): it is not powered off
     nodes = [n for n in planner_nodes(app, cluster) if n.name != node and (not to or n.name in to)]
-    receivers = [n.name for n in nodes]
+    receivers = [n.name for n in nodes if not n.maintenance]
     names, skipped = _to_restart(app, cluster, candidates, specs)
     guard, why, left_out = _guard(app, cluster, node, receivers, names, specs, confirm_off,
                                   allow_confirm)
@@ -107,18 +107,10 @@ def plan_failover(app, cluster, node: str, candidates, specs: dict, to=None, con
         return plan
     if guard == "fence":
         plan.fence = _fence_plan(app, node)
-    loads = {r: load_of(cluster, app.state, app.cfg, r) for r in receivers}
-    leaving = []
-    for name in names:
-        if name in left_out:
-            continue
-        need = need_to_start(specs[name])
-        allowed = frozenset(r for r in receivers if disks_visible(loads[r], need.disks)) \
-            if need.disks else None
-        leaving.append(BDomain(name, node, need.memory_mib, need.vcpus, True, "", allowed))
-    staying = planner_domains(app, cluster, nodes, specs)
-    ghost = BNode(node, max(1, sum(d.memory_mib for d in leaving)), 1, app.cfg.vcpu_ratio)
-    evac = plan_evacuation(nodes + [ghost], staying + leaving, node)
+    leaving = [planner_domain(name, node, None, specs[name], "",
+                              allowed_nodes(app, cluster, nodes, specs[name]))
+               for name in names if name not in left_out]
+    evac = place_failover(nodes, planner_domains(app, cluster, nodes, specs) + leaving, node)
     plan.moves, plan.blocking = evac.moves, plan.blocking + evac.blocking
     return plan
 
@@ -202,6 +194,8 @@ def _restart(app, ex, plan: FailoverPlan, move: Move, spec) -> tuple[str, str, s
     fact = facts.domains.get(name) if facts.reachable else None
     if fact is None or not fact.active:
         return name, f"not confirmed on {target}: {facts.error or 'not running after the start'}", None
+    app.state.domains[name].maybe_on = []     # the guard proved it does not run on `node`
+    app.save()
     return name, f"started on {target}", target
 
 

@@ -9,34 +9,51 @@ from __future__ import annotations
 import time
 
 from .actions import Outcome
-from .balance import BDomain, BNode, Move, plan_balance, plan_evacuation, score
+from .balance import BDomain, BNode, Move, n_plus_1, plan_balance, plan_evacuation, score
 from .cluster import Cluster
 from .errors import HavirtError, NodeUnreachable, RemoteError
 from .executor import render_step
 from .migration import run_migration
 from .planner import migrate_step, plan_migrate
-from .rules import disks_visible, held, load_of
+from .rules import disks_visible, held, load_of, need_to_start
 from .scan import cluster_from_state
 
 
-def planner_nodes(app, cluster: Cluster, source: str | None = None) -> list[BNode]:
-    """Nodes that may take part: up and not in maintenance (and `source`, the
-    node being emptied, which never receives)."""
+def planner_nodes(app, cluster: Cluster) -> list[BNode]:
+    """The nodes that are up, as the planners see them; those in maintenance
+    are flagged (never a target, outside the score, but N+1 asks about them)."""
     out = []
     for name in sorted(app.state.nodes):
         load = load_of(cluster, app.state, app.cfg, name)
-        if name == source:
-            out.append(BNode(name, load.usable_mib or 1, load.cpus or 1, app.cfg.vcpu_ratio))
-        elif load.reachable and not load.maintenance and load.cpus and load.usable_mib:
-            out.append(BNode(name, load.usable_mib, load.cpus, app.cfg.vcpu_ratio))
+        if load.reachable and load.cpus:
+            out.append(BNode(name, max(1, load.usable_mib or 0), load.cpus, app.cfg.vcpu_ratio,
+                             maintenance=load.maintenance))
     return out
 
 
+def planner_domain(name, node, fact, spec, why, allowed) -> BDomain:
+    """One domain for the planners: what it holds now (rules.held), what it
+    needs to start again from conf/ (rules.need_to_start), whether it may move."""
+    mem, vcpus = held(fact) if fact is not None else (0, 0)
+    need = need_to_start(spec) if spec is not None else None
+    return BDomain(name=name, node=node, memory_mib=mem, vcpus=vcpus, movable=not why,
+                   why_fixed=why or "in maintenance", allowed=allowed,
+                   restart_memory_mib=need.memory_mib if need else None,
+                   restart_vcpus=need.vcpus if need else None,
+                   restarted=why != "in maintenance")
+
+
+def allowed_nodes(app, cluster: Cluster, nodes: list[BNode], spec) -> frozenset[str] | None:
+    """The nodes where every disk of `spec` is visible (None: it has none)."""
+    if spec is None or not spec.disks:
+        return None
+    return frozenset(n.name for n in nodes
+                     if disks_visible(load_of(cluster, app.state, app.cfg, n.name), spec.disks))
+
+
 def planner_domains(app, cluster: Cluster, nodes: list[BNode], specs: dict) -> list[BDomain]:
-    """The domains running on `nodes`, each once (its running copy), sized by
-    what it holds (rules.held), with the nodes where its disks are visible."""
+    """The domains running on `nodes`, each once (its running copy)."""
     names = {n.name for n in nodes}
-    loads = {n: load_of(cluster, app.state, app.cfg, n) for n in names}
     dups = cluster.duplicates()
     out = []
     for name, (node, fact) in sorted(cluster.placements().items()):
@@ -47,18 +64,17 @@ def planner_domains(app, cluster: Cluster, nodes: list[BNode], specs: dict) -> l
         why = ("runs on several nodes" if name in dups else
                "in maintenance" if rec and rec.maintenance else
                "no usable XML in conf/" if spec is None else "")
-        allowed = None
-        if spec is not None and spec.disks:
-            allowed = frozenset(n for n in names if disks_visible(loads[n], spec.disks))
-        mem, vcpus = held(fact)
-        out.append(BDomain(name=name, node=node, memory_mib=mem, vcpus=vcpus,
-                           movable=not why, why_fixed=why or "in maintenance", allowed=allowed))
+        out.append(planner_domain(name, node, fact, spec, why, allowed_nodes(app, cluster, nodes, spec)))
     return out
 
 
-def cluster_score(app, cluster: Cluster) -> float | None:
+def cluster_verdict(app, cluster: Cluster, specs: dict):
+    """(the imbalance score, N+1): None, None when no node is up."""
     nodes = planner_nodes(app, cluster)
-    return score(nodes, planner_domains(app, cluster, nodes, {})) if nodes else None
+    if not nodes:
+        return None, None
+    domains = planner_domains(app, cluster, nodes, specs)
+    return score(nodes, domains), n_plus_1(nodes, domains)
 
 
 def _disk_paths(specs) -> list[str]:
@@ -117,7 +133,7 @@ def evacuate(app, node: str) -> Outcome:
     facts = cluster.nodes[node]
     if not facts.reachable:
         raise NodeUnreachable(node, f"{facts.error}; cannot evacuate it")
-    nodes = planner_nodes(app, cluster, source=node)
+    nodes = planner_nodes(app, cluster)
     plan = plan_evacuation(nodes, planner_domains(app, cluster, nodes, specs), node)
     out = Outcome(dry_run=app.dry_run, findings=findings)
     out.notes = [f"evacuating {node}: {len(plan.moves)} domain(s) to move"]
@@ -131,28 +147,50 @@ def evacuate(app, node: str) -> Outcome:
     return out
 
 
-def balance(app, max_moves: int | None, no_scan: bool) -> Outcome:
+UNLIMITED = "none"
+
+
+def balance(app, no_scan: bool, max_moves=None, min_gain=None, n_plus_1=None) -> Outcome:
+    """Plan (and with --yes run) the live migrations that even out the nodes.
+    None for an option: config.yaml's value; max_moves UNLIMITED: no limit."""
+    opts = (app.cfg.balance_max_moves if max_moves is None else max_moves,
+            app.cfg.balance_min_gain if min_gain is None else min_gain,
+            app.cfg.balance_n_plus_1 if n_plus_1 is None else n_plus_1)
     if no_scan:
         specs, _ = app.conf.load_all()
         return _balance(app, cluster_from_state(app.state, _disk_paths(specs)), specs,
-                        max_moves, Outcome(dry_run=True), executable=False)
+                        opts, Outcome(dry_run=True), executable=False)
     with app.lock():
         specs, _ = app.conf.load_all()
         cluster, findings = app.safety_scan(paths=_disk_paths(specs))
         out = Outcome(dry_run=app.dry_run, findings=findings)
-        return _balance(app, cluster, specs, max_moves, out, executable=True)
+        return _balance(app, cluster, specs, opts, out, executable=True)
 
 
-def _balance(app, cluster, specs, max_moves, out: Outcome, executable: bool) -> Outcome:
+def _balance(app, cluster, specs, opts, out: Outcome, executable: bool) -> Outcome:
+    max_moves, min_gain, keep_n_plus_1 = opts
     nodes = planner_nodes(app, cluster)
     plan = plan_balance(nodes, planner_domains(app, cluster, nodes, specs),
-                        max_moves or app.cfg.balance_max_moves, app.cfg.balance_min_gain)
+                        None if max_moves == UNLIMITED else max_moves, min_gain, keep_n_plus_1)
     out.notes = [f"score before: {plan.score_before:.4f}"]
     _show(app, out, plan.moves, cluster, executable)
+    active = sum(not n.maintenance for n in nodes)
     if not plan.moves:
-        out.notes.append(f"  no move lowers the score by {app.cfg.balance_min_gain:g} or more")
-    out.notes.append(f"score after:  {plan.score_after:.4f} ({len(plan.moves)} move(s))")
-    out.data.update(score_before=round(plan.score_before, 6), score_after=round(plan.score_after, 6))
+        out.notes.append(f"  no move lowers the score by {min_gain:g} / {active} node(s) or more")
+    out.notes.append(f"score after:  {plan.score_after:.4f} ({len(plan.moves)} move(s), "
+                     f"{plan.memory_mib} MiB to migrate)")
+    n1 = {k: None if v is None else {"ok": v.ok, "failing": v.failing}
+          for k, v in (("n_plus_1_before", plan.n_plus_1_before), ("n_plus_1_after", plan.n_plus_1_after))}
+    if plan.n_plus_1_before is not None:
+        out.notes.append(f"N+1: {_n_plus_1_text(plan.n_plus_1_before.failing)} before, "
+                         f"{_n_plus_1_text(plan.n_plus_1_after.failing)} after")
+    out.data.update(score_before=round(plan.score_before, 6), score_after=round(plan.score_after, 6),
+                    memory_mib=plan.memory_mib, **n1)
     if executable and not app.dry_run:
         run_moves(app, plan.moves, out)
     return out
+
+
+def _n_plus_1_text(failing) -> str:
+    return "every node's loss survivable" if not failing else \
+        f"the loss of {', '.join(failing)} not survivable"

@@ -111,8 +111,7 @@ def lockspace_peers(cluster: Cluster, state: State) -> dict[str, list[str]]:
     return out
 
 
-def _node_findings(state: State, cluster: Cluster, when: str) -> list[Finding]:
-    findings = []
+def _record_nodes(state: State, cluster: Cluster, when: str) -> None:
     peers = lockspace_peers(cluster, state)
     for name, facts in sorted(cluster.nodes.items()):
         rec = state.nodes[name]
@@ -122,14 +121,44 @@ def _node_findings(state: State, cluster: Cluster, when: str) -> list[Finding]:
             rec.hostname, rec.libvirt_version = facts.hostname, facts.libvirt_version
             rec.leases, rec.lockspace = facts.leases, facts.lockspace
             rec.lockspace_peers, rec.silent_scans = peers.get(name, []), 0
-            continue
-        rec.reachable, rec.error = False, facts.error
-        rec.silent_scans += 1
-        stale = sorted(d.name for d in state.domains.values() if d.node == name)
+        else:
+            rec.reachable, rec.error = False, facts.error
+            rec.silent_scans += 1
+
+
+def _record_domains(state: State, cluster: Cluster, when: str) -> None:
+    """Where every domain is now. A domain that a silent node was the last to
+    run is kept there (stale); if it now shows up on a node that answered, the
+    silent node stays in `maybe_on`: nobody can say it stopped there."""
+    silent = {n for n, r in state.nodes.items() if r.reachable is False}   # this scan or before
+    answered = set(cluster.answered())
+    duplicates = cluster.duplicates()
+    placements = cluster.placements()
+    for dname, rec in state.domains.items():
+        if dname not in placements:
+            maybe = sorted(m for m in {*rec.maybe_on, *([rec.node] if rec.node else [])} if m in silent)
+            if maybe:
+                rec.node, rec.stale, rec.maybe_on = maybe[0], True, maybe[1:]
+            elif rec.node in answered or (rec.node is None and answered == set(state.nodes)):
+                rec.node, rec.state, rec.stale, rec.conflict, rec.maybe_on = None, "shut off", False, [], []
+    for dname, (node, fact) in sorted(placements.items()):
+        rec = state.domain(dname)
+        was = [*rec.maybe_on, *([rec.node] if rec.active or rec.stale else [])]
+        rec.maybe_on = sorted({m for m in was if m in silent and m != node})
+        rec.node, rec.state, rec.stale = node, fact.state, False
+        rec.memory_mib, rec.vcpus, rec.last_seen = fact.memory_mib, fact.vcpus, when
+        rec.conflict = duplicates.get(dname, [])
+
+
+def _findings(state: State, cluster: Cluster, conf_names: set[str]) -> list[Finding]:
+    findings = []
+    for f in cluster.unreachable():
+        kept = sorted(d.name for d in state.domains.values()
+                      if d.node == f.name or f.name in d.maybe_on)
         findings.append(Finding(
-            "error", "unreachable", name,
-            f"node {name} did not answer: {facts.error}"
-            + (f"; last known domains kept as stale: {', '.join(stale)}" if stale else ""),
+            "error", "unreachable", f.name,
+            f"node {f.name} did not answer: {f.error}"
+            + (f"; last known domains kept as stale: {', '.join(kept)}" if kept else ""),
             "check the node, its sshd and libvirtd"))
     for n in cluster.answered():
         for d in cluster.nodes[n].domains.values():
@@ -141,6 +170,26 @@ def _node_findings(state: State, cluster: Cluster, when: str) -> list[Finding]:
                     f"domain {q} is {what} on {n}: libvirt could start it behind havirt's back",
                     f"on {n}: virsh autostart --disable {q}; virsh undefine {q}"
                     " (after 'havirt domain import' if conf/ has no copy)"))
+    present = cluster.present()
+    for dname, (node, _) in sorted(cluster.placements().items()):
+        rec = state.domains[dname]
+        q = quote_argv([dname])     # any name a node reports, quoted where it is shown
+        if rec.conflict:
+            findings.append(Finding(
+                "critical", "duplicate", dname,
+                f"DOMAIN {q} RUNS ON {len(present[dname])} NODES AT ONCE: "
+                f"{', '.join(n for n, _ in present[dname])}",
+                f"destroy all copies but one now (virsh destroy {q} on each node but one): "
+                "shared disks are being corrupted"))
+        if rec.maybe_on:
+            findings.append(Finding(
+                "critical", "maybe-twice", dname,
+                f"DOMAIN {q} RUNS ON {node} AND MAY STILL RUN ON {', '.join(rec.maybe_on)}, "
+                "WHICH DID NOT ANSWER (it was last seen there)",
+                f"find out at once whether {', '.join(rec.maybe_on)} still runs it (console, "
+                "power): if so, shared disks are being corrupted"))
+        if dname not in conf_names:
+            findings.append(no_xml_finding(dname, node))
     return findings
 
 
@@ -166,33 +215,9 @@ def record_scan(state: State, cluster: Cluster, conf_names: set[str]) -> list[Fi
     marked stale: they are never silently dropped.
     """
     when = now_iso()
-    findings = _node_findings(state, cluster, when)
-    present = cluster.present()
-    duplicates = cluster.duplicates()
-    for dname, (node, fact) in sorted(cluster.placements().items()):
-        rec = state.domain(dname)
-        rec.node, rec.state, rec.stale = node, fact.state, False
-        rec.memory_mib, rec.vcpus, rec.last_seen = fact.memory_mib, fact.vcpus, when
-        rec.conflict = duplicates.get(dname, [])
-        q = quote_argv([dname])     # any name a node reports, quoted where it is shown
-        if rec.conflict:
-            findings.append(Finding(
-                "critical", "duplicate", dname,
-                f"DOMAIN {q} RUNS ON {len(present[dname])} NODES AT ONCE: "
-                f"{', '.join(n for n, _ in present[dname])}",
-                f"destroy all copies but one now (virsh destroy {q} on each node but one): "
-                "shared disks are being corrupted"))
-        if dname not in conf_names:
-            findings.append(no_xml_finding(dname, node))
-    answered = set(cluster.answered())
-    for dname, rec in state.domains.items():
-        if dname in present:
-            continue
-        if rec.node in answered or (rec.node is None and answered == set(state.nodes)):
-            rec.node, rec.state, rec.stale, rec.conflict = None, "shut off", False, []
-        elif rec.node is not None and rec.node in cluster.nodes:
-            rec.stale = True
-    return findings
+    _record_nodes(state, cluster, when)
+    _record_domains(state, cluster, when)
+    return _findings(state, cluster, conf_names)
 
 
 def cluster_from_state(state: State, paths=()) -> Cluster:

@@ -64,6 +64,7 @@ class DomainRecord:
     last_seen: str | None = None
     stale: bool = False               # its node did not answer the last scan
     conflict: list[str] = field(default_factory=list)  # every node, when more than one
+    maybe_on: list[str] = field(default_factory=list)  # silent nodes that ran it last, seen elsewhere since
 
     @property
     def active(self) -> bool:

@@ -8,6 +8,7 @@ from .cluster import Cluster, Finding
 from .domxml import DomainSpec, parse_domain_xml
 from .errors import HavirtError
 from .rules import load_of, over_limits
+from .moves import cluster_verdict
 from .scan import lockspace_peers
 
 
@@ -63,6 +64,7 @@ def cluster_findings(app, cluster: Cluster, specs: dict[str, DomainSpec]) -> lis
                                         f"havirt domain import {dname} --from {node} --force, "
                                         "or restart it from conf/"))
     findings += lease_findings(cluster, state, specs)
+    findings += n_plus_1_findings(app, cluster, specs)
     up = [n for n, f in sorted(cluster.nodes.items()) if f.reachable]
     for dname, spec in sorted(specs.items()):
         for path in spec.disks:
@@ -76,6 +78,22 @@ def cluster_findings(app, cluster: Cluster, specs: dict[str, DomainSpec]) -> lis
                                         f"disk {path} of {dname} is missing on {', '.join(missing)} "
                                         "(it could not start or migrate there)",
                                         "make the storage visible on every node"))
+    return findings
+
+
+def n_plus_1_findings(app, cluster: Cluster, specs) -> list[Finding]:
+    """A node whose loss the cluster would not survive (its domains restarted
+    elsewhere as failover would place them)."""
+    _, n1 = cluster_verdict(app, cluster, specs)
+    findings = []
+    for name in n1.failing if n1 else ():
+        loss = n1.nodes[name]
+        findings.append(Finding(
+            "warning", "n-plus-1", name,
+            f"the cluster would not survive the loss of {name}: "
+            + "; ".join(f"{s.domain} would not restart ({s.reason})" for s in loss.stranded)
+            + f"; {loss.missing_mib} MiB, {loss.missing_vcpus} vCPUs missing",
+            "add capacity, or let havirt cluster balance restore N+1 where moves can"))
     return findings
 
 

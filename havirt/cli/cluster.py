@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from . import cli, pass_app
@@ -16,39 +18,66 @@ def cluster():
 @click.option("--no-scan", is_flag=True, help="Show the state file as it is (no SSH).")
 @pass_app
 def cluster_status(opts, no_scan):
-    """Per node: CPUs, vCPUs and their ratio, memory, domains; totals; the
+    """Per node: CPUs, vCPUs and their ratio, memory, domains, leases, and
+    whether the cluster survives its loss (N+1: its running domains
+    restarted on the others as failover would place them); totals; the
     imbalance score (see cluster balance)."""
-    from ..status import STATUS_COLUMNS, cluster_status as status
-    from ..views import finding_rows
+    from ..status import STATUS_COLUMNS, cluster_status as status, n_plus_1_lines
     out = opts.out
-    rows, totals, score, findings = status(opts.app(), no_scan)
+    rows, totals, score, n1, findings = status(opts.app(), no_scan)
+    from ..views import finding_rows
     out.emit(rows + [totals], STATUS_COLUMNS,
-             doc={"nodes": rows, "totals": totals, "score": score,
+             doc={"nodes": rows, "totals": totals, "score": score, "n_plus_1": n1,
                   "anomalies": finding_rows(findings)} if out.fmt == "json" else None)
     if out.fmt == "screen":
         out.say(f"imbalance score: {'-' if score is None else f'{score:.4f}'}")
-    out.findings(findings, json_done=True)   # under json: in the document, which stays one
+        for line in n_plus_1_lines(n1):
+            out.say(line)
+    out.findings(findings, json_done=True)
+
+
+def _max_moves(ctx, param, value):
+    if value is None or value.lower() == "none":
+        return value and "none"
+    if not value.isascii() or not value.isdigit() or int(value) < 1:
+        raise click.BadParameter("a number of moves (1 or more), or 'none' for no limit")
+    return int(value)
+
+
+def _finite(ctx, param, value):
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter("a number of 0 or more")
+    return value
 
 
 @cluster.command("balance", epilog="""\b
 Examples: havirt cluster balance                 # print the plan
           havirt --yes cluster balance --max-moves 5
+          havirt cluster balance --min-gain 0 --max-moves none   # as far as it goes
           havirt --home /tmp/whatif cluster balance --no-scan""")
-@click.option("--max-moves", type=click.IntRange(1, 10000), metavar="N",
-              help="At most N migrations (default: balance.max_moves).")
+@click.option("--max-moves", metavar="N|none", callback=_max_moves,
+              help="At most N migrations; none: no limit (default: balance.max_moves).")
+@click.option("--min-gain", type=click.FloatRange(0, clamp=False), metavar="G", callback=_finite,
+              help="Least gain of a migration, times the number of nodes (default: balance.min_gain).")
+@click.option("--no-n-plus-1", "n_plus_1", flag_value=False, default=None,
+              help="Allow moves that leave the loss of some node unsurvivable.")
 @click.option("--no-scan", is_flag=True,
               help="Plan from the state file as it is (what-if); never executes.")
 @pass_app
-def cluster_balance(opts, max_moves, no_scan):
+def cluster_balance(opts, max_moves, min_gain, n_plus_1, no_scan):
     """Plan live migrations that even out memory (and vCPU) use across the
     nodes that are up and not in maintenance, never breaking a limit.
 
     Score = pstdev of each node's free memory fraction + 0.5 x pstdev of
-    vCPU ratios. A move is made only if it lowers the score by at least
-    balance.min_gain.
+    vCPU ratios. A migration is planned only if it lowers the score by at
+    least min_gain divided by the number of nodes, so one value suits a
+    cluster of any size. Unless --no-n-plus-1, no move makes the loss of
+    some node unsurvivable (N+1), and moves that make it survivable again
+    come first. The first moves are the most useful: stopping after any
+    of them leaves the cluster as balanced as that many moves can.
     """
     from ..moves import balance
-    opts.out.outcome(balance(opts.app(), max_moves, no_scan))
+    opts.out.outcome(balance(opts.app(), no_scan, max_moves, min_gain, n_plus_1))
 
 
 @cluster.command("validate", epilog="Example: havirt cluster validate")

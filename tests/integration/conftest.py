@@ -32,8 +32,11 @@ def lab() -> Lab:
     if not LAB_ENV.exists():
         pytest.fail(f"the lab is not up ({LAB_ENV} is missing): run `make lab-up` "
                     "(or tests/lab/lab up 3) before the integration tests", pytrace=False)
-    # a run killed half-way may have left a fault behind: undo them (idempotent)
-    Lab(read_env()).undo_faults()
+    # a run killed half-way may have left a fault behind (a node powered off,
+    # leases switched off): undo them (idempotent)
+    first = Lab(read_env())
+    first.undo_faults()
+    first.restore_leases(first.nodes)
     p = subprocess.run([str(LAB_SCRIPT), "status"], capture_output=True, text=True, timeout=60)
     if p.returncode != 0:
         pytest.fail("the lab is not up or not healthy (tests/lab/lab status):\n"

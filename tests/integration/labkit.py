@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import re
 import shutil
 import signal
@@ -55,8 +57,11 @@ class Result:
 class Lab:
     """The lab cluster, seen from outside havirt."""
 
-    # undone in this order within a chain; the chains run in parallel
-    FAULT_UNDO = (("link-up",), ("sshd-thaw", "sshd-start"), ("libvirtd-thaw", "libvirtd-start"))
+    # undone in this order within a chain; the chains run in parallel (the lab
+    # runs the actions on one node one at a time, and refuses all but power-on
+    # on a powered-off node, so any interleaving ends with the node up)
+    FAULT_UNDO = (("power-on", "link-up"), ("sshd-thaw", "sshd-start"),
+                  ("libvirtd-thaw", "libvirtd-start"))
 
     def __init__(self, env: dict[str, str]):
         self.env = env
@@ -65,6 +70,11 @@ class Lab:
         self.n = int(env["LAB_NODES"])
         self.nodes = [f"node{k}" for k in range(1, self.n + 1)]
         self.faulted: set[str] = set()
+        self.leases_default = env.get("LAB_LEASES", "1") == "1"
+        self.leases_changed: set[str] = set()
+        self.volumes = [v for v in env.get("LAB_VOLUMES", "").split(",") if v]
+        self.guests = [g for g in env.get("LAB_GUESTS", "").split(",") if g]
+        self.lockspace = Path(env["LAB_LOCKSPACE"]) if env.get("LAB_LOCKSPACE") else None
 
     @staticmethod
     def address(node: str) -> str:
@@ -95,6 +105,85 @@ class Lab:
                            text=True, timeout=60, stdin=subprocess.DEVNULL)
         assert p.returncode == 0, f"lab fault {node} {action}: {p.stdout}{p.stderr}"
 
+    def leases(self, node: str, on: bool) -> None:
+        """Switch libvirt's leases on `node` ("all": every node); libvirtd restarts,
+        running domains keep running. Put back by undo_faults (after every test)."""
+        nodes = self.nodes if node == "all" else [node]
+        self.leases_changed.update(nodes)
+        p = subprocess.run([str(LAB_SCRIPT), "leases", node, "on" if on else "off"],
+                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert p.returncode == 0, f"lab leases {node}: {p.stdout}{p.stderr}"
+        state = self.status()
+        assert all(state[n]["leases"] == ("on" if on else "off") for n in nodes), state
+
+    def restore_leases(self, nodes=None) -> None:
+        """Leases as the lab came up (LAB_LEASES), on `nodes` (default: those changed)."""
+        nodes = sorted(self.leases_changed if nodes is None else nodes)
+        for node in nodes:
+            subprocess.run([str(LAB_SCRIPT), "leases", node, "on" if self.leases_default else "off"],
+                           capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+        self.leases_changed.difference_update(nodes)
+
+    def status(self) -> dict[str, dict[str, str]]:
+        """`lab status` per node: {"node1": {"sshd": "yes", "libvirtd": "yes",
+        "running": "0", "leases": "on", ["power": "off"]}}."""
+        p = subprocess.run([str(LAB_SCRIPT), "status"], capture_output=True, text=True,
+                           timeout=60, stdin=subprocess.DEVNULL)
+        out = {}
+        for line in p.stdout.splitlines():
+            words = line.split()
+            if words and words[0].startswith("node"):
+                out[words[0]] = dict(w.split("=", 1) for w in words[2:] if "=" in w)
+        return out
+
+    # -- real Linux guests -----------------------------------------------------
+    def console_log(self, node: str, domain: str) -> Path:
+        """What the guest printed on its serial console while it ran on `node`
+        (libvirt's <log file> in the node's /var/log/libvirt/qemu/)."""
+        return self.dir / node / "log" / "qemu" / f"{domain}-serial.log"
+
+    def console_text(self, node: str, domain: str) -> str:
+        try:
+            return self.console_log(node, domain).read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def console(self, node: str, domain: str, line: str, expect: str, timeout: float = 20) -> str:
+        """Type `line` on the guest's serial console (`virsh console` on the node,
+        through a pty as a person would) and wait for `expect`; return what was read."""
+        master, slave = pty.openpty()
+        p = subprocess.Popen([str(LAB_SCRIPT), "exec", node, "virsh", "-c", URI, "console", "--force",
+                              domain], stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        buf = b""
+
+        def read_until(pattern: bytes, seconds: float) -> bool:
+            nonlocal buf
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                if select.select([master], [], [], 0.1)[0]:
+                    try:
+                        buf += os.read(master, 4096)
+                    except OSError:
+                        return pattern in buf
+                if pattern in buf:
+                    return True
+            return False
+        try:
+            assert read_until(b"Escape character", timeout), f"virsh console {domain} on {node}: {buf!r}"
+            os.write(master, b"\r")
+            time.sleep(0.3)
+            os.write(master, line.encode() + b"\r")
+            read_until(expect.encode(), timeout)
+            os.write(master, b"\x1d")                 # ^]: leave the console
+            p.wait(timeout=10)
+        finally:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)      # our own process group only
+                p.wait()
+            os.close(master)
+        return buf.decode(errors="replace")
+
     # -- what really runs ------------------------------------------------------
     def running(self, node: str) -> set[str]:
         """Names of the domains active on `node`, says virsh on the node."""
@@ -115,21 +204,29 @@ class Lab:
         """Every node where `domain` is active (virsh on every node)."""
         return sorted(n for n, names in self.all_running().items() if domain in names)
 
+    def holder(self, node: str) -> int:
+        """The pid of the node's holder (the process that keeps its namespaces)."""
+        return int((self.dir / node / "holder.pid").read_text())
+
+    @staticmethod
+    def node_pids(node: str, comm_prefix: str = "") -> list[int]:
+        """Live processes inside the node's network namespace (zombies left out)."""
+        p = subprocess.run(["ip", "netns", "pids", f"havirt-{node}"], capture_output=True,
+                           text=True, timeout=10)
+        pids = []
+        for pid in p.stdout.split():
+            try:
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if comm.startswith(comm_prefix) and stat != "Z":
+                pids.append(int(pid))
+        return pids
+
     def qemu_pids(self) -> list[int]:
         """qemu processes inside the lab nodes' network namespaces."""
-        pids = []
-        for k in range(1, self.n + 1):
-            p = subprocess.run(["ip", "netns", "pids", f"havirt-node{k}"], capture_output=True,
-                               text=True, timeout=10)
-            for pid in p.stdout.split():
-                try:
-                    comm = Path(f"/proc/{pid}/comm").read_text().strip()
-                    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                except OSError:
-                    continue
-                if comm.startswith("qemu") and stat != "Z":
-                    pids.append(int(pid))
-        return pids
+        return [pid for node in self.nodes for pid in self.node_pids(node, "qemu")]
 
     # -- back to a clean lab ---------------------------------------------------
     def undo_faults(self, nodes=None) -> None:
@@ -143,6 +240,7 @@ class Lab:
         with ThreadPoolExecutor(len(jobs)) as pool:
             list(pool.map(undo, jobs))
         self.faulted.clear()
+        self.restore_leases()
 
     def wipe(self, deadline: float = 20) -> list[str]:
         """Destroy and undefine every domain on every node; return what is left."""

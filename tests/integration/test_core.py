@@ -241,7 +241,7 @@ def test_shutdown_and_destroy(lab, hv):
     assert lab.where("tiny1") == ["node1"]
 
     r = hv.run("--yes", "domain", "shutdown", "tiny1", "--wait", "3", "--force")
-    assert r.rc == 0 and "tiny1 is off" in r.out, r
+    assert r.rc == 0 and "tiny1 is off on" in r.out, r
     assert lab.where("tiny1") == []
     assert hv.dom("tiny1")["node"] is None
 
@@ -322,7 +322,7 @@ def test_cluster_status_formats_and_validate(lab, hv):
 
     r = hv.ok("-f", "json", "cluster", "status")
     doc = json.loads(r.out)
-    assert set(doc) == {"nodes", "totals", "score", "anomalies"} and doc["anomalies"] == []
+    assert set(doc) == {"nodes", "totals", "score", "n_plus_1", "anomalies"} and doc["anomalies"] == []
     nodes = {n["name"]: n for n in doc["nodes"]}
     assert nodes["node1"]["allocated_mib"] == 32 and nodes["node3"]["domains"] == 0
     assert doc["totals"]["allocated_mib"] == 80 and isinstance(doc["score"], float)

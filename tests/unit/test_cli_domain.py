@@ -225,7 +225,7 @@ def test_shutdown_wait_until_off(fake):
     assert rc == 0, err
     assert out == ("ask web1 on node1 to shut down: ok\n"
                    "wait up to 30 s for web1 to be off: ok\n"
-                   "web1 is off\n")
+                   "web1 is off on node1\n")
     assert "web1" not in a.domains
     d = fake.state().domains["web1"]
     assert (d.node, d.state) == (None, "shut off")
@@ -235,7 +235,7 @@ def test_shutdown_wait_force_destroys_a_stubborn_domain(fake):
     a, _ = stop_setup(fake, shuts_down=False)
     rc, out, err = fake.havirt("--yes", "domain", "shutdown", "web1", "--wait", "30", "--force")
     assert rc == 0, err
-    assert out.splitlines()[-1] == "web1 is off"
+    assert out.splitlines()[-1] == "web1 is off on node1"
     assert "power web1 off if it is still running: ok" in out
     calls = [c for _, c in non_scan_calls(fake)]
     assert calls[0] == f"{V} shutdown web1" and calls[-1] == f"{V} destroy web1"
@@ -268,7 +268,7 @@ def test_destroy_dry_run_and_yes(fake):
     assert "web1" in a.domains and non_scan_calls(fake) == []
     rc, out, err = fake.havirt("--yes", "domain", "destroy", "web1")
     assert rc == 0, err
-    assert out == "power web1 off on node1: ok\nweb1 is off\n"
+    assert out == "power web1 off on node1: ok\nweb1 is off on node1\n"
     assert "web1" not in a.domains
     assert non_scan_calls(fake) == [("node1", f"{V} destroy web1")]
 

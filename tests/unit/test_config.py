@@ -25,7 +25,8 @@ def test_defaults_when_no_file(tmp_path):
     assert (s.connect_timeout, s.command_timeout, s.parallel) == (5.0, 60.0, 16)
     assert (cfg.virsh_uri, cfg.virsh_command) == ("qemu:///system", "virsh")
     assert (cfg.reserve_mib, cfg.vcpu_ratio) == (1024, 4.0)
-    assert (cfg.balance_min_gain, cfg.balance_max_moves, cfg.migrate_timeout) == (0.002, 20, 600.0)
+    assert (cfg.balance_min_gain, cfg.balance_max_moves, cfg.migrate_timeout) == (0.03, 20, 600.0)
+    assert cfg.balance_n_plus_1 is True
 
 
 @pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n"])

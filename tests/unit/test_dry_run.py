@@ -57,7 +57,7 @@ def test_config_dryrun_false_executes_without_yes(fake):
     a, b = setup(fake)
     fake.write_config(dryrun=False)
     rc, out, err = fake.havirt("domain", "destroy", "db1")
-    assert (rc, out) == (0, "power db1 off on node1: ok\ndb1 is off\n"), err
+    assert (rc, out) == (0, "power db1 off on node1: ok\ndb1 is off on node1\n"), err
     assert a.domains == {}
 
 

@@ -250,3 +250,23 @@ def test_progress_lines_on_a_terminal(fake, monkeypatch):
     assert all(ln.endswith(" s elapsed)") for ln in lines)
     rc, out, err = fake.havirt("-q", "--yes", "node", "maintenance", "node1", "on")
     assert "[1/" not in err                                   # -q: nothing extra
+
+
+def test_after_a_failover_no_domain_is_suspected_of_running_twice(fake):
+    power_off(setup(fake))
+    assert fake.havirt("--yes", "node", "failover", "node3")[0] == 0
+    rc, out, err = fake.havirt("-q", "node", "scan")
+    assert rc == 1 and [ln.split(":")[0] for ln in out.splitlines()] == ["ERROR unreachable node3"]
+
+
+def test_destroying_the_copy_that_answers_does_not_claim_it_is_off_everywhere(fake):
+    node3 = setup(fake, leases=False)
+    link_down(node3)
+    fake.nodes["node1"].add("vol1", disks=["/dev/vol1"])      # started by hand behind havirt's back
+    rc, out, err = fake.havirt("-q", "node", "scan")
+    assert "CRITICAL maybe-twice vol1: DOMAIN vol1 RUNS ON node1 AND MAY STILL RUN ON node3" in out
+    rc, out, err = fake.havirt("--yes", "domain", "destroy", "vol1")
+    assert rc == 1 and out.splitlines()[-1] == (
+        "vol1 is off on node1; node3 did not answer and may still run it")
+    rec = fake.state().domains["vol1"]
+    assert (rec.node, rec.stale, rec.state) == ("node3", True, "running")

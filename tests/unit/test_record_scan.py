@@ -77,3 +77,35 @@ def test_the_state_as_a_cluster_for_what_if_planning():
     assert again.nodes["node1"].domains["web1"].memory_mib == 512
     assert again.nodes["node1"].paths == {"/d/a": True}
     assert not again.nodes["node2"].reachable
+
+
+def test_a_domain_last_seen_on_a_silent_node_and_now_elsewhere_may_run_twice():
+    cluster, state = world({"node1": {}, "node2": {"domains": [dom("vol2")]}, "node3": {}})
+    record_scan(state, cluster, {"vol2"})
+    # node2 cut off; someone starts vol2 by hand on node3
+    cluster, _ = world({"node1": {}, "node2": {"reachable": False}, "node3": {"domains": [dom("vol2")]}})
+    findings = record_scan(state, cluster, {"vol2"})
+    assert kinds(findings) == [("error", "unreachable", "node2"), ("critical", "maybe-twice", "vol2")]
+    assert "last known domains kept as stale: vol2" in findings[0].message
+    assert findings[1].message == ("DOMAIN vol2 RUNS ON node3 AND MAY STILL RUN ON node2, WHICH DID "
+                                   "NOT ANSWER (it was last seen there)")
+    rec = state.domains["vol2"]
+    assert (rec.node, rec.stale, rec.maybe_on) == ("node3", False, ["node2"])
+    # the copy on node3 destroyed: vol2 is still where it was last seen, on node2
+    cluster, _ = world({"node1": {}, "node2": {"reachable": False}, "node3": {}})
+    assert kinds(record_scan(state, cluster, {"vol2"})) == [("error", "unreachable", "node2")]
+    assert (rec.node, rec.stale, rec.state, rec.maybe_on) == ("node2", True, "running", [])
+    # node2 answers again, without it: now it is off
+    cluster, _ = world({"node1": {}, "node2": {}, "node3": {}})
+    assert record_scan(state, cluster, {"vol2"}) == []
+    assert (rec.node, rec.state, rec.stale) == (None, "shut off", False)
+
+
+def test_maybe_twice_ends_when_the_silent_node_answers():
+    cluster, state = world({"node2": {"domains": [dom("vol2")]}, "node3": {}})
+    record_scan(state, cluster, {"vol2"})
+    cluster, _ = world({"node2": {"reachable": False}, "node3": {"domains": [dom("vol2")]}})
+    record_scan(state, cluster, {"vol2"})
+    cluster, _ = world({"node2": {}, "node3": {"domains": [dom("vol2")]}})
+    assert record_scan(state, cluster, {"vol2"}) == []
+    assert state.domains["vol2"].maybe_on == [] and state.domains["vol2"].node == "node3"

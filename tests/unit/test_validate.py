@@ -95,3 +95,20 @@ def test_vcpu_over_limit(fake):
     fake.conf("big", vcpus=5)
     rc, out, _ = fake.havirt("-f", "json", "cluster", "validate")
     assert rc == 1 and ("error", "over-vcpu", "node1") in kinds(out)
+
+
+def test_n_plus_1_warning_names_what_would_not_restart(fake):
+    a, b = fake.node("node1", memory_mib=4096), fake.node("node2", memory_mib=4096)
+    fake.leases()
+    fake.conf("big", memory_mib=2048)
+    fake.conf("big2", memory_mib=2048)
+    a.add("big", memory_mib=2048)
+    b.add("big2", memory_mib=2048)          # 3072 usable each: neither can take the other's
+    fake.havirt("node", "scan")
+    rc, out, _ = fake.havirt("-f", "json", "cluster", "validate")
+    found = {(f["kind"], f["subject"]): f for f in json.loads(out)["findings"]}
+    assert rc == 1
+    assert found[("n-plus-1", "node1")]["message"] == (
+        "the cluster would not survive the loss of node1: big would not restart (needs 2048 MiB, "
+        "most free on an eligible node is 1024 MiB (node2)); 2048 MiB, 1 vCPUs missing")
+    assert ("n-plus-1", "node2") in found

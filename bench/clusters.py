@@ -1,0 +1,106 @@
+"""Generated clusters for the balance benchmarks and tests: deterministic by seed.
+
+Domains are placed with a bias toward the first nodes (an unbalanced
+cluster, as after a failover or years of hand placement), always within the
+hard limits. ``tight`` clusters are filled to about 90 % of their memory;
+``hetero`` ones mix node sizes four to one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from dataclasses import dataclass
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from havirt.balance import BDomain, BNode  # noqa: E402
+
+# (usable MiB, CPUs)
+SMALL = [(128 * 1024, 32), (192 * 1024, 48)]
+MIXED = [(128 * 1024, 32), (192 * 1024, 48), (256 * 1024, 64), (384 * 1024, 96)]
+HETERO = [(96 * 1024, 16), (384 * 1024, 96)]
+# (MiB, vCPUs) choices for domains
+FLEET = [(1024, 1), (2048, 2), (2048, 1), (4096, 2), (4096, 4), (8192, 4), (8192, 8), (16384, 8)]
+BIG = [(8192, 2), (16384, 4), (24576, 8), (32768, 8), (49152, 16)]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How to generate one cluster."""
+
+    name: str
+    nodes: int
+    domains: int
+    node_kinds: tuple = tuple(MIXED)
+    domain_kinds: tuple = tuple(FLEET)
+    fill: float = 0.0  # > 0: grow or shrink domains so memory use is about this share
+    skew: float = 3.0  # higher: domains crowd the first nodes more
+    allowed_share: float = 0.0  # share of domains on storage only some nodes see (one of 3 pools)
+    fixed_share: float = 0.0  # share of domains that may not move
+    max_ratio: float = 4.0
+
+
+def generate(shape: Shape, seed: int) -> tuple[list[BNode], list[BDomain]]:
+    """The nodes and domains of ``shape``, deterministic for ``seed``."""
+    rng = random.Random(f"{shape.name}/{seed}")
+    nodes = []
+    for k in range(shape.nodes):
+        mem, cpus = rng.choice(shape.node_kinds)
+        nodes.append(BNode(f"node{k:03d}", mem, cpus, shape.max_ratio))
+    sizes = [rng.choice(shape.domain_kinds) for _ in range(shape.domains)]
+    if shape.fill > 0:
+        scale = shape.fill * sum(n.usable_mib for n in nodes) / sum(m for m, _ in sizes)
+        sizes = [(max(256, int(m * scale) // 256 * 256), v) for m, v in sizes]
+    return nodes, _place(shape, nodes, sizes, rng)
+
+
+def _place(shape: Shape, nodes: list[BNode], sizes: list[tuple[int, int]], rng: random.Random) -> list[BDomain]:
+    names = [n.name for n in nodes]
+    pools = [frozenset(rng.sample(names, max(2, int(len(names) * rng.uniform(0.4, 0.8)))))
+             for _ in range(3 if shape.allowed_share else 0)]
+    used = [0] * len(nodes)
+    vused = [0] * len(nodes)
+    doms = []
+    n = len(nodes)
+    for k, (mem, vcpus) in enumerate(sorted(sizes, reverse=True)):
+        allowed = None
+        if rng.random() < shape.allowed_share:
+            allowed = rng.choice(pools)
+        pool = [j for j in range(n) if allowed is None or names[j] in allowed]
+        room = [j for j in pool if used[j] + mem <= nodes[j].usable_mib
+                and vused[j] + vcpus <= nodes[j].cpus * shape.max_ratio]
+        if not room:
+            continue
+        for _ in range(50):
+            j = min(int(rng.expovariate(shape.skew / n)), n - 1)
+            if j in room:
+                break
+        else:
+            j = room[0]
+        used[j] += mem
+        vused[j] += vcpus
+        doms.append(BDomain(f"vm{k:04d}", names[j], mem, vcpus,
+                            movable=rng.random() >= shape.fixed_share, allowed=allowed))
+    return doms
+
+
+# The clusters of the hbal comparison (memory and vCPUs only: every domain
+# movable, disks everywhere).
+COMPARISON = [
+    Shape("5n-40d", 5, 40, tuple(SMALL)),
+    Shape("8n-big", 8, 48, tuple(MIXED), tuple(BIG), skew=2.0),
+    Shape("10n-120d", 10, 120),
+    Shape("20n-300d-hetero", 20, 300, tuple(HETERO)),
+    Shape("30n-400d-tight", 30, 400, fill=0.9),
+    Shape("40n-600d", 40, 600),
+    Shape("40n-600d-tight-hetero", 40, 600, tuple(HETERO), fill=0.88),
+]
+# Larger, havirt alone (hbal needs many minutes there).
+LARGE = [
+    Shape("60n-1000d", 60, 1000),
+    Shape("100n-2000d", 100, 2000),
+    Shape("100n-2000d-tight", 100, 2000, fill=0.9),
+    Shape("100n-2000d-mixed", 100, 2000, allowed_share=0.15, fixed_share=0.02),
+]
