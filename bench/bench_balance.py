@@ -2,6 +2,7 @@
 
     python bench/bench_balance.py           # all of it; rewrites the balance section of docs/BENCHMARK.md
     python bench/bench_balance.py --quick   # the clusters up to 120 domains, nothing written
+    python bench/bench_balance.py --large   # havirt alone on the large clusters, nothing written
 
 For each generated cluster (``clusters.COMPARISON``) both tools plan from the
 same placement: hbal 3.0.2 (Debian's ganeti-htools, text backend, see
@@ -326,7 +327,11 @@ def write(section: str) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small clusters only; write nothing")
+    ap.add_argument("--large", action="store_true", help="havirt alone on the large clusters; write nothing")
     args = ap.parse_args()
+    if args.large:
+        print("\n".join(large_section([large(s) for s in LARGE])))
+        return
     started = datetime.now(timezone.utc)
     shapes = [s for s in COMPARISON if not args.quick or s.domains <= 120]
     with tempfile.TemporaryDirectory(prefix="havirt-hbal-") as tmp:

@@ -3,7 +3,9 @@
 Domains are placed with a bias toward the first nodes (an unbalanced
 cluster, as after a failover or years of hand placement), always within the
 hard limits. ``tight`` clusters are filled to about 90 % of their memory;
-``hetero`` ones mix node sizes four to one.
+``hetero`` ones mix node sizes four to one; ``skewed`` ones crowd the first
+nodes (domains placed as they come, not largest first), and some of their
+domains see their disks on only a few nodes (3 to 20) each.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ HETERO = [(96 * 1024, 16), (384 * 1024, 96)]
 # (MiB, vCPUs) choices for domains
 FLEET = [(1024, 1), (2048, 2), (2048, 1), (4096, 2), (4096, 4), (8192, 4), (8192, 8), (16384, 8)]
 BIG = [(8192, 2), (16384, 4), (24576, 8), (32768, 8), (49152, 16)]
+# Memory and vCPUs drawn each on its own (the skewed clusters).
+SKEWED = [(m, v) for m in (1024, 2048, 2048, 4096, 4096, 8192, 16384) for v in (1, 2, 2, 4, 8)]
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,10 @@ class Shape:
     fill: float = 0.0  # > 0: grow or shrink domains so memory use is about this share
     skew: float = 3.0  # higher: domains crowd the first nodes more
     allowed_share: float = 0.0  # share of domains on storage only some nodes see (one of 3 pools)
+    allowed_nodes: tuple[int, int] | None = None  # (a, b): each of those sees a nodes to b, drawn for it
     fixed_share: float = 0.0  # share of domains that may not move
     max_ratio: float = 4.0
+    largest_first: bool = True  # False: domains placed in the order drawn
 
 
 def generate(shape: Shape, seed: int) -> tuple[list[BNode], list[BDomain]]:
@@ -64,10 +70,14 @@ def _place(shape: Shape, nodes: list[BNode], sizes: list[tuple[int, int]], rng: 
     vused = [0] * len(nodes)
     doms = []
     n = len(nodes)
-    for k, (mem, vcpus) in enumerate(sorted(sizes, reverse=True)):
+    for k, (mem, vcpus) in enumerate(sorted(sizes, reverse=True) if shape.largest_first else sizes):
         allowed = None
         if rng.random() < shape.allowed_share:
-            allowed = rng.choice(pools)
+            if shape.allowed_nodes is None:
+                allowed = rng.choice(pools)
+            else:
+                a, b = (min(x, n) for x in shape.allowed_nodes)
+                allowed = frozenset(rng.sample(names, rng.randint(a, b)))
         pool = [j for j in range(n) if allowed is None or names[j] in allowed]
         room = [j for j in pool if used[j] + mem <= nodes[j].usable_mib
                 and vused[j] + vcpus <= nodes[j].cpus * shape.max_ratio]
@@ -103,4 +113,6 @@ LARGE = [
     Shape("100n-2000d", 100, 2000),
     Shape("100n-2000d-tight", 100, 2000, fill=0.9),
     Shape("100n-2000d-mixed", 100, 2000, allowed_share=0.15, fixed_share=0.02),
+    Shape("100n-2000d-skewed", 100, 2000, domain_kinds=tuple(SKEWED), allowed_share=0.15,
+          allowed_nodes=(3, 20), fixed_share=0.02, largest_first=False),
 ]

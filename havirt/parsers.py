@@ -271,9 +271,19 @@ def parse_leases(text: str, facts: NodeFacts) -> None:
 
 
 def _lease_problem(v: dict[str, str]) -> str | None:
-    """Why libvirt's leases are not in force on the node (None: they are)."""
-    if v.get("lock_manager") != "lockd":
-        return "qemu.conf has no lock_manager = \"lockd\""
+    """Why libvirt's leases are not in force on the node (None: they are).
+
+    In force: the running libvirtd loaded the lockd lock manager (its memory
+    map shows lockd.so: qemu.conf's lock_manager is read only at start),
+    virtlockd listens, a file lockspace is set and exists, and qemu-lockd.conf
+    did not change since libvirtd started."""
+    loaded = v.get("lockd_loaded")
+    if loaded != "yes":
+        if v.get("lock_manager") != "lockd":
+            return "qemu.conf has no lock_manager = \"lockd\""
+        if loaded == "no":
+            return "qemu.conf asks for lock_manager = \"lockd\" but libvirtd has not loaded it: restart libvirtd"
+        return "cannot tell which lock manager libvirtd uses (no /run/libvirtd.pid)"
     if not v.get("lockspace"):
         return "qemu-lockd.conf has no file_lockspace_dir"
     if v.get("auto_disk_leases") == "0":
@@ -284,9 +294,9 @@ def _lease_problem(v: dict[str, str]) -> str | None:
         return f"the lockspace folder {v['lockspace']} does not exist"
     if v["marked"] != "yes":
         return f"cannot write in the lockspace {v['lockspace']}"
-    started, changed = v.get("daemon_started", ""), v.get("conf_changed", "")
+    started, changed = v.get("daemon_started", ""), v.get("lockd_conf_changed", "")
     if started.isdigit() and changed.isdigit() and int(changed) > int(started):
-        return "qemu.conf or qemu-lockd.conf changed after libvirtd started: restart libvirtd"
+        return "qemu-lockd.conf changed after libvirtd started: restart libvirtd"
     return None
 
 

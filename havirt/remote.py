@@ -41,7 +41,7 @@ LEASE_PROBE = r"""printf '@@leases\n'
 conf() { sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$2" 2>/dev/null | tail -n 1 | sed 's/[[:space:]]*#.*$//; s/^"//; s/"[[:space:]]*$//'; }
 printf 'lock_manager=%s\nlockspace=%s\nauto_disk_leases=%s\n' "$(conf lock_manager /etc/libvirt/qemu.conf)" "$(conf file_lockspace_dir /etc/libvirt/qemu-lockd.conf)" "$(conf auto_disk_leases /etc/libvirt/qemu-lockd.conf)"
 [ -S /run/libvirt/virtlockd-sock ] && echo virtlockd=yes || echo virtlockd=no
-for pf in /run/libvirtd.pid /run/virtqemud.pid; do p=$(cat "$pf" 2>/dev/null) && [ -d "/proc/$p" ] || continue; printf 'daemon_started=%s\nconf_changed=%s\n' "$(stat -c %Y "$pf")" "$(stat -c %Y /etc/libvirt/qemu.conf /etc/libvirt/qemu-lockd.conf 2>/dev/null | sort -n | tail -n 1)"; break; done
+for pf in /run/libvirtd.pid /run/virtqemud.pid; do p=$(cat "$pf" 2>/dev/null) && [ -d "/proc/$p" ] || continue; grep -q 'lock-driver/lockd\.so' "/proc/$p/maps" 2>/dev/null && echo lockd_loaded=yes || echo lockd_loaded=no; printf 'daemon_started=%s\nlockd_conf_changed=%s\n' "$(stat -c %Y "$pf")" "$(stat -c %Y /etc/libvirt/qemu-lockd.conf 2>/dev/null)"; break; done
 ls=$(conf file_lockspace_dir /etc/libvirt/qemu-lockd.conf)
 if [ -n "$ls" ] && [ -d "$ls" ]; then
   m="havirt-lease-mark NODE $(hostname)"; f="$ls/.havirt-lease-NODE"

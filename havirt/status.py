@@ -37,12 +37,13 @@ def cluster_status(app, no_scan: bool):
 
 
 def n_plus_1_doc(n1) -> dict | None:
-    """N+1 as data: {"ok", "failing", "nodes": {node: {"survives_loss", "stranded":
-    [{"domain", "reason", "memory_mib", "vcpus"}], "missing_mib", "missing_vcpus"}}}."""
+    """N+1 as data: {"ok", "failing", "nodes": {node: {"survives_loss", "restarts": [moves],
+    "stranded": [{"domain", "reason", "memory_mib", "vcpus"}], "missing_mib", "missing_vcpus"}}}."""
     if n1 is None:
         return None
     return {"ok": n1.ok, "failing": n1.failing,
             "nodes": {name: {"survives_loss": loss.survives,
+                             "restarts": [m.as_dict() for m in loss.restarts],
                              "stranded": [s.as_dict() for s in loss.stranded],
                              "missing_mib": loss.missing_mib, "missing_vcpus": loss.missing_vcpus}
                       for name, loss in n1.nodes.items()}}

@@ -129,6 +129,8 @@ class Layout:
         self.aside: list[tuple[int, str]] = []
         self.moved: set[int] = set()
         self._groups: list[list[Group] | None] = [None] * self.n
+        # placement.Ranking's view of the nodes, with the allocation it was made for
+        self.ranking_cache: tuple[list[int], list[int], object] | None = None
         for k, d in enumerate(self.doms):
             i = self.index.get(d.node)
             if i is None:

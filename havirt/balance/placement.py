@@ -16,6 +16,7 @@ domain holds); failover and N+1 as they would start from conf/
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from collections.abc import Sequence
 
 from .model import BDomain, BNode, Layout
@@ -25,9 +26,10 @@ from .score import Sums, score_of
 # (domain index, target node index) for each domain placed.
 Placed = list[tuple[int, int]]
 # How a target ranks for a domain: (free share left once it is there, minus
-# the vCPU ratio then); the highest wins, the first node by name on a tie.
-Key = tuple[float, float]
-NO_KEY: Key = (-math.inf, 0.0)
+# the vCPU ratio then, minus the node's index); the highest wins, so the
+# first node by name on a tie. No two nodes have the same key.
+Key = tuple[float, float, int]
+NO_KEY: Key = (-math.inf, 0.0, 0)
 # A placement as it went, for each domain placed: (node, MiB, vCPUs, allowed
 # nodes, the winner's key, the best key of the others). What the N+1 guard
 # needs to tell cheaply whether a move changes the outcome.
@@ -40,27 +42,33 @@ def place(
     """Place domains ``leaving`` (indices into ``layout``) on every node but
     ``exclude`` (-1: none), without changing ``layout``; each step is
     appended to ``trace`` if one is given."""
-    extra_m: dict[int, int] = {}
-    extra_v: dict[int, int] = {}
-    order = sorted(leaving, key=lambda k: _largest_first(layout.doms[k], restart))
+    order = placement_order(layout, leaving, restart)
     placed: Placed = []
     stranded: list[Stranded] = []
+    ranking: Ranking | None = None
     for k in order:
         d = layout.doms[k]
         m, v = d.size(restart)
         if not d.movable:
             stranded.append(Stranded(d.name, f"{d.why_fixed} (not movable)", m, v))
             continue
-        j, key, runner_key = _best_target(layout, k, m, v, exclude, extra_m, extra_v)
+        if ranking is None:
+            ranking = Ranking(layout, exclude)
+        j, key, runner_key = ranking.best(layout.allowed[k], m, v)
         if j < 0:
-            stranded.append(Stranded(d.name, _why_stranded(layout, k, m, v, exclude, extra_m, extra_v), m, v))
+            why = _why_stranded(layout, k, m, v, exclude, ranking.extra_m, ranking.extra_v)
+            stranded.append(Stranded(d.name, why, m, v))
             continue
         if trace is not None:
             trace.append((j, m, v, layout.allowed[k], key, runner_key))
-        extra_m[j] = extra_m.get(j, 0) + m
-        extra_v[j] = extra_v.get(j, 0) + v
+        ranking.take(j, m, v)
         placed.append((k, j))
     return placed, stranded
+
+
+def placement_order(layout: Layout, leaving: Sequence[int], restart: bool) -> list[int]:
+    """Domains ``leaving`` in the order they are placed: largest first."""
+    return sorted(leaving, key=lambda k: _largest_first(layout.doms[k], restart))
 
 
 def _largest_first(d: BDomain, restart: bool) -> tuple[int, int, str]:
@@ -68,16 +76,127 @@ def _largest_first(d: BDomain, restart: bool) -> tuple[int, int, str]:
     return -m, -v, d.name
 
 
-def _best_target(
-    layout: Layout, k: int, m: int, v: int, exclude: int, extra_m: dict[int, int], extra_v: dict[int, int]
+# A kind of node: (usable MiB, CPUs, vCPU cap) and its nodes, each as
+# (-free MiB, vCPUs in use, index), in that order (most free first).
+_Kind = tuple[int, int, int, list[tuple[int, int, int]]]
+# Allowed sets this small are ranked node by node.
+FEW_ALLOWED = 16
+# The ranking by kind is used when there are at least this many nodes to a kind.
+KIND_MIN_NODES = 3
+
+
+class Ranking:
+    """The nodes one placement may use, ranked for each domain it places,
+    with what it has promised each node so far (``extra_m``/``extra_v``).
+
+    :meth:`best` answers what :func:`best_target` answers; it is faster on
+    clusters of few kinds of nodes (memory, CPUs, vCPU cap): each kind keeps
+    its nodes by free memory (most first), then vCPUs in use (fewest first),
+    then index. Along that order :func:`target_key` falls, whatever the
+    domain, so the search of a kind stops at the first node that ranks below
+    the runner-up found so far, once it has made sure that the next ones
+    rank lower still (one MiB less free, or one vCPU more in use, shows in
+    the key despite rounding), or at the first that lacks the memory.
+    Elsewhere, or for a domain whose disks few nodes see, every node that
+    may take it is ranked (:func:`best_target`).
+    """
+
+    def __init__(self, layout: Layout, exclude: int) -> None:
+        self.layout = layout
+        self.exclude = exclude
+        self.extra_m: dict[int, int] = {}
+        self.extra_v: dict[int, int] = {}
+        base = _kinds(layout)
+        self.kinds: list[_Kind] | None = None
+        if base is not None:
+            self.kinds = [(u, c, cap, list(nodes)) for u, c, cap, nodes in base[0]]
+            self.kind_of = base[1]
+            if exclude >= 0:
+                nodes = self.kinds[self.kind_of[exclude]][3]
+                entry = (layout.mem[exclude] - layout.usable[exclude], layout.vcpu[exclude], exclude)
+                del nodes[bisect_left(nodes, entry)]
+
+    def take(self, j: int, m: int, v: int) -> None:
+        """Promise ``m`` MiB and ``v`` vCPUs more to node ``j``."""
+        lay = self.layout
+        em, ev = self.extra_m.get(j, 0), self.extra_v.get(j, 0)
+        if self.kinds is not None:
+            nodes = self.kinds[self.kind_of[j]][3]
+            taken = lay.mem[j] + em - lay.usable[j]
+            used = lay.vcpu[j] + ev
+            del nodes[bisect_left(nodes, (taken, used, j))]
+            insort(nodes, (taken + m, used + v, j))
+        self.extra_m[j] = em + m
+        self.extra_v[j] = ev + v
+
+    def best(self, allowed: frozenset[int] | None, m: int, v: int) -> tuple[int, Key, Key]:
+        """The node that ranks first for a domain of ``m`` MiB and ``v``
+        vCPUs whose disks ``allowed`` (-1 when it fits nowhere), its key,
+        and the best key of the others: :func:`best_target`'s answer."""
+        if self.kinds is None or (allowed is not None and len(allowed) <= FEW_ALLOWED):
+            return best_target(self.layout, allowed, m, v, self.exclude, self.extra_m, self.extra_v)
+        best_j = -1
+        best_key = runner_key = NO_KEY
+        for u, c, cap, nodes in self.kinds:
+            for taken, used, j in nodes:
+                left = -taken - m
+                if left < 0:
+                    break  # nor do the next ones have the memory
+                key = (left / u, -(used + v) / c, -j)
+                if key < runner_key and (left - 1) / u < key[0] and -(used + v + 1) / c < key[1]:
+                    # the next ones have less free (a lower share), or as much
+                    # and more vCPUs in use (a lower second term), or a higher index
+                    break
+                if used + v > cap or (allowed is not None and j not in allowed):
+                    continue
+                if key > best_key:
+                    runner_key = best_key
+                    best_key = key
+                    best_j = j
+                elif key > runner_key:
+                    runner_key = key
+        return best_j, best_key, runner_key
+
+
+def _kinds(layout: Layout) -> tuple[list[_Kind], list[int]] | None:
+    """The kinds of nodes of ``layout`` as it is now, each with its nodes in
+    :class:`Ranking`'s order, and the kind of each node; None when the
+    nodes are too varied for that to pay. Kept until the layout changes."""
+    cache = layout.ranking_cache
+    if cache is not None and cache[0] == layout.mem and cache[1] == layout.vcpu:
+        return cache[2]
+    by_kind: dict[tuple[int, int, int], list[tuple[int, int, int]]] = {}
+    for j in range(layout.n):
+        kind = (layout.usable[j], layout.cpus[j], layout.vcap[j])
+        by_kind.setdefault(kind, []).append((layout.mem[j] - layout.usable[j], layout.vcpu[j], j))
+    out: tuple[list[_Kind], list[int]] | None = None
+    if len(by_kind) * KIND_MIN_NODES <= layout.n:
+        kinds = [(u, c, cap, sorted(nodes)) for (u, c, cap), nodes in sorted(by_kind.items())]
+        kind_of = [0] * layout.n
+        for q, kind in enumerate(kinds):
+            for _, _, j in kind[3]:
+                kind_of[j] = q
+        out = (kinds, kind_of)
+    layout.ranking_cache = (list(layout.mem), list(layout.vcpu), out)
+    return out
+
+
+def best_target(
+    layout: Layout,
+    allowed: frozenset[int] | None,
+    m: int,
+    v: int,
+    exclude: int,
+    extra_m: dict[int, int],
+    extra_v: dict[int, int],
 ) -> tuple[int, Key, Key]:
-    """The node that ranks first for ``k`` (-1 when it fits nowhere), its key,
-    and the best key of the others. The fit test is ``Layout.fits`` and the
-    key :func:`target_key`, both unrolled for speed."""
+    """The node that ranks first for a domain of ``m`` MiB and ``v`` vCPUs
+    whose disks ``allowed`` (-1 when it fits nowhere), its key, and the best
+    key of the others. The fit test is ``Layout.fits`` and the key
+    :func:`target_key`, both unrolled for speed."""
     best_j = -1
     best_key = runner_key = NO_KEY
     usable, cpus, mem, vcpu, vcap = layout.usable, layout.cpus, layout.mem, layout.vcpu, layout.vcap
-    allowed = layout.allowed[k]
     for j in range(layout.n) if allowed is None else sorted(allowed):
         if j == exclude:
             continue
@@ -85,7 +204,7 @@ def _best_target(
         used = vcpu[j] + extra_v.get(j, 0) + v
         if left < 0 or used > vcap[j]:
             continue
-        key = (left / usable[j], -used / cpus[j])
+        key = (left / usable[j], -used / cpus[j], -j)
         if key > best_key:
             runner_key = best_key
             best_key = key
@@ -105,7 +224,7 @@ def target_key(
     used = layout.vcpu[j] + extra_v + v
     if left < 0 or used > layout.vcap[j] or (allowed is not None and j not in allowed):
         return None
-    return (left / layout.usable[j], -used / layout.cpus[j])
+    return (left / layout.usable[j], -used / layout.cpus[j], -j)
 
 
 def _why_stranded(

@@ -36,16 +36,15 @@ def restore(layout: Layout, guard: Guard, budget: float) -> list[Hop]:
         if guard.places_all(name):
             guard.adopt(name)
     while len(steps) < budget:
-        best: tuple[tuple[float, int], int, int] | None = None
         tries = [(name, k, j) for name in guard.unsafe if _fixable(layout, name) for k, j in _candidates(layout, name)]
-        for name, k, j in tries[:MAX_TRIES]:
-            key = _worth(layout, guard, name, k, j)
-            if key is not None and (best is None or key < best[0]):
-                best = (key, k, j)
+        tries = tries[:MAX_TRIES]
+        # the first that works, by what it leaves (then in candidate order); the
+        # guard's check of it is the last it made, what commit keeps
+        ranked = sorted(range(len(tries)), key=lambda q: (_cost(layout, tries[q][1], tries[q][2]), q))
+        best = next((tries[q] for q in ranked if _works(layout, guard, *tries[q])), None)
         if best is None:
             return steps
         _, k, j = best
-        guard.allows([(k, j)])
         steps.append((k, layout.where[k], j))
         layout.apply(k, j)
         guard.commit([(k, j)])
@@ -92,14 +91,16 @@ def _candidates(layout: Layout, name: str) -> list[tuple[int, int]]:
     return out
 
 
-def _worth(layout: Layout, guard: Guard, name: str, k: int, j: int) -> tuple[float, int] | None:
-    """(score after, MiB moved) if moving ``k`` to ``j`` makes ``name``'s loss
-    survivable and no other fatal, else None."""
+def _cost(layout: Layout, k: int, j: int) -> tuple[float, int]:
+    """(score after, MiB moved) of moving ``k`` to ``j``."""
+    return layout.sums.after_move(layout.where[k], j, layout.dmem[k], layout.dvcpu[k]), layout.dmem[k]
+
+
+def _works(layout: Layout, guard: Guard, name: str, k: int, j: int) -> bool:
+    """Whether moving ``k`` to ``j`` makes ``name``'s loss survivable and no other fatal."""
     i = layout.shift(k, j)
     try:
         fixed = guard.places_all(name)
     finally:
         layout.shift(k, i)
-    if not fixed or not guard.allows([(k, j)]):
-        return None
-    return layout.sums.after_move(i, j, layout.dmem[k], layout.dvcpu[k]), layout.dmem[k]
+    return fixed and guard.allows([(k, j)])

@@ -157,11 +157,13 @@ def test_balance(lab, hv):
     r = hv.run("cluster", "balance")                                  # dry run
     assert r.rc == 0, r
     m1 = re.search(r"^score before: (\d+\.\d+)$", r.out, re.M)
-    m2 = re.search(r"^score after:\s+(\d+\.\d+) \((\d+) move\(s\)\)$", r.out, re.M)
+    m2 = re.search(r"^score after:\s+(\d+\.\d+) \((\d+) move\(s\), (\d+) MiB to migrate\)$",
+                   r.out, re.M)
     assert m1 and m2, r
     assert abs(float(m1.group(1)) - before) < 1e-3
     moves = re.findall(r"^\s+\d+\. (tiny\d): node1 -> (node\d) \(32 MiB\), score after", r.out, re.M)
     assert len(moves) == int(m2.group(2)) >= 2, r
+    assert int(m2.group(3)) == 32 * len(moves), r
     assert float(m2.group(1)) < before
     assert len([ln for ln in r.out.splitlines() if "migrate --live" in ln]) == len(moves)
     assert "dry run" in r.out
@@ -179,8 +181,34 @@ def test_balance(lab, hv):
     assert set(where.values()) == set(lab.nodes)
 
     r = hv.run("cluster", "balance")
-    assert r.rc == 0 and "(0 move(s))" in r.out and "no move lowers the score" in r.out, r
+    assert r.rc == 0 and "(0 move(s), 0 MiB to migrate)" in r.out and "no move lowers the score" in r.out, r
     assert "migrate --live" not in r.out
     doc = json.loads(hv.run("-f", "json", "cluster", "balance").out)
     assert doc["commands"] == []
     assert once_each(lab, names) == where
+
+
+def test_n_plus_1_of_real_nodes(lab, hv):
+    """cluster status says, for each real node, whether its domains could be
+    restarted on the others, and what is missing when not."""
+    for node in lab.nodes:
+        hv.ok("node", "set", node, "--memory-cap", "64")          # two tiny domains per node
+    for name, node in (("tiny1", "node1"), ("tiny2", "node1"), ("tiny3", "node2"),
+                       ("tiny4", "node2"), ("tiny5", "node3")):
+        hv.yes("domain", "start", name, node)
+    doc = json.loads(hv.ok("-f", "json", "cluster", "status").out)
+    n1 = doc["n_plus_1"]
+    assert n1["ok"] is False and n1["failing"] == lab.nodes, n1
+    assert [r["survives_loss"] for r in doc["nodes"]] == [False, False, False]
+    loss = n1["nodes"]["node1"]
+    assert loss["missing_mib"] == 32 and len(loss["stranded"]) == 1, loss
+    assert "needs 32 MiB, most free on an eligible node is 0 MiB" in loss["stranded"][0]["reason"]
+    r = hv.ok("cluster", "status")
+    assert "N+1: if node1 is lost, 1 domain(s) would not restart (32 MiB, 1 vCPUs missing)" in r.out, r
+    r = hv.run("cluster", "validate")
+    assert r.rc == 1 and "n-plus-1" in r.out, r
+
+    hv.yes("domain", "destroy", "tiny5")                           # node3 empty: room for two
+    doc = json.loads(hv.ok("-f", "json", "cluster", "status").out)
+    assert doc["n_plus_1"]["ok"] is True and all(r["survives_loss"] for r in doc["nodes"]), doc
+    assert {m["to"] for m in doc["n_plus_1"]["nodes"]["node1"]["restarts"]} == {"node3"}

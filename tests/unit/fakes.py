@@ -245,7 +245,8 @@ class FakeRunner(Runner):
         """What remote.LEASE_PROBE prints on this node; writes its marker."""
         lines = ["@@leases", f"lock_manager={'lockd' if n.leases else ''}",
                  f"lockspace={n.lockspace or ''}", "auto_disk_leases=",
-                 f"virtlockd={'yes' if n.leases else 'no'}"]
+                 f"virtlockd={'yes' if n.leases else 'no'}",
+                 f"lockd_loaded={'yes' if n.leases else 'no'}"]
         folder = self.lockspaces.get(n.lockspace) if n.lockspace else None
         if folder is not None:
             folder[f".havirt-lease-{n.name}"] = f"havirt-lease-mark {n.name} {n.hostname or n.name}"

@@ -24,8 +24,11 @@ def test_status_json_has_n_plus_1_per_node_and_for_the_cluster(fake):
     assert list(doc) == ["nodes", "totals", "score", "n_plus_1", "anomalies"]
     assert [r["survives_loss"] for r in doc["nodes"]] == [True, True, True]
     assert doc["n_plus_1"]["ok"] is True and doc["n_plus_1"]["failing"] == []
-    assert doc["n_plus_1"]["nodes"]["node1"] == {"survives_loss": True, "stranded": [],
-                                                 "missing_mib": 0, "missing_vcpus": 0}
+    loss = doc["n_plus_1"]["nodes"]["node1"]
+    assert list(loss) == ["survives_loss", "restarts", "stranded", "missing_mib", "missing_vcpus"]
+    assert (loss["survives_loss"], loss["stranded"], loss["missing_mib"]) == (True, [], 0)
+    assert sorted(m["domain"] for m in loss["restarts"]) == ["web0", "web1"]
+    assert all(m["to"] in ("node2", "node3") and m["from"] == "node1" for m in loss["restarts"])
     rc, out, err = fake.havirt("cluster", "status")
     assert "N+1: the cluster survives the loss of any one node" in out
 

@@ -228,3 +228,48 @@ def test_scan_garbage_in_paths_names_the_line():
     text = fx("scan-node1.out").replace("0 /nonexistent/disk.qcow2", "maybe /x")
     with pytest.raises(ParseError, match=r"path check, line 2: 'maybe /x'"):
         parse_scan("node1", text)
+
+
+# -- the lease probe -------------------------------------------------------------------
+
+LEASES_ON = ("lock_manager=lockd\nlockspace=/srv/locks\nauto_disk_leases=\nvirtlockd=yes\n"
+             "lockd_loaded=yes\ndaemon_started=1000\nlockd_conf_changed=900\nmarked=yes\n"
+             "seen=havirt-lease-mark node1 host1\nseen=havirt-lease-mark node2 host2\n"
+             "seen=something else\n")
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({}, None),
+    ({"lockd_loaded=yes": "lockd_loaded=no"},
+     'qemu.conf asks for lock_manager = "lockd" but libvirtd has not loaded it: restart libvirtd'),
+    ({"lockd_loaded=yes": "lockd_loaded=no", "lock_manager=lockd": "lock_manager="},
+     'qemu.conf has no lock_manager = "lockd"'),
+    ({"lockd_loaded=yes\n": ""}, "cannot tell which lock manager libvirtd uses (no /run/libvirtd.pid)"),
+    ({"lockspace=/srv/locks": "lockspace="}, "qemu-lockd.conf has no file_lockspace_dir"),
+    ({"auto_disk_leases=": "auto_disk_leases=0"}, "qemu-lockd.conf sets auto_disk_leases = 0"),
+    ({"virtlockd=yes": "virtlockd=no"}, "virtlockd is not running (no /run/libvirt/virtlockd-sock)"),
+    ({"marked=yes\n": ""}, "the lockspace folder /srv/locks does not exist"),
+    ({"marked=yes": "marked=no"}, "cannot write in the lockspace /srv/locks"),
+    ({"lockd_conf_changed=900": "lockd_conf_changed=1001"},
+     "qemu-lockd.conf changed after libvirtd started: restart libvirtd"),
+])
+def test_lease_probe(change, problem):
+    text = LEASES_ON
+    for old, new in change.items():
+        text = text.replace(old, new)
+    facts = parse_scan("node1", fx("scan-node1.out") + "@@leases\n" + text)
+    assert facts.reachable and facts.lease_problem == problem
+    assert facts.leases is (problem is None)
+    assert facts.lockspace == ("/srv/locks" if "lockspace=/srv/locks" in text else None)
+    assert facts.lease_marks == {"node1": "host1", "node2": "host2"}
+
+
+def test_lease_probe_garbage_names_the_line():
+    with pytest.raises(ParseError, match=r"lease probe, line 1: 'oops'"):
+        parse_scan("node1", fx("scan-node1.out") + "@@leases\noops\n")
+
+
+def test_is_lease_refusal():
+    from havirt.parsers import is_lease_refusal
+    assert is_lease_refusal("error: resource busy: Lockspace resource '5f31bc84' is locked")
+    assert not is_lease_refusal("error: Failed to connect socket")
