@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from . import remote
 from .cluster import Finding
 from .domxml import parse_domain_xml
-from .errors import DomainXMLError, NodeUnreachable, Refusal, RemoteError, UsageError
-from .names import check_address, check_name, check_user
+from .errors import ConfigError, DomainXMLError, NodeUnreachable, Refusal, RemoteError, UsageError
+from .names import check_address, check_name, check_user, quote_argv, valid_name
 from .parsers import split_sections
 from .plan import Plan
 from .planner import plan_destroy, plan_migrate, plan_reboot, plan_shutdown, plan_start
@@ -37,16 +37,16 @@ class Outcome:
 
 def node_add(app, name, address=None, user=None, port=None, memory_cap=None) -> NodeRecord:
     check_name("node", name)
-    check_address(address or name)
+    address = check_address(name if address is None else address)   # '' is no address
     if user is not None:
         check_user(user)
     with app.lock():
         if name in app.state.nodes:
             raise UsageError(f"node {name} exists already (havirt node set {name} ...)")
         for other in app.state.nodes.values():
-            if other.address == (address or name):
+            if other.address == address:
                 raise UsageError(f"node {other.name} has the address {other.address} already")
-        rec = NodeRecord(name=name, address=address or name, user=user, port=port,
+        rec = NodeRecord(name=name, address=address, user=user, port=port,
                          memory_cap_mib=memory_cap)
         app.state.nodes[name] = rec
         facts = app.scan([name]).cluster.nodes[name]
@@ -98,6 +98,9 @@ def node_scan(app, names=(), recover=False) -> Scan:
     """Scan and record; with `recover`, fail over nodes silent for too long
     (see failover.recover): for real, unless --dryrun was given. The scan's
     findings come with what recovery did or could not do."""
+    if not app.state.nodes:   # a mistyped home must never make cron silently blind
+        raise ConfigError(f"no nodes in the home {app.home.root}: nothing to scan (check --home "
+                          "or HAVIRT_HOME, or add one: havirt node add NAME --address ADDRESS)")
     with app.lock():
         scan = app.scan_and_save(list(names) or None)
         if recover:
@@ -237,12 +240,15 @@ def _imported(app, res, node, wanted, all_, force):
     problems, todo, skipped = [], [], []
     for n in (sorted(sections) if all_ else wanted):
         xml = sections.get(n, "").strip()
+        if all_ and not valid_name(n):   # --all takes what havirt can manage, and says what it left
+            skipped.append(f"{quote_argv([n])}: its name is outside havirt's name rule "
+                           "(1-64 letters, digits, '.', '_', '-'), so conf/ cannot hold it")
+            continue
         if not xml:
             err = res.stderr.strip().splitlines()
             problems.append(f"{n}: not found on {node}" + (f" ({err[-1]})" if err else ""))
             continue
         try:
-            check_name("domain", n)
             spec = parse_domain_xml(xml, f"{n} on {node}")
         except (DomainXMLError, UsageError) as e:
             if all_:   # --all takes what havirt can manage, and says what it left
@@ -251,7 +257,7 @@ def _imported(app, res, node, wanted, all_, force):
             problems.append(str(e))
             continue
         path = app.conf.path(n)
-        if path.exists() and path.read_text().strip() != xml and not force:
+        if app.conf.differs(n, xml) and not force:
             problems.append(f"{path} exists and differs (--force to overwrite)")
             continue
         todo.append((xml, spec))

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from .conf import Conf
 from .config import Config, Home, load_config
+from .cluster import Finding
 from .drift import note_running_definitions
-from .errors import ConfigError
+from .errors import ConfigError, DomainXMLError
 from .scan import Scan, fresh_scan, record_scan
 from .state import State, command_line, load_state, locked, save_state
 
@@ -106,7 +107,14 @@ class App:
         for n, f in sorted(cluster.nodes.items()):
             self.out.note(f"scan {n}: " + ("ok" if f.reachable else f.error)
                           + (f" ({f.duration:.2f} s)" if f.duration else ""))
-        findings = record_scan(self.state, cluster, self.conf.names())
+        try:
+            conf_names, unreadable = self.conf.names(), None
+        except DomainXMLError as e:   # conf/ unreadable: the scan still reports the rest
+            conf_names, unreadable = set(cluster.present()), e   # no no-xml guesses
+        findings = record_scan(self.state, cluster, conf_names)
+        if unreadable is not None:
+            findings.append(Finding("error", "conf-unreadable", str(self.conf.folder), str(unreadable),
+                                    "make conf/ readable by the user running havirt"))
         note_running_definitions(self.state, cluster)
         return Scan(cluster, findings)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from .domxml import DomainSpec, read_domain_file
-from .errors import DomainXMLError, HavirtError, UsageError
-from .files import replace_file
-from .names import NAME_RE, check_name
+from .errors import DomainXMLError, HavirtError, HomeError, UsageError
+from .files import read_file, reason, replace_file
+from .names import check_name, valid_name
 
 
 class Conf:
@@ -25,7 +25,7 @@ class Conf:
 
     def names(self) -> set[str]:
         """Domains conf/ defines (files NAME.xml with a valid NAME)."""
-        return {p.name[:-4] for p in self._files() if _valid(p.name[:-4])}
+        return {p.name[:-4] for p in self._files() if valid_name(p.name[:-4])}
 
     def load(self, name: str) -> DomainSpec:
         """conf/NAME.xml, read once (the spec carries the bytes that are sent)."""
@@ -44,7 +44,7 @@ class Conf:
         specs, problems = {}, {}
         for p in self._files():
             name = p.name[:-4]
-            if not _valid(name):
+            if not valid_name(name):
                 problems[name] = ("bad-file-name", f"{p}: {name!r} is not a valid domain name "
                                   "(letters, digits, '.', '_', '-'): file ignored")
                 continue
@@ -57,11 +57,26 @@ class Conf:
         return specs, problems
 
 
+    def differs(self, name: str, text: str) -> bool:
+        """conf/NAME.xml exists and holds something else than `text` (an
+        unreadable or non-UTF-8 file counts as different)."""
+        path = self.path(name)
+        try:
+            old = read_file(path)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True
+        return old.decode("utf-8", errors="replace").strip() != text.strip()
+
     def write(self, name: str, text: str) -> Path:
         """Replace conf/NAME.xml atomically: a new file with an unpredictable
         name in conf/ (never through a link), then a rename over the old one."""
         path = self.path(name)
-        replace_file(path, text, 0o640, f".{name}.")
+        try:
+            replace_file(path, text.encode(), 0o640)
+        except OSError as e:
+            raise HomeError(f"{path}: cannot write: {reason(e)}") from None
         return path
 
 
@@ -75,6 +90,3 @@ def check_named(spec: DomainSpec, name: str, where) -> DomainSpec:
         raise NameMismatch(f"{where}: <name> is {spec.name!r}, not {name!r}")
     return spec
 
-
-def _valid(name: str) -> bool:
-    return bool(NAME_RE.fullmatch(name)) and ".." not in name

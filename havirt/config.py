@@ -10,18 +10,11 @@ from pathlib import Path
 
 import yaml
 
+from . import strictyaml
 from .errors import ConfigError
 
 HOST_KEY_POLICIES = ("reject", "accept-new", "ignore")
 
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads `1e-6` (no dot) as text; here it is the number it looks like."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 # Every key with its type and default; config.sample.yaml documents the same.
 SCHEMA: dict[str, object] = {
@@ -208,16 +201,19 @@ def _expand(p: str | None) -> str | None:
 
 
 def _read(path: Path) -> dict:
-    if not path.exists():
+    """config.yaml as a mapping (a missing file: every default). UTF-8, no
+    anchors or aliases, no key twice (strictyaml)."""
+    text = strictyaml.read_text(path, ConfigError)
+    if text is None:
         return {}
     try:
-        return yaml.load(path.read_text(), Loader=_Loader) or {}
+        return strictyaml.load(text) or {}
+    except strictyaml.Refused as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}:{where} is not valid YAML") from e
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
 
 
 def _check_values(path: Path, merged: dict) -> None:
@@ -317,7 +313,10 @@ class Home:
         return self.var / "audit.log"
 
     def ensure(self) -> None:
+        """conf/ and var/ exist, and are not links someone else planted."""
+        from .files import check_link
         for d in (self.conf, self.var):
+            check_link(d)
             try:
                 d.mkdir(mode=0o750, parents=True, exist_ok=True)
             except OSError as e:
@@ -326,12 +325,16 @@ class Home:
 
 def resolve_home(option: str | None, script_dir: Path | None) -> Home:
     """--home DIR, else $HAVIRT_HOME, else the folder that holds havirt.py."""
+    if option is not None and not option.strip():
+        raise ConfigError("--home is empty: give the folder of the havirt home")
     chosen = option or os.environ.get("HAVIRT_HOME")
     if not chosen and script_dir is not None and (script_dir / "havirt.py").exists():
         chosen = str(script_dir)
     if not chosen:
         raise ConfigError("no havirt home: give --home DIR or set HAVIRT_HOME")
     root = Path(chosen).expanduser()
+    from .files import check_link
+    check_link(root)
     if root.exists() and not root.is_dir():
         raise ConfigError(f"havirt home {root} is not a folder")
     return Home(root.resolve())

@@ -36,7 +36,7 @@ def _memory_mib(where: str, el) -> int:
     unit = el.get("unit", "KiB").lower()
     if unit not in _UNITS:
         raise DomainXMLError(f"{where}: <{el.tag}> has an unknown unit {el.get('unit')!r}")
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):   # int() would also take '٣٢'
         raise DomainXMLError(f"{where}: <{el.tag}> is not a whole number: {text[:30]!r}")
     mib = int(text) * _UNITS[unit] // (1024 ** 2)
     if mib < 1 or mib > MAX_MEMORY_MIB:
@@ -47,8 +47,9 @@ def _memory_mib(where: str, el) -> int:
 
 def read_domain_file(path) -> DomainSpec:
     """Read a conf/ file ONCE: the spec is parsed from, and carries, those bytes."""
+    from .files import read_file
     try:
-        raw = path.read_bytes()
+        raw = read_file(path)      # a plain file only: a FIFO there would hang every listing
     except IsADirectoryError:
         raise DomainXMLError(f"{path}: is a folder, not a file") from None
     except FileNotFoundError:
@@ -113,7 +114,7 @@ def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
     memory = _memory_mib(where, mem_el)
     vcpu_el = root.find("vcpu")
     vtext = (vcpu_el.get("current") or vcpu_el.text or "").strip() if vcpu_el is not None else "1"
-    if not vtext.isdigit() or not 1 <= int(vtext) <= MAX_VCPUS:
+    if not (vtext.isascii() and vtext.isdigit()) or not 1 <= int(vtext) <= MAX_VCPUS:
         raise DomainXMLError(f"{where}: <vcpu> must be 1 to {MAX_VCPUS}, not {vtext[:20]!r}")
     disks, leased, gaps = [], [], []
     for disk in root.findall("devices/disk"):

@@ -3,7 +3,7 @@
 # Exit codes (documented in the README; stable).
 EXIT_OK = 0
 EXIT_FAILURE = 1      # a step failed, or a scan/validate found anomalies
-EXIT_USAGE = 2        # bad usage, configuration, state file or conf/ XML
+EXIT_USAGE = 2        # bad usage, configuration, home, state file or conf/ XML
 EXIT_REFUSED = 3      # refused by a safety check
 EXIT_UNREACHABLE = 4  # a node needed for the command did not answer
 EXIT_LOCKED = 5       # another havirt holds the lock for too long
@@ -29,6 +29,13 @@ class ConfigError(HavirtError):
 
 class StateError(HavirtError):
     """var/state.yaml cannot be read; it is left untouched."""
+
+    exit_code = EXIT_USAGE
+
+
+class HomeError(HavirtError):
+    """The home cannot be used safely: var/ or a file in it not writable, a
+    link where havirt writes, a link planted by another user."""
 
     exit_code = EXIT_USAGE
 

@@ -12,7 +12,8 @@ import shlex
 import time
 from pathlib import Path
 
-from .errors import NodeUnreachable, RemoteError
+from .errors import HomeError, NodeUnreachable, RemoteError
+from .files import open_to_write, reason
 from .plan import Plan, Step, StepKind
 from .remote import WAIT_OFF, WAIT_RUNNING
 from .state import command_line, now_iso
@@ -46,16 +47,14 @@ class AuditLog:
         self.failures: list[str] = []
 
     def _open(self) -> int:
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
-                       | os.O_CLOEXEC, 0o600)
+        return open_to_write(self.path, os.O_WRONLY | os.O_APPEND, "the audit log")
 
     def check(self) -> None:
         """Before any remote step: the log must be writable (else nothing is done)."""
         try:
             fd = self._open()
-        except OSError as e:
-            raise RemoteError(f"{self.path}: cannot write the audit log "
-                              f"({_reason(e)}); nothing was done") from None
+        except HomeError as e:
+            raise HomeError(f"{e}; nothing was done") from None
         os.close(fd)
 
     def append(self, **entry) -> None:
@@ -69,14 +68,10 @@ class AuditLog:
                 os.write(fd, (json.dumps(entry, sort_keys=False) + "\n").encode())
             finally:
                 os.close(fd)
+        except HomeError as e:
+            self.failures.append(f"{entry.get('node')}: {entry.get('remote')}: {e}")
         except OSError as e:
-            self.failures.append(f"{entry.get('node')}: {entry.get('remote')}: {_reason(e)}")
-
-
-def _reason(e: OSError) -> str:
-    if getattr(e, "errno", None) == 40:   # ELOOP: O_NOFOLLOW met a link
-        return "it is a symbolic link"
-    return e.strerror or str(e)
+            self.failures.append(f"{entry.get('node')}: {entry.get('remote')}: {reason(e)}")
 
 
 def _user() -> str:

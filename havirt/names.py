@@ -8,13 +8,21 @@ from .errors import UsageError
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
 
 
-def check_name(kind: str, name: str) -> str:
-    """Return `name` if it is a valid node or domain name, else raise UsageError.
+def valid_name(name) -> bool:
+    """The name rule: letters, digits, '.', '_', '-'; 1 to 64 characters; not
+    starting with '.' or '-' (so never '..' nor an option).
 
-    Allowed: letters, digits, '.', '_', '-'; 1 to 64 characters; not starting
-    with '.' or '-' (so never '..' nor an option).
+    It applies to the names an admin gives havirt (nodes, conf/ files, command
+    arguments). Domains havirt merely observes on nodes may have any name
+    libvirt accepts (spaces, '+', any letters, any length): those are recorded,
+    counted and reported, never refused.
     """
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name:
+    return isinstance(name, str) and bool(NAME_RE.fullmatch(name)) and ".." not in name
+
+
+def check_name(kind: str, name: str) -> str:
+    """Return `name` if it follows the name rule (valid_name), else raise UsageError."""
+    if not valid_name(name):
         shown = name if isinstance(name, str) and len(name) <= 40 else repr(name)[:40] + "..."
         raise UsageError(
             f"invalid {kind} name {shown!r}: use 1-64 letters, digits, '.', '_' or '-', "
@@ -28,6 +36,22 @@ def quote_argv(argv) -> str:
     return " ".join(shlex.quote(str(a)) for a in argv)
 
 
+_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def printable(text) -> str:
+    """Text for a terminal: every character that is not printable (control
+    characters, escape sequences, line breaks) shown escaped, so that text
+    from a node or a file can never break a line or drive the terminal."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _ESCAPES.get(c) or
+                   (f"\\x{ord(c):02x}" if ord(c) < 0x100 else
+                    f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}")
+                   for c in text)
+
+
 USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,31}")
 
 
@@ -38,11 +62,20 @@ def check_user(user: str) -> str:
     return user
 
 
-ADDRESS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}")
+HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}")
 
 
 def check_address(address: str) -> str:
-    """A host name, IPv4 or IPv6 address: nothing else reaches ssh or a URI."""
-    if not isinstance(address, str) or not ADDRESS_RE.fullmatch(address):
-        raise UsageError(f"invalid address {address[:40]!r}: use a host name or an IP address")
-    return address
+    """A host name, IPv4 or IPv6 address (`::1` too; no zone index): nothing
+    else reaches ssh or a URI."""
+    if isinstance(address, str) and (HOST_RE.fullmatch(address) or _ipv6(address)):
+        return address
+    raise UsageError(f"invalid address {str(address)[:40]!r}: use a host name or an IP address")
+
+
+def _ipv6(text: str) -> bool:
+    import ipaddress
+    try:
+        return ":" in text and "%" not in text and bool(ipaddress.IPv6Address(text))
+    except ValueError:
+        return False

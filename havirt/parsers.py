@@ -73,6 +73,21 @@ class NodeFacts:
     lease_marks: dict[str, str] = field(default_factory=dict)  # node -> host, markers seen in it
 
 
+def _lines(text: str) -> list[str]:
+    """Lines as the node printed them: split at '\\n' only. str.splitlines()
+    also splits at characters a domain's name may hold (\\x1c, \\x85,
+    \\u2028...), which would cut a name in two and make a node unreadable."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()     # the text ended with a line break, as splitlines() sees it
+    return lines
+
+
+def _whole(text: str) -> bool:
+    """ASCII digits only: str.isdigit() and int() also take '٣٢' or '³'."""
+    return text.isascii() and text.isdigit()
+
+
 def _bad(what: str, lineno: int, line: str, why: str) -> ParseError:
     return ParseError(f"cannot parse {what}, line {lineno}: {line.strip()[:120]!r}: {why}")
 
@@ -87,11 +102,11 @@ def parse_nodeinfo(text: str) -> dict:
             raise _bad("nodeinfo", n, line, "expected 'Key: value'")
         key, value = (s.strip() for s in line.split(":", 1))
         if key == "CPU(s)":
-            if not value.isdigit():
+            if not _whole(value):
                 raise _bad("nodeinfo", n, line, "CPU(s) is not a number")
             out["cpus"] = int(value)
         elif key == "Memory size":
-            m = re.fullmatch(r"(\d+)\s*KiB", value)
+            m = re.fullmatch(r"([0-9]+)\s*KiB", value)
             if not m:
                 raise _bad("nodeinfo", n, line, "memory size is not 'N KiB'")
             out["memory_mib"] = int(m.group(1)) // 1024
@@ -116,8 +131,9 @@ def parse_version(text: str) -> str | None:
 
 
 def parse_names(text: str) -> list[str]:
-    """`virsh list --name`: one name per line, blank lines ignored."""
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    """`virsh list --name`: one name per line, exactly as printed (a name may
+    hold spaces, even at its ends); blank lines ignored."""
+    return [line for line in _lines(text) if line.strip()]
 
 
 def parse_domstats(text: str) -> dict[str, DomainFact]:
@@ -140,10 +156,10 @@ def parse_domstats(text: str) -> dict[str, DomainFact]:
             memory_mib=None if mem is None else mem // 1024,
             vcpus=vcpus)
 
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(_lines(text), 1):
         if not line.strip():
             continue
-        m = re.fullmatch(r"Domain: '(.*)'", line.strip())
+        m = re.fullmatch(r"Domain: '(.*)'", line.strip(" \t\r"), re.DOTALL)
         if m:
             finish()
             name, current = m.group(1), {}
@@ -155,8 +171,8 @@ def parse_domstats(text: str) -> dict[str, DomainFact]:
         key, value = (s.strip() for s in line.split("=", 1))
         if key in ("state.state", "state.reason", "balloon.current", "balloon.maximum",
                    "vcpu.current", "vcpu.maximum"):
-            if not value.lstrip("-").isdigit():
-                raise _bad("domstats", n, line, f"{key} is not a number")
+            if not _whole(value):
+                raise _bad("domstats", n, line, f"{key} is not a number of 0 or more")
             current[key] = int(value)
     finish()
     return domains
@@ -170,7 +186,7 @@ def split_sections(text: str) -> dict[str, str]:
     """
     sections: dict[str, list[str]] = {}
     current = None
-    for line in text.splitlines():
+    for line in _lines(text):
         if line.startswith("@@"):
             name = line[2:].strip()
             current = None if name in sections else name
@@ -184,7 +200,7 @@ def split_sections(text: str) -> dict[str, str]:
 def parse_paths(text: str) -> dict[str, bool]:
     """Lines '1 PATH' (exists) or '0 PATH' (missing)."""
     out = {}
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(_lines(text), 1):
         if not line:
             continue
         flag, sep, path = line.partition(" ")

@@ -135,9 +135,10 @@ def wait_off(cfg, name: str, seconds: float) -> str:
 def dump_inactive(cfg, names=None) -> str:
     """`virsh dumpxml --inactive` of `names` (None: every domain the node
     knows), each after a line '@@xml NAME'."""
-    if names is None:
-        return (f"for d in $({virsh(cfg, 'list', '--all', '--name')}); "
-                f"do printf '@@xml %s\\n' \"$d\"; {virsh(cfg, 'dumpxml', '--inactive')} \"$d\"; done")
+    if names is None:   # one name per line, whatever it holds (spaces, '*' included)
+        return (f"{virsh(cfg, 'list', '--all', '--name')} | while IFS= read -r d; do "
+                "[ -n \"$d\" ] || continue; printf '@@xml %s\\n' \"$d\"; "
+                f"{virsh(cfg, 'dumpxml', '--inactive', '--domain')} \"$d\"; done")
     return "; ".join(f"printf '@@xml %s\\n' {quote_argv([n])}; "
                      f"{virsh(cfg, 'dumpxml', '--inactive', n)}" for n in names)
 

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 from .cluster import Cluster, Finding
 from .errors import NodeUnreachable, ParseError
+from .names import quote_argv, valid_name
 from .parsers import STATE_NAMES, DomainFact, NodeFacts, parse_scan
 from .remote import scan_script
 from .state import State, now_iso
@@ -163,33 +164,48 @@ def _findings(state: State, cluster: Cluster, conf_names: set[str]) -> list[Find
         for d in cluster.nodes[n].domains.values():
             if d.persistent or d.autostart:
                 what = "set to autostart" if d.autostart else "defined persistent"
+                q = quote_argv([d.name])
                 findings.append(Finding(
                     "warning", "persistent", d.name,
-                    f"domain {d.name} is {what} on {n}: libvirt could start it behind havirt's back",
-                    f"on {n}: virsh autostart --disable {d.name}; virsh undefine {d.name}"
+                    f"domain {q} is {what} on {n}: libvirt could start it behind havirt's back",
+                    f"on {n}: virsh autostart --disable {q}; virsh undefine {q}"
                     " (after 'havirt domain import' if conf/ has no copy)"))
     present = cluster.present()
     for dname, (node, _) in sorted(cluster.placements().items()):
         rec = state.domains[dname]
+        q = quote_argv([dname])     # any name a node reports, quoted where it is shown
         if rec.conflict:
             findings.append(Finding(
                 "critical", "duplicate", dname,
-                f"DOMAIN {dname} RUNS ON {len(present[dname])} NODES AT ONCE: "
+                f"DOMAIN {q} RUNS ON {len(present[dname])} NODES AT ONCE: "
                 f"{', '.join(n for n, _ in present[dname])}",
-                "destroy all copies but one now: shared disks are being corrupted"))
+                f"destroy all copies but one now (virsh destroy {q} on each node but one): "
+                "shared disks are being corrupted"))
         if rec.maybe_on:
             findings.append(Finding(
                 "critical", "maybe-twice", dname,
-                f"DOMAIN {dname} RUNS ON {node} AND MAY STILL RUN ON {', '.join(rec.maybe_on)}, "
+                f"DOMAIN {q} RUNS ON {node} AND MAY STILL RUN ON {', '.join(rec.maybe_on)}, "
                 "WHICH DID NOT ANSWER (it was last seen there)",
                 f"find out at once whether {', '.join(rec.maybe_on)} still runs it (console, "
                 "power): if so, shared disks are being corrupted"))
         if dname not in conf_names:
-            findings.append(Finding(
-                "warning", "no-xml", dname,
-                f"domain {dname} runs on {node} but conf/ has no {dname}.xml",
-                f"havirt domain import {dname} --from {node}"))
+            findings.append(no_xml_finding(dname, node))
     return findings
+
+
+def no_xml_finding(name: str, node: str) -> Finding:
+    """A running domain conf/ does not define; one whose name is outside the
+    name rule cannot be imported: it is counted, reported, never moved."""
+    q = quote_argv([name])
+    if valid_name(name):
+        return Finding("warning", "no-xml", name, f"domain {name} runs on {node} but conf/ has "
+                       f"no {name}.xml", f"havirt domain import {name} --from {node}")
+    return Finding("warning", "no-xml", name,
+                   f"domain {q} runs on {node} but conf/ has no XML for it, and cannot: its name is "
+                   "outside havirt's name rule (1-64 letters, digits, '.', '_', '-'); it is "
+                   "counted, never started or moved by havirt",
+                   f"on {node}: give it a valid name (virsh domrename {q} NEWNAME, while it is "
+                   f"defined and shut off), then havirt domain import NEWNAME --from {node}")
 
 
 def record_scan(state: State, cluster: Cluster, conf_names: set[str]) -> list[Finding]:

@@ -14,19 +14,18 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
-from .errors import LockBusy, StateError
-from .files import replace_file
+from . import strictyaml
+from .errors import HomeError, LockBusy, StateError
+from .files import open_to_write, reason, replace_file
+from .names import printable, valid_name
 
 FORMAT = 1
-
-# libyaml's C loader where present (much faster than the pure Python one)
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def now_iso() -> str:
@@ -109,29 +108,69 @@ class State:
         }
 
 
+# The range of every number in the state (a hand edit can put anything there):
+# (least, most). Counts and sizes are never negative; ports are ports.
+_MOST = 2 ** 53     # beyond this a number is no longer exact as a float (balance uses floats)
+_RANGES = {"port": (1, 65535), "memory_cap_mib": (1, _MOST)}
+
+
 def _records(path: Path, kind: str, cls, data) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise StateError(f"{path}: '{kind}' must be a mapping of name to record")
     types = {f.name: _allowed(f.type) for f in fields(cls) if f.name != "name"}
+    ranges = {k: _RANGES.get(k, (0, _MOST)) for k in types}
     out = {}
     for name, rec in data.items():
         if not isinstance(name, str) or not isinstance(rec, dict):
-            raise StateError(f"{path}: {kind} entry {name!r} is not a mapping")
-        extra = set(rec) - set(types)
-        if extra:
-            raise StateError(f"{path}: {kind} {name}: unknown keys {', '.join(sorted(map(str, extra)))}")
+            raise StateError(f"{path}: {kind} entry {str(name)[:40]!r} is not a mapping")
         for key, value in rec.items():
-            ok = types[key]
-            if not isinstance(value, ok) or (isinstance(value, bool) and bool not in ok):
-                raise StateError(f"{path}: {kind} {name}: '{key}' has a value of the wrong "
-                                 f"type: {str(value)[:40]!r}; left untouched")
+            t = type(value)     # exactly the types JSON and YAML give: bool is never an int here
+            if t not in types.get(key, ()) or \
+                    (t is int and not ranges[key][0] <= value <= ranges[key][1]) or \
+                    (t is list and not all(map(_LIST_ITEM.get(key, _is_text), value))):
+                raise StateError(f"{path}: {kind} {printable(name[:40])}: "
+                                 f"{_problem(key, value, types)}; left untouched")
         try:
             out[name] = cls(name=name, **rec)
-        except TypeError as e:  # pragma: no cover - guarded by the key check
-            raise StateError(f"{path}: {kind} {name}: {e}") from e
+        except TypeError:   # a required key is missing
+            missing = [f.name for f in fields(cls) if f.name != "name" and f.name not in rec
+                       and f.default is MISSING and f.default_factory is MISSING]
+            raise StateError(f"{path}: {kind} {printable(name[:40])}: missing {', '.join(missing)}; "
+                             "left untouched") from None
     return out
+
+
+def _problem(key, value, types) -> str:
+    """What is wrong with one value of a record (see _records)."""
+    if key not in types:
+        return f"unknown keys {printable(str(key))[:40]}"
+    if type(value) not in types[key]:
+        return f"'{key}' has a value of the wrong type: {_shown(value)}"
+    if type(value) is int:
+        low, high = _RANGES.get(key, (0, _MOST))
+        return f"'{key}' must be {low} to {high}, not {value}"
+    if key in _LIST_ITEM:
+        return f"'{key}' must be a list of node names, not {_shown(value)}"
+    return f"'{key}' must be a list of text, not {_shown(value)}"
+
+
+def _is_text(item) -> bool:
+    return type(item) is str
+
+
+# lists whose items are node names; other lists (disks, interfaces) hold any text
+_LIST_ITEM = {"conflict": lambda n: _is_text(n) and valid_name(n),
+              "maybe_on": lambda n: _is_text(n) and valid_name(n)}
+
+
+def _shown(value) -> str:
+    """A value in a message: short, one line, whatever it is (never str() of a
+    huge structure)."""
+    if isinstance(value, (dict, list)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'} of {len(value)}"
+    return printable(repr(value)[:40])
 
 
 _TYPES = {"str": str, "int": int, "bool": bool, "None": type(None), "list[str]": list}
@@ -148,12 +187,14 @@ def state_from_dict(path: Path, data) -> State:
     if not isinstance(data, dict):
         raise StateError(f"{path} is not a mapping; left untouched")
     fmt = data.get("format")
-    if fmt != FORMAT:
-        raise StateError(f"{path}: format {fmt!r} is not supported by this havirt "
+    if type(fmt) is not int or fmt != FORMAT:     # never `true`, which Python equates with 1
+        raise StateError(f"{path}: format {_shown(fmt)} is not supported by this havirt "
                          f"(it reads format {FORMAT}); left untouched")
     extra = set(data) - {"format", "updated", "nodes", "domains"}
     if extra:
-        raise StateError(f"{path}: unknown keys {', '.join(sorted(map(str, extra)))}")
+        raise StateError(f"{path}: unknown keys {printable(', '.join(sorted(map(str, extra))))[:80]}")
+    if not isinstance(data.get("updated"), (str, type(None))):
+        raise StateError(f"{path}: 'updated' must be a time, not {_shown(data['updated'])}")
     nodes = _records(path, "nodes", NodeRecord, data.get("nodes"))
     domains = _records(path, "domains", DomainRecord, data.get("domains"))
     from .names import check_address, check_name, check_user
@@ -163,10 +204,14 @@ def state_from_dict(path: Path, data) -> State:
             check_address(rec.address)
             if rec.user is not None:
                 check_user(rec.user)
-        for d in domains:
-            check_name("domain", d)
+        for d, rec in domains.items():
+            if rec.node is not None:
+                check_name("node", rec.node)
     except Exception as e:
         raise StateError(f"{path}: {e}; left untouched") from None
+    # Domain names are not checked: a domain observed on a node may have any
+    # name libvirt accepts, and the state must load whatever a scan recorded
+    # (names.valid_name is the rule for names the admin gives).
     return State(nodes=nodes, domains=domains, updated=data.get("updated"))
 
 
@@ -191,21 +236,32 @@ def dump_state(doc: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def _no_key_twice(pairs):
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        twice = next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i]))
+        raise strictyaml.Refused(f"the key {twice[:40]!r} is given twice in one mapping")
+    return d
+
+
 def load_state(path: Path) -> State:
     """The state, or an empty one when the file does not exist yet."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    text = strictyaml.read_text(path, StateError)
+    if text is None:
         return State()
-    except OSError as e:
-        raise StateError(f"{path}: cannot read: {e.strerror}") from e
     try:
-        data = json.loads(text)   # the flow style havirt writes: fast path
-    except ValueError:
-        data = _NOT_JSON
-    try:
+        try:
+            # the flow style havirt writes: fast path
+            data = json.loads(text, object_pairs_hook=_no_key_twice)
+        except ValueError:
+            data = _NOT_JSON
+        except RecursionError:
+            raise strictyaml.Refused(f"nested too deeply (more than {strictyaml.MAX_DEPTH} "
+                                     "levels)") from None
         if data is _NOT_JSON:     # written or edited by hand in any YAML style
-            data = yaml.load(text, Loader=_Loader)
+            data = strictyaml.load(text)
+    except strictyaml.Refused as e:
+        raise StateError(f"{path}: {e}; left untouched") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
@@ -217,8 +273,11 @@ def save_state(path: Path, state: State) -> None:
     """Atomic replace: temporary file in the same folder, fsync, rename."""
     state.updated = now_iso()
     text = dump_state(state.to_dict())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    replace_file(path, text, 0o600, ".state.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_file(path, text.encode(), 0o600)
+    except OSError as e:
+        raise HomeError(f"{path}: cannot write the state: {reason(e)}") from None
     _remove_leftovers(path.parent)
 
 
@@ -238,8 +297,11 @@ def locked(lock_path: Path, timeout: float, what: str = ""):
 
     Waits up to `timeout` seconds, then raises LockBusy naming the holder.
     """
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HomeError(f"{lock_path.parent}: cannot create: {reason(e)}") from None
+    fd = open_to_write(lock_path, os.O_RDWR, "the lock")
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -248,7 +310,9 @@ def locked(lock_path: Path, timeout: float, what: str = ""):
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "unknown"
+                    # written by another havirt, or by anyone who can write var/: shown cleaned
+                    holder = printable(os.pread(fd, 512, 0).decode(errors="replace").strip()
+                                       )[:300] or "unknown"
                     raise LockBusy(f"{lock_path} is held by {holder}; "
                                    f"gave up after {timeout:g} s") from None
                 time.sleep(0.05)

@@ -9,6 +9,7 @@ the state file never pay for it.
 from __future__ import annotations
 
 import os
+import re
 import select
 import shlex
 import threading
@@ -16,7 +17,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .errors import NodeUnreachable
+from .errors import ConfigError, NodeUnreachable, UsageError
+from .files import read_file
+from .names import check_address, check_user
 
 
 @dataclass
@@ -82,8 +85,8 @@ class SSHRunner(Runner):
         self._lock = threading.Lock()
         self._ssh_config = None
         if ssh_cfg.ssh_config and os.path.isfile(ssh_cfg.ssh_config):
-            import paramiko
-            self._ssh_config = paramiko.SSHConfig.from_path(ssh_cfg.ssh_config)
+            self._ssh_config = SSHConfigFile(ssh_cfg.ssh_config)
+        self._known_hosts_checked = False
 
     # -- where and how -------------------------------------------------------
     def endpoint(self, node: str) -> _Endpoint:
@@ -93,8 +96,8 @@ class SSHRunner(Runner):
             found = self._ssh_config.lookup(t.address)
             host = found.get("hostname", host)
             user = found.get("user")
-            port = int(found["port"]) if "port" in found else None
-            keys = [os.path.expanduser(k) for k in found.get("identityfile", [])]
+            port = found.get("port")
+            keys = found.get("identityfile", [])
         if self.cfg.identity_file:
             keys = [self.cfg.identity_file] + keys
         return _Endpoint(host=host, user=t.user or user or self.cfg.user,
@@ -114,6 +117,7 @@ class SSHRunner(Runner):
         policy = self.cfg.host_key_policy
         kh = self.cfg.known_hosts_file
         if policy != "ignore" and kh and os.path.isfile(kh):
+            self._check_known_hosts(kh)
             client.load_host_keys(kh)
         if policy == "reject":
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
@@ -147,6 +151,15 @@ class SSHRunner(Runner):
                 reason = f"connect timed out after {t:g} s"
             raise NodeUnreachable(node, f"ssh {ep.user}@{ep.host}:{ep.port}: {reason}") from None
         return client
+
+    def _check_known_hosts(self, path: str) -> None:
+        """Once per runner: every line of known_hosts must parse (a corrupt one
+        is the admin's to fix: one line naming it, exit 2)."""
+        with self._lock:
+            if self._known_hosts_checked:
+                return
+            check_known_hosts(path)
+            self._known_hosts_checked = True
 
     def _client(self, node: str):
         with self._lock:
@@ -253,13 +266,124 @@ def _collect(chan, deadline: float, on_output, drain: float = 2.0) -> tuple[byte
 
 
 class _AcceptNew:
-    """Host key policy 'accept-new': trust a key never seen, record it."""
+    """Host key policy 'accept-new': trust a key never seen, record it as
+    OpenSSH does with HashKnownHosts (the host name hashed, as `ssh-keygen -H`
+    writes it), in a ~/.ssh created 0700 and a known_hosts created 0600."""
 
     def __init__(self, path):
         self.path = path
 
     def missing_host_key(self, client, hostname, key):
-        if self.path:
-            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            with open(self.path, "a") as f:
-                f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        if not self.path:
+            return
+        import paramiko
+        folder = os.path.dirname(self.path) or "."
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        line = f"{paramiko.HostKeys.hash_host(hostname)} {key.get_name()} {key.get_base64()}\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, line.encode())     # one write: lines of parallel connects never mix
+        finally:
+            os.close(fd)
+
+
+def check_known_hosts(path: str) -> None:
+    """Raise ConfigError naming the first line of known_hosts that paramiko
+    cannot read (it would otherwise fail every connection with a bare error)."""
+    import paramiko
+    try:
+        lines = read_file(path).split(b"\n")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    for n, raw in enumerate(lines, 1):
+        try:
+            line = raw.decode("utf-8").strip()
+            if line and not line.startswith("#"):
+                paramiko.hostkeys.HostKeyEntry.from_line(line, n)
+        except Exception as e:  # paramiko raises several kinds here
+            why = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else "unreadable key"
+            raise ConfigError(f"{path}: line {n}: not a valid known_hosts entry ({why}); "
+                              "fix or remove that line") from None
+
+
+class SSHConfigFile:
+    """~/.ssh/config read for what havirt honours, and nothing else: HostName,
+    User, Port and IdentityFile in `Host` blocks (patterns with * and ?, and
+    !negations; the first value found wins, IdentityFile adds up, as in ssh).
+    `Match` blocks, `Include` and every other keyword are ignored: nothing in
+    the file is ever run. A bad value stops havirt with one line (exit 2)."""
+
+    HONOURED = ("hostname", "user", "port", "identityfile")
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            text = read_file(path).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not UTF-8 text") from None
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+        self.blocks: list[tuple[list[str] | None, list[tuple[str, str]]]] = [(["*"], [])]
+        for n, line in enumerate(text.split("\n"), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            m = re.fullmatch(r"(\S+?)(?:\s*=\s*|\s+)(.*)", line)
+            keyword, value = (m.group(1).lower(), m.group(2).strip()) if m else (line.lower(), "")
+            if keyword == "host":
+                if not value:
+                    raise ConfigError(f"{path}: line {n}: 'Host' needs at least one pattern")
+                self.blocks.append((value.split(), []))
+            elif keyword == "match":
+                self.blocks.append((None, []))      # never applies: its criteria are not evaluated
+            elif keyword in self.HONOURED:
+                self.blocks[-1][1].append((keyword, self._value(n, keyword, value)))
+
+    def _value(self, n: int, keyword: str, value: str):
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        try:
+            if keyword == "port":
+                if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65535:
+                    raise ValueError(f"Port {value[:20]!r} is not a port number (1-65535)")
+                return int(value)
+            if keyword == "user":
+                return check_user(value)
+            if not value:
+                raise ValueError(f"{keyword} has no value")
+        except (ValueError, UsageError) as e:
+            raise ConfigError(f"{self.path}: line {n}: {e}") from None
+        return value
+
+    def lookup(self, host: str) -> dict:
+        found: dict = {}
+        for patterns, settings in self.blocks:
+            if patterns is None or not _host_matches(host, patterns):
+                continue
+            for keyword, value in settings:
+                if keyword == "identityfile":
+                    found.setdefault(keyword, []).append(os.path.expanduser(value))
+                else:
+                    found.setdefault(keyword, value)
+        if "hostname" in found:
+            name = found["hostname"].replace("%h", host).replace("%%", "%")
+            try:
+                found["hostname"] = check_address(name)
+            except UsageError as e:
+                raise ConfigError(f"{self.path}: HostName for {host}: {e}") from None
+        return found
+
+
+def _host_matches(host: str, patterns: list[str]) -> bool:
+    """ssh's rule: some pattern matches and no negated one does (case-insensitive)."""
+    def match(pattern: str) -> bool:
+        rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+        return re.fullmatch(rx, host, re.IGNORECASE | re.DOTALL) is not None
+    hit = False
+    for p in patterns:
+        if p.startswith("!"):
+            if match(p[1:]):
+                return False
+        elif match(p):
+            hit = True
+    return hit

@@ -12,6 +12,7 @@ import click
 from .. import __version__
 from ..errors import EXIT_FAILURE, EXIT_USAGE, HavirtError
 from .complete import attach, complete_domains, complete_nodes
+from ..names import printable
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -158,10 +159,10 @@ def run(args, runner_factory=None) -> int:
         rc = e.exit_code
     except click.UsageError as e:
         where = e.ctx.command_path if e.ctx else "havirt"
-        click.echo(f"havirt: {e.format_message()} (see: {where} --help)", err=True)
+        click.echo(printable(f"havirt: {e.format_message()} (see: {where} --help)"), err=True)
         rc = e.exit_code
     except click.ClickException as e:
-        click.echo(f"havirt: {e.format_message()}", err=True)
+        click.echo(printable(f"havirt: {e.format_message()}"), err=True)
         rc = e.exit_code
     except click.Abort:
         click.echo("havirt: aborted", err=True)
@@ -169,7 +170,7 @@ def run(args, runner_factory=None) -> int:
     except HavirtError as e:
         if debug:
             traceback.print_exc()
-        click.echo(f"havirt: {e}", err=True)   # one line, whatever the error
+        click.echo(printable(f"havirt: {e}"), err=True)   # one line, whatever the error
         rc = e.exit_code
     except SystemExit as e:
         rc = e.code if isinstance(e.code, int) else EXIT_FAILURE
@@ -181,7 +182,8 @@ def run(args, runner_factory=None) -> int:
     except Exception as e:  # a bug, not the user's fault: say so plainly
         if debug:
             traceback.print_exc()
-        click.echo(f"havirt: internal error: {type(e).__name__}: {e} (run with --debug)", err=True)
+        click.echo(printable(f"havirt: internal error: {type(e).__name__}: {e} (run with --debug)"),
+                   err=True)
         rc = EXIT_FAILURE
     rc = rc if isinstance(rc, int) else 0
     failures = opts.audit_failures()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..names import printable
 from . import cli, pass_app
 
 
@@ -28,7 +29,7 @@ def domain_list(opts, node, running):
     listed = {**specs, **{n: msg for n, (_, msg) in problems.items()}}
     opts.out.emit(domain_rows(app.state, listed, node, running), DOMAIN_COLUMNS)
     for _, problem in sorted(problems.values()):
-        click.echo(f"havirt: warning: {problem}", err=True)
+        click.echo(printable(f"havirt: warning: {problem}"), err=True)
 
 
 @domain.command("info", epilog="""\b
@@ -80,7 +81,7 @@ def domain_import(opts, names, node, all_, force):
     for path in saved:
         opts.out.say(f"saved {path}")
     for why in skipped:
-        click.echo(f"havirt: warning: skipped {why}", err=True)
+        click.echo(printable(f"havirt: warning: skipped {why}"), err=True)
 
 
 def _show_change(opts, change) -> None:

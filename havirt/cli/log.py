@@ -18,16 +18,22 @@ LOG_COLUMNS = [("time", "time"), ("user", "user"), ("node", "node"), ("remote", 
 @pass_app
 def log(opts, tail):
     """The audit log: every executed step (never dry runs), newest last."""
+    from ..errors import HomeError
+    from ..files import read_file
     app = opts.app()
+    path = app.home.audit_file
     entries = []
     try:
-        with open(app.home.audit_file) as f:
-            lines = f.readlines()
+        lines = read_file(path).split(b"\n")
     except FileNotFoundError:
         lines = []
+    except OSError as e:
+        raise HomeError(f"{path}: cannot read the audit log: {e.strerror or e}") from None
     for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
-            entry = json.loads(line)
+            entry = json.loads(line)   # bytes: UTF-8 expected, anything else is unreadable
         except ValueError:
             entry = None
         entries.append(entry if isinstance(entry, dict) else {"outcome": f"(unreadable line {n})"})

@@ -19,7 +19,7 @@ def _cap(value):
         return None
     if value.lower() == "none":
         return "none"
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise click.BadParameter("a number of MiB, or 'none'", param_hint="--memory-cap")
     return int(value)
 
@@ -50,7 +50,8 @@ def node_add(opts, name, address, user, port, memory_cap):
 def node_set(opts, name, address, user, port, memory_cap):
     """Change what `node add` recorded."""
     from ..actions import node_set as set_
-    changes = {k: v for k, v in (("address", address), ("user", user), ("port", port)) if v}
+    changes = {k: v for k, v in (("address", address), ("user", user), ("port", port))
+               if v is not None}   # an empty --address or --user is checked, never dropped
     cap = _cap(memory_cap)
     if cap is not None:
         changes["memory_cap_mib"] = None if cap == "none" else cap

@@ -8,7 +8,13 @@ import sys
 import click
 
 from ..app import Reporter
+from ..names import printable
 from ..render import render
+
+
+def _lines(text: str) -> str:
+    """Each line printable: text from nodes (a domain's name) never drives the terminal."""
+    return "\n".join(printable(line) for line in str(text).split("\n"))
 
 
 class Console(Reporter):
@@ -24,11 +30,11 @@ class Console(Reporter):
     def say(self, text: str = "") -> None:
         """A line for the admin; on stderr under -f json, so stdout stays JSON."""
         if not self.quiet:
-            print(text, flush=True, file=sys.stderr if self.fmt == "json" else sys.stdout)
+            print(_lines(text), flush=True, file=sys.stderr if self.fmt == "json" else sys.stdout)
 
     def note(self, text: str) -> None:
         if self.verbose:
-            print(text, file=sys.stderr, flush=True)
+            print(_lines(text), file=sys.stderr, flush=True)
 
     def progress(self, chunk: str) -> None:
         if not self.quiet:
@@ -63,7 +69,7 @@ class Console(Reporter):
             return
         for f in findings:
             fix = f" (fix: {f.fix})" if f.fix and self.verbose else ""
-            click.echo(f"{f.severity.upper()} {f.kind} {f.subject}: {f.message}{fix}", err=err)
+            click.echo(printable(f"{f.severity.upper()} {f.kind} {f.subject}: {f.message}{fix}"), err=err)
 
     def outcome(self, out) -> None:
         """The plan (dry run) or what was done; then exit with the outcome's

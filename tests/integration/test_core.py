@@ -322,7 +322,7 @@ def test_cluster_status_formats_and_validate(lab, hv):
 
     r = hv.ok("-f", "json", "cluster", "status")
     doc = json.loads(r.out)
-    assert set(doc) == {"nodes", "totals", "score", "n_plus_1", "anomalies"}
+    assert set(doc) == {"nodes", "totals", "score", "n_plus_1", "anomalies"} and doc["anomalies"] == []
     nodes = {n["name"]: n for n in doc["nodes"]}
     assert nodes["node1"]["allocated_mib"] == 32 and nodes["node3"]["domains"] == 0
     assert doc["totals"]["allocated_mib"] == 80 and isinstance(doc["score"], float)

@@ -227,8 +227,8 @@ def test_edit_of_a_real_guest_takes_effect_at_its_next_start(lab, hv, tmp_path):
     p = subprocess.run(hv.argv("domain", "edit", GUEST), capture_output=True, text=True,
                        env=env, stdin=subprocess.DEVNULL, timeout=60)
     assert p.returncode == 0, p
-    assert f"-  <memory unit='MiB'>128</memory>" in p.stdout
-    assert f"+  <memory unit='MiB'>160</memory>" in p.stdout
+    assert "-  <memory unit='MiB'>128</memory>" in p.stdout
+    assert "+  <memory unit='MiB'>160</memory>" in p.stdout
     assert "keeps its running definition until its next start" in p.stdout, p.stdout
     kept = list((hv.home / "conf" / ".history" / GUEST).glob("*-edit.xml"))
     assert len(kept) == 1 and kept[0].read_bytes() == original

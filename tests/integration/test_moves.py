@@ -82,7 +82,7 @@ def test_migrate_refused(lab, hv):
             "/var/lib/libvirt/images/local1.qcow2 does not exist on node3")
     assert lab.where("local1") == ["node1"]
 
-    r = hv.ok("node", "maintenance", "node3", "on")
+    hv.ok("node", "maintenance", "node3", "on")
     refused(hv.run("--yes", "domain", "migrate", "tiny1", "node3"), "node node3 is in maintenance")
     assert lab.where("tiny1") == ["node1"]
 

@@ -5,7 +5,6 @@ and the state must stay true (checked with virsh on the nodes)."""
 from __future__ import annotations
 
 import subprocess
-import time
 
 from labkit import refused, wait_until
 

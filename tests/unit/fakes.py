@@ -283,7 +283,7 @@ def home_snapshot(home):
     state = home / "var" / "state.yaml"
     conf = home / "conf"
     return {
-        "state": state.read_bytes() if state.exists() else None,
+        "state": state.read_bytes() if state.is_file() else None,   # a FIFO there is never read
         "conf": {str(p.relative_to(conf)): p.read_bytes()
                  for p in sorted(conf.rglob("*")) if p.is_file()} if conf.exists() else None,
     }

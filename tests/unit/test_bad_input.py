@@ -156,7 +156,7 @@ def test_a_node_printing_garbage_blocks_a_start(fake):
     assert rc == 3
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("havirt: refused: node node2 did not answer (unexpected output: cannot parse "
-                          "domstats, line 2: 'state.state=one': state.state is not a number)")
+                          "domstats, line 2: 'state.state=one': state.state is not a number of 0 or more)")
     assert "web1" not in a.domains
     assert all(is_scan(c) for _, c in fake.calls)
     assert home_snapshot(fake.home)["conf"] == conf_before

@@ -124,7 +124,8 @@ def test_domstats_errors_name_the_line(text, message):
 # -- names, sections, paths ------------------------------------------------------------
 
 def test_parse_names():
-    assert parse_names("web1\n\n  db1  \n\n") == ["web1", "db1"]
+    assert parse_names("web1\n\n  db1  \n\n") == ["web1", "  db1  "]   # names as printed
+    assert parse_names("win10 test\nweb+1\n") == ["win10 test", "web+1"]
     assert parse_names("") == []
     assert parse_names("\n") == []
 

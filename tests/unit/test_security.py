@@ -1,7 +1,6 @@
 """XML never on a command line; dry runs never show keys or config paths; var/ files are 0600."""
 
 import os
-import shlex
 import stat
 
 import pytest

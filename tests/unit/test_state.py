@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from havirt.errors import LockBusy, StateError
+from havirt.errors import HomeError, LockBusy, StateError
 from havirt.state import DomainRecord, NodeRecord, State, load_state, locked, save_state
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +72,7 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch
     def boom(fd):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(os, "fsync", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(HomeError, match="cannot write the state: No space left on device"):
         save_state(p, State())
     assert p.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["state.yaml"]
