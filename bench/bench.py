@@ -16,7 +16,6 @@ Writes docs/BENCHMARK.md, keeping the balance section (bench_balance.py writes i
 from __future__ import annotations
 
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -26,6 +25,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from machine import machine  # bench/ is on the path: the script runs from there
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -187,17 +187,6 @@ def main() -> None:
     results["state_load"], results["state_save"], results["state_bytes"] = state_io()
     write_report(results, len(nodes), len(names))
     shutil.rmtree(home, ignore_errors=True)
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
-    return (f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {mem} GiB, "
-            f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
 
 
 def write_report(r: dict, n_nodes: int, n_domains: int) -> None:

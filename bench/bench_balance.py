@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -34,6 +32,7 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests" / "unit"))
 
 import hbal  # noqa: E402
+from machine import machine  # noqa: E402
 from balance_reference import loads, need  # noqa: E402
 from clusters import COMPARISON, LARGE, Shape, generate  # noqa: E402
 
@@ -238,18 +237,6 @@ def verdicts(results: list[dict]) -> list[str]:
     return out
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
-    load = Path("/proc/loadavg").read_text().split()[0]
-    return (f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {mem} GiB, {platform.system()} "
-            f"{platform.release()}, Python {platform.python_version()}, load average {load} at the start")
-
-
 def hbal_version() -> str:
     import subprocess
     return subprocess.run(["hbal", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
@@ -257,7 +244,7 @@ def hbal_version() -> str:
 
 def report(results, big, sizes, var, started) -> str:
     lines = [MARK, "", "## Balance: havirt against Ganeti's hbal", "",
-             f"Run on {started:%Y-%m-%d %H:%M} UTC, {machine()}, by `make bench` "
+             f"Run on {started:%Y-%m-%d %H:%M} UTC, {machine(load=True)}, by `make bench` "
              f"(`bench/bench_balance.py`), one run each; {hbal_version()}.", "",
              "Generated clusters (`bench/clusters.py`, seed 1), domains crowded on the first nodes; "
              "only memory and vCPUs count (hbal: text backend, one node group, `sharedfile` instances "

@@ -211,9 +211,8 @@ def _read(path: Path) -> dict:
     except strictyaml.Refused as e:
         raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML") from e
+        line = strictyaml.error_line(e)
+        raise ConfigError(f"{path}:{f' line {line}' if line else ''} is not valid YAML") from e
 
 
 def _check_values(path: Path, merged: dict) -> None:

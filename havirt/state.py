@@ -263,9 +263,8 @@ def load_state(path: Path) -> State:
     except strictyaml.Refused as e:
         raise StateError(f"{path}: {e}; left untouched") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise StateError(f"{path} is not valid YAML{where}; left untouched") from e
+        line = strictyaml.error_line(e)
+        raise StateError(f"{path} is not valid YAML{f' (line {line})' if line else ''}; left untouched") from e
     return state_from_dict(path, data)
 
 

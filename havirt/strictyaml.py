@@ -77,6 +77,12 @@ def load(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
+def error_line(e: yaml.YAMLError) -> int | None:
+    """The line (from 1) a YAML error points at, when it points at one."""
+    mark = getattr(e, "problem_mark", None)
+    return mark.line + 1 if mark else None
+
+
 def read_text(path: Path, error) -> str | None:
     """The file as UTF-8 text; None when it does not exist. Any other problem
     raises `error` (an exception class) with one line naming the file."""
