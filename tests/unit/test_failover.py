@@ -248,8 +248,17 @@ def test_progress_lines_on_a_terminal(fake, monkeypatch):
         "[2/3] vol2: node3 -> " + fake.state().domains["vol2"].node,
         "[3/3] vol3: node3 -> " + fake.state().domains["vol3"].node]
     assert all(ln.endswith(" s elapsed)") for ln in lines)
+    fake.nodes["node3"].reachable = True                      # back, empty: room to evacuate to
+    assert where(fake, "vol1") and fake.nodes["node1"].domains
     rc, out, err = fake.havirt("-q", "--yes", "node", "maintenance", "node1", "on")
-    assert "[1/" not in err                                   # -q: nothing extra
+    assert rc == 0 and not fake.nodes["node1"].domains        # evacuated...
+    assert "[1/" not in err, err                              # ... and with -q nothing extra
+    assert fake.havirt("node", "maintenance", "node1", "off")[0] == 0
+    on_node2 = len(fake.nodes["node2"].domains)
+    rc, out, err = fake.havirt("--yes", "node", "maintenance", "node2", "on")   # evacuation again
+    lines = [ln for ln in err.splitlines() if ln.startswith("[")]
+    assert rc == 0 and on_node2 and len(lines) == on_node2
+    assert lines[0].startswith(f"[1/{on_node2}] ") and lines[-1].endswith(" s elapsed)")
 
 
 def test_after_a_failover_no_domain_is_suspected_of_running_twice(fake):
