@@ -51,7 +51,9 @@ def test_domains_named_outside_the_rule_never_stop_havirt(lab, hv, tmp_path):
         else:
             assert SPACE in r.out and LONG in r.out, r
     r = hv.ok("-f", "tsv", "domain", "list", "--node", "node1")
-    assert len(r.out.splitlines()) == 3 and all(line.count("\t") == 8 for line in r.out.splitlines()), r
+    lines = r.out.splitlines()          # a header and one row each: a space or tab never adds a column
+    assert len(lines) == 3 and lines[0].count("\t") >= 8, r
+    assert all(line.count("\t") == lines[0].count("\t") for line in lines), r
 
     # cluster status counts them
     r = hv.ok("-f", "json", "cluster", "status")
