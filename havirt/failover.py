@@ -22,7 +22,7 @@ from .cluster import Finding
 from .balance import Move
 from .balance import plan_failover
 from .errors import HavirtError, Refusal, RemoteError
-from .moves import allowed_nodes, planner_domain, planner_domains, planner_nodes, show_moves
+from .moves import allowed_nodes, disk_paths, planner_domain, planner_domains, planner_nodes, show_moves
 from .parsers import is_lease_refusal
 from .plan import Plan, Step, StepKind
 from .planner import create_step, placement_problems
@@ -135,7 +135,7 @@ def failover(app, node: str, to=(), confirm_off=False, recovering=False, dry_run
     specs, _ = app.conf.load_all()
     app.state.node(node)
     candidates = last_seen_on(app.state, node)
-    cluster, findings = app.scan(paths=sorted({p for s in specs.values() for p in s.disks}))
+    cluster, findings = app.scan(paths=disk_paths(specs))
     if not dry_run:
         app.save()
     plan = decide_failover(app, cluster, node, candidates, specs, to, confirm_off,

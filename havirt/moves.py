@@ -77,7 +77,9 @@ def cluster_verdict(app, cluster: Cluster, specs: dict):
     return score(nodes, domains), n_plus_1(nodes, domains)
 
 
-def _disk_paths(specs) -> list[str]:
+def disk_paths(specs) -> list[str]:
+    """Every disk path of conf/: what a scan must check on each node before
+    anything decides where a domain may run (placement, N+1)."""
     return sorted({p for s in specs.values() for p in s.disks})
 
 
@@ -129,7 +131,7 @@ def evacuate(app, node: str) -> Outcome:
     """Plan (and with --yes run) the live migrations that empty `node`.
     The caller holds the lock."""
     specs, _ = app.conf.load_all()
-    cluster, findings = app.safety_scan(paths=_disk_paths(specs))
+    cluster, findings = app.safety_scan(paths=disk_paths(specs))
     facts = cluster.nodes[node]
     if not facts.reachable:
         raise NodeUnreachable(node, f"{facts.error}; cannot evacuate it")
@@ -158,11 +160,11 @@ def balance(app, no_scan: bool, max_moves=None, min_gain=None, n_plus_1=None) ->
             app.cfg.balance_n_plus_1 if n_plus_1 is None else n_plus_1)
     if no_scan:
         specs, _ = app.conf.load_all()
-        return _balance(app, cluster_from_state(app.state, _disk_paths(specs)), specs,
+        return _balance(app, cluster_from_state(app.state, disk_paths(specs)), specs,
                         opts, Outcome(dry_run=True), executable=False)
     with app.lock():
         specs, _ = app.conf.load_all()
-        cluster, findings = app.safety_scan(paths=_disk_paths(specs))
+        cluster, findings = app.safety_scan(paths=disk_paths(specs))
         out = Outcome(dry_run=app.dry_run, findings=findings)
         return _balance(app, cluster, specs, opts, out, executable=True)
 

@@ -3,7 +3,7 @@ the imbalance score, and N+1 (would the cluster survive the loss of each node)."
 
 from __future__ import annotations
 
-from .moves import cluster_verdict
+from .moves import cluster_verdict, disk_paths
 from .scan import cluster_from_state
 from .views import node_rows
 
@@ -17,11 +17,11 @@ STATUS_COLUMNS = [("name", "node"), ("cpus", "cpus"), ("allocated_vcpus", "vcpus
 def cluster_status(app, no_scan: bool):
     if no_scan:
         specs, _ = app.conf.load_all()
-        cluster, findings = cluster_from_state(app.state), []
+        cluster, findings = cluster_from_state(app.state, disk_paths(specs)), []   # what-if, as balance
     else:
         with app.lock():
             specs, _ = app.conf.load_all()
-            cluster, findings = app.scan_and_save()
+            cluster, findings = app.scan_and_save(paths=disk_paths(specs))
     rows = node_rows(app.state, app.cfg.reserve_mib)
     score, n1 = cluster_verdict(app, cluster, specs)
     for r in rows:

@@ -8,7 +8,7 @@ from .cluster import Cluster, Finding
 from .domxml import DomainSpec
 from .drift import definition_drift, live_spec
 from .rules import load_of, over_limits
-from .moves import cluster_verdict
+from .moves import cluster_verdict, disk_paths
 from .scan import lockspace_peers
 
 
@@ -124,9 +124,8 @@ def state_findings(before, after) -> list[Finding]:
 
 def validate(app) -> list[Finding]:
     specs, findings = conf_findings(app)
-    paths = sorted({p for s in specs.values() for p in s.disks})
     before = copy.deepcopy(app.state)
-    cluster, scan_findings = app.scan(paths=paths, dump_running=True)   # read-only: never saved
+    cluster, scan_findings = app.scan(paths=disk_paths(specs), dump_running=True)   # read-only: never saved
     findings += scan_findings
     findings += cluster_findings(app, cluster, specs)
     findings += state_findings(before, app.state)

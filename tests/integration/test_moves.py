@@ -212,3 +212,13 @@ def test_n_plus_1_of_real_nodes(lab, hv):
     doc = json.loads(hv.ok("-f", "json", "cluster", "status").out)
     assert doc["n_plus_1"]["ok"] is True and all(r["survives_loss"] for r in doc["nodes"]), doc
     assert {m["to"] for m in doc["n_plus_1"]["nodes"]["node1"]["restarts"]} == {"node3"}
+
+    # disks count as failover counts them: each node is asked whether it sees
+    # them, so a domain on the shared folder restarts on another node
+    for name in ("tiny1", "tiny2"):
+        hv.yes("domain", "destroy", name)
+    hv.yes("domain", "start", "disk1", "node1")
+    doc = json.loads(hv.ok("-f", "json", "cluster", "status").out)
+    loss = doc["n_plus_1"]["nodes"]["node1"]
+    assert loss["survives_loss"] is True and loss["stranded"] == [], loss
+    assert [(m["domain"], m["to"]) for m in loss["restarts"]] == [("disk1", "node3")], loss

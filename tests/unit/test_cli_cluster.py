@@ -33,6 +33,28 @@ def test_status_json_has_n_plus_1_per_node_and_for_the_cluster(fake):
     assert "N+1: the cluster survives the loss of any one node" in out
 
 
+def test_status_n_plus_1_checks_the_disks_on_the_nodes(fake):
+    """N+1 asks the nodes whether they see each disk, as failover would: a
+    disk every node sees is no reason to strand its domain, one seen by no
+    other node is (with and without --no-scan, which assumes every disk seen)."""
+    for n in ("node1", "node2", "node3"):
+        fake.node(n, memory_mib=8192).paths = {"/shared/web.img"}
+    fake.nodes["node1"].paths.add("/local/db.img")
+    fake.conf("web", memory_mib=1024, disks=["/shared/web.img"])
+    fake.conf("db", memory_mib=1024, disks=["/local/db.img"])
+    fake.nodes["node2"].add("web", memory_mib=1024, disks=["/shared/web.img"])
+    fake.nodes["node1"].add("db", memory_mib=1024, disks=["/local/db.img"])
+    fake.havirt("node", "scan")
+    rc, out, err = fake.havirt("-f", "json", "cluster", "status")
+    doc = json.loads(out)
+    assert {r["name"]: r["survives_loss"] for r in doc["nodes"]} == \
+        {"node1": False, "node2": True, "node3": True}, doc["n_plus_1"]
+    assert [m["domain"] for m in doc["n_plus_1"]["nodes"]["node2"]["restarts"]] == ["web"]
+    assert [d["domain"] for d in doc["n_plus_1"]["nodes"]["node1"]["stranded"]] == ["db"]
+    rc, out, err = fake.havirt("-f", "json", "cluster", "status", "--no-scan")
+    assert json.loads(out)["n_plus_1"]["ok"] is True          # what-if: every disk assumed seen
+
+
 def test_status_says_what_would_not_restart_and_what_is_missing(fake):
     for n in ("node1", "node2"):
         fake.node(n, memory_mib=4096)                 # 3072 MiB usable each
