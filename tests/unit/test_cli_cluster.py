@@ -142,7 +142,13 @@ def test_balance_min_gain_from_config_in_any_notation(fake):
     (fake.home / "config.yaml").write_text("balance:\n  min_gain: 1e-6\n  max_moves: null\n")
     rc, out, err = fake.havirt("-f", "json", "cluster", "balance")
     assert rc == 0, err
-    assert json.loads(out)["moves"]
+    assert len(json.loads(out)["moves"]) > 1
+    (fake.home / "config.yaml").write_text("balance:\n  min_gain: 1e2\n")      # the config reaches the planner
+    rc, out, err = fake.havirt("-f", "json", "cluster", "balance")
+    assert rc == 0 and json.loads(out)["moves"] == [], err
+    (fake.home / "config.yaml").write_text("balance:\n  min_gain: 1e-6\n  max_moves: 1\n")
+    rc, out, err = fake.havirt("-f", "json", "cluster", "balance")
+    assert rc == 0 and len(json.loads(out)["moves"]) == 1, err
 
 
 @pytest.mark.parametrize("value", ["-1", "nan", "x"])

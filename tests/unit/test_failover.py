@@ -221,6 +221,16 @@ def test_scan_recover_never_on_the_admins_word_and_never_a_shut_off_domain(fake)
     assert all(where(fake, d) == [] for d in ("vol1", "vol2", "vol3"))
 
 
+def test_scan_recover_leaves_a_domain_the_admin_shut_off_down(fake):
+    node3 = setup(fake)                                        # leases: recovery may act
+    assert fake.havirt("--yes", "domain", "shutdown", "vol3", "--wait", "5")[0] == 0
+    fake.write_config(recover={"after": 1, "enabled": True})
+    power_off(node3)
+    rc, out, err = fake.havirt("-q", "node", "scan")
+    assert "WARNING recovered vol1: " in out and "WARNING recovered vol2: " in out, out
+    assert "vol3" not in out and where(fake, "vol3") == [], out
+
+
 def test_scan_recover_dryrun_says_what_it_would_do(fake):
     node3 = setup(fake)
     fake.write_config(recover={"after": 1})

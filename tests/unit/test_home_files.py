@@ -128,10 +128,11 @@ def test_var_or_conf_linked_by_another_user_is_refused(fake, tmp_path, which):
     real.rename(moved)
     real.symlink_to(moved)
     os.lchown(real, 1000, 1000)
-    before = home_snapshot(moved.parent)
-    rc, out, err = fake.havirt("node", "list")
+    before = home_snapshot(fake.home)                           # read through the link
+    assert before["state"] and before["conf"]
+    rc, out, err = fake.havirt("node", "set", "node1", "--memory-cap", "100")   # would write
     one_line(rc, err, 2, f"{real} is a symbolic link (to {moved}) made by uid 1000")
-    assert home_snapshot(moved.parent) == before
+    assert home_snapshot(fake.home) == before
     # the same link made by root (the admin's own choice) is followed
     os.lchown(real, 0, 0)
     rc, out, err = fake.havirt("node", "list")

@@ -113,6 +113,14 @@ def test_a_silent_node_makes_the_state_unknown_unless_it_runs_elsewhere(fake):
     assert err.startswith("ERROR unreachable node3: ")
 
 
+def test_a_silent_node_leaves_the_state_known_when_the_domain_runs_elsewhere(fake):
+    _, _, c = setup(fake)
+    c.reachable = False
+    rc, out, err = fake.havirt("-f", "json", "domain", "info", "web1")
+    doc = json.loads(out)
+    assert rc == 0 and (doc["state"], doc["node"], doc["unreachable"]) == ("running", "node2", ["node3"])
+
+
 def test_screen_and_tsv_of_a_running_domain(fake):
     setup(fake)
     rc, out, err = fake.havirt("domain", "info", "web1")

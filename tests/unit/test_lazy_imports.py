@@ -36,7 +36,23 @@ def probe(home, *args, **env):
                                   ["--help"], ["--version"], ["node", "scan", "--help"],
                                   ["node", "list", "-f", "json"]])
 def test_read_only_commands_do_not_import_paramiko(tmp_path, args):
-    assert probe(tmp_path, *args)[:3] == (0, False, False)
+    """On a home with a node and a running domain, so that the rows, the
+    score and N+1 are all computed."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "web1.xml").write_text(
+        "<domain type='kvm'><name>web1</name><memory unit='MiB'>512</memory><vcpu>1</vcpu></domain>")
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "state.yaml").write_text(
+        '{"format": 1, "updated": null, "nodes": {"n1": {"address": "127.0.0.1", "cpus": 4, '
+        '"memory_mib": 8192, "reachable": true}, "n2": {"address": "127.0.0.2", "cpus": 4, '
+        '"memory_mib": 8192, "reachable": true}}, "domains": {"web1": {"node": "n1", '
+        '"state": "running", "memory_mib": 512, "vcpus": 1}}}\n')
+    rc, paramiko, prometheus, printed = probe(tmp_path, *args)
+    assert (rc, paramiko, prometheus) == (0, False, False), printed
+    if args[0] in ("node", "domain", "cluster") and "--help" not in args:
+        assert "n1" in printed or "web1" in printed, printed
+    if args[0] == "cluster":
+        assert "N+1: the cluster survives the loss of any one node" in printed, printed
 
 
 @pytest.mark.parametrize("words,cword,offered", [("havirt domain start we", 3, "plain,web1\n"),

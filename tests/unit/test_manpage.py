@@ -1,5 +1,6 @@
 """havirt(1) is generated from the click commands and renders without a warning."""
 
+import re
 import subprocess
 import sys
 
@@ -42,6 +43,8 @@ def test_renders_without_warnings_and_has_every_command(tmp_path):
     assert "havirt node scan [OPTIONS] [NAMES]..." in text
     assert "--metrics FILE" in text and "havirt node list -f json" in text
     assert "\u2010" not in text      # options stay typeable: - is a minus, never a hyphen
+    src = manpage()                  # ... in the roff too, where a UTF-8 man would show a hyphen
+    assert "\\-\\-metrics" in src and not re.search(r"(?<![\\\w])-(?=[\w-])", src)
 
 
 def test_the_renderer_does_warn_on_bad_roff(tmp_path):

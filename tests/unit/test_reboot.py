@@ -96,8 +96,8 @@ def test_a_failed_reboot_exits_1_with_virshs_reason(fake):
 
 def test_invalid_name_is_a_usage_error(fake):
     setup(fake)
-    rc, _, err = fake.havirt("domain", "reboot", "-x")
-    assert rc == 2
+    rc, _, err = fake.havirt("domain", "reboot", "--", "-x")
+    assert rc == 2 and "invalid domain name" in err
     rc, _, err = fake.havirt("domain", "reset", "../x")
     assert rc == 2 and "invalid domain name" in err
     assert fake.calls == []
