@@ -22,7 +22,7 @@ from .cluster import Finding
 from .balance import Move
 from .balance import plan_failover
 from .errors import HavirtError, Refusal, RemoteError
-from .moves import allowed_nodes, disk_paths, planner_domain, planner_domains, planner_nodes, show_moves
+from .moves import allowed_nodes, disk_paths, node_loads, planner_domain, planner_domains, planner_nodes, show_moves
 from .parsers import is_lease_refusal
 from .plan import Plan, Step, StepKind
 from .planner import create_step, placement_problems
@@ -108,8 +108,8 @@ def decide_failover(app, cluster, node: str, candidates, specs: dict, to=None, c
         return plan
     if guard == "fence":
         plan.fence = _fence_plan(app, node)
-    leaving = [planner_domain(name, node, None, specs[name], "",
-                              allowed_nodes(app, cluster, nodes, specs[name]))
+    loads = node_loads(app, cluster, nodes)
+    leaving = [planner_domain(name, node, None, specs[name], "", allowed_nodes(loads, specs[name]))
                for name in names if name not in left_out]
     evac = plan_failover(nodes, planner_domains(app, cluster, nodes, specs) + leaving, node)
     plan.moves, plan.blocking = evac.moves, plan.blocking + evac.blocking

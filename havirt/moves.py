@@ -15,7 +15,7 @@ from .errors import HavirtError, NodeUnreachable, RemoteError
 from .executor import render_step
 from .migration import run_migration
 from .planner import migrate_step, plan_migrate
-from .rules import disks_visible, held, load_of, need_to_start
+from .rules import Load, disks_visible, held, load_of, need_to_start
 from .scan import cluster_from_state
 
 
@@ -43,18 +43,23 @@ def planner_domain(name, node, fact, spec, why, allowed) -> BDomain:
                    restarted=why != "in maintenance")
 
 
-def allowed_nodes(app, cluster: Cluster, nodes: list[BNode], spec) -> frozenset[str] | None:
+def node_loads(app, cluster: Cluster, nodes: list[BNode]) -> dict[str, Load]:
+    """Each of `nodes` as the rules see it: computed once, asked for every domain."""
+    return {n.name: load_of(cluster, app.state, app.cfg, n.name) for n in nodes}
+
+
+def allowed_nodes(loads: dict[str, Load], spec) -> frozenset[str] | None:
     """The nodes where every disk of `spec` is visible (None: it has none)."""
     if spec is None or not spec.disks:
         return None
-    return frozenset(n.name for n in nodes
-                     if disks_visible(load_of(cluster, app.state, app.cfg, n.name), spec.disks))
+    return frozenset(name for name, load in loads.items() if disks_visible(load, spec.disks))
 
 
 def planner_domains(app, cluster: Cluster, nodes: list[BNode], specs: dict) -> list[BDomain]:
     """The domains running on `nodes`, each once (its running copy)."""
     names = {n.name for n in nodes}
     dups = cluster.duplicates()
+    loads = node_loads(app, cluster, nodes)
     out = []
     for name, (node, fact) in sorted(cluster.placements().items()):
         if node not in names:
@@ -64,7 +69,7 @@ def planner_domains(app, cluster: Cluster, nodes: list[BNode], specs: dict) -> l
         why = ("runs on several nodes" if name in dups else
                "in maintenance" if rec and rec.maintenance else
                "no usable XML in conf/" if spec is None else "")
-        out.append(planner_domain(name, node, fact, spec, why, allowed_nodes(app, cluster, nodes, spec)))
+        out.append(planner_domain(name, node, fact, spec, why, allowed_nodes(loads, spec)))
     return out
 
 

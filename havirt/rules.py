@@ -18,7 +18,8 @@ How a domain is sized (one decision, used everywhere):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 SHUT_OFF = "shut off"
 
@@ -95,7 +96,7 @@ class Load:
     memory_mib: int = 0               # held by the domains present there
     vcpus: int = 0
     count: int = 0
-    paths: tuple[tuple[str, bool], ...] = ()   # disk paths checked there: (path, exists)
+    paths: Mapping[str, bool] = field(default_factory=dict)   # disk paths checked there: exists?
 
     @property
     def vcpu_cap(self) -> int:
@@ -103,10 +104,7 @@ class Load:
 
     def sees(self, path: str) -> bool | None:
         """True/False: the path exists or not on the node; None: not checked."""
-        for p, ok in self.paths:
-            if p == path:
-                return ok
-        return None
+        return self.paths.get(path)
 
 
 def disks_visible(load: Load, disks) -> bool:
@@ -184,7 +182,7 @@ def load_of(cluster, state, cfg, node: str) -> Load:
     return Load(node, True, None, rec.maintenance,
                 usable_memory(rec.memory_cap_mib, total, cfg.reserve_mib), basis,
                 facts.cpus or 0, cfg.vcpu_ratio, mem, vcpus, count,
-                tuple(sorted(facts.paths.items())))
+                facts.paths)
 
 
 def presence_problems(cluster, name: str, force: bool, allow_on: str | None = None,

@@ -26,7 +26,7 @@ def loads(nodes: list[BNode], domains: list[BDomain]) -> dict[str, rules.Load]:
             n.name, True, maintenance=n.maintenance, usable_mib=n.usable_mib, cpus=n.cpus,
             max_ratio=n.max_ratio, memory_mib=sum(d.memory_mib for d in here),
             vcpus=sum(d.vcpus for d in here), count=len(here),
-            paths=tuple(sorted((p, n.name in allowed) for p, allowed in paths)))
+            paths={p: n.name in allowed for p, allowed in paths})
     return out
 
 

@@ -29,7 +29,7 @@ def test_usable_memory(cap, total, reserve, usable):
 
 def load(**kw):
     base = dict(name="node2", reachable=True, usable_mib=7168, basis="8192 MiB total - 1024 MiB reserve",
-                cpus=4, max_ratio=4.0, memory_mib=0, vcpus=0, count=0, paths=(("/d/a", True), ("/d/b", False)))
+                cpus=4, max_ratio=4.0, memory_mib=0, vcpus=0, count=0, paths={"/d/a": True, "/d/b": False})
     base.update(kw)
     return Load(**base)
 
