@@ -99,7 +99,7 @@ bench: venv bench-deps
 # havirt(1), generated from the click commands
 man: venv
 	mkdir -p build
-	$(PY) -m havirt.manpage > build/havirt.1
+	$(PY) -m havirt.cli.manpage > build/havirt.1
 
 # A venv of its own under PREFIX/lib/havirt, the command in PREFIX/bin, the
 # manual page, the completion scripts of bash, zsh and fish where those shells
@@ -114,7 +114,7 @@ install:
 	printf '#!/bin/sh\nexec %s -I -m havirt "$$@"\n' '$(PREFIX)/lib/havirt/bin/python' \
 	  > $(DESTDIR)$(PREFIX)/bin/havirt
 	chmod 755 $(DESTDIR)$(PREFIX)/bin/havirt
-	$(LIBDIR)/bin/python -I -m havirt.manpage > $(SHAREDIR)/man/man1/havirt.1
+	$(LIBDIR)/bin/python -I -m havirt.cli.manpage > $(SHAREDIR)/man/man1/havirt.1
 	_HAVIRT_COMPLETE=bash_source $(LIBDIR)/bin/python -I -m havirt \
 	  > $(SHAREDIR)/bash-completion/completions/havirt
 	_HAVIRT_COMPLETE=zsh_source $(LIBDIR)/bin/python -I -m havirt > $(SHAREDIR)/zsh/site-functions/_havirt

@@ -25,6 +25,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
 from machine import machine  # bench/ is on the path: the script runs from there
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,7 +119,7 @@ def floor_cmd(env, nodes) -> str:
 
 
 def state_io(n_nodes=1000, n_domains=20000) -> tuple[float, float, int]:
-    from havirt.state import DomainRecord, NodeRecord, State, load_state, save_state
+    from havirt.store.state import DomainRecord, NodeRecord, State, load_state, save_state
     st = State()
     for i in range(n_nodes):
         st.nodes[f"n{i}"] = NodeRecord(name=f"n{i}", address=f"10.1.{i // 250}.{i % 250}",

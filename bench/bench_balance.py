@@ -32,13 +32,18 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests" / "unit"))
 
 import hbal  # noqa: E402
-from machine import machine  # noqa: E402
 from balance_reference import loads, need  # noqa: E402
 from clusters import COMPARISON, LARGE, Shape, generate  # noqa: E402
+from machine import machine  # noqa: E402
 
-from havirt import rules  # noqa: E402
-from havirt.balance import BDomain, BNode, plan_balance, score  # noqa: E402
-from havirt.balance import planner  # noqa: E402
+from havirt.plan.balance import (  # noqa: E402
+    BDomain,
+    BNode,
+    plan_balance,
+    planner,  # noqa: E402
+    score,
+)
+from havirt.rules import fit as rules  # noqa: E402
 
 # The recommended balance.min_gain (per node: a move must lower the score by
 # min_gain / nodes); the caller passes it, there is no default in the planner.

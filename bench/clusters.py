@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from havirt.balance import BDomain, BNode  # noqa: E402
+from havirt.plan.balance import BDomain, BNode  # noqa: E402
 
 # (usable MiB, CPUs)
 SMALL = [(128 * 1024, 32), (192 * 1024, 48)]

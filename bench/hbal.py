@@ -31,8 +31,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from havirt.balance import BDomain, BNode
-from havirt.balance.score import pstdev
+from havirt.plan.balance import BDomain, BNode
+from havirt.plan.balance.score import pstdev
 
 _UUID = "00000000-0000-0000-0000-000000000001"
 _DISK = 1 << 30  # MiB of disk on every node: never a constraint

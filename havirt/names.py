@@ -3,7 +3,7 @@
 import re
 import shlex
 
-from .errors import UsageError
+from havirt.errors import UsageError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
 

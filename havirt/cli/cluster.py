@@ -6,7 +6,7 @@ import math
 
 import click
 
-from . import cli, pass_app
+from havirt.cli.group import cli, pass_app
 
 
 @cli.group(epilog="Example: havirt cluster status")
@@ -22,10 +22,11 @@ def cluster_status(opts, no_scan):
     whether the cluster survives its loss (N+1: its running domains
     restarted on the others as failover would place them); totals; the
     imbalance score (see cluster balance)."""
-    from ..status import STATUS_COLUMNS, cluster_status as status, n_plus_1_lines
+    from havirt.ops.status import STATUS_COLUMNS, n_plus_1_lines
+    from havirt.ops.status import cluster_status as status
     out = opts.out
     rows, totals, score, n1, findings = status(opts.app(), no_scan)
-    from ..views import finding_rows
+    from havirt.ops.views import finding_rows
     out.emit(rows + [totals], STATUS_COLUMNS,
              doc={"nodes": rows, "totals": totals, "score": score, "n_plus_1": n1,
                   "anomalies": finding_rows(findings)} if out.fmt == "json" else None)
@@ -76,7 +77,7 @@ def cluster_balance(opts, max_moves, min_gain, n_plus_1, no_scan):
     come first. The first moves are the most useful: stopping after any
     of them leaves the cluster as balanced as that many moves can.
     """
-    from ..moves import balance
+    from havirt.ops.moves import balance
     opts.out.outcome(balance(opts.app(), no_scan, max_moves, min_gain, n_plus_1))
 
 
@@ -84,8 +85,8 @@ def cluster_balance(opts, max_moves, min_gain, n_plus_1, no_scan):
 @pass_app
 def cluster_validate(opts):
     """A read-only consistency report; exit 1 when anything is wrong."""
-    from ..validate import validate
-    from ..views import FINDING_COLUMNS, finding_rows
+    from havirt.ops.validate import validate
+    from havirt.ops.views import FINDING_COLUMNS, finding_rows
     out = opts.out
     findings = validate(opts.app())
     rows = finding_rows(findings)

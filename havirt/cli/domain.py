@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..names import printable
-from . import cli, pass_app
+from havirt.cli.group import cli, pass_app
+from havirt.names import printable
 
 
 @cli.group(epilog="Example: havirt domain list --running")
@@ -21,7 +21,7 @@ def domain():
 @pass_app
 def domain_list(opts, node, running):
     """Every domain of conf/ plus any seen running without XML (no SSH)."""
-    from ..views import DOMAIN_COLUMNS, domain_rows
+    from havirt.ops.views import DOMAIN_COLUMNS, domain_rows
     app = opts.app()
     if node:
         app.state.node(node)
@@ -46,9 +46,11 @@ def domain_info(opts, name):
     state; the running definition is read in that same session.
     """
     import json
-    from ..info import domain_info as info, info_rows
-    from ..render import render
-    from ..views import finding_rows
+
+    from havirt.cli.render import render
+    from havirt.ops.info import domain_info as info
+    from havirt.ops.info import info_rows
+    from havirt.ops.views import finding_rows
     out = opts.out
     doc, findings = info(opts.app(), name)
     if out.fmt == "json":
@@ -74,7 +76,7 @@ Examples: havirt domain import web1 db1 --from node1
 @pass_app
 def domain_import(opts, names, node, all_, force):
     """Save `virsh dumpxml --inactive` of domains on NODE as conf/NAME.xml."""
-    from ..actions import domain_import as do_import
+    from havirt.ops.actions import domain_import as do_import
     if bool(names) == all_:
         raise click.UsageError("name the domains, or give --all")
     saved, skipped = do_import(opts.app(), names, node, all_, force)
@@ -89,7 +91,7 @@ def _show_change(opts, change) -> None:
     import json
     out = opts.out
     if out.fmt == "json":
-        from ..views import finding_rows
+        from havirt.ops.views import finding_rows
         click.echo(json.dumps({**change.as_dict(), "anomalies": finding_rows(change.findings)},
                               indent=2))
         return
@@ -126,7 +128,8 @@ def domain_edit(opts, name):
     reason. A running domain picks the change up at its next start.
     """
     import sys
-    from ..definitions import edit
+
+    from havirt.ops.definitions import edit
 
     def again(reason):
         if not sys.stdin.isatty():
@@ -150,7 +153,7 @@ def domain_define(opts, name, source, force):
     replaced version is kept in conf/.history/NAME/. Nothing is started or
     changed on a node.
     """
-    from ..definitions import define
+    from havirt.ops.definitions import define
     _show_change(opts, define(opts.app(), name, source, force))
 
 
@@ -164,7 +167,7 @@ def domain_undefine(opts, name, force):
     Refused while NAME runs, is paused or arrives anywhere, by a fresh scan
     of every node, and while a node does not answer (unless --force).
     """
-    from ..definitions import undefine
+    from havirt.ops.definitions import undefine
     _show_change(opts, undefine(opts.app(), name, force))
 
 
@@ -183,7 +186,7 @@ def domain_start(opts, name, node, force):
     or NAME is in maintenance; if NODE lacks memory or vCPUs; if a disk of
     NAME does not exist on NODE.
     """
-    from ..actions import domain_start as start
+    from havirt.ops.actions import domain_start as start
     app = opts.app()
     opts.out.outcome(start(app, name, node, force))
 
@@ -196,7 +199,7 @@ def domain_start(opts, name, node, force):
 @pass_app
 def domain_shutdown(opts, name, wait, force):
     """Ask NAME to shut down (ACPI), where it runs."""
-    from ..actions import domain_stop
+    from havirt.ops.actions import domain_stop
     if force and not wait:
         raise click.UsageError("--force needs --wait SECONDS")
     opts.out.outcome(domain_stop(opts.app(), name, "shutdown", wait, force))
@@ -207,7 +210,7 @@ def domain_shutdown(opts, name, wait, force):
 @pass_app
 def domain_destroy(opts, name):
     """Power NAME off at once (like pulling the plug)."""
-    from ..actions import domain_stop
+    from havirt.ops.actions import domain_stop
     opts.out.outcome(domain_stop(opts.app(), name, "destroy"))
 
 
@@ -222,7 +225,7 @@ def domain_reboot(opts, name):
     Refused unless NAME is running (not paused, not arriving by migration).
     The guest decides how and when; see domain reset for a hard reset.
     """
-    from ..actions import domain_reboot as reboot
+    from havirt.ops.actions import domain_reboot as reboot
     opts.out.outcome(reboot(opts.app(), name))
 
 
@@ -232,7 +235,7 @@ def domain_reboot(opts, name):
 def domain_reset(opts, name):
     """Reset NAME at once (like its reset button; the guest is not asked), on
     the node where it runs. Refused unless NAME is running."""
-    from ..actions import domain_reboot as reboot
+    from havirt.ops.actions import domain_reboot as reboot
     opts.out.outcome(reboot(opts.app(), name, hard=True))
 
 
@@ -248,8 +251,9 @@ def domain_console(opts, name):
     Ctrl-] (virsh's escape key; ssh's own ~ escape is off). Needs a terminal.
     """
     import sys
-    from ..console import ESCAPE_KEY, attach, console_session
-    from ..errors import UsageError
+
+    from havirt.errors import UsageError
+    from havirt.ops.console import ESCAPE_KEY, attach, console_session
     if not sys.stdin.isatty():
         raise UsageError("domain console needs a terminal (stdin is not one)")
     node, argv = console_session(opts.app(), name)
@@ -270,7 +274,7 @@ Examples: havirt domain migrate web1 node3          # print the command
 @pass_app
 def domain_migrate(opts, name, target, offline, timeout):
     """Live-migrate NAME to TARGET (default: the node with most free memory after)."""
-    from ..actions import domain_migrate as migrate
+    from havirt.ops.actions import domain_migrate as migrate
     opts.out.outcome(migrate(opts.app(), name, target, offline, timeout))
 
 
@@ -281,7 +285,7 @@ def domain_migrate(opts, name, target, offline, timeout):
 def domain_maintenance(opts, name, mode):
     """A domain in maintenance cannot be started and is never moved by balance
     or evacuation."""
-    from ..actions import set_maintenance
+    from havirt.ops.actions import set_maintenance
     app = opts.app()
     with app.lock():
         set_maintenance(app, "domain", name, mode == "on")

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from . import cli, pass_app
+from havirt.cli.group import cli, pass_app
 
 LOG_COLUMNS = [("time", "time"), ("user", "user"), ("node", "node"), ("remote", "remote command"),
                ("exit_code", "exit"), ("duration", "seconds"), ("outcome", "outcome")]
@@ -18,8 +18,8 @@ LOG_COLUMNS = [("time", "time"), ("user", "user"), ("node", "node"), ("remote", 
 @pass_app
 def log(opts, tail):
     """The audit log: every executed step (never dry runs), newest last."""
-    from ..errors import HomeError
-    from ..files import read_file
+    from havirt.errors import HomeError
+    from havirt.store.files import read_file
     app = opts.app()
     path = app.home.audit_file
     entries = []

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from . import cli, pass_app
+from havirt.cli.group import cli, pass_app
 
 
 @cli.group(epilog="Example: havirt node list")
@@ -33,7 +33,7 @@ def _cap(value):
 @pass_app
 def node_add(opts, name, address, user, port, memory_cap):
     """Probe NAME over SSH (one session) and record it."""
-    from ..actions import node_add as add
+    from havirt.ops.actions import node_add as add
     cap = _cap(memory_cap)
     rec = add(opts.app(), name, address, user, port, None if cap == "none" else cap)
     opts.out.say(f"added {name}: {rec.address}, {rec.cpus} CPUs, {rec.memory_mib} MiB, "
@@ -49,7 +49,7 @@ def node_add(opts, name, address, user, port, memory_cap):
 @pass_app
 def node_set(opts, name, address, user, port, memory_cap):
     """Change what `node add` recorded."""
-    from ..actions import node_set as set_
+    from havirt.ops.actions import node_set as set_
     changes = {k: v for k, v in (("address", address), ("user", user), ("port", port))
                if v is not None}   # an empty --address or --user is checked, never dropped
     cap = _cap(memory_cap)
@@ -65,7 +65,7 @@ def node_set(opts, name, address, user, port, memory_cap):
 @pass_app
 def node_list(opts):
     """The nodes as the state file knows them (no SSH)."""
-    from ..views import NODE_COLUMNS, node_rows
+    from havirt.ops.views import NODE_COLUMNS, node_rows
     app = opts.app()
     opts.out.emit(node_rows(app.state, app.cfg.reserve_mib), NODE_COLUMNS)
 
@@ -95,8 +95,8 @@ def node_scan(opts, names, recover, metrics_file):
     prove it cannot run them; what was recovered, and what was not, is
     printed (also with -q) so that cron mails it.
     """
-    from ..actions import node_scan as scan
-    from ..views import NODE_COLUMNS, finding_rows, node_rows
+    from havirt.ops.actions import node_scan as scan
+    from havirt.ops.views import NODE_COLUMNS, finding_rows, node_rows
     app = opts.app()
     out = opts.out
     began = time.monotonic()
@@ -108,7 +108,7 @@ def node_scan(opts, names, recover, metrics_file):
                  if out.fmt == "json" else None)
     out.findings(findings, json_done=not out.quiet)
     if metrics_file or app.cfg.metrics_textfile:
-        from ..metrics import write_scan_metrics
+        from havirt.ops.metrics import write_scan_metrics
         write_scan_metrics(metrics_file or app.cfg.metrics_textfile, app, result, seconds, when)
     if findings:
         raise SystemExit(1)
@@ -120,7 +120,7 @@ def node_scan(opts, names, recover, metrics_file):
 @pass_app
 def node_remove(opts, name, force):
     """Forget NAME; refused while domains run there."""
-    from ..actions import node_remove as remove
+    from havirt.ops.actions import node_remove as remove
     forgotten = remove(opts.app(), name, force)
     opts.out.say(f"removed {name}" + (f"; these domains were last seen there and may still "
                                        f"run: {', '.join(forgotten)} (starting them needs --force)"
@@ -141,8 +141,8 @@ def node_maintenance(opts, name, mode, no_evacuate):
     The flag is set at once (it only protects). The live migrations that
     empty the node are printed, and run with --yes.
     """
-    from ..actions import set_maintenance
-    from ..moves import evacuate
+    from havirt.ops.actions import set_maintenance
+    from havirt.ops.moves import evacuate
     app = opts.app()
     with app.lock():    # the flag and the evacuation under one lock
         set_maintenance(app, "node", name, mode == "on")
@@ -171,7 +171,7 @@ def node_failover(opts, name, to, confirm_off):
     re-checked and verified by a fresh scan. Exit 1 if any domain was not
     started.
     """
-    from ..failover import failover
+    from havirt.ops.failover import failover
     app = opts.app()
     with app.lock():
         outcome = failover(app, name, to, confirm_off)

@@ -7,9 +7,9 @@ import sys
 
 import click
 
-from ..app import Reporter
-from ..names import printable
-from ..render import render
+from havirt.cli.render import render
+from havirt.names import printable
+from havirt.ops.app import Reporter
 
 
 def _lines(text: str) -> str:
@@ -64,7 +64,7 @@ class Console(Reporter):
             return
         if self.fmt == "json":
             if not json_done:
-                from ..views import finding_rows
+                from havirt.ops.views import finding_rows
                 click.echo(json.dumps({"anomalies": finding_rows(findings)}, indent=2))
             return
         for f in findings:
@@ -75,7 +75,7 @@ class Console(Reporter):
         """The plan (dry run) or what was done; then exit with the outcome's
         status when some part of it failed."""
         if self.fmt == "json":
-            from ..views import finding_rows
+            from havirt.ops.views import finding_rows
             click.echo(json.dumps({"dry_run": out.dry_run, "commands": out.lines, "done": out.done,
                                    "notes": out.notes, **out.data,
                                    "anomalies": finding_rows(out.findings)}, indent=2))

@@ -16,7 +16,6 @@ import subprocess
 
 import pytest
 import yaml
-
 from labkit import LAB_ENV, LAB_SCRIPT, REPORT, Havirt, Lab, make_home, read_env
 
 

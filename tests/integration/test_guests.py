@@ -21,7 +21,6 @@ import subprocess
 import time
 
 import pytest
-
 from labkit import REPORT, refused, wait_until
 
 GUEST = "guest1"

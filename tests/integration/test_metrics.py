@@ -12,9 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from labkit import REPORT
+from prometheus_client.parser import text_string_to_metric_families
 from test_core import nodeinfo
 
 MIB = 1 << 20

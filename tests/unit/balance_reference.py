@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from havirt import rules
-from havirt.balance import BDomain, BNode, Move
-from havirt.balance.score import score_of
+from havirt.plan.balance import BDomain, BNode, Move
+from havirt.plan.balance.score import score_of
+from havirt.rules import fit as rules
 
 
 def loads(nodes: list[BNode], domains: list[BDomain]) -> dict[str, rules.Load]:

@@ -8,8 +8,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fakes import FakeNode, FakeRunner  # noqa: E402
+
 from havirt.cli import run  # noqa: E402
-from havirt.state import NodeRecord, State, load_state, save_state  # noqa: E402
+from havirt.store.state import NodeRecord, State, load_state, save_state  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 

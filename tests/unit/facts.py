@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from havirt.cluster import Cluster
-from havirt.config import load_config
-from havirt.domxml import DomainSpec
-from havirt.parsers import STATE_NAMES, DomainFact, NodeFacts
-from havirt.state import NodeRecord, State
+from havirt.parse.domxml import DomainSpec
+from havirt.parse.virsh import STATE_NAMES, DomainFact, NodeFacts
+from havirt.scan.cluster import Cluster
+from havirt.store.config import load_config
+from havirt.store.state import NodeRecord, State
 
 CODES = {v: k for k, v in STATE_NAMES.items()}
 

@@ -20,9 +20,9 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from havirt import remote
 from havirt.errors import NodeUnreachable
-from havirt.transport import Result, Runner
+from havirt.remote import commands as remote
+from havirt.remote.transport import Result, Runner
 
 STATE_CODES = {"running": 1, "paused": 3, "shut off": 5}
 
@@ -86,7 +86,7 @@ class FakeRunner(Runner):
     def describe(self, node):
         if not self.real_describe:
             return f"ssh root@{self.nodes[node].address or node}"
-        from havirt.transport import SSHRunner, Target
+        from havirt.remote.transport import SSHRunner, Target
         targets = {n: Target(n, r.address, r.user, r.port) for n, r in self.app.state.nodes.items()}
         return SSHRunner(self.cfg.ssh, targets).describe(node)
 

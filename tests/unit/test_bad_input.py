@@ -4,7 +4,6 @@ Exit codes: 2 usage/config/state/conf-XML, 3 refused, 4 unreachable.
 """
 
 import pytest
-
 from conftest import domain_xml
 from fakes import home_snapshot, is_scan
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from havirt.balance import BalancePlan, BDomain, BNode, plan_balance, score
+from havirt.plan.balance import BalancePlan, BDomain, BNode, plan_balance, score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from balance_reference import cluster_score, plan_greedy, random_cluster, replay  # noqa: E402

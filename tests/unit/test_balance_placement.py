@@ -9,11 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from havirt.balance import BDomain, BNode, n_plus_1, plan_balance, plan_evacuation, plan_failover, score
-from havirt.balance import placement
-from havirt.balance.model import Layout
-from havirt.balance.guard import Guard
-from havirt.balance.nplus1 import verdict
+from havirt.plan.balance import (
+    BDomain,
+    BNode,
+    n_plus_1,
+    placement,
+    plan_balance,
+    plan_evacuation,
+    plan_failover,
+    score,
+)
+from havirt.plan.balance.guard import Guard
+from havirt.plan.balance.model import Layout
+from havirt.plan.balance.nplus1 import verdict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from balance_reference import random_cluster, replay  # noqa: E402

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from havirt import rules
-from havirt.balance import BDomain, BNode
-from havirt.balance.model import Layout
-from havirt.balance.score import Sums, score_of
+from havirt.plan.balance import BDomain, BNode
+from havirt.plan.balance.model import Layout
+from havirt.plan.balance.score import Sums, score_of
+from havirt.rules import fit as rules
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from balance_reference import cluster_score, loads, need, random_cluster  # noqa: E402

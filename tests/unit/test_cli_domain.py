@@ -475,7 +475,7 @@ def test_start_without_node_needs_this_host_to_be_a_node(fake, monkeypatch):
 
 
 def test_migrate_timeout_aborts_the_job_and_says_where_it_is(fake):
-    from havirt.transport import CommandTimeout
+    from havirt.remote.transport import CommandTimeout
     a, b = migrate_setup(fake)
     orig = fake.factory
 

@@ -3,7 +3,6 @@
 import json
 
 import yaml
-
 from fakes import is_scan
 
 

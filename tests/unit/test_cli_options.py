@@ -6,7 +6,8 @@ import json
 import click
 import pytest
 
-from havirt.cli import COMMON_OPTIONS, HavirtGroup, cli, load_commands, pass_app
+from havirt.cli import load_commands
+from havirt.cli.group import COMMON_OPTIONS, HavirtGroup, cli, pass_app
 
 load_commands()
 

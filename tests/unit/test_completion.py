@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from click.shell_completion import ShellComplete
-
 from conftest import domain_xml
+
 from havirt.cli import cli, load_commands
 
 load_commands()

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from havirt.config import SCHEMA, load_config
 from havirt.errors import ConfigError
+from havirt.store.config import SCHEMA, load_config
 
 
 def write(tmp_path, text):

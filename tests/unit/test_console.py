@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from havirt.config import SSHConfig
-from havirt.console import ssh_argv
+from havirt.ops.console import ssh_argv
+from havirt.store.config import SSHConfig
 
 V = "virsh -c qemu:///system"
 

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from havirt.state import load_state
+from havirt.store.state import load_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,7 +16,7 @@ WRITER = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-from havirt.state import DomainRecord, NodeRecord, State, save_state
+from havirt.store.state import DomainRecord, NodeRecord, State, save_state
 path = Path(sys.argv[2])
 gen = 0
 while True:

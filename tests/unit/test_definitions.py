@@ -3,13 +3,13 @@
 import json
 
 import pytest
-
 from conftest import domain_xml
 from fakes import home_snapshot
-from havirt.app import App
-from havirt.config import resolve_home
-from havirt.definitions import edit
+
 from havirt.errors import DomainXMLError
+from havirt.ops.app import App
+from havirt.ops.definitions import edit
+from havirt.store.config import resolve_home
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from havirt.domxml import DomainSpec, parse_domain_xml
 from havirt.errors import DomainXMLError
+from havirt.parse.domxml import DomainSpec, parse_domain_xml
 
 VIRSH = Path(__file__).resolve().parents[1] / "fixtures" / "virsh"
 

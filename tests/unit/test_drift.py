@@ -3,12 +3,12 @@
 import json
 
 import pytest
-
 from conftest import domain_xml
-from havirt import remote
-from havirt.domxml import DomainSpec
-from havirt.drift import definition_drift, recorded_drift
-from havirt.state import DomainRecord
+
+from havirt.parse.domxml import DomainSpec
+from havirt.remote import commands as remote
+from havirt.rules.drift import definition_drift, recorded_drift
+from havirt.store.state import DomainRecord
 
 
 def spec(mem=512, vcpus=1, disks=(), interfaces=()):
@@ -50,8 +50,9 @@ def test_recorded_drift_compares_only_what_was_recorded():
 
 
 def test_the_scan_reads_the_live_xml_of_named_domains_only():
-    from havirt.config import load_config
     from pathlib import Path
+
+    from havirt.store.config import load_config
     cfg = load_config(Path("/nonexistent"))
     script = remote.scan_script(cfg, (), ["web 1", "db1"])
     assert "for d in db1 'web 1'; do printf '@@xml %s\\n' \"$d\"; " \

@@ -4,7 +4,6 @@ no SSH session for the steps); JSON of changing commands; the audit log and `hav
 import json
 
 import pytest
-
 from fakes import home_snapshot, is_scan
 
 V = "virsh -c qemu:///system"

@@ -4,8 +4,8 @@ import click
 import pytest
 
 from havirt.cli import cli, load_commands
-from havirt.config import SSHConfig
-from havirt.transport import SSHRunner, Target
+from havirt.remote.transport import SSHRunner, Target
+from havirt.store.config import SSHConfig
 
 load_commands()
 

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from caps import permissions_apply
 from fakes import home_snapshot, is_scan
 

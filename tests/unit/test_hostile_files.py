@@ -12,12 +12,12 @@ import threading
 import time
 
 import pytest
-
 from conftest import domain_xml
 from fakes import home_snapshot
+
 from havirt.cli import run
-from havirt.config import SSHConfig
 from havirt.errors import ConfigError
+from havirt.store.config import SSHConfig
 
 
 def base(fake):
@@ -184,7 +184,7 @@ def ssh_cfg(**kw):
 
 
 def runner_with(tmp_path, text, **kw):
-    from havirt.transport import SSHRunner, Target
+    from havirt.remote.transport import SSHRunner, Target
     conf = tmp_path / "ssh_config"
     conf.write_text(text)
     return SSHRunner(ssh_cfg(ssh_config=str(conf), **kw), {"n1": Target("n1", "n1")})
@@ -251,7 +251,7 @@ def test_a_corrupt_known_hosts_line_is_one_line_exit_2(fake, tmp_path, line, why
     st = fake.state()
     for rec in st.nodes.values():
         rec.address, rec.port = "127.0.0.1", 9      # the real runner: no node is ever reached
-    from havirt.state import save_state
+    from havirt.store.state import save_state
     save_state(fake.state_file, st)
     before = home_snapshot(fake.home)
     fake.capsys.readouterr()
@@ -264,7 +264,8 @@ def test_a_corrupt_known_hosts_line_is_one_line_exit_2(fake, tmp_path, line, why
 
 def test_accept_new_writes_hashed_lines_in_a_private_folder(tmp_path):
     import paramiko
-    from havirt.transport import _AcceptNew
+
+    from havirt.remote.transport import _AcceptNew
     known = tmp_path / "newhome" / ".ssh" / "known_hosts"
     old = os.umask(0o022)
     try:

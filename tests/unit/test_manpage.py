@@ -7,7 +7,7 @@ import sys
 import click
 
 from havirt.cli import cli, load_commands
-from havirt.manpage import manpage
+from havirt.cli.manpage import manpage
 
 load_commands()
 
@@ -54,6 +54,6 @@ def test_the_renderer_does_warn_on_bad_roff(tmp_path):
 
 
 def test_python_m_havirt_manpage_prints_it():
-    p = subprocess.run([sys.executable, "-m", "havirt.manpage"], capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-m", "havirt.cli.manpage"], capture_output=True, text=True,
                        env={"SOURCE_DATE_EPOCH": "0"}, timeout=60)
     assert p.returncode == 0 and p.stdout.startswith('.TH HAVIRT 1 "1970-01-01" "havirt ')

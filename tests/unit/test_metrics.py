@@ -7,14 +7,14 @@ import subprocess
 import time
 
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from havirt.cluster import Cluster, Finding
-from havirt.config import load_config
-from havirt.metrics import scan_registry
-from havirt.parsers import NodeFacts
-from havirt.state import DomainRecord, NodeRecord, State
-from prometheus_client import generate_latest
+from havirt.ops.metrics import scan_registry
+from havirt.parse.virsh import NodeFacts
+from havirt.scan.cluster import Cluster, Finding
+from havirt.store.config import load_config
+from havirt.store.state import DomainRecord, NodeRecord, State
 
 MIB = 1 << 20
 

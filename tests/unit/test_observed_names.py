@@ -8,10 +8,10 @@ a node reports is only ever quoted, escaped or skipped with a reason.
 import json
 
 import pytest
-
 from fakes import is_scan
-from havirt.parsers import parse_domstats, parse_names
-from havirt.state import DomainRecord, State, load_state, save_state
+
+from havirt.parse.virsh import parse_domstats, parse_names
+from havirt.store.state import DomainRecord, State, load_state, save_state
 
 SPACE = "win10 test"
 PLUS = "web+1"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from havirt.errors import ParseError
-from havirt.parsers import (
+from havirt.parse.virsh import (
     DomainFact,
     parse_domstats,
     parse_names,
@@ -272,6 +272,6 @@ def test_lease_probe_garbage_names_the_line():
 
 
 def test_is_lease_refusal():
-    from havirt.parsers import is_lease_refusal
+    from havirt.parse.virsh import is_lease_refusal
     assert is_lease_refusal("error: resource busy: Lockspace resource '5f31bc84' is locked")
     assert not is_lease_refusal("error: Failed to connect socket")

@@ -1,13 +1,19 @@
 """The pure planners, directly, on hand-built facts: what they plan, what they refuse."""
 
 import pytest
-
 from facts import cfg, dom, spec, world
+
 from havirt.errors import Refusal, UsageError
-from havirt.plan import StepKind
-from havirt.planner import (best_target, plan_destroy, plan_migrate, plan_shutdown, plan_start,
-                            where_running)
-from havirt.rules import Need
+from havirt.plan.domains import (
+    best_target,
+    plan_destroy,
+    plan_migrate,
+    plan_shutdown,
+    plan_start,
+    where_running,
+)
+from havirt.remote.steps import StepKind
+from havirt.rules.fit import Need
 
 V = "virsh -c qemu:///system"
 

@@ -1,11 +1,11 @@
 """domain reboot / reset: where it runs, dry run by default, refused unless running."""
 
 import pytest
-
 from facts import cfg, dom, world
 from fakes import is_scan
+
 from havirt.errors import Refusal
-from havirt.planner import plan_reboot
+from havirt.plan.domains import plan_reboot
 
 V = "virsh -c qemu:///system"
 

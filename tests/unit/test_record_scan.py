@@ -1,8 +1,10 @@
 """record_scan: how a scan is folded into the state, on hand-built facts."""
 
 from facts import dom, world
-from havirt.scan import check_identity, cluster_from_state, record_scan
-from havirt.state import DomainRecord
+
+from havirt.scan.fresh import check_identity
+from havirt.scan.record import cluster_from_state, record_scan
+from havirt.store.state import DomainRecord
 
 
 def kinds(findings):

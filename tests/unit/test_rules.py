@@ -3,10 +3,12 @@
 import math
 
 import pytest
-
 from facts import cfg, dom, spec, world
-from havirt import rules
-from havirt.rules import Load, Need, fit_problems, load_of, presence_problems, vcpu_cap
+
+from havirt.parse import virsh
+from havirt.rules import fit as rules
+from havirt.rules.fit import Load, Need, fit_problems, load_of, vcpu_cap
+from havirt.rules.presence import presence_problems
 
 
 @pytest.mark.parametrize("cpus, ratio, cap", [
@@ -89,8 +91,8 @@ def test_sizes_running_vs_started():
 
 @pytest.mark.parametrize("state", ["running", "paused", "crashed", "in shutdown", "pmsuspended"])
 def test_anything_but_shut_off_is_active(state):
-    assert rules.active(state) and dom("x", state=state).active
-    assert not rules.active("shut off")
+    assert virsh.active(state) and dom("x", state=state).active
+    assert not virsh.active(virsh.SHUT_OFF)
 
 
 def test_presence_problems():

@@ -2,7 +2,6 @@
 host it was, a conf/ file that changes under a command, offline migration."""
 
 import pytest
-
 from conftest import domain_xml
 from fakes import FakeRunner
 
@@ -92,7 +91,7 @@ def test_offline_migration_never_starts_when_off_cannot_be_told(fake):
         def run(self, node, command, stdin=None, **kw):
             if " domstate " in command:
                 self.calls.append((node, command))
-                from havirt.transport import Result
+                from havirt.remote.transport import Result
                 return Result(node, command, 2, "", "error: failed to connect to the hypervisor\n")
             return super().run(node, command, stdin=stdin, **kw)
 

@@ -4,7 +4,6 @@ import os
 import stat
 
 import pytest
-
 from fakes import is_scan
 
 V = "virsh -c qemu:///system"
@@ -150,9 +149,10 @@ def test_imported_conf_files_are_not_world_writable(fake, umask0):
 
 
 def test_migrate_uri_brackets_an_ipv6_address():
-    from havirt.config import load_config
-    from havirt.remote import migrate_argv
     from pathlib import Path
+
+    from havirt.remote.commands import migrate_argv
+    from havirt.store.config import load_config
     cfg = load_config(Path("/nonexistent/config.yaml"))
     argv = migrate_argv(cfg, "web1", "fd00::12", "root", 2222)
     assert argv[-3:] == ["qemu+ssh://root@[fd00::12]:2222/system", "--migrateuri", "tcp://[fd00::12]"]

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from havirt.errors import HomeError, LockBusy, StateError
-from havirt.state import DomainRecord, NodeRecord, State, load_state, locked, save_state
+from havirt.store.state import DomainRecord, NodeRecord, State, load_state, locked, save_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -187,7 +187,7 @@ def test_lock_busy_names_the_holder_thread(tmp_path):
 def test_lock_busy_names_another_process(tmp_path):
     lock = tmp_path / "havirt.lock"
     code = ("import sys; sys.path.insert(0, %r)\n"
-            "from pathlib import Path\nfrom havirt.state import locked\n"
+            "from pathlib import Path\nfrom havirt.store.state import locked\n"
             "with locked(Path(%r), 5, 'held by test'):\n"
             "    print('ready', flush=True)\n    sys.stdin.readline()\n") % (str(ROOT), str(lock))
     p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -11,10 +11,9 @@ import socket
 import paramiko
 import pytest
 
-from havirt import transport
-from havirt.config import SSHConfig
 from havirt.errors import NodeUnreachable
-from havirt.transport import CommandTimeout, SSHRunner, Target, _collect, _Deadline
+from havirt.remote.transport import CommandTimeout, SSHRunner, Target, _collect, _Deadline
+from havirt.store.config import SSHConfig
 
 
 class FakeChannel:
@@ -232,6 +231,6 @@ def test_describe_is_what_an_admin_types():
 def test_transport_imports_paramiko_only_when_connecting():
     import subprocess
     import sys
-    p = subprocess.run([sys.executable, "-c", "import sys, havirt.transport; print('paramiko' in sys.modules)"],
+    p = subprocess.run([sys.executable, "-c", "import sys, havirt.remote.transport; print('paramiko' in sys.modules)"],
                        capture_output=True, text=True, timeout=60)
     assert (p.returncode, p.stdout) == (0, "False\n"), p.stderr

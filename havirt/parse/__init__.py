@@ -1,0 +1,1 @@
+"""Pure parsers: virsh output and domain XML -> facts, naming the bad line."""

@@ -1,0 +1,137 @@
+"""Reading domain XML from conf/ (pure: text in, facts out)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+from havirt.errors import DomainXMLError
+from havirt.names import check_name
+
+_UNITS = {
+    "b": 1, "bytes": 1, "kb": 1000, "k": 1024, "kib": 1024, "mb": 1000**2,
+    "m": 1024**2, "mib": 1024**2, "gb": 1000**3, "g": 1024**3, "gib": 1024**3,
+    "tb": 1000**4, "t": 1024**4, "tib": 1024**4,
+}
+MAX_MEMORY_MIB = 16 * 1024 * 1024   # 16 TiB: anything above is a typo
+MAX_VCPUS = 4096
+
+
+@dataclass
+class DomainSpec:
+    name: str
+    memory_mib: int
+    vcpus: int
+    disks: list[str] = field(default_factory=list)       # source file/dev paths
+    interfaces: list[str] = field(default_factory=list)  # "type:source:mac"
+    uuid: str | None = None
+    leased: list[str] = field(default_factory=list)      # writable disks a lease locks for one host
+    lease_gaps: list[str] = field(default_factory=list)  # writable disks no lease can lock, and why
+    path: str | None = None      # the conf/ file it was read from
+    raw: bytes | None = None     # its exact bytes: what is sent on stdin, read once
+
+
+def _memory_mib(where: str, el) -> int:
+    text = (el.text or "").strip()
+    unit = el.get("unit", "KiB").lower()
+    if unit not in _UNITS:
+        raise DomainXMLError(f"{where}: <{el.tag}> has an unknown unit {el.get('unit')!r}")
+    if not (text.isascii() and text.isdigit()):   # int() would also take '٣٢'
+        raise DomainXMLError(f"{where}: <{el.tag}> is not a whole number: {text[:30]!r}")
+    mib = int(text) * _UNITS[unit] // (1024 ** 2)
+    if mib < 1 or mib > MAX_MEMORY_MIB:
+        raise DomainXMLError(f"{where}: <{el.tag}> of {mib} MiB is not believable "
+                             f"(1 MiB to {MAX_MEMORY_MIB} MiB)")
+    return mib
+
+
+def domain_from_bytes(raw: bytes, where: str) -> DomainSpec:
+    """The rules of every conf/ file, on bytes: UTF-8, then parse_domain_xml."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DomainXMLError(f"{where}: not UTF-8 text") from None
+    spec = parse_domain_xml(text, where)
+    spec.raw = raw
+    return spec
+
+
+def disk_path(disk) -> str | None:
+    """The file or device a <disk> element uses (None: no source, e.g. an empty CD)."""
+    src = disk.find("source")
+    if src is None:
+        return None
+    return src.get("file") or src.get("dev") or None
+
+
+def interface_fields(iface) -> tuple[str, str, str]:
+    """(type, bridge or network or device, MAC in lower case) of an <interface>."""
+    src = iface.find("source")
+    source = ""
+    if src is not None:
+        source = src.get("bridge") or src.get("network") or src.get("dev") or ""
+    mac = iface.find("mac")
+    return (iface.get("type", ""), source,
+            (mac.get("address") or "").lower() if mac is not None else "")
+
+
+def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as e:
+        raise DomainXMLError(f"{where}: not valid XML ({e})") from None
+    if root.tag != "domain":
+        raise DomainXMLError(f"{where}: the root element is <{root.tag}>, not <domain>")
+    name_el = root.find("name")
+    if name_el is None or not (name_el.text or "").strip():
+        raise DomainXMLError(f"{where}: no <name>")
+    name = name_el.text.strip()
+    try:
+        check_name("domain", name)
+    except Exception as e:
+        raise DomainXMLError(f"{where}: {e}") from None
+    mem_el = root.find("currentMemory")
+    if mem_el is None:
+        mem_el = root.find("memory")
+    if mem_el is None:
+        raise DomainXMLError(f"{where}: no <memory>")
+    memory = _memory_mib(where, mem_el)
+    vcpu_el = root.find("vcpu")
+    vtext = (vcpu_el.get("current") or vcpu_el.text or "").strip() if vcpu_el is not None else "1"
+    if not (vtext.isascii() and vtext.isdigit()) or not 1 <= int(vtext) <= MAX_VCPUS:
+        raise DomainXMLError(f"{where}: <vcpu> must be 1 to {MAX_VCPUS}, not {vtext[:20]!r}")
+    disks, leased, gaps = [], [], []
+    for disk in root.findall("devices/disk"):
+        path = disk_path(disk)
+        if path:
+            if any(ord(c) < 32 for c in path):
+                raise DomainXMLError(f"{where}: a disk path holds a control character")
+            disks.append(path)
+        gap = _lease_gap(disk, path)
+        if gap:
+            gaps.append(gap)
+        elif path and disk.find("shareable") is None and disk.find("readonly") is None \
+                and disk.get("device", "disk") not in ("cdrom", "floppy"):
+            leased.append(path)
+    interfaces = [":".join(interface_fields(i)) for i in root.findall("devices/interface")]
+    uuid_el = root.find("uuid")
+    return DomainSpec(name=name, memory_mib=memory, vcpus=int(vtext), disks=disks,
+                      interfaces=interfaces, leased=leased, lease_gaps=gaps,
+                      uuid=uuid_el.text.strip() if uuid_el is not None and uuid_el.text else None)
+
+
+def _lease_gap(disk, path: str | None) -> str | None:
+    """A writable disk libvirt's lockd leases cannot lock (None: they can, or
+    the disk needs no lock). Leases are taken on a disk's local path; read-only
+    disks need none, and shareable ones are meant for several writers."""
+    shared = disk.find("shareable") is not None or disk.find("readonly") is not None
+    if shared or disk.get("device", "disk") in ("cdrom", "floppy") or path:
+        return None
+    return f"{_network_name(disk)}: a {disk.get('type', '?')} disk without a local path, not leased"
+
+
+def _network_name(disk) -> str:
+    src = disk.find("source")
+    if src is None:
+        return "a disk without a source"
+    return src.get("name") or src.get("volume") or src.get("protocol") or "a network disk"

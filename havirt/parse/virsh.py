@@ -1,0 +1,314 @@
+"""Pure parsers of what virsh prints. Each names the bad line when it fails."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from havirt.errors import ParseError
+
+# virDomainState, as `virsh domstats --state` prints it (state.state=N).
+STATE_NAMES = {
+    0: "no state", 1: "running", 2: "blocked", 3: "paused", 4: "in shutdown",
+    5: "shut off", 6: "crashed", 7: "pmsuspended",
+}
+SHUT_OFF = STATE_NAMES[5]     # the one spelling of the off state (also what `virsh domstate` prints)
+
+
+def active(state: str) -> bool:
+    """The rule of presence: a domain counts as present on a node unless it is
+    shut off (running, paused, arriving by migration, crashed ... all hold the
+    domain's disks). Every layer asks this one function."""
+    return state != SHUT_OFF
+
+PAUSED = 3
+# virDomainPausedReason values that mean a migration is under way.
+PAUSED_MIGRATION = 2
+PAUSED_POSTCOPY = 12
+PAUSED_POSTCOPY_FAILED = 13
+PAUSED_STARTING_UP = 11
+
+
+@dataclass
+class DomainFact:
+    """One domain as a node reports it."""
+
+    name: str
+    state: str
+    state_code: int
+    reason: int = 0
+    memory_mib: int | None = None
+    vcpus: int | None = None
+    persistent: bool = False
+    autostart: bool = False
+
+    @property
+    def active(self) -> bool:
+        """Present on its node (see active above)."""
+        return active(self.state)
+
+    @property
+    def migrating(self) -> bool:
+        return self.state_code == PAUSED and self.reason in (
+            PAUSED_MIGRATION, PAUSED_POSTCOPY, PAUSED_POSTCOPY_FAILED)
+
+    @property
+    def standby(self) -> bool:
+        """A paused copy that runs no guest yet: one end of a live migration
+        (an incoming copy is first paused 'starting up', then 'migration')."""
+        return self.migrating or (self.state_code == PAUSED and self.reason == PAUSED_STARTING_UP)
+
+
+@dataclass
+class NodeFacts:
+    """What one node said in one scan session (or why it said nothing)."""
+
+    name: str
+    reachable: bool = True
+    error: str | None = None
+    hostname: str | None = None
+    libvirt_version: str | None = None
+    cpus: int | None = None
+    memory_mib: int | None = None
+    domains: dict[str, DomainFact] = field(default_factory=dict)
+    paths: dict[str, bool] = field(default_factory=dict)
+    xml: dict[str, str] = field(default_factory=dict)
+    duration: float | None = None
+    alive: bool = False                 # its own sshd answered (even if virsh then failed)
+    leases: bool | None = None          # libvirt's lock manager in force (lockd + virtlockd)
+    lockspace: str | None = None        # the folder of its leases
+    lease_problem: str | None = None    # why leases are not in force
+    lease_marks: dict[str, str] = field(default_factory=dict)  # node -> host, markers seen in it
+
+
+def _lines(text: str) -> list[str]:
+    """Lines as the node printed them: split at '\\n' only. str.splitlines()
+    also splits at characters a domain's name may hold (\\x1c, \\x85,
+    \\u2028...), which would cut a name in two and make a node unreadable."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()     # the text ended with a line break, as splitlines() sees it
+    return lines
+
+
+def _whole(text: str) -> bool:
+    """ASCII digits only: str.isdigit() and int() also take '٣٢' or '³'."""
+    return text.isascii() and text.isdigit()
+
+
+def _bad(what: str, lineno: int, line: str, why: str) -> ParseError:
+    return ParseError(f"cannot parse {what}, line {lineno}: {line.strip()[:120]!r}: {why}")
+
+
+def parse_nodeinfo(text: str) -> dict:
+    """`virsh nodeinfo` -> {'cpus': int, 'memory_mib': int, ...}."""
+    out: dict = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if ":" not in line:
+            raise _bad("nodeinfo", n, line, "expected 'Key: value'")
+        key, value = (s.strip() for s in line.split(":", 1))
+        if key == "CPU(s)":
+            if not _whole(value):
+                raise _bad("nodeinfo", n, line, "CPU(s) is not a number")
+            out["cpus"] = int(value)
+        elif key == "Memory size":
+            m = re.fullmatch(r"([0-9]+)\s*KiB", value)
+            if not m:
+                raise _bad("nodeinfo", n, line, "memory size is not 'N KiB'")
+            out["memory_mib"] = int(m.group(1)) // 1024
+        elif key == "CPU model":
+            out["cpu_model"] = value
+    if "cpus" not in out or "memory_mib" not in out:
+        raise ParseError("cannot parse nodeinfo: no 'CPU(s)' or 'Memory size' line")
+    return out
+
+
+def parse_version(text: str) -> str | None:
+    """`virsh version --daemon` -> the daemon's libvirt version, e.g. '9.0.0'."""
+    for line in text.splitlines():
+        m = re.match(r"\s*Running against daemon:\s*(\S+)", line)
+        if m:
+            return m.group(1)
+    for line in text.splitlines():
+        m = re.match(r"\s*Using library: libvirt\s+(\S+)", line)
+        if m:
+            return m.group(1)
+    return None
+
+
+def parse_names(text: str) -> list[str]:
+    """`virsh list --name`: one name per line, exactly as printed (a name may
+    hold spaces, even at its ends); blank lines ignored."""
+    return [line for line in _lines(text) if line.strip()]
+
+
+def parse_domstats(text: str) -> dict[str, DomainFact]:
+    """`virsh domstats --state --balloon --vcpu` -> {name: DomainFact}."""
+    domains: dict[str, DomainFact] = {}
+    current: dict | None = None
+    name = None
+
+    def finish():
+        if name is None:
+            return
+        if "state.state" not in current:
+            raise ParseError(f"cannot parse domstats: domain {name!r} has no state.state")
+        code = current["state.state"]
+        mem = current.get("balloon.current", current.get("balloon.maximum"))
+        vcpus = current.get("vcpu.current", current.get("vcpu.maximum"))
+        domains[name] = DomainFact(
+            name=name, state=STATE_NAMES.get(code, f"state {code}"), state_code=code,
+            reason=current.get("state.reason", 0),
+            memory_mib=None if mem is None else mem // 1024,
+            vcpus=vcpus)
+
+    for n, line in enumerate(_lines(text), 1):
+        if not line.strip():
+            continue
+        m = re.fullmatch(r"Domain: '(.*)'", line.strip(" \t\r"), re.DOTALL)
+        if m:
+            finish()
+            name, current = m.group(1), {}
+            continue
+        if name is None:
+            raise _bad("domstats", n, line, "value before any 'Domain:' line")
+        if "=" not in line:
+            raise _bad("domstats", n, line, "expected key=value")
+        key, value = (s.strip() for s in line.split("=", 1))
+        if key in ("state.state", "state.reason", "balloon.current", "balloon.maximum",
+                   "vcpu.current", "vcpu.maximum"):
+            if not _whole(value):
+                raise _bad("domstats", n, line, f"{key} is not a number of 0 or more")
+            current[key] = int(value)
+    finish()
+    return domains
+
+
+def split_sections(text: str) -> dict[str, str]:
+    """Split output made of '@@name' marker lines into {name: text}.
+
+    The first section of a name wins: a later '@@name' line (say, inside a
+    domain's XML description) can never replace what virsh said before it.
+    """
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in _lines(text):
+        if line.startswith("@@"):
+            name = line[2:].strip()
+            current = None if name in sections else name
+            if current is not None:
+                sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+    return {k: "\n".join(v) for k, v in sections.items()}
+
+
+def parse_paths(text: str) -> dict[str, bool]:
+    """Lines '1 PATH' (exists) or '0 PATH' (missing)."""
+    out = {}
+    for n, line in enumerate(_lines(text), 1):
+        if not line:
+            continue
+        flag, sep, path = line.partition(" ")
+        if flag not in ("0", "1") or not sep:
+            raise _bad("path check", n, line, "expected '0 PATH' or '1 PATH'")
+        out[path] = flag == "1"
+    return out
+
+
+def parse_scan(node: str, text: str, stderr: str = "", exit_code: int = 0) -> NodeFacts:
+    """The output of the scan script (see remote.scan_script) -> NodeFacts.
+
+    A node whose virsh failed (libvirtd down, or restarting between nodeinfo
+    and domstats) is returned unreachable with the error: the domains there
+    are unknown, which for safety is the same thing. The script relays
+    virsh's stderr on stdout and exits non-zero itself when virsh failed, so
+    the verdict stands even if the session's stderr were lost.
+    """
+    s = split_sections(text)
+    facts = NodeFacts(name=node)
+    facts.hostname = (s.get("hostname") or "").strip() or None
+    status = (s.get("virsh-exit") or "").strip()
+    err = [ln.strip() for ln in (s.get("virsh-error", "") + "\n" + stderr).splitlines()
+           if ln.strip() and not ln.startswith("@@")]
+    failed = [ln for ln in err if ln.startswith("error:")]
+    complete = all(k in s for k in ("nodeinfo", "domstats", "end"))
+    if not complete or failed or status != "0" or exit_code != 0:
+        facts.reachable = False
+        code = status if status not in ("", "0") else exit_code or status or "?"
+        facts.error = "virsh failed: " + (failed[-1] if failed else err[-1] if err else
+                                          f"exit {code}; output incomplete")
+        return facts
+    info = parse_nodeinfo(s["nodeinfo"])
+    facts.cpus, facts.memory_mib = info["cpus"], info["memory_mib"]
+    facts.libvirt_version = parse_version(s.get("version", ""))
+    facts.domains = parse_domstats(s["domstats"])
+    for name in parse_names(s.get("persistent", "")):
+        if name in facts.domains:
+            facts.domains[name].persistent = True
+    for name in parse_names(s.get("autostart", "")):
+        if name in facts.domains:
+            facts.domains[name].autostart = True
+    facts.paths = parse_paths(s.get("paths", ""))
+    facts.xml = {k[4:]: v for k, v in s.items() if k.startswith("xml ")}
+    if "leases" in s:
+        parse_leases(s["leases"], facts)
+    return facts
+
+
+def parse_leases(text: str, facts: NodeFacts) -> None:
+    """The lease probe's `key=value` lines (see remote.LEASE_PROBE) -> facts."""
+    values: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise _bad("lease probe", n, line, "expected key=value")
+        if key == "seen":
+            parts = value.split()
+            if len(parts) == 3 and parts[0] == "havirt-lease-mark":
+                facts.lease_marks[parts[1]] = parts[2]
+        else:
+            values[key] = value.strip()
+    facts.lockspace = values.get("lockspace") or None
+    facts.lease_problem = _lease_problem(values)
+    facts.leases = facts.lease_problem is None
+
+
+def _lease_problem(v: dict[str, str]) -> str | None:
+    """Why libvirt's leases are not in force on the node (None: they are).
+
+    In force: the running libvirtd loaded the lockd lock manager (its memory
+    map shows lockd.so: qemu.conf's lock_manager is read only at start),
+    virtlockd listens, a file lockspace is set and exists, and qemu-lockd.conf
+    did not change since libvirtd started."""
+    loaded = v.get("lockd_loaded")
+    if loaded != "yes":
+        if v.get("lock_manager") != "lockd":
+            return "qemu.conf has no lock_manager = \"lockd\""
+        if loaded == "no":
+            return "qemu.conf asks for lock_manager = \"lockd\" but libvirtd has not loaded it: restart libvirtd"
+        return "cannot tell which lock manager libvirtd uses (no /run/libvirtd.pid)"
+    if not v.get("lockspace"):
+        return "qemu-lockd.conf has no file_lockspace_dir"
+    if v.get("auto_disk_leases") == "0":
+        return "qemu-lockd.conf sets auto_disk_leases = 0"
+    if v.get("virtlockd") != "yes":
+        return "virtlockd is not running (no /run/libvirt/virtlockd-sock)"
+    if "marked" not in v:
+        return f"the lockspace folder {v['lockspace']} does not exist"
+    if v["marked"] != "yes":
+        return f"cannot write in the lockspace {v['lockspace']}"
+    started, changed = v.get("daemon_started", ""), v.get("lockd_conf_changed", "")
+    if started.isdigit() and changed.isdigit() and int(changed) > int(started):
+        return "qemu-lockd.conf changed after libvirtd started: restart libvirtd"
+    return None
+
+
+def is_lease_refusal(text: str) -> bool:
+    """Did libvirt refuse to start a domain because another host holds its lease?
+    (virtlockd: "resource busy: Lockspace resource '<sha256>' is locked")."""
+    return "Lockspace resource" in text and "is locked" in text

@@ -1,0 +1,298 @@
+"""Keeping N+1 from getting worse while balance plans its moves.
+
+:class:`Guard` says whether some moves would make the loss of a node fatal
+that was not ("safe" nodes stay safe). For each safe node X it is cheap:
+
+1. a bound: for each set of nodes some of X's domains may use (their disks'
+   ``allowed``; all nodes for most), the sum over that set of
+   ``min(free MiB // X's largest domain, free vCPUs // X's widest)``. A
+   placement lowers each sum by at most one, so while every sum is at least
+   the number of X's domains, failover places them all, in any order;
+2. else, X's placement, step by step as ``placement.place`` goes, until
+   the same bound, taken for the domains not placed yet (in units of the
+   largest and the widest of those, what the steps so far promised counted),
+   says the rest will all find a place, or until one finds none (then X's
+   loss would strand it). Only the sets for which the bound was short need
+   that: a sum that was enough for all of X's domains stays enough for those
+   left. The steps are worked out from X's last placement (its ``Trace``):
+   the winner of a step last time still wins where its key is strictly above
+   the best the others had then and the keys, computed afresh, of the nodes
+   whose state differs (those the moves touch, and those an earlier step gave
+   a different share than last time); only the steps where that is not sure
+   (or that were not reached last time) are ranked over every node
+   (``placement.Ranking``). So every step picks what ``placement.place``
+   picks, and the verdict is the placement's, exactly.
+
+Only capacity counts: a domain that is not movable is stranded whatever
+balance does, so a node is safe when each of its movable domains finds a place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from havirt.plan.balance.model import Layout
+from havirt.plan.balance.nplus1 import lost_domains
+from havirt.plan.balance.placement import Ranking, Trace, place, placement_order
+from havirt.plan.balance.plans import NPlus1
+
+_ANY = 1 << 62  # slots on a node for a domain of size 0
+# One domain of a node's loss, in the order failover places them: (MiB,
+# vCPUs, allowed nodes, the widest of it and those after it, the distinct
+# sets of nodes it and those after it may use).
+_Step = tuple[int, int, "frozenset[int] | None", int, tuple["frozenset[int] | None", ...]]
+# What a node's loss asks of the others: (number of movable domains, the
+# largest one's MiB, the widest one's vCPUs, the distinct sets of nodes their
+# disks allow, None standing for every node; the domains, in placement order).
+_Need = tuple[int, int, int, tuple["frozenset[int] | None", ...], tuple[_Step, ...]]
+# The bound: for each of those sets, how many such domains its nodes could take.
+_Slots = tuple[int, ...]
+
+
+def _distinct(sets: list[frozenset[int] | None]) -> tuple[frozenset[int] | None, ...]:
+    """Each set once, every node (None) first."""
+    return tuple(sorted(set(sets), key=lambda a: (a is not None, sorted(a or ()))))
+
+
+def _slots(free: int, room: int, mx: int, vx: int) -> int:
+    """How many domains of ``mx`` MiB and ``vx`` vCPUs fit in that much room."""
+    if free < 0 or room < 0:
+        return 0
+    return min(free // mx if mx else _ANY, room // vx if vx else _ANY)
+
+
+def _changed(
+    need: _Need, slots: _Slots, nodes: list[int], before: list[tuple[int, int]], after: list[tuple[int, int]]
+) -> _Slots:
+    """The bound ``slots`` once ``nodes`` (not the node lost) went from
+    ``before`` to ``after`` (each: free MiB, free vCPUs)."""
+    _, mx, vx, sets, _ = need
+    out: list[int] | None = None
+    for j, (f0, r0), (f1, r1) in zip(nodes, before, after):
+        d = _slots(f1, r1, mx, vx) - _slots(f0, r0, mx, vx)
+        if d:
+            out = out or list(slots)
+            for q, allowed in enumerate(sets):
+                if allowed is None or j in allowed:
+                    out[q] += d
+    return slots if out is None else tuple(out)
+
+
+def _steps(layout: Layout, movable: list[int]) -> tuple[_Step, ...]:
+    """The domains ``movable`` as failover would place them, each with what
+    those still to place from it on ask (see ``_Step``)."""
+    out: list[_Step] = []
+    widest = 0
+    sets: tuple[frozenset[int] | None, ...] = ()
+    for k in reversed(placement_order(layout, movable, True)):
+        m, v = layout.doms[k].size(True)
+        allowed = layout.allowed[k]
+        widest = max(widest, v)
+        if allowed not in sets:
+            sets = (*sets, allowed)
+        out.append((m, v, allowed, widest, sets))
+    return tuple(reversed(out))
+
+
+class Guard:
+    """Keeps every node whose loss was survivable survivable (see the module docstring)."""
+
+    def __init__(self, layout: Layout, now: NPlus1) -> None:
+        """``now``: ``nplus1.verdict`` of ``layout`` as it is."""
+        self.layout = layout
+        self.lost = list(now.nodes)
+        self.safe: set[str] = set()
+        self._bounds: dict[str, tuple[_Need, _Slots]] = {}
+        self._traces: dict[str, Trace | None] = {}
+        self._pending: tuple[list[tuple[int, int]], dict, dict] | None = None
+        for name, loss in now.nodes.items():
+            if all(not layout.doms[layout.dindex[s.domain]].movable for s in loss.stranded):
+                self.adopt(name)
+
+    @property
+    def unsafe(self) -> list[str]:
+        return [name for name in self.lost if name not in self.safe]
+
+    def places_all(self, name: str) -> bool:
+        """Failover would place every movable domain of ``name`` (computed)."""
+        return self._place(name)[0]
+
+    def _place(self, name: str) -> tuple[bool, Trace]:
+        leaving, exclude = lost_domains(self.layout, name)
+        trace: Trace = []
+        movable = [k for k in leaving if self.layout.doms[k].movable]
+        return not place(self.layout, movable, exclude, True, trace)[1], trace
+
+    def adopt(self, name: str) -> None:
+        """``name``'s loss has become survivable: keep it so."""
+        self.safe.add(name)
+        self._bounds[name] = self._bound(name)
+        self._traces[name] = None
+
+    # -- the bound ------------------------------------------------------------
+
+    def _bound(self, name: str) -> tuple[_Need, _Slots]:
+        """What ``name``'s loss asks, and the bound, from scratch."""
+        lay = self.layout
+        leaving, exclude = lost_domains(lay, name)
+        movable = [k for k in leaving if lay.doms[k].movable]
+        sizes = [lay.doms[k].size(True) for k in movable]
+        sets = _distinct([lay.allowed[k] for k in movable])
+        need = (len(sizes), max((m for m, _ in sizes), default=0), max((v for _, v in sizes), default=0), sets,
+                _steps(lay, movable))
+        return need, self._part(need, exclude, range(lay.n))
+
+    def _part(self, need: _Need, exclude: int, nodes: Iterable[int]) -> _Slots:
+        """The bound's sums over ``nodes`` only."""
+        _, mx, vx, sets, _ = need
+        lay = self.layout
+        out = [0] * len(sets)
+        for j in nodes:
+            c = _slots(lay.usable[j] - lay.mem[j], lay.vcap[j] - lay.vcpu[j], mx, vx)
+            if c and j != exclude:
+                for q, allowed in enumerate(sets):
+                    if allowed is None or j in allowed:
+                        out[q] += c
+        return tuple(out)
+
+    # -- checking moves ---------------------------------------------------------
+
+    def allows(self, moves: list[tuple[int, int]]) -> bool:
+        """Whether doing ``moves`` ((domain, target) indices, in order) from
+        the current layout keeps every safe node safe. The layout is left as
+        it was; :meth:`commit` keeps what was learnt once the moves are done."""
+        lay = self.layout
+        touched = sorted({i for k, j in moves for i in (lay.where[k], j)})
+        inside = {lay.names[i] for i in touched}
+        before = [(lay.usable[j] - lay.mem[j], lay.vcap[j] - lay.vcpu[j]) for j in touched]
+        for name in self.safe:  # placements of the current layout, kept while it is tight
+            need, slots = self._bounds[name]
+            if self._traces[name] is None and min(slots, default=need[0]) < need[0]:
+                self._traces[name] = self._steps_taken(name, need, slots, None, [])[1]
+        undo = [(k, lay.shift(k, j)) for k, j in moves]
+        try:
+            after = [(lay.usable[j] - lay.mem[j], lay.vcap[j] - lay.vcpu[j]) for j in touched]
+            bounds: dict[str, tuple[_Need, _Slots]] = {}
+            traces: dict[str, Trace | None] = {}
+            for name in sorted(self.safe):
+                if name in inside:
+                    bounds[name] = self._bound(name)
+                else:
+                    need, slots = self._bounds[name]
+                    bounds[name] = (need, _changed(need, slots, touched, before, after))
+                need, slots = bounds[name]
+                traces[name] = None
+                if min(slots, default=need[0]) >= need[0]:
+                    continue
+                trace = self._traces[name] if name not in inside else None
+                ok, traces[name] = self._steps_taken(name, need, slots, trace, touched)
+                if not ok:
+                    return False
+        finally:
+            for k, i in reversed(undo):
+                lay.shift(k, i)
+        self._pending = (list(moves), bounds, traces)
+        return True
+
+    def _steps_taken(
+        self, name: str, need: _Need, slots: _Slots, trace: Trace | None, touched: list[int]
+    ) -> tuple[bool, Trace]:
+        """Whether failover would place every movable domain of ``name`` now
+        (``need`` and ``slots``: its bound now), and the steps of that
+        placement worked out until that was sure (see the module docstring).
+        ``trace``: those of the placement of the same domains before nodes
+        ``touched`` changed (never ``name`` itself), if known."""
+        lay = self.layout
+        exclude = lay.index.get(name, -1)
+        steps = need[4]
+        # the sets for which the bound is short now: the others stay sure to the end
+        short_sets = {allowed for allowed, slot in zip(need[3], slots) if slot < need[0]}
+        last = trace or []
+        new_m: dict[int, int] = {}
+        new_v: dict[int, int] = {}
+        ranking: Ranking | None = None
+        # Nodes whose key may differ from last time: only grows.
+        watch = set(touched)
+        out: Trace = []
+        check, units = 1, (steps[0][0], steps[0][3]) if steps else (0, 0)  # step 0: the bound, short
+        for s, (m, v, allowed, vx, sets) in enumerate(steps):
+            if s >= check or (m, vx) != units:
+                short = self._short(len(steps) - s, m, vx, [a for a in sets if a in short_sets], exclude, new_m, new_v)
+                if not short:
+                    return True, out
+                # each step lowers a sum by one at most, while the units stay
+                check, units = s + short, (m, vx)
+            sure = False
+            if s < len(last):
+                w = last[s][0]
+                sure, key, best = self._still_wins(last[s], watch, m, v, allowed, new_m, new_v)
+            if sure:
+                j = w
+            else:
+                if ranking is None:
+                    ranking = Ranking(lay, exclude)
+                    for step in out:
+                        ranking.take(step[0], step[1], step[2])
+                j, key, best = ranking.best(allowed, m, v)
+                if j < 0:
+                    return False, out
+                if s < len(last) and j != w:
+                    watch.add(w)
+                    watch.add(j)
+            out.append((j, m, v, allowed, key, best))
+            if ranking is not None:
+                ranking.take(j, m, v)
+            new_m[j] = new_m.get(j, 0) + m
+            new_v[j] = new_v.get(j, 0) + v
+        return True, out
+
+    def _still_wins(self, step, watch, m, v, allowed, new_m, new_v):
+        """(sure, key, best): whether the winner of `step` in the placement
+        before still ranks first for this domain, given that only the nodes
+        in `watch` may rank otherwise now (the rest rank at most as the best
+        of the others did then)."""
+        lay = self.layout
+        w, _, _, _, key, best = step
+        for x in watch:
+            left = lay.usable[x] - lay.mem[x] - new_m.get(x, 0) - m
+            used = lay.vcpu[x] + new_v.get(x, 0) + v
+            if left < 0 or used > lay.vcap[x] or (allowed is not None and x not in allowed):
+                kx = None
+            else:
+                kx = (left / lay.usable[x], -used / lay.cpus[x], -x)
+            if x == w:
+                key = kx
+            elif kx is not None and kx > best:
+                best = kx
+        return key is not None and key > best, key, best
+
+    def _short(
+        self, count: int, m: int, vx: int, sets: list[frozenset[int] | None],
+        exclude: int, extra_m: dict[int, int], extra_v: dict[int, int],
+    ) -> int:
+        """The bound for the ``count`` domains still to place (none larger
+        than ``m`` MiB, nor wider than ``vx`` vCPUs), for the sets of nodes
+        ``sets``, with ``extra_*`` promised: how much it falls short for one
+        of them (0: none, so every one of the domains will find a place)."""
+        lay = self.layout
+        usable, mem, vcap, vcpu = lay.usable, lay.mem, lay.vcap, lay.vcpu
+        for allowed in sets:
+            total = 0
+            for j in range(lay.n) if allowed is None else allowed:
+                free = usable[j] - mem[j] - extra_m.get(j, 0)
+                room = vcap[j] - vcpu[j] - extra_v.get(j, 0)
+                if j == exclude or free < 0 or room < 0:
+                    continue
+                total += min(free // m if m else _ANY, room // vx if vx else _ANY)
+                if total >= count:
+                    break
+            if total < count:
+                return count - total
+        return 0
+
+    def commit(self, moves: list[tuple[int, int]]) -> None:
+        """``moves``, just allowed, are now done in the layout."""
+        assert self._pending is not None and self._pending[0] == list(moves)
+        self._bounds.update(self._pending[1])
+        self._traces.update(self._pending[2])
+        self._pending = None

@@ -1,0 +1,199 @@
+"""``cluster balance``: the plan of migrations that lowers the score.
+
+The plan is built one move at a time, each the best the search finds from
+the state the earlier moves leave, so cutting the plan after k moves leaves
+what planning k moves gives (a swap is never cut in two), and:
+
+* the stop rule: a move is made only if it lowers the score by at least
+  ``min_gain / number of nodes``; when no single move does, the best
+  exchange of two domains between two nodes may (it must gain twice that;
+  its first half may raise the score by no more than the exchange gains);
+* cost: of the moves within ``CHEAP_WINDOW`` of the best value, the one that
+  copies the least memory goes first (the value of a move is its gain, plus
+  on small clusters the gain of the best move after it);
+* no domain moves twice in a plan (a later run may move it again);
+* with ``keep_n_plus_1``, no move makes the loss of a node fatal that was
+  not (``guard.Guard``), and moves that make a fatal loss survivable, where
+  moves can, go first (``restore``), even if they raise the score.
+"""
+
+from __future__ import annotations
+
+import math
+
+from havirt.plan.balance.guard import Guard
+from havirt.plan.balance.model import BDomain, BNode, Hop, Layout
+from havirt.plan.balance.nplus1 import verdict
+from havirt.plan.balance.plans import BalancePlan, Move
+from havirt.plan.balance.restore import restore
+from havirt.plan.balance.score import score_of
+from havirt.plan.balance.search import Single, scan_single, scan_swap
+
+# Gains below this are rounding noise, whatever min_gain says.
+TINY_GAIN = 1e-12
+# Candidate sources and targets: the PRUNE_K most and least loaded nodes by
+# each measure; a wider scan, then every node, only when nothing is worth it.
+PRUNE_K = 8
+SWAP_K = 5
+# How many best single moves are weighed against each other for their cost,
+# and how much gain a cheaper one may give up (a fraction of the best gain).
+KEEP = 12
+CHEAP_WINDOW = 0.1
+# Look-ahead: a candidate's value counts the best move after it, for the
+# LOOKAHEAD best candidates (and the cheapest), on clusters where nodes x
+# kinds of domains is at most LOOKAHEAD_MAX_WORK (it costs that many scans).
+LOOKAHEAD = 3
+LOOKAHEAD_MAX_WORK = 20000
+
+
+def plan_balance(
+    nodes: list[BNode],
+    domains: list[BDomain],
+    max_moves: int | None,
+    min_gain: float,
+    keep_n_plus_1: bool = True,
+) -> BalancePlan:
+    """Plan migrations that lower the cluster score (see the module docstring).
+
+    ``nodes`` are the nodes that are up (those in maintenance flagged so:
+    they neither give nor take domains, and only count for N+1), and
+    ``domains`` the domains running on them. At most ``max_moves`` moves
+    (``None``: no limit). A move is planned only if it lowers the score by at
+    least ``min_gain`` divided by the number of nodes not in maintenance
+    (any float: <= 0 takes any gain, ``inf`` none), so one value means the
+    same on 5 nodes and on 100. ``keep_n_plus_1``: guard and restore N+1.
+    Deterministic: the same input in any order gives the same plan.
+    """
+    if max_moves is not None and max_moves < 0:
+        raise ValueError("max_moves must be >= 0 or None")
+    if math.isnan(min_gain):
+        raise ValueError("min_gain must be a number")
+    layout = Layout(nodes, domains)
+    base = (list(layout.mem), list(layout.vcpu))
+    before = score_of(layout.usable, layout.cpus, layout.mem, layout.vcpu)
+    n1_before = verdict(layout) if keep_n_plus_1 else None
+    guard = Guard(layout, n1_before) if n1_before is not None else None
+    thr = max(min_gain / layout.n, TINY_GAIN) if layout.n else math.inf
+    steps = _plan(layout, guard, math.inf if max_moves is None else max_moves, thr)
+    moves = _moves(layout, base, steps)
+    n1_after = verdict(layout) if keep_n_plus_1 else None
+    return BalancePlan(moves, before, moves[-1].score_after if moves else before, n1_before, n1_after)
+
+
+def _plan(layout: Layout, guard: Guard | None, budget: float, thr: float) -> list[Hop]:
+    """N+1 restored where moves can, then balance; again while balancing
+    opened new ways to restore (each domain moves once: it ends)."""
+    steps: list[Hop] = []
+    while True:
+        if guard is not None and guard.unsafe:
+            steps += restore(layout, guard, budget - len(steps))
+        more = _balance(layout, guard, budget - len(steps), thr)
+        steps += more
+        if not more or guard is None or not guard.unsafe:
+            return steps
+
+
+def _balance(layout: Layout, guard: Guard | None, budget: float, thr: float) -> list[Hop]:
+    """Single moves, best first, then swaps, until nothing gains ``thr``."""
+    steps: list[Hop] = []
+    refused: set[tuple[int, int]] = set()  # moves the guard refused (until the next clean sweep)
+    width = LOOKAHEAD if layout.n * sum(len(layout.groups(i)) for i in range(layout.n)) <= LOOKAHEAD_MAX_WORK else 0
+    swept = True
+    while len(steps) < budget:
+        cands = [c for c in _best_single(layout, thr, refused) if c[0] >= thr]
+        if cands:
+            for _, k, j in _choose(layout, cands, thr, width):
+                if guard is None or guard.allows([(k, j)]):
+                    steps += _do(layout, guard, [(k, j)])
+                    swept = False
+                    break
+                refused.add((k, j))
+            continue
+        pair = _best_swap(layout, guard, thr) if len(steps) + 2 <= budget else None
+        if pair is not None:
+            steps += _do(layout, guard, pair)
+            swept = False
+            continue
+        if swept or not refused:
+            return steps
+        refused.clear()  # the moves made since may have made them harmless
+        swept = True
+    return steps
+
+
+def _choose(layout: Layout, cands: list[Single], thr: float, width: int) -> list[Single]:
+    """``cands`` (best gain first) in the order to try them.
+
+    First the cheapest (least memory) of those whose value is within
+    ``CHEAP_WINDOW`` of the best value; the value of a move is its gain,
+    plus, with a look-ahead ``width``, the gain of the best move after it
+    (worked out for the ``width`` best and the cheapest candidate). Then the
+    others, best gain first.
+    """
+    pool = [c for c in cands if c[0] >= cands[0][0] * (1.0 - CHEAP_WINDOW)]
+    if width:
+        cheapest = min(pool, key=lambda c: layout.dmem[c[1]])
+        pool = pool[:width] + ([cheapest] if cheapest not in pool[:width] else [])
+        values = [c[0] + _follow_up(layout, c, thr) for c in pool]
+    else:
+        values = [c[0] for c in pool]
+    top = max(values)
+    near = [q for q, v in enumerate(values) if v >= top * (1.0 - CHEAP_WINDOW)]
+    pick = pool[min(near, key=lambda q: (layout.dmem[pool[q][1]], -values[q], q))]
+    return [pick, *(c for c in cands if c is not pick)]
+
+
+def _follow_up(layout: Layout, cand: Single, thr: float) -> float:
+    """The gain of the best single move once ``cand`` is done (0 if below ``thr``)."""
+    _, k, j = cand
+    with layout.trial(k, j):
+        nxt = _best_single(layout, thr, set())
+    return nxt[0][0] if nxt and nxt[0][0] >= thr else 0.0
+
+
+def _best_swap(layout: Layout, guard: Guard | None, thr: float) -> list[tuple[int, int]] | None:
+    """The best swap between likely nodes, if it gains ``2 * thr`` and the guard allows it."""
+    sources, targets = layout.loaded_order(SWAP_K)
+    sw = scan_swap(layout, sources, targets)
+    if sw is None or sw[0] < 2 * thr:
+        return None
+    pair = [(sw[1], sw[2]), (sw[3], sw[4])]
+    return pair if guard is None or guard.allows(pair) else None
+
+
+def _best_single(layout: Layout, thr: float, refused: set[tuple[int, int]]) -> list[Single]:
+    """The best single moves; the pruned scan widens, then goes over every
+    node, only when it finds nothing worth ``thr`` (so stopping is exact)."""
+    found: list[Single] = []
+    for k in (PRUNE_K, 3 * PRUNE_K, layout.n):
+        sources, targets = layout.loaded_order(k)
+        found = scan_single(layout, sources, targets, KEEP, refused)
+        if (found and found[0][0] >= thr) or len(sources) == layout.n:
+            return found
+    return found
+
+
+def _do(layout: Layout, guard: Guard | None, pairs: list[tuple[int, int]]) -> list[Hop]:
+    """Make the moves in the layout (the guard, if any, allowed them)."""
+    steps = []
+    for k, j in pairs:
+        steps.append((k, layout.where[k], j))
+        layout.apply(k, j)
+    if guard is not None:
+        guard.commit(pairs)
+    return steps
+
+
+def _moves(layout: Layout, base: tuple[list[int], list[int]], steps: list[Hop]) -> list[Move]:
+    """The steps as :class:`Move` records, each with the exact score after it."""
+    mem, vcpu = list(base[0]), list(base[1])
+    moves = []
+    for k, i, j in steps:
+        m, v = layout.dmem[k], layout.dvcpu[k]
+        mem[i] -= m
+        vcpu[i] -= v
+        mem[j] += m
+        vcpu[j] += v
+        score = score_of(layout.usable, layout.cpus, mem, vcpu)
+        moves.append(Move(layout.doms[k].name, layout.names[i], layout.names[j], m, score))
+    return moves

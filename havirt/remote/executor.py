@@ -1,0 +1,175 @@
+"""The only place that changes a node: runs a Plan, or prints it (dry run).
+
+Every executed step appends one JSON line to var/audit.log.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shlex
+import time
+from pathlib import Path
+
+from havirt.errors import HomeError, NodeUnreachable, RemoteError
+from havirt.remote.commands import WAIT_OFF, WAIT_RUNNING
+from havirt.remote.steps import Plan, Step, StepKind
+from havirt.store.files import open_to_write, reason
+from havirt.store.state import command_line, now_iso
+
+
+def render_step(runner, home_root: Path, step: Step) -> str:
+    """A shell line an admin could paste."""
+    if step.kind in (StepKind.LOCAL, StepKind.LOCAL_UNTIL):
+        until = f"   # until it prints /{step.expect}/" if step.kind is StepKind.LOCAL_UNTIL else ""
+        return step.command + until
+    line = f"{runner.describe(step.node)} {shlex.quote(step.command)}"
+    if step.stdin_file:
+        line += f" < {shlex.quote(_shown_path(home_root, step.stdin_file))}"
+    if step.kind is StepKind.FORCE_OFF:
+        line = f"# only if still running after the wait:\n{line}"
+    return line
+
+
+def _shown_path(home_root: Path, path: str) -> str:
+    try:
+        return str(Path(path).relative_to(home_root))
+    except ValueError:
+        return path
+
+
+class AuditLog:
+    """var/audit.log: one JSON object per executed step, appended, never through a link."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.failures: list[str] = []
+
+    def _open(self) -> int:
+        return open_to_write(self.path, os.O_WRONLY | os.O_APPEND, "the audit log")
+
+    def check(self) -> None:
+        """Before any remote step: the log must be writable (else nothing is done)."""
+        try:
+            fd = self._open()
+        except HomeError as e:
+            raise HomeError(f"{e}; nothing was done") from None
+        os.close(fd)
+
+    def append(self, **entry) -> None:
+        """Write one entry; a failure is kept (and reported at the end), never
+        raised mid-plan: what happened on the nodes must still be verified and
+        recorded."""
+        entry = {"time": now_iso(), "user": _user(), "command": command_line(), **entry}
+        try:
+            fd = self._open()
+            try:
+                os.write(fd, (json.dumps(entry, sort_keys=False) + "\n").encode())
+            finally:
+                os.close(fd)
+        except HomeError as e:
+            self.failures.append(f"{entry.get('node')}: {entry.get('remote')}: {e}")
+        except OSError as e:
+            self.failures.append(f"{entry.get('node')}: {entry.get('remote')}: {reason(e)}")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # pragma: no cover
+        return str(os.getuid())
+
+
+class Executor:
+    def __init__(self, runner, cfg, home, audit: AuditLog, progress=None):
+        self.runner = runner
+        self.cfg = cfg
+        self.home = home
+        self.progress = progress        # streamed output of long steps
+        self.audit = audit
+
+    def show(self, plan: Plan) -> list[str]:
+        return [render_step(self.runner, self.home.root, s) for s in plan.steps]
+
+    def run(self, plan: Plan) -> list[tuple[Step, str]]:
+        """Execute in order; stop at the first failure (raised, after logging)."""
+        self.audit.check()
+        done = []
+        still_running = False
+        for i, step in enumerate(plan.steps):
+            if step.kind is StepKind.FORCE_OFF and not still_running:
+                continue
+            outcome, res = self._run_step(step)
+            if step.kind is StepKind.WAIT_OFF:
+                if res.exit_code not in (WAIT_OFF, WAIT_RUNNING):
+                    raise RemoteError(f"cannot tell whether {step.domain} is off on "
+                                      f"{step.node}: {outcome}")
+                still_running = res.exit_code == WAIT_RUNNING
+                forced = i + 1 < len(plan.steps) and plan.steps[i + 1].kind is StepKind.FORCE_OFF
+                if still_running and not forced:
+                    raise RemoteError(f"{step.domain} is still running on {step.node} after "
+                                      f"{step.timeout:g} s" + (f" ({step.hint})" if step.hint else ""))
+            elif outcome != "ok":
+                where = "on this host" if step.kind in (StepKind.LOCAL, StepKind.LOCAL_UNTIL) \
+                    else f"on {step.node}"
+                raise RemoteError(f"{step.why} failed {where}: {outcome}")
+            done.append((step, outcome))
+        return done
+
+    def _run_step(self, step: Step):
+        if step.kind in (StepKind.LOCAL, StepKind.LOCAL_UNTIL):
+            return self._run_local(step)
+        timeout = None
+        if step.timeout:
+            timeout = step.timeout + self.cfg.ssh.command_timeout
+        on_output = self.progress if step.kind is StepKind.MIGRATE else None
+        start = time.monotonic()
+        logged = step.command + (f" < {_shown_path(self.home.root, step.stdin_file)}"
+                                 if step.stdin_file else "")
+        try:
+            res = self.runner.run(step.node, step.command, stdin=step.stdin_data,
+                                  timeout=timeout, on_output=on_output)
+        except NodeUnreachable as e:
+            self.audit.append(node=step.node, remote=logged, exit_code=None,
+                              duration=round(time.monotonic() - start, 3),
+                              outcome=f"unreachable: {e.reason}")
+            raise
+        err = (res.stderr.strip().splitlines() or [""])[-1]
+        outcome = "ok" if res.ok else (f"exit {res.exit_code}: {err}" if err else f"exit {res.exit_code}")
+        self.audit.append(node=step.node, remote=logged, exit_code=res.exit_code,
+                          duration=round(res.duration, 3), outcome=outcome)
+        return outcome, res
+
+    def _run_local(self, step: Step):
+        """A command on the admin host (fencing a node): LOCAL once, LOCAL_UNTIL
+        every 2 s until its output matches `expect` or `timeout` runs out."""
+        import re
+        import subprocess
+
+        from havirt.remote.transport import Result
+        start = time.monotonic()
+        deadline = start + (step.timeout or self.cfg.ssh.command_timeout)
+        while True:
+            try:
+                p = subprocess.run(["sh", "-c", step.command], capture_output=True, text=True,
+                                   stdin=subprocess.DEVNULL,
+                                   timeout=max(1.0, deadline - time.monotonic()))
+                code, out, err = p.returncode, p.stdout, p.stderr
+            except subprocess.TimeoutExpired:
+                code, out, err = None, "", "timed out"
+            matched = step.kind is StepKind.LOCAL or (
+                code == 0 and re.search(step.expect or "", out, re.IGNORECASE) is not None)
+            if (code == 0 and matched) or time.monotonic() >= deadline or code is None:
+                break
+            time.sleep(2)
+        last = ((out.strip() or err.strip()).splitlines() or [""])[-1]
+        if code == 0 and matched:
+            outcome = "ok"
+        elif code == 0:
+            outcome = f"not confirmed within {step.timeout:g} s (last said: {last or 'nothing'})"
+        else:
+            outcome = f"exit {code}: {last}" if code is not None else f"timed out: {last}"
+        self.audit.append(node=step.node, remote=f"(on this host) {step.command}", exit_code=code,
+                          duration=round(time.monotonic() - start, 3), outcome=outcome)
+        return outcome, Result(step.node, step.command, 0 if outcome == "ok" else 1, out, err)

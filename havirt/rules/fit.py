@@ -1,0 +1,177 @@
+"""The placement rules: the one place that says whether a domain fits a node.
+
+Start, migrate, evacuation, balance, failover, N+1 and `cluster validate`
+all ask here. The balance planner compiles these rules into arrays for
+speed; a unit test proves the compiled form gives the same answers.
+
+How a domain is sized (one decision, used everywhere):
+
+* a domain that runs holds what its node reports for it (its balloon's
+  current memory, else its maximum; current vCPUs);
+* a domain that is *started* (start, offline migration, failover, and the
+  N+1 question "could it be restarted elsewhere?") needs what conf/ says
+  (`currentMemory`, else `memory`; `vcpu current`, else `vcpu`);
+* a domain moved by live migration takes to its target what it holds on
+  its source.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+def vcpu_cap(cpus: int, max_ratio: float) -> int:
+    """The most vCPUs ``k`` a node may carry: ``k / cpus <= max_ratio``, exactly."""
+    if cpus <= 0:
+        return 0
+    if max_ratio < 0 or math.isnan(max_ratio):
+        return -1
+    if math.isinf(max_ratio):
+        return 1 << 62
+    k = math.floor(max_ratio * cpus)
+    while (k + 1) / cpus <= max_ratio:
+        k += 1
+    while k >= 0 and k / cpus > max_ratio:
+        k -= 1
+    return k
+
+
+def usable_memory(cap_mib: int | None, total_mib: int | None, reserve_mib: int) -> int | None:
+    """The memory domains may use on a node: the admin's cap (never more than
+    the node has), or else its total minus the host reserve."""
+    if cap_mib is not None:
+        return cap_mib if total_mib is None else min(cap_mib, total_mib)
+    return None if total_mib is None else max(0, total_mib - reserve_mib)
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a domain needs on a node, see the module docstring."""
+
+    name: str
+    memory_mib: int
+    vcpus: int
+    disks: tuple[str, ...] = ()
+
+
+def need_to_start(spec) -> Need:
+    """A domain started from conf/ (start, offline migration, failover)."""
+    return Need(spec.name, spec.memory_mib, spec.vcpus, tuple(spec.disks))
+
+
+def held(fact) -> tuple[int, int]:
+    """(MiB, vCPUs) a domain present on a node holds there: what the node
+    reports (its balloon's current size, else its maximum; current vCPUs)."""
+    return fact.memory_mib or 0, fact.vcpus or 0
+
+
+def need_to_move(fact, spec) -> Need:
+    """A running domain moved live: it takes what it holds; its disks are conf/'s."""
+    mem, vcpus = held(fact)
+    return Need(fact.name, mem, vcpus, tuple(spec.disks) if spec is not None else ())
+
+
+@dataclass(frozen=True)
+class Load:
+    """A node as the rules see it, moments ago: what it can give and what it carries."""
+
+    name: str
+    reachable: bool
+    error: str | None = None
+    maintenance: bool = False
+    usable_mib: int | None = None     # None: unknown (never scanned)
+    basis: str = ""                   # how usable_mib was found, for messages
+    cpus: int = 0
+    max_ratio: float = 4.0
+    memory_mib: int = 0               # held by the domains present there
+    vcpus: int = 0
+    count: int = 0
+    paths: Mapping[str, bool] = field(default_factory=dict)   # disk paths checked there: exists?
+
+    @property
+    def vcpu_cap(self) -> int:
+        return vcpu_cap(self.cpus, self.max_ratio)
+
+    def sees(self, path: str) -> bool | None:
+        """True/False: the path exists or not on the node; None: not checked."""
+        return self.paths.get(path)
+
+
+def disks_visible(load: Load, disks) -> bool:
+    """Every disk path exists on the node (as checked by the scan)."""
+    return all(load.sees(p) for p in disks)
+
+
+def memory_fits(load: Load, memory_mib: int) -> bool:
+    return load.usable_mib is None or load.memory_mib + memory_mib <= load.usable_mib
+
+
+def vcpus_fit(load: Load, vcpus: int) -> bool:
+    return not load.cpus or load.vcpus + vcpus <= load.vcpu_cap
+
+
+def fit_problems(load: Load, need: Need, extra_mib: int = 0, extra_vcpus: int = 0) -> list[str]:
+    """Why `need` cannot be placed on the node now (empty: it can), with the numbers.
+
+    `extra_*` count what a plan has already promised to that node.
+    """
+    node = load.name
+    if not load.reachable:
+        return [f"target {node} is unreachable ({load.error or 'not scanned'})"]
+    problems = []
+    if load.maintenance:
+        problems.append(f"node {node} is in maintenance")
+    mem, vcpus = load.memory_mib + extra_mib, load.vcpus + extra_vcpus
+    after = Load(**{**load.__dict__, "memory_mib": mem, "vcpus": vcpus})
+    if not memory_fits(after, need.memory_mib):
+        problems.append(
+            f"memory: {node} can give domains {load.usable_mib} MiB ({load.basis}), {mem} MiB "
+            f"are allocated to {load.count} running domain(s), {need.name} needs "
+            f"{need.memory_mib} MiB: {mem + need.memory_mib - load.usable_mib} MiB short")
+    if not vcpus_fit(after, need.vcpus):
+        problems.append(
+            f"vCPUs: {node} has {load.cpus} CPUs and {vcpus} vCPUs allocated; {need.name}'s "
+            f"{need.vcpus} would make {(vcpus + need.vcpus) / load.cpus:.2f} per CPU, over the "
+            f"limit of {load.max_ratio:g}")
+    for path in need.disks:
+        seen = load.sees(path)
+        if seen is None:
+            problems.append(f"disk: {path} was not checked on {node}")
+        elif not seen:
+            problems.append(f"disk: {path} does not exist on {node}")
+    return problems
+
+
+def over_limits(load: Load) -> list[tuple[str, str]]:
+    """(kind, message) for a node that already carries more than its limits allow."""
+    out = []
+    if not memory_fits(load, 0):
+        out.append(("over-memory", f"{load.name} has {load.memory_mib} MiB allocated, "
+                                   f"{load.usable_mib} MiB usable"))
+    if not vcpus_fit(load, 0):
+        out.append(("over-vcpu", f"{load.name} runs {load.vcpus} vCPUs on {load.cpus} CPUs "
+                                 f"({load.vcpus / load.cpus:.2f} per CPU, limit {load.max_ratio:g})"))
+    return out
+
+
+def load_of(cluster, state, cfg, node: str) -> Load:
+    """The node's Load from a fresh scan (`cluster`) and the admin's facts (`state`)."""
+    rec = state.nodes[node]
+    facts = cluster.nodes.get(node)
+    if facts is None or not facts.reachable:
+        return Load(node, False, facts.error if facts is not None else "not scanned",
+                    rec.maintenance)
+    total = facts.memory_mib or rec.memory_mib
+    basis = (f"cap {rec.memory_cap_mib} MiB" if rec.memory_cap_mib is not None
+             else f"{total} MiB total - {cfg.reserve_mib} MiB reserve")
+    mem = vcpus = count = 0
+    for d in facts.domains.values():
+        if d.active:
+            m, v = held(d)
+            mem, vcpus, count = mem + m, vcpus + v, count + 1
+    return Load(node, True, None, rec.maintenance,
+                usable_memory(rec.memory_cap_mib, total, cfg.reserve_mib), basis,
+                facts.cpus or 0, cfg.vcpu_ratio, mem, vcpus, count,
+                facts.paths)

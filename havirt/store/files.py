@@ -1,0 +1,108 @@
+"""Writing in the home without ever writing through a link.
+
+havirt runs as root in a home that may be shared (NFS): anyone who can write
+there could plant a symbolic (or hard) link where havirt writes, to make root
+overwrite another file. So every file havirt writes is either opened with
+O_NOFOLLOW and checked to be a plain file with one name (the lock, the audit
+log), or written as a new file with an unpredictable name in the same folder
+and renamed over the old one (var/state.yaml, conf/NAME.xml); and the home,
+var/ and conf/ may be links only when root or the user running havirt made
+them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from havirt.errors import HomeError
+
+
+def reason(e: OSError) -> str:
+    """Why an open failed, in words (a link met by O_NOFOLLOW says so)."""
+    if e.errno == errno.ELOOP:
+        return "it is a symbolic link, and havirt never writes through a link"
+    return e.strerror or str(e)
+
+
+def open_to_write(path: Path, flags: int, what: str) -> int:
+    """A file descriptor of `path` for writing: created 0600 if missing,
+    never through a link, and only a plain file with one name (a hard link
+    to another file is refused as well). Raises HomeError (exit 2)."""
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+    except OSError as e:
+        raise HomeError(f"{path}: cannot open {what}: {reason(e)}") from None
+    st = os.fstat(fd)
+    problem = ("it is not a plain file" if not stat.S_ISREG(st.st_mode) else
+               f"it has {st.st_nlink} names (a hard link)" if st.st_nlink > 1 else "")
+    if problem:
+        os.close(fd)
+        raise HomeError(f"{path}: cannot use {what}: {problem}; remove it")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of `path`, which must be a plain file (through a link is
+    fine: reading harms nothing). A FIFO or a device someone put there would
+    hang havirt or never end: refused with an OSError, like a folder;
+    FileNotFoundError is raised as it is."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a plain file", str(path))
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
+def replace_file(path: Path, data: bytes, mode: int) -> None:
+    """Replace `path` atomically: a new file with an unpredictable name in the
+    same folder (O_EXCL: never an existing file or link), written, fsynced,
+    then renamed over the old one (a link there is replaced, never followed);
+    then the folder is fsynced. An OSError is raised as it is, after the
+    temporary file is removed."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def check_link(path: Path) -> None:
+    """`path` (the home, var/ or conf/) may be a symbolic link only if root
+    or the user running havirt made it: a link someone else planted could
+    send havirt's writes anywhere. Raises HomeError (exit 2)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise HomeError(f"{path}: cannot be checked: {reason(e)}") from None
+    if stat.S_ISLNK(st.st_mode) and st.st_uid not in (0, os.geteuid()):
+        raise HomeError(f"{path} is a symbolic link (to {os.readlink(path)}) made by uid "
+                        f"{st.st_uid}: havirt follows links in its home only when root or "
+                        "its own user made them; replace it with a folder, or make it as root")
