@@ -69,6 +69,30 @@ class NodeUnreachable(HavirtError):
         super().__init__(f"node {node} unreachable: {reason}")
 
 
+class Interrupted(HavirtError):
+    """A command of several steps stopped part way: the message says what was
+    done and what was not; it exits as what stopped it (a refusal 3, a node
+    that stopped answering 4, a failed step 1)."""
+
+    def __init__(self, message: str, cause: HavirtError):
+        super().__init__(message)
+        self.cause = cause
+
+    @property
+    def exit_code(self) -> int:
+        return self.cause.exit_code
+
+
+class Reported(HavirtError):
+    """What went wrong was printed already (a scan's or validate's anomalies,
+    the part of a command that failed): exit 1, nothing more said."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self):
+        super().__init__("")
+
+
 class RemoteError(HavirtError):
     """A remote command ran but failed."""
 

@@ -10,7 +10,7 @@ import click
 
 from havirt.cli.complete import complete_domains, complete_nodes
 from havirt.cli.group import COMMON_OPTIONS, Options, cli, pass_app
-from havirt.errors import EXIT_FAILURE, EXIT_USAGE, HavirtError
+from havirt.errors import EXIT_FAILURE, EXIT_USAGE, HavirtError, Reported
 from havirt.names import printable
 
 
@@ -37,6 +37,8 @@ def run(args, runner_factory=None) -> int:
     except click.Abort:
         click.echo("havirt: aborted", err=True)
         rc = EXIT_FAILURE
+    except Reported as e:     # already said
+        rc = e.exit_code
     except HavirtError as e:
         if debug:
             traceback.print_exc()

@@ -7,6 +7,7 @@ import math
 import click
 
 from havirt.cli.group import cli, pass_app
+from havirt.errors import Reported
 
 
 @cli.group(epilog="Example: havirt cluster status")
@@ -95,4 +96,4 @@ def cluster_validate(opts):
     else:
         out.say("all consistent")
     if findings:
-        raise SystemExit(1)
+        raise Reported()

@@ -76,7 +76,7 @@ Examples: havirt domain import web1 db1 --from node1
 @pass_app
 def domain_import(opts, names, node, all_, force):
     """Save `virsh dumpxml --inactive` of domains on NODE as conf/NAME.xml."""
-    from havirt.ops.actions import domain_import as do_import
+    from havirt.ops.domains import domain_import as do_import
     if bool(names) == all_:
         raise click.UsageError("name the domains, or give --all")
     saved, skipped = do_import(opts.app(), names, node, all_, force)
@@ -186,7 +186,7 @@ def domain_start(opts, name, node, force):
     or NAME is in maintenance; if NODE lacks memory or vCPUs; if a disk of
     NAME does not exist on NODE.
     """
-    from havirt.ops.actions import domain_start as start
+    from havirt.ops.domains import domain_start as start
     app = opts.app()
     opts.out.outcome(start(app, name, node, force))
 
@@ -199,7 +199,7 @@ def domain_start(opts, name, node, force):
 @pass_app
 def domain_shutdown(opts, name, wait, force):
     """Ask NAME to shut down (ACPI), where it runs."""
-    from havirt.ops.actions import domain_stop
+    from havirt.ops.domains import domain_stop
     if force and not wait:
         raise click.UsageError("--force needs --wait SECONDS")
     opts.out.outcome(domain_stop(opts.app(), name, "shutdown", wait, force))
@@ -210,7 +210,7 @@ def domain_shutdown(opts, name, wait, force):
 @pass_app
 def domain_destroy(opts, name):
     """Power NAME off at once (like pulling the plug)."""
-    from havirt.ops.actions import domain_stop
+    from havirt.ops.domains import domain_stop
     opts.out.outcome(domain_stop(opts.app(), name, "destroy"))
 
 
@@ -225,7 +225,7 @@ def domain_reboot(opts, name):
     Refused unless NAME is running (not paused, not arriving by migration).
     The guest decides how and when; see domain reset for a hard reset.
     """
-    from havirt.ops.actions import domain_reboot as reboot
+    from havirt.ops.domains import domain_reboot as reboot
     opts.out.outcome(reboot(opts.app(), name))
 
 
@@ -235,7 +235,7 @@ def domain_reboot(opts, name):
 def domain_reset(opts, name):
     """Reset NAME at once (like its reset button; the guest is not asked), on
     the node where it runs. Refused unless NAME is running."""
-    from havirt.ops.actions import domain_reboot as reboot
+    from havirt.ops.domains import domain_reboot as reboot
     opts.out.outcome(reboot(opts.app(), name, hard=True))
 
 
@@ -274,7 +274,7 @@ Examples: havirt domain migrate web1 node3          # print the command
 @pass_app
 def domain_migrate(opts, name, target, offline, timeout):
     """Live-migrate NAME to TARGET (default: the node with most free memory after)."""
-    from havirt.ops.actions import domain_migrate as migrate
+    from havirt.ops.domains import domain_migrate as migrate
     opts.out.outcome(migrate(opts.app(), name, target, offline, timeout))
 
 
@@ -285,8 +285,6 @@ def domain_migrate(opts, name, target, offline, timeout):
 def domain_maintenance(opts, name, mode):
     """A domain in maintenance cannot be started and is never moved by balance
     or evacuation."""
-    from havirt.ops.actions import set_maintenance
-    app = opts.app()
-    with app.lock():
-        set_maintenance(app, "domain", name, mode == "on")
+    from havirt.ops.nodes import domain_maintenance as set_maintenance
+    set_maintenance(opts.app(), name, mode == "on")
     opts.out.say(f"domain {name}: maintenance {mode}")

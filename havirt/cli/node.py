@@ -7,6 +7,7 @@ import time
 import click
 
 from havirt.cli.group import cli, pass_app
+from havirt.errors import Reported
 
 
 @cli.group(epilog="Example: havirt node list")
@@ -33,7 +34,7 @@ def _cap(value):
 @pass_app
 def node_add(opts, name, address, user, port, memory_cap):
     """Probe NAME over SSH (one session) and record it."""
-    from havirt.ops.actions import node_add as add
+    from havirt.ops.nodes import node_add as add
     cap = _cap(memory_cap)
     rec = add(opts.app(), name, address, user, port, None if cap == "none" else cap)
     opts.out.say(f"added {name}: {rec.address}, {rec.cpus} CPUs, {rec.memory_mib} MiB, "
@@ -49,7 +50,7 @@ def node_add(opts, name, address, user, port, memory_cap):
 @pass_app
 def node_set(opts, name, address, user, port, memory_cap):
     """Change what `node add` recorded."""
-    from havirt.ops.actions import node_set as set_
+    from havirt.ops.nodes import node_set as set_
     changes = {k: v for k, v in (("address", address), ("user", user), ("port", port))
                if v is not None}   # an empty --address or --user is checked, never dropped
     cap = _cap(memory_cap)
@@ -95,7 +96,7 @@ def node_scan(opts, names, recover, metrics_file):
     prove it cannot run them; what was recovered, and what was not, is
     printed (also with -q) so that cron mails it.
     """
-    from havirt.ops.actions import node_scan as scan
+    from havirt.ops.nodes import node_scan as scan
     from havirt.ops.views import NODE_COLUMNS, finding_rows, node_rows
     app = opts.app()
     out = opts.out
@@ -111,7 +112,7 @@ def node_scan(opts, names, recover, metrics_file):
         from havirt.ops.metrics import write_scan_metrics
         write_scan_metrics(metrics_file or app.cfg.metrics_textfile, app, result, seconds, when)
     if findings:
-        raise SystemExit(1)
+        raise Reported()
 
 
 @node.command("remove", epilog="Example: havirt node remove node4")
@@ -120,7 +121,7 @@ def node_scan(opts, names, recover, metrics_file):
 @pass_app
 def node_remove(opts, name, force):
     """Forget NAME; refused while domains run there."""
-    from havirt.ops.actions import node_remove as remove
+    from havirt.ops.nodes import node_remove as remove
     forgotten = remove(opts.app(), name, force)
     opts.out.say(f"removed {name}" + (f"; these domains were last seen there and may still "
                                        f"run: {', '.join(forgotten)} (starting them needs --force)"
@@ -141,13 +142,8 @@ def node_maintenance(opts, name, mode, no_evacuate):
     The flag is set at once (it only protects). The live migrations that
     empty the node are printed, and run with --yes.
     """
-    from havirt.ops.actions import set_maintenance
-    from havirt.ops.moves import evacuate
-    app = opts.app()
-    with app.lock():    # the flag and the evacuation under one lock
-        set_maintenance(app, "node", name, mode == "on")
-        opts.out.say(f"node {name}: maintenance {mode}")
-        outcome = evacuate(app, name) if mode == "on" and not no_evacuate else None
+    from havirt.ops.nodes import node_maintenance
+    outcome = node_maintenance(opts.app(), name, mode == "on", evacuate=not no_evacuate)
     if outcome is not None:
         opts.out.outcome(outcome)
 
@@ -171,8 +167,5 @@ def node_failover(opts, name, to, confirm_off):
     re-checked and verified by a fresh scan. Exit 1 if any domain was not
     started.
     """
-    from havirt.ops.failover import failover
-    app = opts.app()
-    with app.lock():
-        outcome = failover(app, name, to, confirm_off)
-    opts.out.outcome(outcome)
+    from havirt.ops.failover import node_failover
+    opts.out.outcome(node_failover(opts.app(), name, to, confirm_off))

@@ -8,6 +8,7 @@ import sys
 import click
 
 from havirt.cli.render import render
+from havirt.errors import Reported
 from havirt.names import printable
 from havirt.ops.app import Reporter
 
@@ -72,8 +73,7 @@ class Console(Reporter):
             click.echo(printable(f"{f.severity.upper()} {f.kind} {f.subject}: {f.message}{fix}"), err=err)
 
     def outcome(self, out) -> None:
-        """The plan (dry run) or what was done; then exit with the outcome's
-        status when some part of it failed."""
+        """The plan (dry run) or what was done; then exit 1 when some part of it failed."""
         if self.fmt == "json":
             from havirt.ops.views import finding_rows
             click.echo(json.dumps({"dry_run": out.dry_run, "commands": out.lines, "done": out.done,
@@ -81,8 +81,8 @@ class Console(Reporter):
                                    "anomalies": finding_rows(out.findings)}, indent=2))
         else:
             self._outcome_text(out)
-        if out.status:
-            raise SystemExit(out.status)
+        if out.failed:
+            raise Reported()
 
     def _outcome_text(self, out) -> None:
         self.findings(out.findings, err=True)   # what the fresh scan found wrong, on the way

@@ -1,7 +1,8 @@
-"""What every command works with: home, configuration, state, conf/, runner.
+"""What every command works with: home, configuration, conf/, runner, output.
 
 The App never prints: core code reports through `app.out` (a Reporter the
-command line provides) or returns what it found.
+command line provides) or returns what it found. Everything that changes the
+state file happens inside `app.work()` (ops/work.py).
 """
 
 from __future__ import annotations
@@ -9,14 +10,11 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-from havirt.errors import ConfigError, DomainXMLError
-from havirt.rules.drift import note_running_definitions
-from havirt.scan.cluster import Finding
-from havirt.scan.fresh import Scan, fresh_scan
-from havirt.scan.record import record_scan
+from havirt.errors import ConfigError
+from havirt.ops.work import Work
 from havirt.store.conf import Conf
 from havirt.store.config import Config, Home, load_config
-from havirt.store.state import State, command_line, load_state, locked, save_state
+from havirt.store.state import State, command_line, load_state, locked
 
 
 class Reporter:
@@ -48,7 +46,8 @@ class App:
         self.force_dryrun = dryrun
         self.out = out or Reporter()
         self.conf = Conf(home.conf)
-        self._state: State | None = None
+        self._read: State | None = None
+        self._work: Work | None = None
         self._runner = None
         self._runner_factory = runner_factory
         self._audit = None
@@ -71,19 +70,35 @@ class App:
     # -- state -----------------------------------------------------------------
     @property
     def state(self) -> State:
-        if self._state is None:
-            self._state = load_state(self.home.state_file)
-        return self._state
-
-    def save(self) -> None:
-        save_state(self.home.state_file, self.state)
+        """The open work's state; outside one, the state file as it was read
+        (listings: no lock, never written) or as the last work left it."""
+        if self._work is not None:
+            return self._work.state
+        if self._read is None:
+            self._read = load_state(self.home.state_file)
+        return self._read
 
     @contextmanager
-    def lock(self):
-        """Hold the home's lock; the state is read afresh inside it."""
+    def work(self, *, dry_run: bool | None = None, record: bool | None = None):
+        """One unit of work (see ops/work.py). dry_run: None is the command's
+        (--yes, --dryrun, config.yaml); record: whether what the scans find is
+        written (None: unless a dry run)."""
+        if self._work is not None:
+            raise RuntimeError("a unit of work is already open: operations do not nest "
+                               "(pass the open Work down instead)")
+        dry = self.dry_run if dry_run is None else dry_run
         with locked(self.home.lock_file, self.cfg.lock_timeout, command_line()):
-            self._state = None
-            yield
+            w = Work(self, load_state(self.home.state_file), dry, not dry if record is None else record)
+            self._work = w
+            try:
+                yield w
+                w.commit()
+            except BaseException:
+                w.commit()     # see ops/work.py: what is worth keeping is kept
+                raise
+            finally:
+                self._work = None
+                self._read = w.state
 
     # -- nodes -----------------------------------------------------------------
     @property
@@ -98,42 +113,6 @@ class App:
                 self._runner = SSHRunner(self.cfg.ssh, targets)
         return self._runner
 
-    def scan(self, names=None, paths=(), dump_running=False) -> Scan:
-        """A fresh scan (one session per node, in parallel), folded into the
-        state in memory; the state file is not written."""
-        names = sorted(names or self.state.nodes)
-        for n in names:
-            self.state.node(n)
-        cluster = fresh_scan(self.runner, self.cfg, self.state, names, paths, dump_running)
-        for n, f in sorted(cluster.nodes.items()):
-            self.out.note(f"scan {n}: " + ("ok" if f.reachable else f.error)
-                          + (f" ({f.duration:.2f} s)" if f.duration else ""))
-        try:
-            conf_names, unreadable = self.conf.names(), None
-        except DomainXMLError as e:   # conf/ unreadable: the scan still reports the rest
-            conf_names, unreadable = set(cluster.present()), e   # no no-xml guesses
-        findings = record_scan(self.state, cluster, conf_names)
-        if unreadable is not None:
-            findings.append(Finding("error", "conf-unreadable", str(self.conf.folder), str(unreadable),
-                                    "make conf/ readable by the user running havirt"))
-        note_running_definitions(self.state, cluster)
-        return Scan(cluster, findings)
-
-    def scan_and_save(self, names=None, paths=(), dump_running=False) -> Scan:
-        """The same, and the state file written."""
-        result = self.scan(names, paths, dump_running)
-        self.save()
-        return result
-
-    def safety_scan(self, names=None, paths=()) -> Scan:
-        """The fresh scan a changing command's safety checks use: recorded in the
-        state file, except on a dry run, which changes nothing."""
-        result = self.scan(names, paths)
-        if not self.dry_run:
-            self.save()
-        return result
-
-    # -- changing nodes ----------------------------------------------------------
     @property
     def audit(self):
         if self._audit is None:

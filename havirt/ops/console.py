@@ -61,10 +61,10 @@ def console_session(app, name: str) -> tuple[str, list[str]]:
     """Find where `name` runs (a fresh scan, recorded) -> (node, ssh argv)."""
     from havirt.remote.transport import SSHRunner, Target
     check_name("domain", name)
-    with app.lock():
-        cluster, _ = app.scan_and_save()
-    node = where_running(cluster, name)
-    rec = app.state.nodes[node]
+    with app.work(dry_run=True, record=True) as w:    # a read: the scan is recorded
+        cluster, _ = w.scan()
+        node = where_running(cluster, name)
+        rec = w.state.nodes[node]
     resolver = SSHRunner(app.cfg.ssh, {node: Target(node, rec.address, rec.user, rec.port)})
     ep = resolver.endpoint(node)
     return node, ssh_argv(app.cfg.ssh, rec.address, ep.user, ep.port, ep.key_filenames,

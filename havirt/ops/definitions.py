@@ -98,17 +98,18 @@ def _diff(before: bytes, after: bytes, shown: str) -> list[str]:
         fromfile=f"{shown} (before)", tofile=shown)]
 
 
-def _replace(app, name: str, before: bytes | None, after: bytes, spec: DomainSpec,
+def _replace(w, name: str, before: bytes | None, after: bytes, spec: DomainSpec,
              action: str) -> DefinitionChange:
     """Keep `before` in the history, write `after`; say what it means for a running
-    domain (the lock is the caller's)."""
+    domain (in the open work `w`)."""
+    app = w.app
     path = app.conf.path(name)
     change = DefinitionChange(name, action, _shown(app, path), changed=True)
     if before is not None:
         change.kept = _shown(app, _keep(app, name, before, action))
         change.diff = _diff(before, after, change.file)
     app.conf.write(name, after.decode("utf-8"))
-    rec = app.state.domains.get(name)
+    rec = w.state.domains.get(name)
     if rec is not None and rec.active:
         change.running_on = rec.node
         change.drift = [d.message for d in recorded_drift(rec, spec)]
@@ -176,12 +177,12 @@ def edit(app, name: str, open_editor=run_editor, again=lambda reason: False) -> 
                     keep_copy = True
                     raise DomainXMLError(f"{e}; {shown} left as it was (the edit is in "
                                          f"{copy})") from None
-        with app.lock():
+        with app.work(dry_run=False) as w:
             if not path.is_file() or path.read_bytes() != before:
                 keep_copy = True
                 raise HavirtError(f"{shown} changed while it was being edited: nothing "
                                   f"written (the edit is in {copy})")
-            return _replace(app, name, before, after, spec, "edit")
+            return _replace(w, name, before, after, spec, "edit")
     finally:
         if not keep_copy:
             copy.unlink(missing_ok=True)
@@ -203,14 +204,14 @@ def define(app, name: str, source: str, force: bool = False) -> DefinitionChange
         raise UsageError(f"{source}: cannot read: {e.strerror}") from None
     spec = check_definition(name, raw, source)
     path = app.conf.path(name)
-    with app.lock():
+    with app.work(dry_run=False) as w:
         before = path.read_bytes() if path.exists() else None
         if before == raw:
             return DefinitionChange(name, "define", _shown(app, path))
         if before is not None and not force:
             raise UsageError(f"{_shown(app, path)} exists and differs (--force replaces it; "
                              "the current version is kept in the history)")
-        return _replace(app, name, before, raw, spec, "define")
+        return _replace(w, name, before, raw, spec, "define")
 
 
 def undefine(app, name: str, force: bool = False) -> DefinitionChange:
@@ -219,18 +220,18 @@ def undefine(app, name: str, force: bool = False) -> DefinitionChange:
     answer, unless `force`)."""
     check_name("domain", name)
     path = app.conf.path(name)
-    with app.lock():
+    with app.work(dry_run=False) as w:    # conf/ changes at once; the scan is recorded
         if not path.is_file():
             raise UsageError(f"unknown domain {name!r}: no {path}")
-        cluster, findings = app.scan_and_save()
+        cluster, findings = w.scan()
         problems = presence_problems(cluster, name, force)
         if problems:
             raise Refusal([f"{name} stays defined"] + problems)
         kept = _history_path(app, name, "undefine")
         os.replace(path, kept)
-        rec = app.state.domains.get(name)
+        rec = w.state.domains.get(name)
         if rec is not None and not rec.active:
-            del app.state.domains[name]      # nothing left to say about it
-            app.save()
+            del w.state.domains[name]      # nothing left to say about it
+            w.changed()
         return DefinitionChange(name, "undefine", _shown(app, path), changed=True,
                                 kept=_shown(app, kept), findings=findings)

@@ -27,11 +27,11 @@ def domain_info(app, name: str) -> tuple[dict, list]:
             spec = app.conf.load(name)
         except HavirtError as e:
             xml_error = str(e)
-    with app.lock():
-        rec = app.state.domains.get(name)
+    with app.work(dry_run=True, record=True) as w:    # a read: the scan is recorded
+        rec = w.state.domains.get(name)
         paths = set(spec.disks if spec else ()) | set(rec.disks or () if rec else ())
-        cluster, findings = app.scan_and_save(paths=sorted(paths), dump_running=[name])
-        rec = app.state.domains.get(name)
+        cluster, findings = w.scan(paths=sorted(paths), dump_running=[name])
+        rec = w.state.domains.get(name)
     if spec is None and xml_error is None and rec is None and not cluster.copies(name):
         raise UsageError(f"unknown domain {name!r}: no {path}, and no node that answered runs it")
     try:

@@ -1,91 +1,22 @@
 """Evacuation and balance: a scan turned into the pure planner's input, and
 the planned live migrations run one by one, each re-checked.
 
-The planning itself (score, search, placement) is pure, in balance/.
+The planning itself (score, search, placement) is pure, in plan/balance/.
 """
 
 from __future__ import annotations
 
 import time
 
-from havirt.errors import HavirtError, NodeUnreachable, RemoteError
+from havirt.errors import HavirtError, Interrupted, NodeUnreachable
 from havirt.ops.migration import run_migration
 from havirt.ops.outcome import Outcome
-from havirt.plan.balance import BDomain, BNode, Move, n_plus_1, plan_balance, plan_evacuation, score
+from havirt.plan.adapter import disk_paths, planner_domains, planner_nodes
+from havirt.plan.balance import Move, plan_balance, plan_evacuation
 from havirt.plan.domains import migrate_step, plan_migrate
-from havirt.remote.executor import render_step
-from havirt.rules.fit import Load, disks_visible, held, load_of, need_to_start
+from havirt.remote.steps import Plan
 from havirt.scan.cluster import Cluster
 from havirt.scan.record import cluster_from_state
-
-
-def planner_nodes(app, cluster: Cluster) -> list[BNode]:
-    """The nodes that are up, as the planners see them; those in maintenance
-    are flagged (never a target, outside the score, but N+1 asks about them)."""
-    out = []
-    for name in sorted(app.state.nodes):
-        load = load_of(cluster, app.state, app.cfg, name)
-        if load.reachable and load.cpus:
-            out.append(BNode(name, max(1, load.usable_mib or 0), load.cpus, app.cfg.vcpu_ratio,
-                             maintenance=load.maintenance))
-    return out
-
-
-def planner_domain(name, node, fact, spec, why, allowed) -> BDomain:
-    """One domain for the planners: what it holds now (rules.held), what it
-    needs to start again from conf/ (rules.need_to_start), whether it may move."""
-    mem, vcpus = held(fact) if fact is not None else (0, 0)
-    need = need_to_start(spec) if spec is not None else None
-    return BDomain(name=name, node=node, memory_mib=mem, vcpus=vcpus, movable=not why,
-                   why_fixed=why or "in maintenance", allowed=allowed,
-                   restart_memory_mib=need.memory_mib if need else None,
-                   restart_vcpus=need.vcpus if need else None,
-                   restarted=why != "in maintenance")
-
-
-def node_loads(app, cluster: Cluster, nodes: list[BNode]) -> dict[str, Load]:
-    """Each of `nodes` as the rules see it: computed once, asked for every domain."""
-    return {n.name: load_of(cluster, app.state, app.cfg, n.name) for n in nodes}
-
-
-def allowed_nodes(loads: dict[str, Load], spec) -> frozenset[str] | None:
-    """The nodes where every disk of `spec` is visible (None: it has none)."""
-    if spec is None or not spec.disks:
-        return None
-    return frozenset(name for name, load in loads.items() if disks_visible(load, spec.disks))
-
-
-def planner_domains(app, cluster: Cluster, nodes: list[BNode], specs: dict) -> list[BDomain]:
-    """The domains running on `nodes`, each once (its running copy)."""
-    names = {n.name for n in nodes}
-    dups = cluster.duplicates()
-    loads = node_loads(app, cluster, nodes)
-    out = []
-    for name, (node, fact) in sorted(cluster.placements().items()):
-        if node not in names:
-            continue
-        rec = app.state.domains.get(name)
-        spec = specs.get(name)
-        why = ("runs on several nodes" if name in dups else
-               "in maintenance" if rec and rec.maintenance else
-               "no usable XML in conf/" if spec is None else "")
-        out.append(planner_domain(name, node, fact, spec, why, allowed_nodes(loads, spec)))
-    return out
-
-
-def cluster_verdict(app, cluster: Cluster, specs: dict):
-    """(the imbalance score, N+1): None, None when no node is up."""
-    nodes = planner_nodes(app, cluster)
-    if not nodes:
-        return None, None
-    domains = planner_domains(app, cluster, nodes, specs)
-    return score(nodes, domains), n_plus_1(nodes, domains)
-
-
-def disk_paths(specs) -> list[str]:
-    """Every disk path of conf/: what a scan must check on each node before
-    anything decides where a domain may run (placement, N+1)."""
-    return sorted({p for s in specs.values() for p in s.disks})
 
 
 def show_moves(out: Outcome, moves: list[Move]) -> None:
@@ -97,58 +28,53 @@ def show_moves(out: Outcome, moves: list[Move]) -> None:
                          for m in moves]
 
 
-def _show(app, out: Outcome, moves: list[Move], cluster: Cluster, executable: bool) -> None:
-    """The plan as a table, as data, and as the commands --yes runs."""
+def _show(w, out: Outcome, moves: list[Move], cluster: Cluster, executable: bool) -> None:
+    """The plan as a table, as data, and (in a work) as the commands --yes runs."""
     show_moves(out, moves)
     down = [f.name for f in cluster.unreachable()] if moves and executable else []
     if down:
         out.notes.append(f"  note: {', '.join(down)} did not answer: each move is refused until "
                          "every node answers (a domain there could be running already)")
     if executable:
-        out.lines = [render_step(app.runner, app.home.root,
-                                 migrate_step(app.state, app.cfg, m.domain, m.source, m.target,
-                                              app.cfg.migrate_timeout)) for m in moves]
+        out.lines = w.show(Plan(steps=[migrate_step(w.state, w.cfg, m.domain, m.source, m.target,
+                                                    w.cfg.migrate_timeout) for m in moves]))
 
 
-def run_moves(app, moves: list[Move], out: Outcome) -> None:
+def run_moves(w, moves: list[Move], out: Outcome) -> None:
     """Each move re-checked against a fresh scan; stop at the first failure."""
-    ex = app.executor()
     start = time.monotonic()
     for i, m in enumerate(moves, 1):
         try:
-            spec = app.conf.load(m.domain)
-            cluster, _ = app.scan_and_save(paths=spec.disks)
-            plan = plan_migrate(cluster, app.state, app.cfg, spec, m.target, False,
-                                app.cfg.migrate_timeout)
-            app.out.step(i, len(moves), f"{m.domain}: {m.source} -> {m.target}",
-                         time.monotonic() - start)
-            out.done += run_migration(app, ex, plan, spec)
+            spec = w.conf.load(m.domain)
+            cluster, _ = w.scan(paths=spec.disks)
+            plan = plan_migrate(cluster, w.state, w.cfg, spec, m.target, False,
+                                w.cfg.migrate_timeout)
+            w.out.step(i, len(moves), f"{m.domain}: {m.source} -> {m.target}",
+                       time.monotonic() - start)
+            out.done += run_migration(w, plan, spec)
         except HavirtError as e:
             left = [x.domain for x in moves[i - 1:]]
-            err = RemoteError(f"stopped at move {i} of {len(moves)} ({m.domain}): {e}. "
+            raise Interrupted(f"stopped at move {i} of {len(moves)} ({m.domain}): {e}. "
                               f"Moved: {', '.join(out.done) or 'nothing'}. "
-                              f"Not moved: {', '.join(left)}")
-            err.exit_code = e.exit_code     # a refusal stays 3, an unreachable node 4
-            raise err from None
+                              f"Not moved: {', '.join(left)}", e) from None
 
 
-def evacuate(app, node: str) -> Outcome:
-    """Plan (and with --yes run) the live migrations that empty `node`.
-    The caller holds the lock."""
-    specs, _ = app.conf.load_all()
-    cluster, findings = app.safety_scan(paths=disk_paths(specs))
+def evacuate(w, node: str) -> Outcome:
+    """Plan (and unless a dry run, run) the live migrations that empty `node`."""
+    specs, _ = w.conf.load_all()
+    cluster, findings = w.scan(paths=disk_paths(specs))
     facts = cluster.nodes[node]
     if not facts.reachable:
         raise NodeUnreachable(node, f"{facts.error}; cannot evacuate it")
-    nodes = planner_nodes(app, cluster)
-    plan = plan_evacuation(nodes, planner_domains(app, cluster, nodes, specs), node)
-    out = Outcome(dry_run=app.dry_run, findings=findings)
+    nodes = planner_nodes(cluster, w.state, w.cfg)
+    plan = plan_evacuation(nodes, planner_domains(cluster, w.state, w.cfg, nodes, specs), node)
+    out = Outcome(dry_run=w.dry_run, findings=findings)
     out.notes = [f"evacuating {node}: {len(plan.moves)} domain(s) to move"]
-    _show(app, out, plan.moves, cluster, executable=True)
+    _show(w, out, plan.moves, cluster, executable=True)
     out.notes += [f"  blocking: {d}: {why}" for d, why in plan.blocking]
     out.data["blocking"] = [{"domain": d, "why": why} for d, why in plan.blocking]
-    if not app.dry_run:
-        run_moves(app, plan.moves, out)
+    if not w.dry_run:
+        run_moves(w, plan.moves, out)
         if plan.blocking:
             out.done.append(f"{node} still runs: {', '.join(d for d, _ in plan.blocking)}")
     return out
@@ -163,24 +89,25 @@ def balance(app, no_scan: bool, max_moves=None, min_gain=None, n_plus_1=None) ->
     opts = (app.cfg.balance_max_moves if max_moves is None else max_moves,
             app.cfg.balance_min_gain if min_gain is None else min_gain,
             app.cfg.balance_n_plus_1 if n_plus_1 is None else n_plus_1)
-    if no_scan:
+    if no_scan:     # what-if, from the state file: nothing locked, run or written
         specs, _ = app.conf.load_all()
         return _balance(app, cluster_from_state(app.state, disk_paths(specs)), specs,
                         opts, Outcome(dry_run=True), executable=False)
-    with app.lock():
-        specs, _ = app.conf.load_all()
-        cluster, findings = app.safety_scan(paths=disk_paths(specs))
-        out = Outcome(dry_run=app.dry_run, findings=findings)
-        return _balance(app, cluster, specs, opts, out, executable=True)
+    with app.work() as w:
+        specs, _ = w.conf.load_all()
+        cluster, findings = w.scan(paths=disk_paths(specs))
+        out = Outcome(dry_run=w.dry_run, findings=findings)
+        return _balance(w, cluster, specs, opts, out, executable=True)
 
 
-def _balance(app, cluster, specs, opts, out: Outcome, executable: bool) -> Outcome:
+def _balance(w, cluster, specs, opts, out: Outcome, executable: bool) -> Outcome:
+    """`w` is the open work, or for a what-if (not executable) the App."""
     max_moves, min_gain, keep_n_plus_1 = opts
-    nodes = planner_nodes(app, cluster)
-    plan = plan_balance(nodes, planner_domains(app, cluster, nodes, specs),
+    nodes = planner_nodes(cluster, w.state, w.cfg)
+    plan = plan_balance(nodes, planner_domains(cluster, w.state, w.cfg, nodes, specs),
                         None if max_moves == UNLIMITED else max_moves, min_gain, keep_n_plus_1)
     out.notes = [f"score before: {plan.score_before:.4f}"]
-    _show(app, out, plan.moves, cluster, executable)
+    _show(w, out, plan.moves, cluster, executable)
     active = sum(not n.maintenance for n in nodes)
     if not plan.moves:
         out.notes.append(f"  no move lowers the score by {min_gain:g} / {active} node(s) or more")
@@ -193,8 +120,8 @@ def _balance(app, cluster, specs, opts, out: Outcome, executable: bool) -> Outco
                          f"{_n_plus_1_text(plan.n_plus_1_after.failing)} after")
     out.data.update(score_before=round(plan.score_before, 6), score_after=round(plan.score_after, 6),
                     memory_mib=plan.memory_mib, **n1)
-    if executable and not app.dry_run:
-        run_moves(app, plan.moves, out)
+    if executable and not w.dry_run:
+        run_moves(w, plan.moves, out)
     return out
 
 

@@ -17,4 +17,4 @@ class Outcome:
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)   # printed before the plan
     data: dict = field(default_factory=dict)         # the plan as data (JSON), where there is one
-    status: int = 0                                  # exit code once printed (1: some part failed)
+    failed: bool = False                             # some part failed (said in `done`)

@@ -4,32 +4,32 @@ from __future__ import annotations
 
 import copy
 
-from havirt.ops.moves import cluster_verdict, disk_paths
 from havirt.parse.domxml import DomainSpec
+from havirt.plan.adapter import cluster_verdict, disk_paths
 from havirt.rules.drift import definition_drift, live_spec
 from havirt.rules.fit import load_of, over_limits
 from havirt.scan.cluster import Cluster, Finding
 from havirt.scan.record import lockspace_peers
 
 
-def conf_findings(app) -> tuple[dict[str, DomainSpec], list[Finding]]:
-    specs, problems = app.conf.load_all()
+def conf_findings(w) -> tuple[dict[str, DomainSpec], list[Finding]]:
+    specs, problems = w.conf.load_all()
     findings = []
     fixes = {"name-mismatch": "rename the file after its <name>, or fix <name>",
              "bad-file-name": "rename or remove the file"}
     for name, (kind, problem) in sorted(problems.items()):
-        fix = fixes.get(kind, f"fix or remove {app.conf.folder / (name + '.xml')}")
+        fix = fixes.get(kind, f"fix or remove {w.conf.folder / (name + '.xml')}")
         findings.append(Finding("error", kind, name, problem, fix))
     return specs, findings
 
 
-def cluster_findings(app, cluster: Cluster, specs: dict[str, DomainSpec]) -> list[Finding]:
+def cluster_findings(w, cluster: Cluster, specs: dict[str, DomainSpec]) -> list[Finding]:
     findings = []
-    state = app.state
+    state = w.state
     for node, facts in sorted(cluster.nodes.items()):
         if not facts.reachable:
             continue
-        for kind, message in over_limits(load_of(cluster, state, app.cfg, node)):
+        for kind, message in over_limits(load_of(cluster, state, w.cfg, node)):
             findings.append(Finding("error", kind, node, message,
                                     "migrate a domain away (havirt cluster balance)"))
         for dname in sorted(facts.xml):
@@ -44,7 +44,7 @@ def cluster_findings(app, cluster: Cluster, specs: dict[str, DomainSpec]) -> lis
                                         f"havirt domain import {dname} --from {node} --force, "
                                         "or restart it from conf/"))
     findings += lease_findings(cluster, state, specs)
-    findings += n_plus_1_findings(app, cluster, specs)
+    findings += n_plus_1_findings(w, cluster, specs)
     up = [n for n, f in sorted(cluster.nodes.items()) if f.reachable]
     for dname, spec in sorted(specs.items()):
         for path in spec.disks:
@@ -61,10 +61,10 @@ def cluster_findings(app, cluster: Cluster, specs: dict[str, DomainSpec]) -> lis
     return findings
 
 
-def n_plus_1_findings(app, cluster: Cluster, specs) -> list[Finding]:
+def n_plus_1_findings(w, cluster: Cluster, specs) -> list[Finding]:
     """A node whose loss the cluster would not survive (its domains restarted
     elsewhere as failover would place them)."""
-    _, n1 = cluster_verdict(app, cluster, specs)
+    _, n1 = cluster_verdict(cluster, w.state, w.cfg, specs)
     findings = []
     for name in n1.failing if n1 else ():
         loss = n1.nodes[name]
@@ -123,11 +123,12 @@ def state_findings(before, after) -> list[Finding]:
 
 
 def validate(app) -> list[Finding]:
-    specs, findings = conf_findings(app)
-    before = copy.deepcopy(app.state)
-    cluster, scan_findings = app.scan(paths=disk_paths(specs), dump_running=True)   # read-only: never saved
-    findings += scan_findings
-    findings += cluster_findings(app, cluster, specs)
-    findings += state_findings(before, app.state)
+    with app.work(dry_run=True, record=False) as w:    # read-only: the state is never written
+        specs, findings = conf_findings(w)
+        before = copy.deepcopy(w.state)
+        cluster, scan_findings = w.scan(paths=disk_paths(specs), dump_running=True)
+        findings += scan_findings
+        findings += cluster_findings(w, cluster, specs)
+        findings += state_findings(before, w.state)
     order = {"critical": 0, "error": 1, "warning": 2}
     return sorted(findings, key=lambda f: (order.get(f.severity, 3), f.kind, f.subject))

@@ -1,0 +1,87 @@
+"""One unit of work: what every operation runs inside.
+
+    with app.work() as w:          # the lock; the state loaded once, under it
+        scan = w.scan(paths=...)   # a fresh scan, folded into w.state
+        plan = plan_start(scan.cluster, w.state, ...)
+        out.lines = w.show(plan)   # the dry run ...
+        if not w.dry_run:
+            w.run(plan)            # ... or the real thing (the executor)
+                                   # at the end: one commit of w.state
+
+The commit follows one policy, decided when the work opens:
+  * `w.changed()` marks an admin fact (a node added, a maintenance flag): it
+    is written whatever happens next, dry run included;
+  * what the scans found is written when the work records scans (`record`;
+    by default: unless a dry run), whether the operation then succeeds or
+    not: the state is a cache of what the nodes said, and a refusal based on
+    a scan (a node that did not answer) is worth remembering;
+  * nothing else: a dry run of a change writes nothing (but its admin facts).
+Works do not nest: opening one inside another is a programming error, said
+loudly, never a second flock on the same file.
+"""
+
+from __future__ import annotations
+
+from havirt.errors import DomainXMLError
+from havirt.rules.drift import note_running_definitions
+from havirt.scan.cluster import Finding
+from havirt.scan.fresh import Scan, fresh_scan
+from havirt.scan.record import record_scan
+from havirt.store.state import State, save_state
+
+
+class Work:
+    def __init__(self, app, state: State, dry_run: bool, record: bool):
+        self.app = app
+        self.cfg = app.cfg
+        self.conf = app.conf
+        self.out = app.out
+        self.state = state
+        self.dry_run = dry_run
+        self.record = record
+        self.executed = False      # a step ran on a node (or on this host, a fence)
+        self._scanned = False
+        self._admin = False
+
+    # -- reading the nodes ------------------------------------------------------------
+    def scan(self, names=None, paths=(), dump_running=False) -> Scan:
+        """A fresh scan (one session per node, in parallel), folded into w.state."""
+        names = sorted(names or self.state.nodes)
+        for n in names:
+            self.state.node(n)
+        cluster = fresh_scan(self.app.runner, self.cfg, self.state, names, paths, dump_running)
+        for n, f in sorted(cluster.nodes.items()):
+            self.out.note(f"scan {n}: " + ("ok" if f.reachable else f.error)
+                          + (f" ({f.duration:.2f} s)" if f.duration else ""))
+        try:
+            conf_names, unreadable = self.conf.names(), None
+        except DomainXMLError as e:   # conf/ unreadable: the scan still reports the rest
+            conf_names, unreadable = set(cluster.present()), e   # no no-xml guesses
+        findings = record_scan(self.state, cluster, conf_names)
+        if unreadable is not None:
+            findings.append(Finding("error", "conf-unreadable", str(self.conf.folder), str(unreadable),
+                                    "make conf/ readable by the user running havirt"))
+        note_running_definitions(self.state, cluster)
+        self._scanned = True
+        return Scan(cluster, findings)
+
+    # -- changing ------------------------------------------------------------------------
+    def changed(self) -> None:
+        """An admin fact in w.state changed: it is written at the end, dry run or not."""
+        self._admin = True
+
+    def show(self, plan) -> list[str]:
+        """The plan as the shell lines an admin could paste."""
+        return self.app.executor().show(plan)
+
+    def run(self, plan):
+        """Execute `plan` (the executor: audit log, stop at the first failure)."""
+        if self.dry_run:
+            raise RuntimeError("a dry run reached the executor")
+        self.executed = True
+        return self.app.executor().run(plan)
+
+    # -- the one commit ---------------------------------------------------------------------
+    def commit(self) -> None:
+        if self._admin or (self._scanned and self.record):
+            save_state(self.app.home.state_file, self.state)
