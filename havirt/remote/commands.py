@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from havirt.names import check_name, quote_argv
+from havirt.parse.virsh import SHUT_OFF
 
 
 @dataclass(frozen=True)
@@ -159,10 +160,10 @@ def wait_off(cfg, name: str, seconds: float) -> Command:
     state = virsh(cfg, "domstate", name)
     script = (f"end=$(( $(date +%s) + {int(seconds)} )); while :; do "
               f"s=$({state} 2>&1) || case \"$s\" in "
-              "*'failed to get domain'*|*'Domain not found'*) exit 0;; "
-              "*) printf '%s\\n' \"$s\" >&2; exit 2;; esac; "
-              "[ \"$s\" = 'shut off' ] && exit 0; "
-              "[ \"$(date +%s)\" -ge \"$end\" ] && exit 1; sleep 1; done")
+              f"*'failed to get domain'*|*'Domain not found'*) exit {WAIT_OFF};; "
+              f"*) printf '%s\\n' \"$s\" >&2; exit {WAIT_UNKNOWN};; esac; "
+              f"[ \"$s\" = {quote_argv([SHUT_OFF])} ] && exit {WAIT_OFF}; "
+              f"[ \"$(date +%s)\" -ge \"$end\" ] && exit {WAIT_RUNNING}; sleep 1; done")
     return Command(op="wait-off", script=script, args=(name, seconds))
 
 
