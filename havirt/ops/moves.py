@@ -13,7 +13,7 @@ from havirt.ops.migration import run_migration
 from havirt.ops.outcome import Outcome
 from havirt.plan.balance import BDomain, BNode, Move, n_plus_1, plan_balance, plan_evacuation, score
 from havirt.plan.domains import migrate_step, plan_migrate
-from havirt.remote.executor import render_step
+from havirt.remote.steps import Plan
 from havirt.rules.fit import Load, disks_visible, held, load_of, need_to_start
 from havirt.scan.cluster import Cluster
 from havirt.scan.record import cluster_from_state
@@ -105,9 +105,9 @@ def _show(app, out: Outcome, moves: list[Move], cluster: Cluster, executable: bo
         out.notes.append(f"  note: {', '.join(down)} did not answer: each move is refused until "
                          "every node answers (a domain there could be running already)")
     if executable:
-        out.lines = [render_step(app.runner, app.home.root,
-                                 migrate_step(app.state, app.cfg, m.domain, m.source, m.target,
-                                              app.cfg.migrate_timeout)) for m in moves]
+        out.lines = app.executor().show(Plan(steps=[
+            migrate_step(app.state, app.cfg, m.domain, m.source, m.target, app.cfg.migrate_timeout)
+            for m in moves]))
 
 
 def run_moves(app, moves: list[Move], out: Outcome) -> None:

@@ -19,7 +19,7 @@ from havirt.store.files import open_to_write, reason
 from havirt.store.state import command_line, now_iso
 
 
-def render_step(runner, home_root: Path, step: Step) -> str:
+def _render(runner, home_root: Path, step: Step) -> str:
     """A shell line an admin could paste."""
     text = step.command.text()
     if step.kind in (StepKind.LOCAL, StepKind.LOCAL_UNTIL):
@@ -92,7 +92,7 @@ class Executor:
 
     def show(self, plan: Plan) -> list[str]:
         """The plan as the shell lines a dry run prints."""
-        return [render_step(self.runner, self.home.root, s) for s in plan.steps]
+        return [_render(self.runner, self.home.root, s) for s in plan.steps]
 
     def run(self, plan: Plan) -> list[tuple[Step, str]]:
         """Execute in order; stop at the first failure (raised, after logging)."""
