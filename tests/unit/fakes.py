@@ -14,8 +14,8 @@ pinned, independently of the builders, by test_command_text.py.
 Knobs a test may set:
   node.scan_stdout / node.scan_stderr   the scan session answers this text
                                         (after checking it is havirt's own script)
-  node.libvirt_up = False               the scan and every virsh command fail
-                                        as when libvirtd is down
+  node.libvirt_up = False               the scan, the wait-off poll and every
+                                        argv virsh command fail as when libvirtd is down
   node.libvirt_stops_in_wait            libvirtd stops during a wait-off poll:
                                         the poll cannot tell (WAIT_UNKNOWN)
   runner.migrate_fails                  every live migration fails
