@@ -68,7 +68,7 @@ def console_session(app, name: str) -> tuple[str, list[str]]:
     resolver = SSHRunner(app.cfg.ssh, {node: Target(node, rec.address, rec.user, rec.port)})
     ep = resolver.endpoint(node)
     return node, ssh_argv(app.cfg.ssh, rec.address, ep.user, ep.port, ep.key_filenames,
-                          remote.console(app.cfg, name))
+                          remote.console(app.cfg, name).text())
 
 
 def attach(node: str, argv: list[str]) -> None:

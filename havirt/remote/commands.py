@@ -1,14 +1,40 @@
-"""Every command havirt runs on a node: built here as argv, quoted once here.
+"""Every command havirt runs on a node: built here, as argv or as a script.
 
 Nothing else in havirt writes remote command text; planners ask for a
 command by what it does, and the executor sends what they were given.
+A Command becomes text in one place, Command.text(), where it is shown
+(dry run, audit log) or sent.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from havirt.names import check_name, quote_argv
+from havirt.parse.virsh import SHUT_OFF
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command for a node's shell (the admin host's, for op 'local').
+
+    Either `argv`, one process whose arguments stay arguments, quoted once by
+    text(); or `script`, several shell commands in one session (loops, pipes,
+    exit codes), written whole by this module from quoted parts. `op` says
+    what it does; `args` what a script was built from, for whoever needs to
+    know what it asks without reading the text back.
+    """
+
+    op: str
+    argv: tuple[str, ...] = ()
+    script: str | None = None
+    args: tuple = ()
+
+    def text(self) -> str:
+        """The shell text, exactly as shown and as sent."""
+        return self.script if self.script is not None else quote_argv(self.argv)
+
 
 # One virsh process per scan: several commands separated by ';'.
 SCAN_VIRSH = ("echo @@version; version --daemon; echo @@nodeinfo; nodeinfo; "
@@ -26,8 +52,13 @@ def virsh_argv(cfg, *args) -> list[str]:
 
 
 def virsh(cfg, *args) -> str:
-    """The same, quoted for the remote shell."""
+    """The same, quoted: a part of a script."""
     return quote_argv(virsh_argv(cfg, *args))
+
+
+def virsh_op(cfg, verb: str, *args) -> Command:
+    """`virsh -c URI VERB ARGS...` as a Command whose op is the verb."""
+    return Command(op=verb, argv=tuple(virsh_argv(cfg, verb, *args)))
 
 
 SCAN_FAILED = 3   # the scan script's exit code when any virsh command in it failed
@@ -56,7 +87,7 @@ def lease_probe(node: str) -> str:
     return LEASE_PROBE.replace("NODE", check_name("node", node))
 
 
-def scan_script(cfg, paths=(), dump_running=False, node: str | None = None) -> str:
+def scan_script(cfg, paths=(), dump_running=False, node: str | None = None) -> Command:
     """One remote session: hostname, node facts, every domain, path checks.
 
     `paths` are disk paths whose existence the caller needs to know (start,
@@ -70,6 +101,9 @@ def scan_script(cfg, paths=(), dump_running=False, node: str | None = None) -> s
     virsh-error), and the script exits SCAN_FAILED when virsh said `error:`
     or exited non-zero: a failure never rests on stderr alone.
     """
+    paths = tuple(sorted(set(paths)))
+    if dump_running is not True:
+        dump_running = tuple(sorted(set(dump_running or ()))) or False
     lines = [
         "printf '@@hostname\\n'; hostname",
         "{ err=$(" + virsh(cfg, SCAN_VIRSH) + " 2>&1 >&3); rc=$?; } 3>&1",
@@ -77,7 +111,7 @@ def scan_script(cfg, paths=(), dump_running=False, node: str | None = None) -> s
     ]
     if paths:
         lines.append("printf '@@paths\\n'")
-        lines.append("for p in " + quote_argv(sorted(set(paths))) + "; do "
+        lines.append("for p in " + quote_argv(paths) + "; do "
                      "if [ -e \"$p\" ]; then printf '1 %s\\n' \"$p\"; "
                      "else printf '0 %s\\n' \"$p\"; fi; done")
     if dump_running is True:
@@ -87,35 +121,35 @@ def scan_script(cfg, paths=(), dump_running=False, node: str | None = None) -> s
                      f"{virsh(cfg, 'dumpxml', '--domain')} \"$d\" 2>/dev/null; done")
     elif dump_running:
         # the domains named; a section stays empty where one is not defined
-        lines.append("for d in " + quote_argv(sorted(set(dump_running))) + "; do "
+        lines.append("for d in " + quote_argv(dump_running) + "; do "
                      "printf '@@xml %s\\n' \"$d\"; "
                      f"{virsh(cfg, 'dumpxml', '--domain')} \"$d\" 2>/dev/null; done")
     if node is not None:
         lines.append(lease_probe(node).rstrip("\n"))
     lines.append(f"case \"$rc:$err\" in 0:*error:*|[!0]*) exit {SCAN_FAILED};; esac")
-    return "\n".join(lines) + "\n"
+    return Command(op="scan", script="\n".join(lines) + "\n", args=(paths, dump_running, node))
 
 
 # -- domains -------------------------------------------------------------------
 
-def create(cfg) -> str:
+def create(cfg) -> Command:
     """Start a transient domain from the XML on stdin."""
-    return virsh(cfg, "create", "/dev/stdin")
+    return virsh_op(cfg, "create", "/dev/stdin")
 
 
-def shutdown(cfg, name: str) -> str:
-    return virsh(cfg, "shutdown", name)
+def shutdown(cfg, name: str) -> Command:
+    return virsh_op(cfg, "shutdown", name)
 
 
-def destroy(cfg, name: str) -> str:
-    return virsh(cfg, "destroy", name)
+def destroy(cfg, name: str) -> Command:
+    return virsh_op(cfg, "destroy", name)
 
 
-def abort_job(cfg, name: str) -> str:
-    return virsh(cfg, "domjobabort", name)
+def abort_job(cfg, name: str) -> Command:
+    return virsh_op(cfg, "domjobabort", name)
 
 
-def wait_off(cfg, name: str, seconds: float) -> str:
+def wait_off(cfg, name: str, seconds: float) -> Command:
     """Poll domstate once a second in ONE session, until a deadline.
 
     Exit WAIT_OFF: off, or gone (a transient domain that shut down);
@@ -124,23 +158,27 @@ def wait_off(cfg, name: str, seconds: float) -> str:
     started elsewhere on that basis.
     """
     state = virsh(cfg, "domstate", name)
-    return (f"end=$(( $(date +%s) + {int(seconds)} )); while :; do "
-            f"s=$({state} 2>&1) || case \"$s\" in "
-            "*'failed to get domain'*|*'Domain not found'*) exit 0;; "
-            "*) printf '%s\\n' \"$s\" >&2; exit 2;; esac; "
-            "[ \"$s\" = 'shut off' ] && exit 0; "
-            "[ \"$(date +%s)\" -ge \"$end\" ] && exit 1; sleep 1; done")
+    script = (f"end=$(( $(date +%s) + {int(seconds)} )); while :; do "
+              f"s=$({state} 2>&1) || case \"$s\" in "
+              f"*'failed to get domain'*|*'Domain not found'*) exit {WAIT_OFF};; "
+              f"*) printf '%s\\n' \"$s\" >&2; exit {WAIT_UNKNOWN};; esac; "
+              f"[ \"$s\" = {quote_argv([SHUT_OFF])} ] && exit {WAIT_OFF}; "
+              f"[ \"$(date +%s)\" -ge \"$end\" ] && exit {WAIT_RUNNING}; sleep 1; done")
+    return Command(op="wait-off", script=script, args=(name, seconds))
 
 
-def dump_inactive(cfg, names=None) -> str:
+def dump_inactive(cfg, names=None) -> Command:
     """`virsh dumpxml --inactive` of `names` (None: every domain the node
     knows), each after a line '@@xml NAME'."""
     if names is None:   # one name per line, whatever it holds (spaces, '*' included)
-        return (f"{virsh(cfg, 'list', '--all', '--name')} | while IFS= read -r d; do "
-                "[ -n \"$d\" ] || continue; printf '@@xml %s\\n' \"$d\"; "
-                f"{virsh(cfg, 'dumpxml', '--inactive', '--domain')} \"$d\"; done")
-    return "; ".join(f"printf '@@xml %s\\n' {quote_argv([n])}; "
-                     f"{virsh(cfg, 'dumpxml', '--inactive', n)}" for n in names)
+        script = (f"{virsh(cfg, 'list', '--all', '--name')} | while IFS= read -r d; do "
+                  "[ -n \"$d\" ] || continue; printf '@@xml %s\\n' \"$d\"; "
+                  f"{virsh(cfg, 'dumpxml', '--inactive', '--domain')} \"$d\"; done")
+    else:
+        names = tuple(names)
+        script = "; ".join(f"printf '@@xml %s\\n' {quote_argv([n])}; "
+                           f"{virsh(cfg, 'dumpxml', '--inactive', n)}" for n in names)
+    return Command(op="dump-inactive", script=script, args=(names,))
 
 
 # -- migration -------------------------------------------------------------------
@@ -158,32 +196,28 @@ def migrate_uri(cfg, address: str, user: str, port: int) -> str:
     return f"{driver}+ssh://{host}{parts.path or '/system'}"
 
 
-def migrate_argv(cfg, domain: str, address: str, user: str, port: int) -> list[str]:
-    argv = virsh_argv(cfg, "migrate", "--live", "--verbose")
-    if cfg.migrate_unsafe:
-        argv.append("--unsafe")
-    return argv + [domain, migrate_uri(cfg, address, user, port), "--migrateuri", f"tcp://{_uri_host(address)}"]
-
-
-def migrate(cfg, domain: str, address: str, user: str, port: int) -> str:
-    return quote_argv(migrate_argv(cfg, domain, address, user, port))
+def migrate(cfg, domain: str, address: str, user: str, port: int) -> Command:
+    options = ["--live", "--verbose"] + (["--unsafe"] if cfg.migrate_unsafe else [])
+    return virsh_op(cfg, "migrate", *options, domain, migrate_uri(cfg, address, user, port),
+                    "--migrateuri", f"tcp://{_uri_host(address)}")
 
 
 # -- everyday domain commands -------------------------------------------------------
 
-def reboot(cfg, name: str, hard: bool = False) -> str:
+def reboot(cfg, name: str, hard: bool = False) -> Command:
     """`virsh reboot`: the guest is asked (ACPI, or its agent); hard: `virsh
     reset`, at once, like the reset button."""
-    return virsh(cfg, "reset" if hard else "reboot", name)
+    verb = "reset" if hard else "reboot"
+    return virsh_op(cfg, verb, name)
 
 
-def console(cfg, name: str) -> str:
+def console(cfg, name: str) -> Command:
     """Attach to the domain's console (run in an interactive session with a pty)."""
-    return virsh(cfg, "console", name)
+    return virsh_op(cfg, "console", name)
 
 
 # -- on the admin host ---------------------------------------------------------------
 
-def local(argv) -> str:
-    """A command run on the admin host (fencing), quoted once like the rest."""
-    return quote_argv(argv)
+def local(argv) -> Command:
+    """A command run on the admin host (fencing): argv, quoted once like the rest."""
+    return Command(op="local", argv=tuple(argv))

@@ -8,25 +8,26 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import shlex
 import time
 from pathlib import Path
 
 from havirt.errors import HomeError, NodeUnreachable, RemoteError
+from havirt.names import quote_argv
 from havirt.remote.commands import WAIT_OFF, WAIT_RUNNING
 from havirt.remote.steps import Plan, Step, StepKind
 from havirt.store.files import open_to_write, reason
 from havirt.store.state import command_line, now_iso
 
 
-def render_step(runner, home_root: Path, step: Step) -> str:
+def _render(runner, home_root: Path, step: Step) -> str:
     """A shell line an admin could paste."""
+    text = step.command.text()
     if step.kind in (StepKind.LOCAL, StepKind.LOCAL_UNTIL):
         until = f"   # until it prints /{step.expect}/" if step.kind is StepKind.LOCAL_UNTIL else ""
-        return step.command + until
-    line = f"{runner.describe(step.node)} {shlex.quote(step.command)}"
+        return text + until
+    line = f"{runner.describe(step.node)} {quote_argv([text])}"
     if step.stdin_file:
-        line += f" < {shlex.quote(_shown_path(home_root, step.stdin_file))}"
+        line += f" < {quote_argv([_shown_path(home_root, step.stdin_file)])}"
     if step.kind is StepKind.FORCE_OFF:
         line = f"# only if still running after the wait:\n{line}"
     return line
@@ -90,7 +91,8 @@ class Executor:
         self.audit = audit
 
     def show(self, plan: Plan) -> list[str]:
-        return [render_step(self.runner, self.home.root, s) for s in plan.steps]
+        """The plan as the shell lines a dry run prints."""
+        return [_render(self.runner, self.home.root, s) for s in plan.steps]
 
     def run(self, plan: Plan) -> list[tuple[Step, str]]:
         """Execute in order; stop at the first failure (raised, after logging)."""
@@ -125,8 +127,8 @@ class Executor:
             timeout = step.timeout + self.cfg.ssh.command_timeout
         on_output = self.progress if step.kind is StepKind.MIGRATE else None
         start = time.monotonic()
-        logged = step.command + (f" < {_shown_path(self.home.root, step.stdin_file)}"
-                                 if step.stdin_file else "")
+        logged = step.command.text() + (f" < {_shown_path(self.home.root, step.stdin_file)}"
+                                        if step.stdin_file else "")
         try:
             res = self.runner.run(step.node, step.command, stdin=step.stdin_data,
                                   timeout=timeout, on_output=on_output)
@@ -148,11 +150,12 @@ class Executor:
         import subprocess
 
         from havirt.remote.transport import Result
+        text = step.command.text()
         start = time.monotonic()
         deadline = start + (step.timeout or self.cfg.ssh.command_timeout)
         while True:
             try:
-                p = subprocess.run(["sh", "-c", step.command], capture_output=True, text=True,
+                p = subprocess.run(["sh", "-c", text], capture_output=True, text=True,
                                    stdin=subprocess.DEVNULL,
                                    timeout=max(1.0, deadline - time.monotonic()))
                 code, out, err = p.returncode, p.stdout, p.stderr
@@ -170,6 +173,6 @@ class Executor:
             outcome = f"not confirmed within {step.timeout:g} s (last said: {last or 'nothing'})"
         else:
             outcome = f"exit {code}: {last}" if code is not None else f"timed out: {last}"
-        self.audit.append(node=step.node, remote=f"(on this host) {step.command}", exit_code=code,
+        self.audit.append(node=step.node, remote=f"(on this host) {text}", exit_code=code,
                           duration=round(time.monotonic() - start, 3), outcome=outcome)
-        return outcome, Result(step.node, step.command, 0 if outcome == "ok" else 1, out, err)
+        return outcome, Result(step.node, text, 0 if outcome == "ok" else 1, out, err)

@@ -1,7 +1,8 @@
 """What planners return and the executor runs: a Plan is a list of Steps.
 
-A step carries the exact remote command line (built by remote.py); the
-executor sends it as it is, and a dry run prints it as it is.
+A step carries its command as built by remote/commands.py: argv, or a
+script. It becomes text in one place, Command.text(): where the executor
+prints it (dry run) or logs it (audit log), and where the runner sends it.
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from havirt.remote.commands import Command
+
 
 class StepKind(Enum):
     RUN = "run"              # run the command; a non-zero exit is a failure
     MIGRATE = "migrate"      # the same, with virsh's progress streamed to the admin
-    WAIT_OFF = "wait-off"    # poll until the domain is off (remote.wait_off's exit codes)
+    WAIT_OFF = "wait-off"    # poll until the domain is off (commands.wait_off's exit codes)
     FORCE_OFF = "force-off"  # run only if the WAIT_OFF before it ran out of time
     LOCAL = "local"          # run on the admin host (a fence command); must exit 0
     LOCAL_UNTIL = "local-until"  # run on the admin host every 2 s until its output matches `expect`
@@ -22,7 +25,7 @@ class StepKind(Enum):
 @dataclass
 class Step:
     node: str
-    command: str                       # the remote command line, exactly as sent
+    command: Command                   # what runs: argv, or a script
     why: str
     kind: StepKind = StepKind.RUN
     domain: str | None = None

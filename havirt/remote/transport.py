@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 import re
 import select
-import shlex
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from havirt.errors import ConfigError, NodeUnreachable, UsageError
-from havirt.names import check_address, check_user
+from havirt.names import check_address, check_user, quote_argv
 from havirt.store.files import read_file
 
 
@@ -35,7 +34,7 @@ class Target:
 @dataclass
 class Result:
     node: str
-    command: str
+    command: str                # the text that was run
     exit_code: int
     stdout: str = ""
     stderr: str = ""
@@ -51,13 +50,15 @@ class CommandTimeout(NodeUnreachable):
 
 
 class Runner:
-    """Interface: run a command on a node, or one command on many nodes."""
+    """Interface: run a command on a node, or one command on many nodes.
 
-    def run(self, node: str, command: str, stdin: bytes | None = None,
+    A command is a remote.commands.Command; a runner sends its text()."""
+
+    def run(self, node: str, command, stdin: bytes | None = None,
             timeout: float | None = None, on_output=None) -> Result:
         raise NotImplementedError
 
-    def run_many(self, commands: dict[str, str]) -> dict[str, Result | NodeUnreachable]:
+    def run_many(self, commands: dict) -> dict[str, Result | NodeUnreachable]:
         """Every node's outcome, success or NodeUnreachable; the caller decides."""
         raise NotImplementedError
 
@@ -106,7 +107,7 @@ class SSHRunner(Runner):
     def describe(self, node: str) -> str:
         ep = self.endpoint(node)
         port = f" -p {ep.port}" if ep.port != 22 else ""
-        return f"ssh{port} {shlex.quote(f'{ep.user}@{ep.host}')}"
+        return f"ssh{port} {quote_argv([f'{ep.user}@{ep.host}'])}"
 
     def _connect(self, node: str):
         import logging
@@ -181,11 +182,12 @@ class SSHRunner(Runner):
     # -- running -------------------------------------------------------------
     def run(self, node, command, stdin=None, timeout=None, on_output=None) -> Result:
         timeout = timeout or self.cfg.command_timeout
+        text = command.text()
         start = time.monotonic()
         client = self._client(node)
         try:
             chan = client.get_transport().open_session(timeout=self.cfg.connect_timeout)
-            chan.exec_command(command)
+            chan.exec_command(text)
             if stdin is not None:
                 chan.sendall(stdin)
             chan.shutdown_write()
@@ -193,13 +195,13 @@ class SSHRunner(Runner):
         except _Deadline:
             self._drop(node)
             raise CommandTimeout(node, f"no answer within {timeout:g} s "
-                                 f"(command timeout) running: {' '.join(command.split())[:60]}") from None
+                                 f"(command timeout) running: {' '.join(text.split())[:60]}") from None
         except (OSError, EOFError, Exception) as e:
             if isinstance(e, NodeUnreachable):
                 raise
             self._drop(node)
             raise NodeUnreachable(node, f"ssh session failed: {e or type(e).__name__}") from None
-        return Result(node=node, command=command, exit_code=chan.recv_exit_status(),
+        return Result(node=node, command=text, exit_code=chan.recv_exit_status(),
                       stdout=out.decode(errors="replace"), stderr=err.decode(errors="replace"),
                       duration=time.monotonic() - start)
 

@@ -1,15 +1,23 @@
 """A fake cluster behind a fake runner.
 
-The runner understands exactly the commands havirt is meant to send (it
-rebuilds each one with havirt's own builders in havirt.remote and compares
-the text), answers with output in the format real virsh prints (see
-tests/fixtures/virsh), and fails loudly on anything else: an unexpected
-command is recorded, and the test fixture fails the test at teardown
-whatever the CLI made of the exception (an exit code can hide it).
+The runner reads each command by what it is, never by parsing its text: an
+argv must be `virsh -c URI VERB ...` and equal, op included, to what
+havirt's builder in havirt.remote.commands makes for that verb and those
+words; a script must be one of havirt's (scan, wait-off, dump-inactive)
+and its text equal to what the builder makes from its args. It answers
+with output in the format real virsh prints (see tests/fixtures/virsh),
+and fails loudly on anything else: an unexpected command is recorded, and
+the test fixture fails the test at teardown whatever the CLI made of the
+exception (an exit code can hide it). The exact text of each command is
+pinned, independently of the builders, by test_command_text.py.
 
 Knobs a test may set:
   node.scan_stdout / node.scan_stderr   the scan session answers this text
                                         (after checking it is havirt's own script)
+  node.libvirt_up = False               the scan, the wait-off poll and every
+                                        argv virsh command fail as when libvirtd is down
+  node.libvirt_stops_in_wait            libvirtd stops during a wait-off poll:
+                                        the poll cannot tell (WAIT_UNKNOWN)
   runner.migrate_fails                  every live migration fails
   cluster.real_describe                 dry-run lines as the real SSHRunner prints them
 """
@@ -17,14 +25,22 @@ Knobs a test may set:
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass, field
 
 from havirt.errors import NodeUnreachable
+from havirt.parse.virsh import SHUT_OFF
 from havirt.remote import commands as remote
 from havirt.remote.transport import Result, Runner
 
-STATE_CODES = {"running": 1, "paused": 3, "shut off": 5}
+STATE_CODES = {"running": 1, "paused": 3, SHUT_OFF: 5}
+VIRSH_DOWN = ("error: failed to connect to the hypervisor\n"
+              "error: Failed to connect socket to '/var/run/libvirt/libvirt-sock': Connection refused\n")
+
+# the commands that name one domain: verb -> havirt's builder
+ONE_DOMAIN = {"shutdown": remote.shutdown, "destroy": remote.destroy, "domjobabort": remote.abort_job,
+              "reboot": remote.reboot, "reset": lambda cfg, name: remote.reboot(cfg, name, hard=True)}
+SCRIPTS = {"scan": remote.scan_script, "wait-off": remote.wait_off,
+           "dump-inactive": remote.dump_inactive}
 
 
 @dataclass
@@ -58,6 +74,7 @@ class FakeNode:
     scan_exit: int = 0
     leases: bool = False          # lock_manager = "lockd" and virtlockd running
     lockspace: str | None = None  # file_lockspace_dir (a key of FakeRunner.lockspaces, if it exists)
+    libvirt_stops_in_wait: bool = False   # libvirtd goes down while a wait-off polls
 
     def add(self, name, **kw) -> FakeDomain:
         d = self.domains[name] = FakeDomain(name=name, **kw)
@@ -68,8 +85,9 @@ class UnexpectedCommand(AssertionError):
     pass
 
 
-def is_scan(command: str) -> bool:
-    return command.startswith("printf '@@hostname")
+def is_scan(text: str) -> bool:
+    """Whether the text of a call (FakeRunner.calls) is a scan."""
+    return text.startswith("printf '@@hostname")
 
 
 class FakeRunner(Runner):
@@ -105,43 +123,49 @@ class FakeRunner(Runner):
 
     # -- the commands havirt may send ----------------------------------------------
     def run(self, node, command, stdin=None, timeout=None, on_output=None) -> Result:
-        self.calls.append((node, command))
+        self.calls.append((node, command.text()))
         if node not in self.nodes:
-            self._unexpected(f"command for unknown node {node}: {command}")
+            self._unexpected(f"command for unknown node {node}: {command.text()}")
         n = self.nodes[node]
         if not n.reachable:
             raise NodeUnreachable(node, "connect timed out after 5 s")
-        if is_scan(command):
-            return self._scan(n, command)
-        cfg = self.cfg
-        if command == remote.create(cfg):
-            return self._create(n, command, stdin)
-        named = re.search(r" domstate (\S+) 2>&1\)", command)
-        candidates = set(n.domains) | {self._last_word(command)}
-        if named:
-            candidates.add(shlex.split(named.group(1))[0])
-        for name in candidates:
-            for verb, build in (("shutdown", remote.shutdown), ("destroy", remote.destroy),
-                                ("domjobabort", remote.abort_job), ("reboot", remote.reboot),
-                                ("reset", lambda cfg, name: remote.reboot(cfg, name, hard=True))):
-                if command == build(cfg, name):
-                    return self._power(n, verb, name, command)
-            if command == remote.wait_off(cfg, name, _seconds(command)):
-                d = n.domains.get(name)
-                return Result(node, command, 0 if d is None or d.state == "shut off" else 1)
-        migrated = self._migrate(n, command, on_output)
-        if migrated is not None:
-            return migrated
-        if "dumpxml" in command:
-            return self._dumpxml(n, command)
-        self._unexpected(f"{node}: unexpected command: {command}")
+        if command.script is not None:
+            return self._script(n, command)
+        argv, base = command.argv, tuple(remote.virsh_argv(self.cfg))
+        verb, words = (argv[3], argv[4:]) if argv[:3] == base and len(argv) > 3 else (None, ())
+        if verb in ONE_DOMAIN and len(words) == 1 and command == ONE_DOMAIN[verb](self.cfg, words[0]):
+            return self._virsh(n, command) or self._power(n, verb, words[0], command)
+        if command == remote.create(self.cfg):
+            return self._virsh(n, command) or self._create(n, command, stdin)
+        if verb == "migrate" and len(words) >= 4:
+            return self._virsh(n, command) or self._migrate(n, command, words[-4], on_output)
+        self._unexpected(f"{node}: unexpected command: {command.text()}")
 
     @staticmethod
-    def _last_word(command):
-        try:
-            return shlex.split(command)[-1]
-        except ValueError:
-            return ""
+    def _virsh(n, command) -> Result | None:
+        """virsh's answer when libvirtd is down (None: it is up)."""
+        return None if n.libvirt_up else Result(n.name, command.text(), 1, "", VIRSH_DOWN)
+
+    def _script(self, n, command):
+        build = SCRIPTS.get(command.op)
+        if build is None:
+            self._unexpected(f"{n.name}: unexpected script ({command.op}): {command.text()}")
+        expected = build(self.cfg, *command.args)
+        if command != expected or (command.op == "scan" and command.args[2] != n.name):
+            self._unexpected(f"{command.op} script differs from havirt's own:\n"
+                             f"{command.text()}\n---\n{expected.text()}")
+        return {"scan": self._scan, "wait-off": self._wait_off,
+                "dump-inactive": self._dumpxml}[command.op](n, command)
+
+    def _wait_off(self, n, command):
+        name, _ = command.args
+        if n.libvirt_stops_in_wait:
+            n.libvirt_up = False
+        if not n.libvirt_up:     # the script relays what virsh said, then exits "cannot tell"
+            return Result(n.name, command.text(), remote.WAIT_UNKNOWN, "", VIRSH_DOWN)
+        d = n.domains.get(name)
+        off = d is None or d.state == SHUT_OFF
+        return Result(n.name, command.text(), remote.WAIT_OFF if off else remote.WAIT_RUNNING)
 
     def _create(self, n, command, stdin):
         m = re.search(rb"<name>([^<]+)</name>", stdin or b"")
@@ -153,78 +177,72 @@ class FakeRunner(Runner):
         disks = [d.decode() for d in re.findall(rb"<source (?:file|dev)='([^']+)'", stdin)]
         if n.leases:
             for other in self.nodes.values():
-                held = [d for x in other.domains.values() if x.state != "shut off" for d in x.disks]
+                held = [d for x in other.domains.values() if x.state != SHUT_OFF for d in x.disks]
                 if other is not n and other.leases and other.lockspace == n.lockspace \
                         and set(held) & set(disks):
-                    return Result(n.name, command, 1, "", "error: Failed to create domain from "
+                    return Result(n.name, command.text(), 1, "", "error: Failed to create domain from "
                                   "/dev/stdin\nerror: resource busy: Lockspace resource "
                                   "'5e1b0c9a' is locked\n")
         n.add(name, memory_mib=int(mem.group(1)) if mem else 32,
               vcpus=int(vcpus.group(1)) if vcpus else 1, disks=disks)
         n.xml[name] = stdin.decode()      # what dumpxml of the running domain prints
-        return Result(n.name, command, 0, f"Domain '{name}' created from /dev/stdin\n")
+        return Result(n.name, command.text(), 0, f"Domain '{name}' created from /dev/stdin\n")
 
-    def _migrate(self, n, command, on_output):
-        for name in list(n.domains):
-            for target in self.nodes.values():
-                rec = self.app.state.nodes.get(target.name)
-                if rec is None:
-                    continue
-                if command != remote.migrate(self.cfg, name, rec.address, rec.user or self.cfg.ssh.user,
-                                             rec.port or self.cfg.ssh.port):
-                    continue
-                if self.migrate_fails:
-                    return Result(n.name, command, 1, "", "error: operation failed: migration failed\n")
-                target.domains[name] = n.domains.pop(name)
-                if name in n.xml:
-                    target.xml[name] = n.xml.pop(name)
-                if on_output:
-                    on_output("\rMigration: [100 %]")
-                return Result(n.name, command, 0, "Migration: [100 %]\n")
-        return None
+    def _migrate(self, n, command, name, on_output):
+        """A live migration of `name` to the node whose address its URI names."""
+        text = command.text()
+        for target in self.nodes.values():
+            rec = self.app.state.nodes.get(target.name)
+            if rec is None or command != remote.migrate(self.cfg, name, rec.address,
+                                                        rec.user or self.cfg.ssh.user,
+                                                        rec.port or self.cfg.ssh.port):
+                continue
+            if name not in n.domains:
+                return Result(n.name, text, 1, "", f"error: failed to get domain '{name}'\n")
+            if self.migrate_fails:
+                return Result(n.name, text, 1, "", "error: operation failed: migration failed\n")
+            target.domains[name] = n.domains.pop(name)
+            if name in n.xml:
+                target.xml[name] = n.xml.pop(name)
+            if on_output:
+                on_output("\rMigration: [100 %]")
+            return Result(n.name, text, 0, "Migration: [100 %]\n")
+        self._unexpected(f"{n.name}: migration to no known node: {text}")
 
     def _power(self, n, verb, name, command):
         d = n.domains.get(name)
-        if d is None or d.state == "shut off":
-            return Result(n.name, command, 1, "", f"error: Failed to {verb} domain '{name}'\n"
+        if d is None or d.state == SHUT_OFF:
+            return Result(n.name, command.text(), 1, "", f"error: Failed to {verb} domain '{name}'\n"
                           "error: Requested operation is not valid: domain is not running\n")
         if verb in ("reboot", "reset"):
             if d.state != "running":
-                return Result(n.name, command, 1, "", f"error: Failed to {verb} domain '{name}'\n"
+                return Result(n.name, command.text(), 1, "", f"error: Failed to {verb} domain '{name}'\n"
                               "error: Requested operation is not valid: domain is not running\n")
             d.boots += 1
-            return Result(n.name, command, 0, f"Domain '{name}' is being {verb}ed\n"
+            return Result(n.name, command.text(), 0, f"Domain '{name}' is being {verb}ed\n"
                           if verb == "reboot" else f"Domain '{name}' was reset\n")
         if verb == "destroy" or (verb == "shutdown" and d.shuts_down):
             if d.persistent:
-                d.state = "shut off"
+                d.state = SHUT_OFF
             else:
                 del n.domains[name]
-        return Result(n.name, command, 0, f"Domain '{name}' {verb}\n")
+        return Result(n.name, command.text(), 0, f"Domain '{name}' {verb}\n")
 
     def _dumpxml(self, n, command):
-        out = []
-        for name, xml in sorted(n.xml.items()):
-            if shlex.quote(name) in command or "list --all --name" in command:
-                out.append(f"@@xml {name}\n{xml}")
-        return Result(n.name, command, 0, "\n".join(out) + "\n")
+        (names,) = command.args      # None: every domain the node knows
+        out = [f"@@xml {name}\n{xml}" for name, xml in sorted(n.xml.items())
+               if names is None or name in names]
+        return Result(n.name, command.text(), 0, "\n".join(out) + "\n")
 
-    def _scan(self, n: FakeNode, command: str) -> Result:
-        m = re.search(r"\nfor p in (.*?); do ", command)
-        paths = shlex.split(m.group(1)) if m else []
-        named = re.search(r"\nfor d in (.*?); do printf '@@xml", command)
-        dump_running = shlex.split(named.group(1)) if named else "printf '@@xml" in command
-        expected = remote.scan_script(self.cfg, paths, dump_running, node=n.name)
-        if command != expected:
-            self._unexpected(f"scan script differs from havirt's own:\n{command}\n---\n{expected}")
+    def _scan(self, n: FakeNode, command) -> Result:
+        paths, dump_running, _ = command.args
+        text = command.text()
         if n.scan_stdout is not None:
-            return Result(n.name, command, n.scan_exit, n.scan_stdout, n.scan_stderr)
+            return Result(n.name, text, n.scan_exit, n.scan_stdout, n.scan_stderr)
         out = [f"@@hostname\n{n.hostname or n.name}"]
         if not n.libvirt_up:
-            out.append("@@virsh-exit\n1\n@@virsh-error\nerror: failed to connect to the hypervisor\n"
-                       "error: Failed to connect socket to '/var/run/libvirt/libvirt-sock': "
-                       "Connection refused")
-            return Result(n.name, command, remote.SCAN_FAILED, "\n".join(out) + "\n", "")
+            out.append("@@virsh-exit\n1\n@@virsh-error\n" + VIRSH_DOWN.rstrip("\n"))
+            return Result(n.name, text, remote.SCAN_FAILED, "\n".join(out) + "\n", "")
         out.append("@@version\nCompiled against library: libvirt 9.0.0\nUsing library: libvirt 9.0.0\n"
                    "Using API: QEMU 9.0.0\nRunning hypervisor: QEMU 7.2.22\nRunning against daemon: 9.0.0\n")
         out.append(f"@@nodeinfo\nCPU model:           x86_64\nCPU(s):              {n.cpus}\n"
@@ -249,13 +267,13 @@ class FakeRunner(Runner):
             out.append("@@paths\n" + "\n".join(f"{1 if p in n.paths else 0} {p}" for p in sorted(set(paths))))
         if dump_running is True:
             for d in n.domains.values():
-                if d.state != "shut off":
+                if d.state != SHUT_OFF:
                     out.append(f"@@xml {d.name}\n{n.xml.get(d.name, '')}")
         elif dump_running:
             for name in sorted(set(dump_running)):     # dumpxml fails (silently) where undefined
                 out.append(f"@@xml {name}\n{n.xml.get(name, '') if name in n.domains else ''}")
         out.append(self._lease_probe(n))
-        return Result(n.name, command, 0, "\n".join(out) + "\n", "")
+        return Result(n.name, text, 0, "\n".join(out) + "\n", "")
 
     def _lease_probe(self, n: FakeNode) -> str:
         """What remote.LEASE_PROBE prints on this node; writes its marker."""
@@ -269,11 +287,6 @@ class FakeRunner(Runner):
             lines.append("marked=yes")
             lines += [f"seen={text}" for _, text in sorted(folder.items())]
         return "\n".join(lines)
-
-
-def _seconds(command: str) -> float:
-    m = re.search(r'\+ (\d+) \)\)', command)
-    return float(m.group(1)) if m else 0
 
 
 def home_snapshot(home):

@@ -495,7 +495,7 @@ def test_scan_a_handover_seen_by_the_first_read_is_not_a_duplicate(fake):
 
     class Handover(FakeRunner):
         def run(self, node, command, **kw):
-            if node == "node1" and command.startswith("printf '@@hostname"):
+            if node == "node1" and command.op == "scan":
                 seen.append(node)
                 if len(seen) == 2:       # the source copy is gone by the second read
                     a.domains.pop("web1", None)

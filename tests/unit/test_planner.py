@@ -31,7 +31,8 @@ def test_start_plans_one_create_with_the_conf_bytes_on_stdin():
     s = spec("web1")
     plan = plan_start(cluster, state, cfg(), s, "node2")
     (step,) = plan.steps
-    assert (step.node, step.command, step.kind) == ("node2", f"{V} create /dev/stdin", StepKind.RUN)
+    assert (step.node, step.command.text(), step.kind) == ("node2", f"{V} create /dev/stdin",
+                                                           StepKind.RUN)
     assert step.stdin_data == s.raw and step.stdin_file == s.path
 
 
@@ -77,8 +78,8 @@ def test_shutdown_wait_force_is_three_steps_of_the_right_kinds():
     cluster, _ = world({"node1": {"domains": [dom("web1")]}})
     plan = plan_shutdown(cluster, cfg(), "web1", 30, True)
     assert [s.kind for s in plan.steps] == [StepKind.RUN, StepKind.WAIT_OFF, StepKind.FORCE_OFF]
-    assert plan.steps[0].command == f"{V} shutdown web1"
-    assert plan.steps[2].command == f"{V} destroy web1"
+    assert plan.steps[0].command.text() == f"{V} shutdown web1"
+    assert plan.steps[2].command.text() == f"{V} destroy web1"
     plan = plan_shutdown(cluster, cfg(), "web1", 30, False)
     assert plan.steps[1].hint == "add --force to power it off then"
 
@@ -90,7 +91,7 @@ def test_destroy_and_where_running():
     assert refusal(where_running, cluster, "db1") == [
         "db1 is not running on any node that answered (unreachable, not checked: node3)"]
     cluster, _ = world({"node1": {"domains": [dom("web1")]}})
-    assert plan_destroy(cluster, cfg(), "web1").steps[0].command == f"{V} destroy web1"
+    assert plan_destroy(cluster, cfg(), "web1").steps[0].command.text() == f"{V} destroy web1"
 
 
 # -- migrate -----------------------------------------------------------------------
@@ -103,7 +104,7 @@ def test_live_migration_takes_what_the_domain_holds_not_what_conf_says():
     plan = plan_migrate(cluster, state, cfg(), spec("web1", 4096), "node2", False, 60)
     (step,) = plan.steps
     assert step.kind is StepKind.MIGRATE and step.node == "node1" and step.target == "node2"
-    assert "migrate --live --verbose web1 qemu+ssh://root@10.0.0.2/system" in step.command
+    assert "migrate --live --verbose web1 qemu+ssh://root@10.0.0.2/system" in step.command.text()
     # offline, it starts anew from conf/: 4096 MiB do not fit
     text = refusal(plan_migrate, cluster, state, cfg(), spec("web1", 4096), "node2", True, 60)[0]
     assert "web1 needs 4096 MiB" in text

@@ -13,10 +13,11 @@ V = "virsh -c qemu:///system"
 def test_plan_reboot_and_reset_act_where_it_runs():
     cluster, _ = world({"node1": {}, "node2": {"domains": [dom("web1")]}})
     (step,) = plan_reboot(cluster, cfg(), "web1").steps
-    assert (step.node, step.command, step.why) == ("node2", f"{V} reboot web1",
+    assert (step.node, step.command.text(), step.why) == ("node2", f"{V} reboot web1",
                                                    "ask web1 on node2 to reboot")
     (step,) = plan_reboot(cluster, cfg(), "web1", hard=True).steps
-    assert (step.node, step.command, step.why) == ("node2", f"{V} reset web1", "reset web1 on node2")
+    assert (step.node, step.command.text(), step.why) == ("node2", f"{V} reset web1",
+                                                          "reset web1 on node2")
 
 
 @pytest.mark.parametrize("domains, words", [
@@ -83,7 +84,7 @@ def test_a_failed_reboot_exits_1_with_virshs_reason(fake):
 
     class Stopping(type(fake).runner_class):
         def run(self, node, command, **kw):
-            if command == f"{V} reboot web1":
+            if command.text() == f"{V} reboot web1":
                 b.domains["web1"].state = "paused"     # it changed between the scan and the step
             return super().run(node, command, **kw)
     fake.runner_class = Stopping

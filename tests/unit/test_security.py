@@ -151,10 +151,10 @@ def test_imported_conf_files_are_not_world_writable(fake, umask0):
 def test_migrate_uri_brackets_an_ipv6_address():
     from pathlib import Path
 
-    from havirt.remote.commands import migrate_argv
+    from havirt.remote.commands import migrate
     from havirt.store.config import load_config
     cfg = load_config(Path("/nonexistent/config.yaml"))
-    argv = migrate_argv(cfg, "web1", "fd00::12", "root", 2222)
-    assert argv[-3:] == ["qemu+ssh://root@[fd00::12]:2222/system", "--migrateuri", "tcp://[fd00::12]"]
-    argv = migrate_argv(cfg, "web1", "10.0.0.12", "root", 22)
-    assert argv[-3:] == ["qemu+ssh://root@10.0.0.12/system", "--migrateuri", "tcp://10.0.0.12"]
+    argv = migrate(cfg, "web1", "fd00::12", "root", 2222).argv
+    assert argv[-3:] == ("qemu+ssh://root@[fd00::12]:2222/system", "--migrateuri", "tcp://[fd00::12]")
+    argv = migrate(cfg, "web1", "10.0.0.12", "root", 22).argv
+    assert argv[-3:] == ("qemu+ssh://root@10.0.0.12/system", "--migrateuri", "tcp://10.0.0.12")

@@ -12,6 +12,7 @@ import paramiko
 import pytest
 
 from havirt.errors import NodeUnreachable
+from havirt.remote.commands import Command
 from havirt.remote.transport import CommandTimeout, SSHRunner, Target, _collect, _Deadline
 from havirt.store.config import SSHConfig
 
@@ -166,7 +167,7 @@ def runner_with(monkeypatch, channels: dict):
 def test_run_returns_the_result_with_stdin_sent(monkeypatch):
     chan = FakeChannel([("out", b"hi\n"), ("exit", 0), ("eof",)])
     r, _ = runner_with(monkeypatch, {"node1": chan})
-    res = r.run("node1", "cat", stdin=b"<domain/>")
+    res = r.run("node1", Command(op="cat", argv=("cat",)), stdin=b"<domain/>")
     assert (res.exit_code, res.stdout, res.ok) == (0, "hi\n", True)
     assert chan.command == "cat" and bytes(chan.sent) == b"<domain/>"
 
@@ -175,7 +176,7 @@ def test_a_command_timeout_drops_the_connection(monkeypatch):
     chan = FakeChannel([("out", b"...")])
     r, clients = runner_with(monkeypatch, {"node1": chan})
     with pytest.raises(CommandTimeout, match="no answer within 0.3 s"):
-        r.run("node1", "virsh list")
+        r.run("node1", Command(op="list", argv=("virsh", "list")))
     assert clients["node1"].closed and "node1" not in r._clients
 
 
@@ -183,7 +184,8 @@ def test_run_many_returns_each_nodes_outcome(monkeypatch):
     ok = FakeChannel([("out", b"x"), ("exit", 0), ("eof",)])
     r, _ = runner_with(monkeypatch, {"node1": ok,
                                      "node2": NodeUnreachable("node2", "connect timed out")})
-    got = r.run_many({"node1": "true", "node2": "true"})
+    true = Command(op="true", argv=("true",))
+    got = r.run_many({"node1": true, "node2": true})
     assert got["node1"].stdout == "x"
     assert isinstance(got["node2"], NodeUnreachable) and got["node2"].reason == "connect timed out"
 

@@ -1,0 +1,207 @@
+"""The exact text of every command havirt sends to a node or prints, written
+out here by hand: a change to any of them shows up as a failing line.
+
+Names from a node (or an admin) that are odd for a shell stay one argument:
+each argv is checked to split back into itself, and the scan's loops are
+run by sh with a stand-in for virsh that reports the arguments it got.
+"""
+
+import shlex
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from facts import cfg, dom, spec, world
+
+from havirt.plan.domains import create_step, migrate_step, plan_shutdown
+from havirt.plan.failover import fence_plan
+from havirt.remote import commands as remote
+from havirt.remote.executor import Executor
+from havirt.remote.steps import Plan
+from havirt.remote.transport import SSHRunner, Target
+from havirt.store.config import load_config
+
+V = "virsh -c qemu:///system"
+
+
+@pytest.mark.parametrize("command, text", [
+    (remote.create(cfg()), "virsh -c qemu:///system create /dev/stdin"),
+    (remote.shutdown(cfg(), "web1"), "virsh -c qemu:///system shutdown web1"),
+    (remote.destroy(cfg(), "web1"), "virsh -c qemu:///system destroy web1"),
+    (remote.reboot(cfg(), "web1"), "virsh -c qemu:///system reboot web1"),
+    (remote.reboot(cfg(), "web1", hard=True), "virsh -c qemu:///system reset web1"),
+    (remote.abort_job(cfg(), "web1"), "virsh -c qemu:///system domjobabort web1"),
+    (remote.console(cfg(), "web1"), "virsh -c qemu:///system console web1"),
+    (remote.migrate(cfg(), "web1", "fd00::12", "admin", 2222),
+     "virsh -c qemu:///system migrate --live --verbose web1 "
+     "'qemu+ssh://admin@[fd00::12]:2222/system' --migrateuri 'tcp://[fd00::12]'"),
+    (remote.migrate(cfg(migrate_unsafe=True), "web1", "10.0.0.2", "root", 22),
+     "virsh -c qemu:///system migrate --live --verbose --unsafe web1 "
+     "qemu+ssh://root@10.0.0.2/system --migrateuri tcp://10.0.0.2"),
+    (remote.shutdown(cfg(), "web 1"), "virsh -c qemu:///system shutdown 'web 1'"),
+    (remote.destroy(cfg(), "it's"), "virsh -c qemu:///system destroy 'it'\"'\"'s'"),
+    (remote.local(["/usr/local/bin/fence", "status", "a b"]), "/usr/local/bin/fence status 'a b'"),
+])
+def test_argv_commands(command, text):
+    assert command.script is None
+    assert command.text() == text
+    assert shlex.split(text) == list(command.argv)      # every argument stays one argument
+
+
+def test_the_wait_off_script():
+    assert remote.wait_off(cfg(), "web1", 120).text() == (
+        "end=$(( $(date +%s) + 120 )); while :; do "
+        "s=$(virsh -c qemu:///system domstate web1 2>&1) || case \"$s\" in "
+        "*'failed to get domain'*|*'Domain not found'*) exit 0;; "
+        "*) printf '%s\\n' \"$s\" >&2; exit 2;; esac; "
+        "[ \"$s\" = 'shut off' ] && exit 0; "
+        "[ \"$(date +%s)\" -ge \"$end\" ] && exit 1; sleep 1; done")
+
+
+def test_dump_inactive_named_and_all():
+    assert remote.dump_inactive(cfg(), ["web1", "db 1"]).text() == (
+        "printf '@@xml %s\\n' web1; virsh -c qemu:///system dumpxml --inactive web1; "
+        "printf '@@xml %s\\n' 'db 1'; virsh -c qemu:///system dumpxml --inactive 'db 1'")
+    assert remote.dump_inactive(cfg()).text() == (
+        "virsh -c qemu:///system list --all --name | while IFS= read -r d; do "
+        "[ -n \"$d\" ] || continue; printf '@@xml %s\\n' \"$d\"; "
+        "virsh -c qemu:///system dumpxml --inactive --domain \"$d\"; done")
+
+
+# -- the scan ---------------------------------------------------------------------------
+
+SCAN_HEAD = r"""printf '@@hostname\n'; hostname
+{ err=$(virsh -c qemu:///system 'echo @@version; version --daemon; echo @@nodeinfo; nodeinfo; echo @@persistent; list --all --persistent --name; echo @@autostart; list --all --autostart --name; echo @@domstats; domstats --state --balloon --vcpu; echo @@end' 2>&1 >&3); rc=$?; } 3>&1
+printf '@@virsh-exit\n%s\n@@virsh-error\n%s\n' "$rc" "$err"
+"""
+SCAN_TAIL = r"""case "$rc:$err" in 0:*error:*|[!0]*) exit 3;; esac
+"""
+PATHS = r"""printf '@@paths\n'
+for p in -x.img '/srv/a b.img' /srv/b.img '/srv/it'"'"'s.img'; do if [ -e "$p" ]; then printf '1 %s\n' "$p"; else printf '0 %s\n' "$p"; fi; done
+"""
+EVERY_RUNNING = r"""virsh -c qemu:///system list --name | while IFS= read -r d; do [ -n "$d" ] || continue; printf '@@xml %s\n' "$d"; virsh -c qemu:///system dumpxml --domain "$d" 2>/dev/null; done
+"""
+NAMED = r"""for d in -x db1 'web 1'; do printf '@@xml %s\n' "$d"; virsh -c qemu:///system dumpxml --domain "$d" 2>/dev/null; done
+"""
+LEASES_NODE1 = r"""printf '@@leases\n'
+conf() { sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$2" 2>/dev/null | tail -n 1 | sed 's/[[:space:]]*#.*$//; s/^"//; s/"[[:space:]]*$//'; }
+printf 'lock_manager=%s\nlockspace=%s\nauto_disk_leases=%s\n' "$(conf lock_manager /etc/libvirt/qemu.conf)" "$(conf file_lockspace_dir /etc/libvirt/qemu-lockd.conf)" "$(conf auto_disk_leases /etc/libvirt/qemu-lockd.conf)"
+[ -S /run/libvirt/virtlockd-sock ] && echo virtlockd=yes || echo virtlockd=no
+for pf in /run/libvirtd.pid /run/virtqemud.pid; do p=$(cat "$pf" 2>/dev/null) && [ -d "/proc/$p" ] || continue; grep -q 'lock-driver/lockd\.so' "/proc/$p/maps" 2>/dev/null && echo lockd_loaded=yes || echo lockd_loaded=no; printf 'daemon_started=%s\nlockd_conf_changed=%s\n' "$(stat -c %Y "$pf")" "$(stat -c %Y /etc/libvirt/qemu-lockd.conf 2>/dev/null)"; break; done
+ls=$(conf file_lockspace_dir /etc/libvirt/qemu-lockd.conf)
+if [ -n "$ls" ] && [ -d "$ls" ]; then
+  m="havirt-lease-mark node1 $(hostname)"; f="$ls/.havirt-lease-node1"
+  if [ "$(cat "$f" 2>/dev/null)" = "$m" ] || { printf '%s\n' "$m" > "$f.$$" && mv -f "$f.$$" "$f"; } 2>/dev/null; then echo marked=yes; else echo marked=no; fi
+  for g in "$ls"/.havirt-lease-*; do [ -f "$g" ] && printf 'seen=%s\n' "$(head -c 300 "$g" | head -n 1)"; done
+fi
+"""
+ODD_PATHS = ["/srv/b.img", "/srv/a b.img", "/srv/it's.img", "-x.img", "/srv/b.img"]
+ODD_NAMES = ["web 1", "db1", "-x"]
+
+
+@pytest.mark.parametrize("paths, dump_running, node, text", [
+    ((), False, None, SCAN_HEAD + SCAN_TAIL),
+    (ODD_PATHS, False, None, SCAN_HEAD + PATHS + SCAN_TAIL),
+    ((), True, None, SCAN_HEAD + EVERY_RUNNING + SCAN_TAIL),
+    ((), ODD_NAMES, None, SCAN_HEAD + NAMED + SCAN_TAIL),
+    ((), False, "node1", SCAN_HEAD + LEASES_NODE1 + SCAN_TAIL),
+    (ODD_PATHS, True, "node1", SCAN_HEAD + PATHS + EVERY_RUNNING + LEASES_NODE1 + SCAN_TAIL),
+])
+def test_the_scan_script(paths, dump_running, node, text):
+    assert remote.scan_script(cfg(), paths, dump_running, node).text() == text
+
+
+STUB_VIRSH = """#!/bin/sh
+case "$*" in
+  *'echo @@version'*) echo '@@end' ;;
+  *) printf '[%s]' "$@"; echo ;;
+esac
+"""
+
+
+def test_odd_paths_and_names_stay_one_argument_in_the_scan(tmp_path):
+    """The scan, run here by sh (no lease part: that one reads this host's
+    libvirt), with a stand-in virsh that prints each argument in brackets."""
+    virsh = tmp_path / "virsh"
+    virsh.write_text(STUB_VIRSH)
+    virsh.chmod(0o755)
+    (tmp_path / "a b.img").write_text("")
+    paths = [str(tmp_path / "a b.img"), str(tmp_path / "it's.img")]
+    script = remote.scan_script(cfg(virsh_command=str(virsh)), paths, ODD_NAMES).text()
+    p = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30,
+                       cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    body = p.stdout.split("@@paths\n", 1)[1]
+    assert body == (f"1 {tmp_path}/a b.img\n0 {tmp_path}/it's.img\n"
+                    "@@xml -x\n[-c][qemu:///system][dumpxml][--domain][-x]\n"
+                    "@@xml db1\n[-c][qemu:///system][dumpxml][--domain][db1]\n"
+                    "@@xml web 1\n[-c][qemu:///system][dumpxml][--domain][web 1]\n")
+
+
+# -- dry-run lines, as printed ------------------------------------------------------------
+
+@pytest.fixture
+def show(tmp_path):
+    """Executor.show with the real SSH description of each node; node3 is
+    reached as admin on port 2222 of an IPv6 address, and has a fence."""
+    (tmp_path / "config.yaml").write_text(
+        "fence:\n  node3:\n"
+        "    power_off: \"/usr/local/bin/fence --off {node} {address}\"\n"
+        "    power_status: \"ipmitool -H {address} -P 'pass word' chassis power status\"\n"
+        "    off_when: \"is off\"\n    timeout: 30\n")
+    c = load_config(tmp_path / "config.yaml")
+    cluster, state = world({"node1": {"domains": [dom("web1")]}, "node2": {}, "node3": {}})
+    state.nodes["node3"].address, state.nodes["node3"].user, state.nodes["node3"].port = \
+        "fd00::13", "admin", 2222
+    targets = {n: Target(n, r.address, r.user, r.port) for n, r in state.nodes.items()}
+    ex = Executor(SSHRunner(c.ssh, targets), c, SimpleNamespace(root=Path("/home/havirt")), None)
+    return SimpleNamespace(lines=lambda *steps: ex.show(Plan(steps=list(steps))), cfg=c,
+                           cluster=cluster, state=state)
+
+
+def test_a_step_with_stdin(show):
+    web1 = spec("web1")
+    web1.path = "/home/havirt/conf/web1.xml"
+    assert show.lines(create_step(show.cfg, web1, "node2"), create_step(show.cfg, web1, "node3")) == [
+        "ssh root@10.0.0.2 'virsh -c qemu:///system create /dev/stdin' < conf/web1.xml",
+        "ssh -p 2222 admin@fd00::13 'virsh -c qemu:///system create /dev/stdin' < conf/web1.xml"]
+
+
+def test_shutdown_wait_and_the_force_off_step(show):
+    plan = plan_shutdown(show.cluster, show.cfg, "web1", 120, True)
+    assert show.lines(*plan.steps) == [
+        "ssh root@10.0.0.1 'virsh -c qemu:///system shutdown web1'",
+        "ssh root@10.0.0.1 'end=$(( $(date +%s) + 120 )); while :; do "
+        "s=$(virsh -c qemu:///system domstate web1 2>&1) || case \"$s\" in "
+        "*'\"'\"'failed to get domain'\"'\"'*|*'\"'\"'Domain not found'\"'\"'*) exit 0;; "
+        "*) printf '\"'\"'%s\\n'\"'\"' \"$s\" >&2; exit 2;; esac; "
+        "[ \"$s\" = '\"'\"'shut off'\"'\"' ] && exit 0; "
+        "[ \"$(date +%s)\" -ge \"$end\" ] && exit 1; sleep 1; done'",
+        "# only if still running after the wait:\n"
+        "ssh root@10.0.0.1 'virsh -c qemu:///system destroy web1'"]
+
+
+def test_a_live_migration_to_an_ipv6_node(show):
+    assert show.lines(migrate_step(show.state, show.cfg, "web1", "node1", "node3", 60)) == [
+        "ssh root@10.0.0.1 'virsh -c qemu:///system migrate --live --verbose web1 "
+        "'\"'\"'qemu+ssh://admin@[fd00::13]:2222/system'\"'\"' --migrateuri "
+        "'\"'\"'tcp://[fd00::13]'\"'\"''"]
+
+
+def test_the_fence_steps_local_and_local_until(show):
+    assert show.lines(*fence_plan(show.state, show.cfg, "node3").steps) == [
+        "/usr/local/bin/fence --off node3 fd00::13",
+        "ipmitool -H fd00::13 -P 'pass word' chassis power status   # until it prints /is off/"]
+
+
+def test_evacuation_prints_its_moves_as_the_executor_shows_them(fake):
+    a = fake.node("node1")
+    fake.node("node2")
+    fake.conf("web1")
+    a.add("web1")
+    fake.real_describe = True
+    rc, out, err = fake.havirt("node", "maintenance", "node1", "on")
+    assert rc == 0, err
+    assert (f"ssh root@10.0.0.1 '{V} migrate --live --verbose web1 "
+            "qemu+ssh://root@10.0.0.2/system --migrateuri tcp://10.0.0.2'") in out.splitlines()
