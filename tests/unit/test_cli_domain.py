@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from conftest import domain_xml
 
 V = "virsh -c qemu:///system"
@@ -117,12 +118,29 @@ def test_import_refuses_to_overwrite_a_different_file(fake):
     assert path.read_text() == domain_xml("web1", memory_mib=768)
 
 
-def test_import_same_content_is_fine(fake):
+def import_same_content(fake):
+    """Import web1 over a conf/web1.xml that holds the same; (its bytes, its stat before)."""
     a = fake.node("node1")
     a.xml["web1"] = domain_xml("web1")
     fake.conf("web1")
+    path = fake.home / "conf" / "web1.xml"
+    before = path.read_bytes(), path.stat()
     rc, out, err = fake.havirt("domain", "import", "web1", "--from", "node1")
     assert rc == 0, err
+    return path, before
+
+
+def test_import_same_content_is_fine(fake):
+    path, (data, _) = import_same_content(fake)
+    assert path.read_bytes() == data
+    assert sorted(p.name for p in (fake.home / "conf").iterdir()) == ["web1.xml"]     # no .history
+
+
+@pytest.mark.xfail(strict=True, reason="import rewrites a conf/ file whose content it already holds "
+                   "(define leaves it alone)")
+def test_import_same_content_leaves_the_file_alone(fake):
+    path, (_, stat) = import_same_content(fake)
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
 
 
 def test_import_all(fake):
