@@ -450,7 +450,8 @@ def test_migrate_without_target_picks_most_free_memory_after_the_move(fake):
 
 def test_domain_maintenance_unknown_domain(fake):
     fake.node("node1")
-    assert fake.refused("domain", "maintenance", "nosuch", "on", code=2) == ("", "havirt: unknown domain 'nosuch'\n")
+    out, err = fake.refused("domain", "maintenance", "nosuch", "on", code=2)
+    assert (out, err) == ("", "havirt: unknown domain 'nosuch'\n")
     assert "nosuch" not in fake.state().domains
 
 

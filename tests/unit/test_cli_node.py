@@ -412,7 +412,8 @@ def test_remove_unreachable_needs_force(fake):
 
 def test_remove_unknown(fake):
     fake.node("node1")
-    assert fake.refused("--yes", "node", "remove", "node7", code=2)[1] == "havirt: unknown node 'node7' (known: node1)\n"
+    _, err = fake.refused("--yes", "node", "remove", "node7", code=2)
+    assert err == "havirt: unknown node 'node7' (known: node1)\n"
     assert fake.calls == []
 
 

@@ -70,7 +70,8 @@ def test_yes_runs_it_on_its_node_and_checks_it_runs(fake, verb, said):
 @pytest.mark.parametrize("verb", ["reboot", "reset"])
 def test_refused_for_a_paused_or_absent_domain_with_exit_3(fake, verb):
     setup(fake, state="paused")
-    assert fake.refused("--yes", "domain", verb, "web1") == ("", "havirt: refused: web1 is paused on node2, not running\n")
+    out, err = fake.refused("--yes", "domain", verb, "web1")
+    assert (out, err) == ("", "havirt: refused: web1 is paused on node2, not running\n")
     _, err = fake.refused("--yes", "domain", verb, "db9")
     assert err == "havirt: refused: db9 is not running on any node that answered\n"
     assert all(is_scan(c) for _, c in fake.calls)
