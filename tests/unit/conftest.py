@@ -1,6 +1,7 @@
 import re
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,15 @@ class FakeCluster:
         rc = run(["--home", str(self.home), *args], runner_factory=self.factory)
         out = self.capsys.readouterr()
         return rc, out.out, out.err
+
+
+@pytest.fixture(autouse=True)
+def temp_dir(tmp_path, monkeypatch):
+    """tempfile (and a child's $TMPDIR) makes its files in the test's own tmp_path,
+    so that a test leaves nothing behind in /tmp."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
 
 
 @pytest.fixture

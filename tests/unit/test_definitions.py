@@ -1,6 +1,7 @@
 """domain edit / define / undefine: conf/ changes only after the rules pass, history kept."""
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import domain_xml
@@ -52,7 +53,7 @@ def test_a_good_edit_shows_the_change_keeps_the_previous_version(fake, editor):
     assert "web1" in fake.havirt("domain", "list")[1]
 
 
-def test_a_broken_edit_without_a_terminal_exits_2_and_leaves_conf_alone(fake, editor):
+def test_a_broken_edit_without_a_terminal_exits_2_and_leaves_conf_alone(fake, editor, temp_dir):
     fake.conf("web1")
     before = home_snapshot(fake.home)
     editor("printf '<domain><name>web1</name>' > \"$f\"")
@@ -61,8 +62,22 @@ def test_a_broken_edit_without_a_terminal_exits_2_and_leaves_conf_alone(fake, ed
     assert err.startswith("havirt: the edited web1.xml: not valid XML")
     assert "conf/web1.xml left as it was (the edit is in /" in err and err.count("\n") == 1
     assert home_snapshot(fake.home) == before and history(fake) == []
-    kept_edit = err.rsplit("(the edit is in ", 1)[1].rstrip(")\n")
-    assert open(kept_edit).read() == "<domain><name>web1</name>"
+    kept_edit = Path(err.rsplit("(the edit is in ", 1)[1].rstrip(")\n"))
+    assert kept_edit.read_text() == "<domain><name>web1</name>"
+    assert kept_edit.parent.parent == temp_dir and kept_edit.parent.name.startswith("havirt-edit-")
+
+
+@pytest.mark.parametrize("body, code", [("true", 0), ("sed -i 's/>32</>64</' \"$f\"", 0), ("exit 3", 1)])
+def test_an_edit_leaves_nothing_in_the_temp_folder(fake, editor, temp_dir, body, code):
+    fake.conf("web1")
+    editor(f"echo \"$f\" > {temp_dir}/edited-path\n{body}")
+    before = sorted(temp_dir.iterdir())
+    rc, _, err = fake.havirt("domain", "edit", "web1")
+    assert rc == code, err
+    edited = Path((temp_dir / "edited-path").read_text().strip())
+    assert edited.parent.parent == temp_dir                 # the copy was made in the temp folder given
+    (temp_dir / "edited-path").unlink()
+    assert sorted(temp_dir.iterdir()) == before
 
 
 @pytest.mark.parametrize("body, reason", [
