@@ -28,6 +28,18 @@ def domain_xml(name, memory_mib=32, vcpus=1, disks=()):
             f"<devices>{disk_xml}</devices></domain>\n")
 
 
+def first_cluster(keep, seed, **kw):
+    """The first of balance_reference.random_cluster(seed), (seed + 1000), (seed + 2000)...
+    for which keep(nodes, doms) holds: a property checked on a cluster that
+    gives it nothing to check cannot fail."""
+    from balance_reference import random_cluster
+    for draw in range(20):
+        nodes, doms = random_cluster(seed + 1000 * draw, **kw)
+        if keep(nodes, doms):
+            return nodes, doms
+    raise AssertionError(f"no random cluster from seed {seed} suits the test")
+
+
 def reads_only(cfg, command):
     """The scan session, or import's `dumpxml --inactive` (of every domain or of
     the domains named): the commands that change nothing on a node."""
