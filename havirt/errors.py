@@ -1,7 +1,6 @@
 """One error hierarchy; the CLI turns it into exit codes in one place."""
 
 # Exit codes (documented in the README; stable).
-EXIT_OK = 0
 EXIT_FAILURE = 1      # a step failed, or a scan/validate found anomalies
 EXIT_USAGE = 2        # bad usage, configuration, home, state file or conf/ XML
 EXIT_REFUSED = 3      # refused by a safety check

@@ -79,9 +79,11 @@ def domain_import(opts, names, node, all_, force):
     from havirt.ops.domains import domain_import as do_import
     if bool(names) == all_:
         raise click.UsageError("name the domains, or give --all")
-    saved, skipped = do_import(opts.app(), names, node, all_, force)
+    saved, skipped, same = do_import(opts.app(), names, node, all_, force)
     for path in saved:
         opts.out.say(f"saved {path}")
+    for path in same:
+        opts.out.say(f"unchanged {path} (it holds that definition already)")
     for why in skipped:
         click.echo(printable(f"havirt: warning: skipped {why}"), err=True)
 

@@ -127,7 +127,7 @@ def domain_migrate(app, name, target=None, offline=False, timeout=None) -> Outco
 def _imported(conf, res, node, wanted, all_, force):
     """Check what a node printed for `domain import`: (files to write, skipped)."""
     sections = {k[4:]: v for k, v in split_sections(res.stdout).items() if k.startswith("xml ")}
-    problems, todo, skipped = [], [], []
+    problems, todo, skipped, same = [], [], [], []
     for n in (sorted(sections) if all_ else wanted):
         xml = sections.get(n, "").strip()
         if all_ and not valid_name(n):   # --all takes what havirt can manage, and says what it left
@@ -147,23 +147,28 @@ def _imported(conf, res, node, wanted, all_, force):
             problems.append(str(e))
             continue
         path = conf.path(n)
-        if conf.differs(n, xml) and not force:
+        held = conf.holds(n, xml)
+        if held:
+            same.append(str(path))      # conf/ has it already: nothing to write
+            continue
+        if held is False and not force:
             problems.append(f"{path} exists and differs (--force to overwrite)")
             continue
         todo.append((xml, spec))
     if problems:
         raise UsageError("import refused, nothing written: " + "; ".join(problems))
-    return todo, skipped
+    return todo, skipped, same
 
 
-def domain_import(app, names, node, all_=False, force=False) -> tuple[list[str], list[str]]:
-    """Save domains' XML from `node` into conf/; returns (saved files, skipped)."""
+def domain_import(app, names, node, all_=False, force=False) -> tuple[list[str], list[str], list[str]]:
+    """Save domains' XML from `node` into conf/; returns (saved files, skipped,
+    files left alone because they hold the same already)."""
     for n in names:
         check_name("domain", n)
     with app.work(dry_run=False) as w:
         w.state.node(node)
         res = app.runner.run(node, remote.dump_inactive(w.cfg, None if all_ else list(names)))
-        todo, skipped = _imported(w.conf, res, node, list(names), all_, force)
+        todo, skipped, same = _imported(w.conf, res, node, list(names), all_, force)
         saved = []
         for xml, spec in todo:
             saved.append(str(w.conf.write(spec.name, xml + "\n")))
@@ -172,4 +177,4 @@ def domain_import(app, names, node, all_=False, force=False) -> tuple[list[str],
             rec.vcpus = rec.vcpus or spec.vcpus
         if todo:
             w.changed()
-        return saved, skipped
+        return saved, skipped, same

@@ -24,7 +24,6 @@ class DomainSpec:
     vcpus: int
     disks: list[str] = field(default_factory=list)       # source file/dev paths
     interfaces: list[str] = field(default_factory=list)  # "type:source:mac"
-    uuid: str | None = None
     leased: list[str] = field(default_factory=list)      # writable disks a lease locks for one host
     lease_gaps: list[str] = field(default_factory=list)  # writable disks no lease can lock, and why
     path: str | None = None      # the conf/ file it was read from
@@ -114,10 +113,8 @@ def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
                 and disk.get("device", "disk") not in ("cdrom", "floppy"):
             leased.append(path)
     interfaces = [":".join(interface_fields(i)) for i in root.findall("devices/interface")]
-    uuid_el = root.find("uuid")
     return DomainSpec(name=name, memory_mib=memory, vcpus=int(vtext), disks=disks,
-                      interfaces=interfaces, leased=leased, lease_gaps=gaps,
-                      uuid=uuid_el.text.strip() if uuid_el is not None and uuid_el.text else None)
+                      interfaces=interfaces, leased=leased, lease_gaps=gaps)
 
 
 def _lease_gap(disk, path: str | None) -> str | None:

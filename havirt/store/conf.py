@@ -57,17 +57,18 @@ class Conf:
         return specs, problems
 
 
-    def differs(self, name: str, text: str) -> bool:
-        """conf/NAME.xml exists and holds something else than `text` (an
-        unreadable or non-UTF-8 file counts as different)."""
+    def holds(self, name: str, text: str) -> bool | None:
+        """Whether conf/NAME.xml holds `text` (blank lines around it aside):
+        None when there is no such file; an unreadable or non-UTF-8 file
+        holds something else."""
         path = self.path(name)
         try:
             old = read_file(path)
         except FileNotFoundError:
-            return False
+            return None
         except OSError:
-            return True
-        return old.decode("utf-8", errors="replace").strip() != text.strip()
+            return False
+        return old.decode("utf-8", errors="replace").strip() == text.strip()
 
     def write(self, name: str, text: str) -> Path:
         """Replace conf/NAME.xml atomically: a new file with an unpredictable

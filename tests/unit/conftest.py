@@ -1,4 +1,7 @@
+import re
+import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -7,9 +10,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fakes import FakeNode, FakeRunner  # noqa: E402
+from fakes import FakeNode, FakeRunner, is_scan  # noqa: E402
 
 from havirt.cli import run  # noqa: E402
+from havirt.remote import commands as remote  # noqa: E402
 from havirt.store.state import NodeRecord, State, load_state, save_state  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -22,6 +26,27 @@ def domain_xml(name, memory_mib=32, vcpus=1, disks=()):
     return (f"<domain type='kvm'><name>{name}</name><memory unit='MiB'>{memory_mib}</memory>"
             f"<vcpu>{vcpus}</vcpu><os><type arch='x86_64'>hvm</type></os>"
             f"<devices>{disk_xml}</devices></domain>\n")
+
+
+def first_cluster(keep, seed, **kw):
+    """The first of balance_reference.random_cluster(seed), (seed + 1000), (seed + 2000)...
+    for which keep(nodes, doms) holds: a property checked on a cluster that
+    gives it nothing to check cannot fail."""
+    from balance_reference import random_cluster
+    for draw in range(20):
+        nodes, doms = random_cluster(seed + 1000 * draw, **kw)
+        if keep(nodes, doms):
+            return nodes, doms
+    raise AssertionError(f"no random cluster from seed {seed} suits the test")
+
+
+def reads_only(cfg, command):
+    """The scan session, or import's `dumpxml --inactive` (of every domain or of
+    the domains named): the commands that change nothing on a node."""
+    if is_scan(command):
+        return True
+    named = [shlex.split(q)[0] for q in re.findall(r"printf '@@xml %s\\n' (\S+); ", command)]
+    return command in (remote.dump_inactive(cfg).text(), remote.dump_inactive(cfg, named).text())
 
 
 class FakeCluster:
@@ -91,11 +116,40 @@ class FakeCluster:
     def calls(self):
         return [c for r in self.runners for c in r.calls]
 
+    def changing_calls(self):
+        """Every (node, command) the fake received that may change a node: all
+        but the read-only ones (see reads_only), oldest first."""
+        return [(n, c) for r in self.runners for n, c in r.calls if not reads_only(r.cfg, c)]
+
+    def audit_lines(self):
+        """The lines of var/audit.log as bytes (none while it is not a plain file)."""
+        p = self.home / "var" / "audit.log"
+        return p.read_bytes().splitlines() if p.is_file() else []
+
+    def refused(self, *args, code=3):
+        """Run havirt, which must exit `code` without sending any command that
+        changes a node and without a new audit entry; returns (out, err)."""
+        sent, logged = len(self.changing_calls()), self.audit_lines()
+        rc, out, err = self.havirt(*args)
+        assert rc == code, (rc, out, err)
+        assert self.changing_calls()[sent:] == [], f"sent to a node although it exited {code}"
+        assert self.audit_lines() == logged, f"audit entry written although it exited {code}"
+        return out, err
+
     def havirt(self, *args):
         self.capsys.readouterr()
         rc = run(["--home", str(self.home), *args], runner_factory=self.factory)
         out = self.capsys.readouterr()
         return rc, out.out, out.err
+
+
+@pytest.fixture(autouse=True)
+def temp_dir(tmp_path, monkeypatch):
+    """tempfile (and a child's $TMPDIR) makes its files in the test's own tmp_path,
+    so that a test leaves nothing behind in /tmp."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
 
 
 @pytest.fixture

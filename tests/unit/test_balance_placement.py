@@ -25,6 +25,7 @@ from havirt.plan.balance.nplus1 import verdict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from balance_reference import random_cluster, replay  # noqa: E402
+from conftest import first_cluster  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from clusters import Shape, generate  # noqa: E402
@@ -177,21 +178,25 @@ def test_balance_never_makes_n_plus_1_worse(seed: int) -> None:
 def test_the_guard_answers_as_the_placement_would(seed: int) -> None:
     """``Guard.allows`` (a bound, and the placement only when the bound is
     short) says yes exactly when every safe node stays safe."""
-    nodes, doms = random_cluster(400 + seed, allowed=0.3, fixed=0.05, restart=0.3, maintenance=0.1)
+    nodes, doms = first_cluster(lambda nodes, doms: one_moves(Layout(nodes, doms)), 400 + seed,
+                                allowed=0.3, fixed=0.05, restart=0.3, maintenance=0.1)
     layout = Layout(nodes, doms)
     guard = Guard(layout, verdict(layout))
     safe = set(guard.safe)
-    for k, d in enumerate(layout.doms):
-        if layout.where[k] < 0 or not d.movable:
-            continue
-        for j in layout.fitting(d.memory_mib, d.vcpus, layout.allowed[k], range(layout.n)):
-            if j == layout.where[k]:
-                continue
-            moved = [dataclasses.replace(x, node=layout.names[j]) if x.name == d.name else x for x in doms]
-            after = verdict(Layout(nodes, moved))
-            still = all(all(not layout.doms[layout.dindex[s.domain]].movable for s in after.nodes[x].stranded)
-                        for x in safe)
-            assert guard.allows([(k, j)]) == still
+    for k, j in one_moves(layout):
+        d = layout.doms[k]
+        moved = [dataclasses.replace(x, node=layout.names[j]) if x.name == d.name else x for x in doms]
+        after = verdict(Layout(nodes, moved))
+        still = all(all(not layout.doms[layout.dindex[s.domain]].movable for s in after.nodes[x].stranded)
+                    for x in safe)
+        assert guard.allows([(k, j)]) == still
+
+
+def one_moves(layout):
+    """Every (domain, node) a movable domain fits on, other than its own."""
+    return [(k, j) for k, d in enumerate(layout.doms) if layout.where[k] >= 0 and d.movable
+            for j in layout.fitting(d.memory_mib, d.vcpus, layout.allowed[k], range(layout.n))
+            if j != layout.where[k]]
 
 
 def test_restore_fixes_a_loss_that_moves_can_fix() -> None:

@@ -130,8 +130,8 @@ def test_balance_max_moves_none_min_gain_and_no_n_plus_1(fake):
     assert plan(fake, "--min-gain", "100")["moves"] == []
     off = plan(fake, "--no-n-plus-1")
     assert off["n_plus_1_before"] is None and off["n_plus_1_after"] is None
-    rc, out, err = fake.havirt("cluster", "balance", "--max-moves", "0")
-    assert rc == 2 and "a number of moves (1 or more), or 'none'" in err
+    _, err = fake.refused("--yes", "cluster", "balance", "--max-moves", "0", code=2)
+    assert "a number of moves (1 or more), or 'none'" in err
 
 
 def test_balance_min_gain_from_config_in_any_notation(fake):
@@ -154,5 +154,5 @@ def test_balance_min_gain_from_config_in_any_notation(fake):
 @pytest.mark.parametrize("value", ["-1", "nan", "x"])
 def test_balance_bad_min_gain(fake, value):
     skewed(fake)
-    rc, out, err = fake.havirt("cluster", "balance", "--min-gain", value)
-    assert rc == 2 and err.startswith("havirt: ") and len(err.splitlines()) == 1
+    _, err = fake.refused("--yes", "cluster", "balance", "--min-gain", value, code=2)
+    assert err.startswith("havirt: ") and len(err.splitlines()) == 1

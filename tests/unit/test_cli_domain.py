@@ -2,14 +2,10 @@
 
 import json
 
+import pytest
 from conftest import domain_xml
-from fakes import is_scan
 
 V = "virsh -c qemu:///system"
-
-
-def non_scan_calls(fake):
-    return [(n, c) for n, c in fake.calls if not is_scan(c)]
 
 
 def audit(fake):
@@ -111,8 +107,7 @@ def test_import_refuses_to_overwrite_a_different_file(fake):
     path = fake.home / "conf" / "web1.xml"
     path.write_text(domain_xml("web1", memory_mib=512))
     before = path.read_bytes()
-    rc, out, err = fake.havirt("domain", "import", "web1", "db1", "--from", "node1")
-    assert rc == 2
+    out, err = fake.refused("domain", "import", "web1", "db1", "--from", "node1", code=2)
     assert out == ""
     assert err == (f"havirt: import refused, nothing written: {path} exists and differs "
                    "(--force to overwrite)\n")
@@ -123,12 +118,29 @@ def test_import_refuses_to_overwrite_a_different_file(fake):
     assert path.read_text() == domain_xml("web1", memory_mib=768)
 
 
-def test_import_same_content_is_fine(fake):
+def import_same_content(fake):
+    """Import web1 over a conf/web1.xml that holds the same; (its bytes, its stat before)."""
     a = fake.node("node1")
     a.xml["web1"] = domain_xml("web1")
     fake.conf("web1")
+    path = fake.home / "conf" / "web1.xml"
+    before = path.read_bytes(), path.stat()
     rc, out, err = fake.havirt("domain", "import", "web1", "--from", "node1")
     assert rc == 0, err
+    return path, before
+
+
+def test_import_same_content_is_fine(fake):
+    path, (data, _) = import_same_content(fake)
+    assert path.read_bytes() == data
+    assert sorted(p.name for p in (fake.home / "conf").iterdir()) == ["web1.xml"]     # no .history
+
+
+def test_import_same_content_leaves_the_file_alone(fake):
+    path, (_, stat) = import_same_content(fake)
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
+    rc, out, err = fake.havirt("domain", "import", "web1", "--from", "node1")
+    assert (rc, out) == (0, f"unchanged {path} (it holds that definition already)\n"), err
 
 
 def test_import_all(fake):
@@ -148,11 +160,9 @@ def test_import_unknown_domain_and_bad_xml(fake):
     a = fake.node("node1")
     a.xml["web1"] = domain_xml("web1")
     a.xml["bad1"] = "<domain><name>bad1</name><memory unit='MiB'>0</memory></domain>"
-    rc, out, err = fake.havirt("domain", "import", "web1", "nosuch", "--from", "node1")
-    assert rc == 2
+    _, err = fake.refused("domain", "import", "web1", "nosuch", "--from", "node1", code=2)
     assert err == "havirt: import refused, nothing written: nosuch: not found on node1\n"
-    rc, out, err = fake.havirt("domain", "import", "bad1", "--from", "node1")
-    assert rc == 2
+    _, err = fake.refused("domain", "import", "bad1", "--from", "node1", code=2)
     assert err == ("havirt: import refused, nothing written: bad1 on node1: <memory> of 0 MiB is "
                    "not believable (1 MiB to 16777216 MiB)\n")
     assert list((fake.home / "conf").iterdir()) == []
@@ -160,10 +170,9 @@ def test_import_unknown_domain_and_bad_xml(fake):
 
 def test_import_usage(fake):
     fake.node("node1")
-    rc, out, err = fake.havirt("domain", "import", "--from", "node1")
-    assert rc == 2 and "name the domains, or give --all" in err
-    rc, out, err = fake.havirt("domain", "import", "web1", "--all", "--from", "node1")
-    assert rc == 2 and "name the domains, or give --all" in err
+    assert "name the domains, or give --all" in fake.refused("domain", "import", "--from", "node1", code=2)[1]
+    _, err = fake.refused("domain", "import", "web1", "--all", "--from", "node1", code=2)
+    assert "name the domains, or give --all" in err
     assert fake.calls == []
 
 
@@ -188,7 +197,7 @@ def test_shutdown_dry_run(fake):
     assert rc == 0, err
     assert out == (f"ssh root@10.0.0.1 '{V} shutdown web1'\n"
                    "dry run: nothing was changed; add --yes (havirt --yes ...) to execute\n")
-    assert non_scan_calls(fake) == []
+    assert fake.changing_calls() == []
     assert sorted(n for n, _ in fake.calls) == ["node1", "node2"]
     assert "web1" in a.domains
     assert audit(fake) == []
@@ -203,7 +212,7 @@ def test_shutdown_dry_run_with_wait_and_force_prints_every_step(fake):
     assert lines[1].startswith("ssh root@10.0.0.1 'end=$(( $(date +%s) + 30 )); while :; do")
     assert lines[2] == "# only if still running after the wait:"
     assert lines[3] == f"ssh root@10.0.0.1 '{V} destroy web1'"
-    assert non_scan_calls(fake) == []
+    assert fake.changing_calls() == []
 
 
 def test_shutdown_yes(fake):
@@ -211,7 +220,7 @@ def test_shutdown_yes(fake):
     rc, out, err = fake.havirt("--yes", "domain", "shutdown", "web1")
     assert rc == 0, err
     assert out == "ask web1 on node1 to shut down: ok\n"
-    assert non_scan_calls(fake) == [("node1", f"{V} shutdown web1")]
+    assert fake.changing_calls() == [("node1", f"{V} shutdown web1")]
     assert "web1" not in a.domains
     entries = audit(fake)
     assert len(entries) == 1
@@ -237,7 +246,7 @@ def test_shutdown_wait_force_destroys_a_stubborn_domain(fake):
     assert rc == 0, err
     assert out.splitlines()[-1] == "web1 is off on node1"
     assert "power web1 off if it is still running: ok" in out
-    calls = [c for _, c in non_scan_calls(fake)]
+    calls = [c for _, c in fake.changing_calls()]
     assert calls[0] == f"{V} shutdown web1" and calls[-1] == f"{V} destroy web1"
     assert len(calls) == 3
     assert "web1" not in a.domains
@@ -255,8 +264,8 @@ def test_shutdown_wait_without_force_on_a_stubborn_domain_fails(fake):
 
 def test_shutdown_force_needs_wait(fake):
     stop_setup(fake)
-    rc, out, err = fake.havirt("--yes", "domain", "shutdown", "web1", "--force")
-    assert rc == 2 and "--force needs --wait SECONDS" in err
+    _, err = fake.refused("--yes", "domain", "shutdown", "web1", "--force", code=2)
+    assert "--force needs --wait SECONDS" in err
     assert fake.calls == []
 
 
@@ -265,28 +274,25 @@ def test_destroy_dry_run_and_yes(fake):
     rc, out, err = fake.havirt("domain", "destroy", "web1")
     assert rc == 0, err
     assert out.splitlines()[0] == f"ssh root@10.0.0.1 '{V} destroy web1'"
-    assert "web1" in a.domains and non_scan_calls(fake) == []
+    assert "web1" in a.domains and fake.changing_calls() == []
     rc, out, err = fake.havirt("--yes", "domain", "destroy", "web1")
     assert rc == 0, err
     assert out == "power web1 off on node1: ok\nweb1 is off on node1\n"
     assert "web1" not in a.domains
-    assert non_scan_calls(fake) == [("node1", f"{V} destroy web1")]
+    assert fake.changing_calls() == [("node1", f"{V} destroy web1")]
 
 
 def test_stop_a_domain_running_nowhere_is_refused(fake):
     stop_setup(fake)
     for verb in ("shutdown", "destroy"):
-        rc, out, err = fake.havirt("--yes", "domain", verb, "db1")
-        assert rc == 3
+        _, err = fake.refused("--yes", "domain", verb, "db1")
         assert err == "havirt: refused: db1 is not running on any node that answered\n"
-    assert non_scan_calls(fake) == []
 
 
 def test_stop_names_unreachable_nodes_it_could_not_check(fake):
     stop_setup(fake)
     fake.node("node3", reachable=False)
-    rc, out, err = fake.havirt("--yes", "domain", "destroy", "db1")
-    assert rc == 3
+    _, err = fake.refused("--yes", "domain", "destroy", "db1")
     assert err == ("havirt: refused: db1 is not running on any node that answered "
                    "(unreachable, not checked: node3)\n")
 
@@ -294,10 +300,9 @@ def test_stop_names_unreachable_nodes_it_could_not_check(fake):
 def test_stop_a_domain_on_two_nodes_is_refused(fake):
     a, b = stop_setup(fake)
     b.add("web1")
-    rc, out, err = fake.havirt("--yes", "domain", "destroy", "web1")
-    assert rc == 3
+    _, err = fake.refused("--yes", "domain", "destroy", "web1")
     assert err == "havirt: refused: web1 is present on 2 nodes: node1, node2; act on each node by hand\n"
-    assert non_scan_calls(fake) == [] and "web1" in a.domains and "web1" in b.domains
+    assert "web1" in a.domains and "web1" in b.domains
 
 
 # -- migrate ---------------------------------------------------------------------------
@@ -318,7 +323,7 @@ def test_migrate_dry_run(fake):
     rc, out, err = fake.havirt("domain", "migrate", "web1", "node2")
     assert rc == 0, err
     assert out == MIGRATE_LINE + "\ndry run: nothing was changed; add --yes (havirt --yes ...) to execute\n"
-    assert non_scan_calls(fake) == []
+    assert fake.changing_calls() == []
     assert "web1" in a.domains and "web1" not in b.domains
 
 
@@ -339,9 +344,9 @@ def test_migrate_yes_moves_it(fake):
     assert out == "web1 moved from node1 to node2\n"
     assert "web1" in b.domains and "web1" not in a.domains
     assert fake.state().domains["web1"].node == "node2"
-    sent = [c for _, c in non_scan_calls(fake)]
+    sent = [c for _, c in fake.changing_calls()]
     assert sent == [MIGRATE_LINE.split(" '", 1)[1].rstrip("'")]
-    assert non_scan_calls(fake)[0][0] == "node1"     # run on the source
+    assert fake.changing_calls()[0][0] == "node1"     # run on the source
     assert audit(fake)[0]["outcome"] == "ok"
 
 
@@ -367,7 +372,7 @@ def test_migrate_offline(fake):
     assert rc == 0, err
     assert out == "web1 moved from node1 to node2\n"
     assert "web1" in b.domains and "web1" not in a.domains
-    sent = non_scan_calls(fake)
+    sent = fake.changing_calls()
     assert sent[0] == ("node1", f"{V} shutdown web1")
     assert sent[-1] == ("node2", f"{V} create /dev/stdin")
 
@@ -376,18 +381,16 @@ def test_migrate_refused_for_memory_on_target(fake):
     a, b = migrate_setup(fake)
     fake.records["node2"].memory_cap_mib = 100
     fake.save_state()
-    rc, out, err = fake.havirt("--yes", "domain", "migrate", "web1", "node2")
-    assert rc == 3
+    _, err = fake.refused("--yes", "domain", "migrate", "web1", "node2")
     assert err == ("havirt: refused: memory: node2 can give domains 100 MiB (cap 100 MiB), 0 MiB are "
                    "allocated to 0 running domain(s), web1 needs 512 MiB: 412 MiB short\n")
-    assert non_scan_calls(fake) == [] and "web1" in a.domains
+    assert "web1" in a.domains
 
 
 def test_migrate_refused_for_a_disk_missing_on_target(fake):
     a, b = migrate_setup(fake, disks=["/srv/web1.qcow2"])
     a.paths.add("/srv/web1.qcow2")
-    rc, out, err = fake.havirt("--yes", "domain", "migrate", "web1", "node2")
-    assert rc == 3
+    _, err = fake.refused("--yes", "domain", "migrate", "web1", "node2")
     assert err == "havirt: refused: disk: /srv/web1.qcow2 does not exist on node2\n"
     b.paths.add("/srv/web1.qcow2")
     rc, out, err = fake.havirt("--yes", "domain", "migrate", "web1", "node2")
@@ -397,38 +400,32 @@ def test_migrate_refused_for_a_disk_missing_on_target(fake):
 def test_migrate_refused_to_a_target_in_maintenance(fake):
     a, b = migrate_setup(fake)
     assert fake.havirt("node", "maintenance", "node2", "on", "--no-evacuate")[0] == 0
-    rc, out, err = fake.havirt("--yes", "domain", "migrate", "web1", "node2")
-    assert (rc, err) == (3, "havirt: refused: node node2 is in maintenance\n")
-    rc, out, err = fake.havirt("--yes", "domain", "migrate", "web1")
-    assert rc == 3
-    assert err == "havirt: refused: no node can take web1: node2: node node2 is in maintenance\n"
-    assert non_scan_calls(fake) == []
+    assert fake.refused("--yes", "domain", "migrate", "web1", "node2")[1] == (
+        "havirt: refused: node node2 is in maintenance\n")
+    assert fake.refused("--yes", "domain", "migrate", "web1")[1] == (
+        "havirt: refused: no node can take web1: node2: node node2 is in maintenance\n")
 
 
 def test_migrate_refused_for_a_domain_on_two_nodes(fake):
     a, b = migrate_setup(fake)
     fake.node("node3")
     b.add("web1")
-    rc, out, err = fake.havirt("--yes", "domain", "migrate", "web1", "node3")
-    assert rc == 3
+    _, err = fake.refused("--yes", "domain", "migrate", "web1", "node3")
     assert err == "havirt: refused: web1 must run on exactly one node to migrate; it is on node1, node2\n"
-    assert non_scan_calls(fake) == []
 
 
 def test_migrate_refused_when_not_running_or_to_itself_or_in_maintenance(fake):
     a, b = migrate_setup(fake)
-    rc, out, err = fake.havirt("--yes", "domain", "migrate", "web1", "node1")
-    assert (rc, err) == (3, "havirt: refused: web1 already runs on node1\n")
+    assert fake.refused("--yes", "domain", "migrate", "web1", "node1")[1] == (
+        "havirt: refused: web1 already runs on node1\n")
     assert fake.havirt("domain", "maintenance", "web1", "on") == (0, "domain web1: maintenance on\n", "")
-    rc, out, err = fake.havirt("--yes", "domain", "migrate", "web1", "node2")
-    assert (rc, err) == (3, "havirt: refused: domain web1 is in maintenance\n")
+    assert fake.refused("--yes", "domain", "migrate", "web1", "node2")[1] == (
+        "havirt: refused: domain web1 is in maintenance\n")
     assert fake.havirt("domain", "maintenance", "web1", "off") == (0, "domain web1: maintenance off\n", "")
     assert fake.state().domains["web1"].maintenance is False
     del a.domains["web1"]
-    rc, out, err = fake.havirt("--yes", "domain", "migrate", "web1", "node2")
-    assert (rc, err) == (3, "havirt: refused: web1 must run on exactly one node to migrate; it is on "
-                            "no node that answered\n")
-    assert non_scan_calls(fake) == []
+    assert fake.refused("--yes", "domain", "migrate", "web1", "node2")[1] == (
+        "havirt: refused: web1 must run on exactly one node to migrate; it is on no node that answered\n")
 
 
 def test_migrate_without_target_picks_most_free_memory_after_the_move(fake):
@@ -453,8 +450,8 @@ def test_migrate_without_target_picks_most_free_memory_after_the_move(fake):
 
 def test_domain_maintenance_unknown_domain(fake):
     fake.node("node1")
-    rc, out, err = fake.havirt("domain", "maintenance", "nosuch", "on")
-    assert (rc, out, err) == (2, "", "havirt: unknown domain 'nosuch'\n")
+    out, err = fake.refused("domain", "maintenance", "nosuch", "on", code=2)
+    assert (out, err) == ("", "havirt: unknown domain 'nosuch'\n")
     assert "nosuch" not in fake.state().domains
 
 
@@ -464,8 +461,8 @@ def test_start_without_node_needs_this_host_to_be_a_node(fake, monkeypatch):
     b = fake.node("node2")
     fake.conf("web1", memory_mib=64)
     monkeypatch.setattr(socket, "gethostname", lambda: "admin-box.example.org")
-    rc, out, err = fake.havirt("domain", "start", "web1")
-    assert (rc, out) == (2, "")
+    out, err = fake.refused("--yes", "domain", "start", "web1", code=2)
+    assert out == ""
     assert err == "havirt: this host (admin-box) is not a node: name the node to start on\n"
     assert fake.calls == []
     monkeypatch.setattr(socket, "gethostname", lambda: "node2.example.org")
@@ -495,7 +492,7 @@ def test_migrate_timeout_aborts_the_job_and_says_where_it_is(fake):
     assert rc == 4     # the source stopped answering within the time: exit 4, as documented
     assert err.splitlines()[-1] == ("havirt: migration of web1 did not finish (command timed out after 65 s); "
                                     "now node1: running; node2: not running")
-    sent = [c for c in non_scan_calls(fake)]
+    sent = [c for c in fake.changing_calls()]
     assert sent[-1] == ("node1", f"{V} domjobabort web1")
     assert fake.state().domains["web1"].node == "node1"
     log = audit(fake)

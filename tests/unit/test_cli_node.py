@@ -57,8 +57,7 @@ def test_add_node_whose_libvirt_is_down_is_refused(fake):
 def test_add_twice_is_a_usage_error(fake):
     fake.node("node1")
     before = fake.state_file.read_bytes()
-    rc, out, err = fake.havirt("node", "add", "node1")
-    assert rc == 2
+    _, err = fake.refused("node", "add", "node1", code=2)
     assert err == "havirt: node node1 exists already (havirt node set node1 ...)\n"
     assert fake.calls == []
     assert fake.state_file.read_bytes() == before
@@ -66,8 +65,8 @@ def test_add_twice_is_a_usage_error(fake):
 
 def test_add_bad_memory_cap(fake):
     fake.node("node1", record=False)
-    rc, out, err = fake.havirt("node", "add", "node1", "--memory-cap", "lots")
-    assert rc == 2 and "a number of MiB, or 'none'" in err
+    _, err = fake.refused("node", "add", "node1", "--memory-cap", "lots", code=2)
+    assert "a number of MiB, or 'none'" in err
     assert fake.calls == [] and not fake.state_file.exists()
 
 
@@ -91,17 +90,16 @@ def test_set_memory_cap_and_none(fake):
 def test_set_nothing_to_change(fake):
     fake.node("node1")
     before = fake.state_file.read_bytes()
-    rc, out, err = fake.havirt("node", "set", "node1")
-    assert rc == 2
+    _, err = fake.refused("node", "set", "node1", code=2)
     assert "nothing to change: give --address, --user, --port or --memory-cap" in err
     assert fake.state_file.read_bytes() == before
 
 
 def test_set_unknown_node(fake):
     fake.node("node1")
-    rc, out, err = fake.havirt("node", "set", "node9", "--memory-cap", "100")
-    assert rc == 2
+    _, err = fake.refused("node", "set", "node9", "--memory-cap", "100", code=2)
     assert err == "havirt: unknown node 'node9' (known: node1)\n"
+    assert fake.calls == []
 
 
 # -- list ------------------------------------------------------------------------------
@@ -355,8 +353,7 @@ def test_scan_json(fake):
 def test_scan_unknown_node(fake):
     fake.node("node1")
     before = fake.state_file.read_bytes()
-    rc, out, err = fake.havirt("node", "scan", "node9")
-    assert (rc, out, err) == (2, "", "havirt: unknown node 'node9' (known: node1)\n")
+    assert fake.refused("node", "scan", "node9", code=2) == ("", "havirt: unknown node 'node9' (known: node1)\n")
     assert fake.calls == [] and fake.state_file.read_bytes() == before
 
 
@@ -368,8 +365,7 @@ def test_remove_refused_while_domains_run(fake):
     a.add("web1")
     a.add("db1")
     before = fake.state().nodes
-    rc, out, err = fake.havirt("node", "remove", "node1")
-    assert rc == 3
+    _, err = fake.refused("--yes", "node", "remove", "node1")
     assert err == "havirt: refused: domains run on node1: db1, web1 (migrate or shut them down first)\n"
     assert fake.state().nodes.keys() == before.keys()
     assert names_called(fake) == ["node1"]
@@ -391,8 +387,7 @@ def test_remove_unreachable_needs_force(fake):
     assert fake.havirt("node", "scan")[0] == 0
     b.reachable = False
     before = fake.state_file.read_bytes()
-    rc, out, err = fake.havirt("node", "remove", "node2")
-    assert rc == 3
+    _, err = fake.refused("--yes", "node", "remove", "node2")
     assert err == ("havirt: refused: node node2 did not answer (connect timed out after 5 s); "
                    "domains may run there (--force removes it anyway)\n")
     assert "node2" in fake.state().nodes
@@ -407,8 +402,8 @@ def test_remove_unreachable_needs_force(fake):
     # a later full scan does not forget it, and a start needs --force
     assert fake.havirt("node", "scan")[0] == 0
     assert fake.state().domains["web1"].node == "node2"
-    rc, out, err = fake.havirt("--yes", "domain", "start", "web1", "node1")
-    assert rc == 3 and "web1 was last seen on node2, which is no longer scanned" in err
+    _, err = fake.refused("--yes", "domain", "start", "web1", "node1")
+    assert "web1 was last seen on node2, which is no longer scanned" in err
     assert "web1" not in fake.nodes["node1"].domains
     rc, out, err = fake.havirt("--yes", "domain", "start", "web1", "node1", "--force")
     assert rc == 0, err
@@ -417,8 +412,8 @@ def test_remove_unreachable_needs_force(fake):
 
 def test_remove_unknown(fake):
     fake.node("node1")
-    rc, out, err = fake.havirt("node", "remove", "node7")
-    assert (rc, err) == (2, "havirt: unknown node 'node7' (known: node1)\n")
+    _, err = fake.refused("--yes", "node", "remove", "node7", code=2)
+    assert err == "havirt: unknown node 'node7' (known: node1)\n"
     assert fake.calls == []
 
 
@@ -457,8 +452,8 @@ def test_maintenance_on_prints_the_evacuation_dry_run(fake):
 
 def test_maintenance_bad_mode(fake):
     fake.node("node1")
-    rc, out, err = fake.havirt("node", "maintenance", "node1", "maybe")
-    assert rc == 2 and "'maybe' is not one of 'on', 'off'" in err
+    _, err = fake.refused("--yes", "node", "maintenance", "node1", "maybe", code=2)
+    assert "'maybe' is not one of 'on', 'off'" in err
     assert fake.state().nodes["node1"].maintenance is False
 
 

@@ -120,21 +120,21 @@ def test_a_failed_virsh_console_is_exit_1(fake, fake_ssh, monkeypatch):
 
 def test_console_of_a_domain_running_nowhere_is_refused(fake, fake_ssh):
     setup(fake)
-    rc, out, err = fake.havirt("domain", "console", "db1")
-    assert (rc, out) == (3, "")
+    out, err = fake.refused("domain", "console", "db1")
+    assert out == ""
     assert err == "havirt: refused: db1 is not running on any node that answered\n"
     assert not fake_ssh.exists()
 
 
 def test_console_needs_a_terminal(fake):
     setup(fake)
-    rc, out, err = fake.havirt("domain", "console", "web1")
-    assert rc == 2 and err == "havirt: domain console needs a terminal (stdin is not one)\n"
+    _, err = fake.refused("--yes", "domain", "console", "web1", code=2)
+    assert err == "havirt: domain console needs a terminal (stdin is not one)\n"
     assert fake.calls == []
 
 
 def test_without_ssh_installed_it_says_so(fake, fake_ssh, monkeypatch, tmp_path):
     setup(fake)
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
-    rc, out, err = fake.havirt("domain", "console", "web1")
-    assert rc == 2 and "needs OpenSSH's ssh command" in err
+    _, err = fake.refused("--yes", "domain", "console", "web1", code=2)
+    assert "needs OpenSSH's ssh command" in err

@@ -1,6 +1,7 @@
 """domain edit / define / undefine: conf/ changes only after the rules pass, history kept."""
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import domain_xml
@@ -52,17 +53,31 @@ def test_a_good_edit_shows_the_change_keeps_the_previous_version(fake, editor):
     assert "web1" in fake.havirt("domain", "list")[1]
 
 
-def test_a_broken_edit_without_a_terminal_exits_2_and_leaves_conf_alone(fake, editor):
+def test_a_broken_edit_without_a_terminal_exits_2_and_leaves_conf_alone(fake, editor, temp_dir):
     fake.conf("web1")
     before = home_snapshot(fake.home)
     editor("printf '<domain><name>web1</name>' > \"$f\"")
-    rc, out, err = fake.havirt("domain", "edit", "web1")
-    assert (rc, out) == (2, "")
+    out, err = fake.refused("domain", "edit", "web1", code=2)
+    assert out == ""
     assert err.startswith("havirt: the edited web1.xml: not valid XML")
     assert "conf/web1.xml left as it was (the edit is in /" in err and err.count("\n") == 1
     assert home_snapshot(fake.home) == before and history(fake) == []
-    kept_edit = err.rsplit("(the edit is in ", 1)[1].rstrip(")\n")
-    assert open(kept_edit).read() == "<domain><name>web1</name>"
+    kept_edit = Path(err.rsplit("(the edit is in ", 1)[1].rstrip(")\n"))
+    assert kept_edit.read_text() == "<domain><name>web1</name>"
+    assert kept_edit.parent.parent == temp_dir and kept_edit.parent.name.startswith("havirt-edit-")
+
+
+@pytest.mark.parametrize("body, code", [("true", 0), ("sed -i 's/>32</>64</' \"$f\"", 0), ("exit 3", 1)])
+def test_an_edit_leaves_nothing_in_the_temp_folder(fake, editor, temp_dir, body, code):
+    fake.conf("web1")
+    editor(f"echo \"$f\" > {temp_dir}/edited-path\n{body}")
+    before = sorted(temp_dir.iterdir())
+    rc, _, err = fake.havirt("domain", "edit", "web1")
+    assert rc == code, err
+    edited = Path((temp_dir / "edited-path").read_text().strip())
+    assert edited.parent.parent == temp_dir                 # the copy was made in the temp folder given
+    (temp_dir / "edited-path").unlink()
+    assert sorted(temp_dir.iterdir()) == before
 
 
 @pytest.mark.parametrize("body, reason", [
@@ -75,8 +90,8 @@ def test_every_rule_of_conf_applies_to_an_edit(fake, editor, body, reason):
     fake.conf("web1")
     before = conf_bytes(fake)
     editor(body)
-    rc, _, err = fake.havirt("domain", "edit", "web1")
-    assert rc == 2 and reason in err, err
+    _, err = fake.refused("domain", "edit", "web1", code=2)
+    assert reason in err, err
     assert conf_bytes(fake) == before
 
 
@@ -149,8 +164,8 @@ def test_a_broken_conf_file_can_be_mended_by_edit(fake, editor):
 
 def test_edit_of_an_unknown_domain_is_exit_2(fake, editor):
     editor("true")
-    rc, _, err = fake.havirt("domain", "edit", "web9")
-    assert rc == 2 and "unknown domain 'web9'" in err and "domain define web9 --file" in err
+    _, err = fake.refused("domain", "edit", "web9", code=2)
+    assert "unknown domain 'web9'" in err and "domain define web9 --file" in err
 
 
 def test_editing_a_running_domain_says_when_it_takes_effect(fake, editor):
@@ -190,8 +205,8 @@ def test_define_replaces_only_with_force_and_keeps_history(fake, tmp_path):
     before = conf_bytes(fake)
     src = tmp_path / "new.xml"
     src.write_text(domain_xml("web1", memory_mib=640))
-    rc, out, err = fake.havirt("domain", "define", "web1", "--file", str(src))
-    assert rc == 2 and "conf/web1.xml exists and differs (--force replaces it" in err
+    _, err = fake.refused("domain", "define", "web1", "--file", str(src), code=2)
+    assert "conf/web1.xml exists and differs (--force replaces it" in err
     assert conf_bytes(fake) == before
     rc, out, err = fake.havirt("-f", "json", "domain", "define", "web1", "--file", str(src), "--force")
     assert rc == 0, err
@@ -213,20 +228,18 @@ def test_define_checks_the_file_by_the_rules_of_conf(fake, tmp_path, content, re
     before = home_snapshot(fake.home)
     src = tmp_path / "x.xml"
     src.write_bytes(content if isinstance(content, bytes) else content.encode())
-    rc, _, err = fake.havirt("domain", "define", "web1", "--file", str(src), "--force")
-    assert rc == 2 and reason in err and str(src) in err
+    _, err = fake.refused("domain", "define", "web1", "--file", str(src), "--force", code=2)
+    assert reason in err and str(src) in err
     assert home_snapshot(fake.home) == before
 
 
 def test_define_usage_errors(fake, tmp_path):
-    rc, _, err = fake.havirt("domain", "define", "web1", "--file", str(tmp_path / "none.xml"))
-    assert rc == 2 and "none.xml: no such file" in err
-    rc, _, err = fake.havirt("domain", "define", "web1", "--file", str(tmp_path))
-    assert rc == 2 and "is a folder" in err
-    rc, _, err = fake.havirt("domain", "define", "../web1", "--file", str(tmp_path))
-    assert rc == 2 and "invalid domain name" in err
-    rc, _, err = fake.havirt("domain", "define", "web1")
-    assert rc == 2 and "--file" in err
+    for args, reason in ((["web1", "--file", str(tmp_path / "none.xml")], "none.xml: no such file"),
+                         (["web1", "--file", str(tmp_path)], "is a folder"),
+                         (["../web1", "--file", str(tmp_path)], "invalid domain name"),
+                         (["web1"], "--file")):
+        _, err = fake.refused("domain", "define", *args, code=2)
+        assert reason in err, (args, err)
 
 
 # -- undefine --------------------------------------------------------------------------
@@ -255,8 +268,7 @@ def test_undefine_is_refused_while_it_runs_anywhere(fake):
     fake.conf("web1")
     b.add("web1", state="paused")
     before = conf_bytes(fake)
-    rc, out, err = fake.havirt("domain", "undefine", "web1")
-    assert rc == 3
+    _, err = fake.refused("domain", "undefine", "web1")
     assert err == "havirt: refused: web1 stays defined; web1 is already paused on node2\n"
     assert conf_bytes(fake) == before and history(fake) == []
 
@@ -265,8 +277,8 @@ def test_undefine_with_a_silent_node_needs_force(fake):
     fake.node("node1")
     fake.node("node2").reachable = False
     fake.conf("web1")
-    rc, out, err = fake.havirt("domain", "undefine", "web1")
-    assert rc == 3 and "node node2 did not answer" in err and "--force" in err
+    _, err = fake.refused("domain", "undefine", "web1")
+    assert "node node2 did not answer" in err and "--force" in err
     assert (fake.home / "conf" / "web1.xml").exists()
     rc, out, err = fake.havirt("-f", "json", "domain", "undefine", "web1", "--force")
     assert rc == 0, err
@@ -278,6 +290,6 @@ def test_undefine_with_a_silent_node_needs_force(fake):
 
 def test_undefine_of_an_unknown_domain_is_exit_2(fake):
     fake.node("node1")
-    rc, _, err = fake.havirt("domain", "undefine", "web9")
-    assert rc == 2 and "unknown domain 'web9'" in err
+    _, err = fake.refused("domain", "undefine", "web9", code=2)
+    assert "unknown domain 'web9'" in err
     assert fake.calls == []

@@ -92,8 +92,7 @@ def test_link_down_every_start_is_refused_by_its_lease(fake):
 
 def test_no_guard_is_refused_naming_each(fake):
     power_off(setup(fake, leases=False))
-    rc, out, err = fake.havirt("--yes", "node", "failover", "node3")
-    assert rc == 3
+    _, err = fake.refused("--yes", "node", "failover", "node3")
     assert err.startswith("havirt: refused: failover of node3 refused: no guard proves")
     assert "leases: leases were not in force on node3 at its last scan" in err
     assert "fence: none configured for node3" in err and "--confirm-off: not given" in err
@@ -110,15 +109,15 @@ def test_confirm_off_proceeds_without_leases(fake):
 
 def test_a_node_that_answers_is_refused(fake):
     setup(fake)
-    rc, out, err = fake.havirt("--yes", "node", "failover", "node3", "--confirm-off")
-    assert rc == 3 and "node node3 answers: use havirt node maintenance node3 on" in err
+    _, err = fake.refused("--yes", "node", "failover", "node3", "--confirm-off")
+    assert "node node3 answers: use havirt node maintenance node3 on" in err
 
 
 def test_confirm_off_does_not_count_for_a_node_whose_sshd_answers(fake):
     node3 = setup(fake, leases=False)
     node3.libvirt_up = False          # sshd answers, virsh fails: it is on
-    rc, out, err = fake.havirt("--yes", "node", "failover", "node3", "--confirm-off")
-    assert rc == 3 and "--confirm-off: not given" in err
+    _, err = fake.refused("--yes", "node", "failover", "node3", "--confirm-off")
+    assert "--confirm-off: not given" in err
 
 
 def test_to_limits_targets_and_what_does_not_fit_stays_down_with_the_numbers(fake):
@@ -185,11 +184,14 @@ def test_fence_guard_powers_off_confirms_then_starts(fake, tmp_path):
 
 
 def test_a_fence_that_does_not_confirm_starts_nothing(fake, tmp_path):
-    fenced(fake, tmp_path, "on", 1)
+    script, _ = fenced(fake, tmp_path, "on", 1)
     rc, out, err = fake.havirt("--yes", "node", "failover", "node3")
     assert rc == 3 and "the fence of node3 did not confirm it off, nothing was started" in err
     assert "not confirmed within 1 s (last said: Chassis Power is on)" in err
     assert all(where(fake, d) == [] for d in ("vol1", "vol2", "vol3"))
+    assert fake.changing_calls() == []
+    logged = [json.loads(line)["remote"] for line in fake.audit_lines()]
+    assert logged and all(r.startswith(f"(on this host) {script} ") for r in logged)   # the fence alone
 
 
 # -- recovery from cron ------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 from dataclasses import replace
 
-from conftest import FakeCluster
-from fakes import FakeRunner
+import pytest
+from conftest import FakeCluster, domain_xml
+from fakes import FakeRunner, is_scan
 
 from havirt.remote.commands import Command
 
@@ -69,3 +70,39 @@ def test_only_the_exact_commands_havirt_builds_are_accepted(tmp_path, capsys):
         "dump-inactive script differs from havirt's own:",
         "wait-off script differs from havirt's own:",
         "node1: unexpected command: virsh -c qemu:///system dumpxml web1"]
+
+
+def test_changing_calls_leave_out_the_scan_and_the_dumpxml_of_import(fake):
+    a = fake.node("node1")
+    a.xml["web1"] = domain_xml("web1")
+    fake.conf("db1")
+    assert fake.havirt("domain", "import", "web1", "--from", "node1")[0] == 0
+    assert fake.havirt("domain", "import", "--all", "--from", "node1")[0] == 0
+    assert fake.havirt("--yes", "domain", "start", "db1", "node1")[0] == 0
+    assert len(fake.calls) > 3
+    assert fake.changing_calls() == [("node1", "virsh -c qemu:///system create /dev/stdin")]
+
+
+def test_refused_fails_when_a_command_went_out(fake):
+    fake.node("node1")
+    fake.conf("db1")
+    with pytest.raises(AssertionError, match="sent to a node although it exited 0"):
+        fake.refused("--yes", "domain", "start", "db1", "node1", code=0)
+    with pytest.raises(AssertionError, match=r"^\(0, "):
+        fake.refused("--yes", "domain", "destroy", "db1")
+
+
+def test_refused_fails_on_an_audit_entry_even_when_the_call_went_unrecorded(fake):
+    fake.node("node1")
+    fake.conf("db1")
+
+    class Forgetful(FakeRunner):
+        def run(self, node, command, **kw):
+            res = super().run(node, command, **kw)
+            if not is_scan(command.text()):
+                self.calls.pop()
+            return res
+
+    fake.runner_class = Forgetful
+    with pytest.raises(AssertionError, match="audit entry written although it exited 0"):
+        fake.refused("--yes", "domain", "start", "db1", "node1", code=0)

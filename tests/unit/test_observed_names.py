@@ -133,6 +133,9 @@ def test_balance_and_evacuation_never_move_an_odd_name(fake):
     assert "blocking: win10 test: no usable XML in conf/" in out
     assert f"blocking: {LONG}: no usable XML in conf/" in out
     assert all(is_scan(c) for _, c in fake.calls)
+    rc, out, err = fake.havirt("--yes", "node", "maintenance", "node1", "on")   # every move blocked
+    assert rc == 0 and f"node1 still runs: {LONG}, win10 test" in out, err
+    assert fake.changing_calls() == [] and fake.audit_lines() == []
 
 
 def test_start_of_a_conf_domain_works_beside_odd_names(fake):
@@ -149,8 +152,8 @@ def test_start_of_a_conf_domain_works_beside_odd_names(fake):
     assert rc == 0, err
     a.add("web1-copy")
     b.add("web1")
-    rc, out, err = fake.havirt("--yes", "domain", "start", "web1", "node2")
-    assert rc == 3 and "web1 is already running on node1" in err and "web1 is already running on node2" in err
+    _, err = fake.refused("--yes", "domain", "start", "web1", "node2")
+    assert "web1 is already running on node1" in err and "web1 is already running on node2" in err
 
 
 def test_import_all_skips_odd_names_and_says_why(fake):
@@ -203,7 +206,7 @@ def test_validate_reports_odd_names_and_commands_keep_the_rule_for_given_names(f
     # names an admin gives keep the rule: one line, exit 2, nothing sent
     sent = len(fake.calls)
     for args in (("domain", "maintenance", SPACE, "on"), ("--yes", "domain", "destroy", ESC)):
-        rc, out, err = fake.havirt(*args)
-        assert rc == 2 and err.count("\n") == 1 and "invalid domain name" in err, err
+        _, err = fake.refused(*args, code=2)
+        assert err.count("\n") == 1 and "invalid domain name" in err, err
         assert "\x1b" not in err
     assert len(fake.calls) == sent

@@ -71,11 +71,10 @@ def test_yes_runs_it_on_its_node_and_checks_it_runs(fake, verb, said):
 @pytest.mark.parametrize("verb", ["reboot", "reset"])
 def test_refused_for_a_paused_or_absent_domain_with_exit_3(fake, verb):
     setup(fake, state="paused")
-    rc, out, err = fake.havirt("--yes", "domain", verb, "web1")
-    assert (rc, out) == (3, "")
-    assert err == "havirt: refused: web1 is paused on node2, not running\n"
-    rc, _, err = fake.havirt("--yes", "domain", verb, "db9")
-    assert rc == 3 and err == "havirt: refused: db9 is not running on any node that answered\n"
+    out, err = fake.refused("--yes", "domain", verb, "web1")
+    assert (out, err) == ("", "havirt: refused: web1 is paused on node2, not running\n")
+    _, err = fake.refused("--yes", "domain", verb, "db9")
+    assert err == "havirt: refused: db9 is not running on any node that answered\n"
     assert all(is_scan(c) for _, c in fake.calls)
 
 
@@ -97,8 +96,6 @@ def test_a_failed_reboot_exits_1_with_virshs_reason(fake):
 
 def test_invalid_name_is_a_usage_error(fake):
     setup(fake)
-    rc, _, err = fake.havirt("domain", "reboot", "--", "-x")
-    assert rc == 2 and "invalid domain name" in err
-    rc, _, err = fake.havirt("domain", "reset", "../x")
-    assert rc == 2 and "invalid domain name" in err
+    assert "invalid domain name" in fake.refused("--yes", "domain", "reboot", "--", "-x", code=2)[1]
+    assert "invalid domain name" in fake.refused("--yes", "domain", "reset", "../x", code=2)[1]
     assert fake.calls == []

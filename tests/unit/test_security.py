@@ -30,8 +30,7 @@ def test_no_xml_on_any_remote_command_line(fake):
     for _, command in fake.calls:
         assert "<domain" not in command and "<name>" not in command and xml.strip() not in command
     # the offline migration sends the XML again, on stdin too
-    rc, out, err = fake.havirt("--yes", "domain", "migrate", "web1", "node1", "--offline")
-    assert rc == 3      # node1 lacks the disk: refused, fine
+    fake.refused("--yes", "domain", "migrate", "web1", "node1", "--offline")   # node1 lacks the disk
     a.paths.add("/srv/web1.qcow2")
     rc, out, err = fake.havirt("--yes", "domain", "migrate", "web1", "node1", "--offline")
     assert rc == 0, err
@@ -93,9 +92,9 @@ def test_hostile_address_stays_one_argument_on_the_source(fake):
     fake.records["node2"].address = "10.0.0.2;touch /tmp/pwned"
     fake.save_state()
     before = fake.state_file.read_bytes()
-    rc, out, err = fake.havirt("domain", "migrate", "web1", "node2")
+    out, err = fake.refused("--yes", "domain", "migrate", "web1", "node2", code=2)
     # an address edited into the state by hand is checked when the state is read
-    assert rc == 2 and out == "" and fake.calls == []
+    assert out == "" and fake.calls == []
     assert "invalid address '10.0.0.2;touch /tmp/pwned'" in err and err.count("\n") == 1
     assert fake.state_file.read_bytes() == before
 
@@ -104,8 +103,8 @@ def test_hostile_user_is_refused_everywhere(fake):
     fake.node("node1")
     for args in (["node", "add", "node9", "--address", "10.0.0.9", "--user", "x;touch /tmp/p"],
                  ["node", "set", "node1", "--user", "root@evil.example/system?command=/tmp/x&"]):
-        rc, out, err = fake.havirt(*args)
-        assert rc == 2 and "invalid user name" in err, err
+        _, err = fake.refused(*args, code=2)
+        assert "invalid user name" in err, err
     assert fake.calls == []
 
 
