@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import signal
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from havirt.errors import NodeUnreachable
@@ -287,3 +289,36 @@ def home_snapshot(home):
         "conf": {str(p.relative_to(conf)): p.read_bytes()
                  for p in sorted(conf.rglob("*")) if p.is_file()} if conf.exists() else None,
     }
+
+
+class TookTooLong(BaseException):
+    """A command that would have gone on (a loop, a read that never ends):
+    a BaseException, so that no `except Exception` turns it into an answer."""
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Stop the block with TookTooLong after `seconds` (a timer signal to this thread)."""
+    def stop(signum, frame):
+        raise TookTooLong(f"still running after {seconds} s")
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def refused(fake, args, code, fragment, seconds=5.0):
+    """The command fails with one line naming `fragment`, within `seconds`
+    (stopped there if it would go on), and changes nothing in the home."""
+    before = home_snapshot(fake.home)
+    with time_limit(seconds):
+        rc, out, err = fake.havirt(*args)
+    assert rc == code, (out, err)
+    assert err.startswith("havirt: ") and err.count("\n") == 1, repr(err)
+    assert "Traceback" not in err and "internal error" not in err, err
+    assert fragment in err, err
+    assert home_snapshot(fake.home) == before
+    return err

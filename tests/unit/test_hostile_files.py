@@ -9,11 +9,10 @@ import fcntl
 import os
 import stat
 import threading
-import time
 
 import pytest
 from conftest import domain_xml
-from fakes import home_snapshot
+from fakes import home_snapshot, refused
 
 from havirt.cli import run
 from havirt.errors import ConfigError
@@ -25,21 +24,6 @@ def base(fake):
     fake.conf("db1", memory_mib=64)
     a.add("db1", memory_mib=64)
     return a, b
-
-
-def refused(fake, args, code, fragment, seconds=5.0):
-    """The command fails with one line naming `fragment`, quickly, and changes nothing."""
-    before = home_snapshot(fake.home)
-    start = time.monotonic()
-    rc, out, err = fake.havirt(*args)
-    took = time.monotonic() - start
-    assert rc == code, (out, err)
-    assert err.startswith("havirt: ") and err.count("\n") == 1, repr(err)
-    assert "Traceback" not in err and "internal error" not in err, err
-    assert fragment in err, err
-    assert took < seconds, took
-    assert home_snapshot(fake.home) == before
-    return err
 
 
 # -- config.yaml and the state: text, aliases, keys twice, ranges ------------------------
