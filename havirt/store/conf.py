@@ -57,6 +57,13 @@ class Conf:
         return specs, problems
 
 
+    def raw(self, name: str) -> bytes | None:
+        """The bytes of conf/NAME.xml as they are, not parsed (None: no such file)."""
+        try:
+            return read_xml(self.path(name))
+        except FileNotFoundError:
+            return None
+
     def differs(self, name: str, text: str) -> bool:
         """conf/NAME.xml exists and holds something else than `text` (an
         unreadable or non-UTF-8 file counts as different)."""
@@ -91,16 +98,21 @@ def check_named(spec: DomainSpec, name: str, where) -> DomainSpec:
     return spec
 
 
-def read_domain_file(path) -> DomainSpec:
-    """Read a conf/ file ONCE: the spec is parsed from, and carries, those bytes."""
+def read_xml(path) -> bytes:
+    """The bytes of a domain XML file (FileNotFoundError raised as it is; any
+    other problem is a DomainXMLError)."""
     try:
-        raw = read_file(path)      # a plain file only: a FIFO there would hang every listing
+        return read_file(path)      # a plain file only: a FIFO there would hang every listing
     except IsADirectoryError:
         raise DomainXMLError(f"{path}: is a folder, not a file") from None
     except FileNotFoundError:
         raise
     except OSError as e:
         raise DomainXMLError(f"{path}: cannot read: {e.strerror}") from None
-    spec = domain_from_bytes(raw, str(path))
+
+
+def read_domain_file(path) -> DomainSpec:
+    """Read a conf/ file ONCE: the spec is parsed from, and carries, those bytes."""
+    spec = domain_from_bytes(read_xml(path), str(path))
     spec.path = str(path)
     return spec

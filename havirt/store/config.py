@@ -313,13 +313,9 @@ class Home:
 
     def ensure(self) -> None:
         """conf/ and var/ exist, and are not links someone else planted."""
-        from havirt.store.files import check_link
+        from havirt.store.files import writable_folder
         for d in (self.conf, self.var):
-            check_link(d)
-            try:
-                d.mkdir(mode=0o750, parents=True, exist_ok=True)
-            except OSError as e:
-                raise ConfigError(f"cannot create {d}: {e.strerror}") from e
+            writable_folder(d, self.root)
 
 
 def resolve_home(option: str | None, script_dir: Path | None) -> Home:

@@ -24,7 +24,7 @@ from havirt.errors import HomeError, LockBusy, StateError
 from havirt.names import printable, valid_name
 from havirt.parse.virsh import SHUT_OFF, active
 from havirt.store import strictyaml
-from havirt.store.files import open_to_write, reason, replace_file
+from havirt.store.files import open_to_write, reason, replace_file, writable_folder
 
 FORMAT = 1
 
@@ -272,8 +272,8 @@ def save_state(path: Path, state: State) -> None:
     """Atomic replace: temporary file in the same folder, fsync, rename."""
     state.updated = now_iso()
     text = dump_state(state.to_dict())
+    writable_folder(path.parent, path.parent)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         replace_file(path, text.encode(), 0o600)
     except OSError as e:
         raise HomeError(f"{path}: cannot write the state: {reason(e)}") from None
@@ -296,10 +296,7 @@ def locked(lock_path: Path, timeout: float, what: str = ""):
 
     Waits up to `timeout` seconds, then raises LockBusy naming the holder.
     """
-    try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise HomeError(f"{lock_path.parent}: cannot create: {reason(e)}") from None
+    writable_folder(lock_path.parent, lock_path.parent)
     fd = open_to_write(lock_path, os.O_RDWR, "the lock")
     try:
         deadline = time.monotonic() + timeout

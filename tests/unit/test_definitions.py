@@ -12,19 +12,6 @@ from havirt.ops.definitions import edit
 from havirt.store.config import resolve_home
 
 
-@pytest.fixture
-def editor(tmp_path, monkeypatch):
-    """Set $EDITOR to a script (sh) that changes the file it is given."""
-    monkeypatch.delenv("VISUAL", raising=False)
-
-    def use(body: str):
-        script = tmp_path / f"editor{len(list(tmp_path.glob('editor*')))}"
-        script.write_text(f"#!/bin/sh\nf=\"$1\"\n{body}\n")
-        script.chmod(0o755)
-        monkeypatch.setenv("EDITOR", str(script))
-    return use
-
-
 def history(fake, name="web1"):
     folder = fake.home / "conf" / ".history" / name
     return sorted(folder.iterdir()) if folder.exists() else []

@@ -1,0 +1,75 @@
+"""conf/.history/NAME/: a folder havirt writes into as root, under the rule of
+every such folder (a folder, or a link that root or havirt's own user made),
+and a record only of changes that happened.
+
+Each command that keeps a previous version (undefine, define --force, edit)
+is tried against each way the history can be unusable: one line, exit 2,
+nothing changed in the home or elsewhere.
+"""
+
+import os
+
+import pytest
+from conftest import domain_xml
+from fakes import refused
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def attacker(tmp_path):
+    """A folder of someone else's, where a planted link points."""
+    folder = tmp_path / "attacker"
+    folder.mkdir()
+    return folder
+
+
+def undefine(fake, tmp_path, editor):
+    return ["domain", "undefine", "web1"]
+
+
+def define(fake, tmp_path, editor):
+    src = tmp_path / "new.xml"
+    src.write_text(domain_xml("web1", memory_mib=64))
+    return ["domain", "define", "web1", "--file", str(src), "--force"]
+
+
+def edit(fake, tmp_path, editor):
+    editor("sed -i 's/>32</>64</' \"$f\"")
+    return ["domain", "edit", "web1"]
+
+
+COMMANDS = [undefine, define, edit]
+
+
+def cluster(fake):
+    fake.node("node1")
+    fake.conf("web1")
+
+
+def history(fake):
+    return fake.home / "conf" / ".history"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("where", [".history", ".history/web1"])
+def test_a_history_link_made_by_another_user_is_refused(fake, tmp_path, editor, attacker,
+                                                        command, where):
+    cluster(fake)
+    link = fake.home / "conf" / where
+    link.parent.mkdir(exist_ok=True)
+    link.symlink_to(attacker)
+    os.lchown(link, NOBODY, NOBODY)
+    args = command(fake, tmp_path, editor)
+    refused(fake, args, 2, f"{link} is a symbolic link (to {attacker}) made by uid {NOBODY}")
+    assert list(attacker.iterdir()) == []
+    assert (fake.home / "conf" / "web1.xml").read_text() == domain_xml("web1")
+
+
+def test_a_history_link_made_by_root_is_followed(fake, tmp_path, attacker):
+    cluster(fake)
+    history(fake).symlink_to(attacker)            # the admin's own choice, as for var/ and conf/
+    rc, out, err = fake.havirt("domain", "undefine", "web1")
+    assert rc == 0, err
+    (kept,) = (attacker / "web1").iterdir()
+    assert kept.read_text() == domain_xml("web1") and not (fake.home / "conf" / "web1.xml").exists()
