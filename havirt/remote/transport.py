@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from havirt.errors import ConfigError, NodeUnreachable, UsageError
 from havirt.names import check_address, check_user
+from havirt.parse.numbers import PORT, whole_in
 from havirt.store.files import read_file
 
 
@@ -345,9 +346,10 @@ class SSHConfigFile:
             value = value[1:-1]
         try:
             if keyword == "port":
-                if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65535:
-                    raise ValueError(f"Port {value[:20]!r} is not a port number (1-65535)")
-                return int(value)
+                port = whole_in(value, PORT)
+                if port is None:
+                    raise ValueError(f"Port {value[:20]!r} is not a port number ({PORT})")
+                return port
             if keyword == "user":
                 return check_user(value)
             if not value:

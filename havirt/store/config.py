@@ -11,24 +11,26 @@ from pathlib import Path
 import yaml
 
 from havirt.errors import ConfigError
+from havirt.parse import numbers as n
 from havirt.store import strictyaml
 
 HOST_KEY_POLICIES = ("reject", "accept-new", "ignore")
 
 
-# Every key with its type and default; config.sample.yaml documents the same.
+# Every key with its type, default and, for numbers, its range (parse/numbers.py:
+# the one the command line and the state use too); config.sample.yaml documents them.
 SCHEMA: dict[str, object] = {
     "dryrun": (bool, True),
-    "lock_timeout": ((int, float), 60),
+    "lock_timeout": ((int, float), 60, n.LOCK_WAIT),
     "ssh": {
         "user": (str, "root"),
-        "port": (int, 22),
+        "port": (int, 22, n.PORT),
         "identity_file": ((str, type(None)), None),
         "known_hosts_file": ((str, type(None)), "~/.ssh/known_hosts"),
         "host_key_policy": (str, "reject"),
-        "connect_timeout": ((int, float), 5),
-        "command_timeout": ((int, float), 60),
-        "parallel": (int, 16),
+        "connect_timeout": ((int, float), 5, n.SECONDS),
+        "command_timeout": ((int, float), 60, n.SECONDS),
+        "parallel": (int, 16, n.PARALLEL),
         "ssh_config": ((str, type(None)), "~/.ssh/config"),
     },
     "virsh": {
@@ -36,21 +38,21 @@ SCHEMA: dict[str, object] = {
         "command": (str, "virsh"),
     },
     "reserve": {
-        "memory_mib": (int, 1024),
-        "vcpu_ratio": ((int, float), 4.0),
+        "memory_mib": (int, 1024, n.MEMORY_MIB),
+        "vcpu_ratio": ((int, float), 4.0, n.VCPU_RATIO),
     },
     "balance": {
-        "min_gain": ((int, float), 0.03),
-        "max_moves": ((int, type(None)), 20),
+        "min_gain": ((int, float), 0.03, n.MIN_GAIN),
+        "max_moves": ((int, type(None)), 20, n.MOVES),
         "n_plus_1": (bool, True),
     },
     "migrate": {
-        "timeout": ((int, float), 600),
+        "timeout": ((int, float), 600, n.SECONDS),
         "unsafe": (bool, False),
     },
     "recover": {
         "enabled": (bool, False),
-        "after": (int, 3),
+        "after": (int, 3, n.SCANS),
     },
     "fence": ((dict, type(None)), None),     # checked by _fences (node names are its keys)
     "metrics": {
@@ -86,7 +88,7 @@ def _merge(path: str, where: str, schema: dict, data, out: dict) -> None:
             out[key] = {}
             _merge(path, name, spec, data.get(key), out[key])
             continue
-        types, default = spec
+        types, default, *rng = spec
         value = data.get(key, default)
         ok_types = types if isinstance(types, tuple) else (types,)
         # bool is an int in Python: never accept true/false where a number is meant.
@@ -99,7 +101,20 @@ def _merge(path: str, where: str, schema: dict, data, out: dict) -> None:
         if not ok:
             raise ConfigError(
                 f"{path}: key '{name}' must be {_type_name(types)}, not {value!r}")
+        if rng and value is not None:
+            _in_range(path, name, value, rng[0])
         out[key] = value
+
+
+def _in_range(path, name: str, value, rng) -> None:
+    if value not in rng:
+        raise ConfigError(f"{path}: key '{name}' must be {rng}, not {_number(value)}")
+
+
+def _number(value) -> str:
+    """A number in a message: a huge one cut short."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} digits)"
 
 
 @dataclass
@@ -190,8 +205,7 @@ def _fences(path: Path, data) -> dict:
         except re.error as e:
             raise ConfigError(f"{path}: key '{where}.off_when': not a regular expression ({e})") from None
         timeout = spec.get("timeout", 60)
-        if not 0 < timeout <= 3600:
-            raise ConfigError(f"{path}: key '{where}.timeout' must be 1 to 3600 seconds")
+        _in_range(path, f"{where}.timeout", timeout, n.SECONDS)
         out[str(node)] = Fence(argvs["power_off"], argvs["power_status"], pattern, float(timeout))
     return out
 
@@ -216,7 +230,7 @@ def _read(path: Path) -> dict:
 
 
 def _check_values(path: Path, merged: dict) -> None:
-    """What the types alone do not say: choices, ranges, a valid user name."""
+    """What the types and ranges do not say: choices, a valid user name."""
     s = merged["ssh"]
     if s["host_key_policy"] not in HOST_KEY_POLICIES:
         raise ConfigError(f"{path}: key 'ssh.host_key_policy' must be one of "
@@ -226,23 +240,6 @@ def _check_values(path: Path, merged: dict) -> None:
         check_user(s["user"])
     except Exception as e:
         raise ConfigError(f"{path}: key 'ssh.user': {e}") from None
-    for key in ("port", "parallel"):
-        if s[key] < 1 or (key == "port" and s[key] > 65535):
-            raise ConfigError(f"{path}: key 'ssh.{key}' out of range: {s[key]}")
-    for key in ("connect_timeout", "command_timeout"):
-        if s[key] <= 0:
-            raise ConfigError(f"{path}: key 'ssh.{key}' must be more than 0")
-    if merged["reserve"]["vcpu_ratio"] <= 0:
-        raise ConfigError(f"{path}: key 'reserve.vcpu_ratio' must be more than 0")
-    for key, value, low in (("reserve.memory_mib", merged["reserve"]["memory_mib"], 0),
-                            ("lock_timeout", merged["lock_timeout"], 0),
-                            ("migrate.timeout", merged["migrate"]["timeout"], 1),
-                            ("balance.min_gain", merged["balance"]["min_gain"], 0),
-                            ("balance.max_moves", 1 if merged["balance"]["max_moves"] is None
-                             else merged["balance"]["max_moves"], 1),
-                            ("recover.after", merged["recover"]["after"], 1)):
-        if value < low:
-            raise ConfigError(f"{path}: key '{key}' must be at least {low:g}, not {value!r}")
 
 
 def load_config(path: Path) -> Config:

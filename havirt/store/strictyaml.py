@@ -42,6 +42,18 @@ class _Loader(_Base):
                               key_node.start_mark.line + 1)
         return super().construct_mapping(node, deep)
 
+    def construct_yaml_int(self, node):
+        """A YAML integer, but never one of thousands of digits (int() of those
+        is slow, and refused by Python beyond 4300)."""
+        if len(node.value) > MAX_NUMBER:
+            raise Refused(f"a number of {len(node.value)} characters: more than any value "
+                          "havirt takes", node.start_mark.line + 1)
+        return super().construct_yaml_int(node)
+
+
+MAX_NUMBER = 100       # characters of a YAML integer (digits, '_', a sign, 0x...)
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
 
 # YAML 1.1 reads `1e-6` (no dot) as text; here it is the number it looks like.
 _Loader.add_implicit_resolver(

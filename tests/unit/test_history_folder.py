@@ -11,7 +11,8 @@ import os
 
 import pytest
 from conftest import domain_xml
-from fakes import refused
+from caps import permissions_apply
+from fakes import home_snapshot, refused
 
 NOBODY = 65534
 
@@ -73,3 +74,18 @@ def test_a_history_link_made_by_root_is_followed(fake, tmp_path, attacker):
     assert rc == 0, err
     (kept,) = (attacker / "web1").iterdir()
     assert kept.read_text() == domain_xml("web1") and not (fake.home / "conf" / "web1.xml").exists()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_change_that_cannot_be_written_leaves_no_history_entry(fake, tmp_path, editor, command):
+    cluster(fake)
+    (history(fake) / "web1").mkdir(parents=True)
+    args = command(fake, tmp_path, editor)
+    os.chmod(fake.home / "conf", 0o555)             # conf/web1.xml can be neither replaced nor removed
+    before = home_snapshot(fake.home)["conf"]
+    with permissions_apply():
+        rc, out, err = fake.havirt(*args)
+    assert rc == 2 and err.count("\n") == 1 and "web1.xml: cannot" in err, err
+    assert "Permission denied" in err and "internal error" not in err
+    assert home_snapshot(fake.home)["conf"] == before      # (undefine's scan is recorded)
+    assert list((history(fake) / "web1").iterdir()) == []

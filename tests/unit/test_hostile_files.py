@@ -117,7 +117,7 @@ def test_unicode_digits_are_not_numbers_in_conf_xml(fake, memory):
 @pytest.mark.parametrize("cap", ["٣٢", "３２", "²"])
 def test_unicode_digits_are_not_a_memory_cap(fake, cap):
     base(fake)
-    refused(fake, ["node", "set", "node1", "--memory-cap", cap], 2, "a number of MiB, or 'none'")
+    refused(fake, ["node", "set", "node1", "--memory-cap", cap], 2, "a number of MiB from 1 to 4294967296, or 'none'")
 
 
 # -- addresses --------------------------------------------------------------------------------
