@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
@@ -28,7 +29,7 @@ from havirt.names import check_name
 from havirt.parse.domxml import DomainSpec, domain_from_bytes
 from havirt.rules.drift import recorded_drift
 from havirt.rules.presence import presence_problems
-from havirt.store.conf import check_named
+from havirt.store.conf import check_named, read_xml
 from havirt.store.files import reason, writable_folder
 
 HISTORY = ".history"
@@ -186,7 +187,7 @@ def edit(app, name: str, open_editor=run_editor, again=lambda reason: False) -> 
                 open_editor(copy)
             except HavirtError as e:
                 raise type(e)(f"{e}; {shown} left as it was") from None
-            after = copy.read_bytes()
+            after = _read_copy(copy, shown)
             if after == before:
                 return DefinitionChange(name, "edit", shown)
             try:
@@ -204,9 +205,19 @@ def edit(app, name: str, open_editor=run_editor, again=lambda reason: False) -> 
                                   f"written (the edit is in {copy})")
             return _replace(w, name, before, after, spec, "edit")
     finally:
-        if not keep_copy:
-            copy.unlink(missing_ok=True)
-            work.rmdir()
+        if not keep_copy:      # whatever the editor left there (never followed: rmtree)
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _read_copy(copy: Path, shown: str) -> bytes:
+    """The edited copy, by the guarded reader: the editor may have removed it,
+    or left a folder, a FIFO or a huge file in its place."""
+    try:
+        return read_xml(copy)
+    except FileNotFoundError:
+        raise UsageError(f"{copy}: the edited copy is gone; {shown} left as it was") from None
+    except DomainXMLError as e:
+        raise DomainXMLError(f"{e}; {shown} left as it was") from None
 
 
 # -- define / undefine -----------------------------------------------------------------
@@ -215,13 +226,9 @@ def define(app, name: str, source: str, force: bool = False) -> DefinitionChange
     """conf/NAME.xml from the file `source`; replacing a different one needs `force`."""
     check_name("domain", name)
     try:
-        raw = Path(source).read_bytes()
+        raw = read_xml(Path(source))      # a plain file of a sane size: never a FIFO or a device
     except FileNotFoundError:
         raise UsageError(f"{source}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{source}: is a folder, not a file") from None
-    except OSError as e:
-        raise UsageError(f"{source}: cannot read: {e.strerror}") from None
     spec = check_definition(name, raw, source)
     path = app.conf.path(name)
     with app.work(dry_run=False) as w:

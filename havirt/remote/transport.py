@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from havirt.errors import ConfigError, NodeUnreachable, UsageError
 from havirt.names import check_address, check_user
 from havirt.parse.numbers import PORT, whole_in
-from havirt.store.files import read_file
+from havirt.store.files import MAX_SSH, read_file
 
 
 @dataclass
@@ -294,7 +294,7 @@ def check_known_hosts(path: str) -> None:
     cannot read (it would otherwise fail every connection with a bare error)."""
     import paramiko
     try:
-        lines = read_file(path).split(b"\n")
+        lines = read_file(path, MAX_SSH).split(b"\n")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
     for n, raw in enumerate(lines, 1):
@@ -320,7 +320,7 @@ class SSHConfigFile:
     def __init__(self, path: str):
         self.path = path
         try:
-            text = read_file(path).decode("utf-8")
+            text = read_file(path, MAX_SSH).decode("utf-8")
         except UnicodeDecodeError:
             raise ConfigError(f"{path}: not UTF-8 text") from None
         except OSError as e:

@@ -7,7 +7,7 @@ from pathlib import Path
 from havirt.errors import DomainXMLError, HavirtError, HomeError, UsageError
 from havirt.names import check_name, valid_name
 from havirt.parse.domxml import DomainSpec, domain_from_bytes
-from havirt.store.files import read_file, reason, replace_file
+from havirt.store.files import MAX_XML, read_file, reason, replace_file
 
 
 class Conf:
@@ -69,7 +69,7 @@ class Conf:
         unreadable or non-UTF-8 file counts as different)."""
         path = self.path(name)
         try:
-            old = read_file(path)
+            old = read_file(path, MAX_XML)
         except FileNotFoundError:
             return False
         except OSError:
@@ -102,7 +102,7 @@ def read_xml(path) -> bytes:
     """The bytes of a domain XML file (FileNotFoundError raised as it is; any
     other problem is a DomainXMLError)."""
     try:
-        return read_file(path)      # a plain file only: a FIFO there would hang every listing
+        return read_file(path, MAX_XML)     # a plain file only: a FIFO there would hang every listing
     except IsADirectoryError:
         raise DomainXMLError(f"{path}: is a folder, not a file") from None
     except FileNotFoundError:

@@ -13,6 +13,7 @@ import yaml
 from havirt.errors import ConfigError
 from havirt.parse import numbers as n
 from havirt.store import strictyaml
+from havirt.store.files import MAX_CONFIG
 
 HOST_KEY_POLICIES = ("reject", "accept-new", "ignore")
 
@@ -217,7 +218,7 @@ def _expand(p: str | None) -> str | None:
 def _read(path: Path) -> dict:
     """config.yaml as a mapping (a missing file: every default). UTF-8, no
     anchors or aliases, no key twice (strictyaml)."""
-    text = strictyaml.read_text(path, ConfigError)
+    text = strictyaml.read_text(path, ConfigError, MAX_CONFIG)
     if text is None:
         return {}
     try:

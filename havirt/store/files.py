@@ -47,11 +47,21 @@ def open_to_write(path: Path, flags: int, what: str) -> int:
     return fd
 
 
-def read_file(path: Path) -> bytes:
+# The most havirt reads of each kind of file: a larger one is refused before
+# anything is parsed (YAML takes seconds a MiB; a file can be a sparse terabyte).
+MAX_CONFIG = 256 << 10        # config.yaml
+MAX_XML = 10 << 20            # domain XML: virsh's own limit
+MAX_STATE = 64 << 20          # var/state.yaml: about 200,000 domains as havirt writes it
+MAX_LOG = 256 << 20           # var/audit.log, read whole by `havirt log`
+MAX_SSH = 16 << 20            # ~/.ssh/config, known_hosts
+
+
+def read_file(path: Path, limit: int) -> bytes:
     """The bytes of `path`, which must be a plain file (through a link is
-    fine: reading harms nothing). A FIFO or a device someone put there would
-    hang havirt or never end: refused with an OSError, like a folder;
-    FileNotFoundError is raised as it is."""
+    fine: reading harms nothing) of at most `limit` bytes. A FIFO or a device
+    someone put there would hang havirt or never end: refused with an
+    OSError, like a folder or a larger file; FileNotFoundError is raised as
+    it is."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
@@ -61,9 +71,17 @@ def read_file(path: Path) -> bytes:
             raise OSError(errno.EINVAL, "not a plain file", str(path))
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read()
+            data = f.read(limit + 1) if st.st_size <= limit else b""
+        if st.st_size > limit or len(data) > limit:     # (it may grow while it is read)
+            raise OSError(errno.EFBIG, f"larger than {_size(limit)}, more than havirt reads "
+                          "from such a file", str(path))
+        return data
     finally:
         os.close(fd)
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
 
 
 def replace_file(path: Path, data: bytes, mode: int) -> None:

@@ -25,7 +25,7 @@ from havirt.names import printable, valid_name
 from havirt.parse import numbers as n
 from havirt.parse.virsh import SHUT_OFF, active
 from havirt.store import strictyaml
-from havirt.store.files import open_to_write, reason, replace_file, writable_folder
+from havirt.store.files import MAX_STATE, open_to_write, reason, replace_file, writable_folder
 
 FORMAT = 1
 
@@ -247,7 +247,7 @@ def _no_key_twice(pairs):
 
 def load_state(path: Path) -> State:
     """The state, or an empty one when the file does not exist yet."""
-    text = strictyaml.read_text(path, StateError)
+    text = strictyaml.read_text(path, StateError, MAX_STATE)
     if text is None:
         return State()
     try:

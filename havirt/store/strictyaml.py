@@ -95,12 +95,13 @@ def error_line(e: yaml.YAMLError) -> int | None:
     return mark.line + 1 if mark else None
 
 
-def read_text(path: Path, error) -> str | None:
-    """The file as UTF-8 text; None when it does not exist. Any other problem
-    raises `error` (an exception class) with one line naming the file."""
+def read_text(path: Path, error, limit: int) -> str | None:
+    """The file (at most `limit` bytes) as UTF-8 text; None when it does not
+    exist. Any other problem raises `error` (an exception class) with one
+    line naming the file."""
     from havirt.store.files import read_file
     try:
-        raw = read_file(path)
+        raw = read_file(path, limit)
     except FileNotFoundError:
         return None
     except OSError as e:

@@ -17,6 +17,7 @@ Knobs a test may set:
 from __future__ import annotations
 
 import re
+import resource
 import shlex
 import signal
 from contextlib import contextmanager
@@ -297,17 +298,25 @@ class TookTooLong(BaseException):
 
 
 @contextmanager
-def time_limit(seconds: float):
-    """Stop the block with TookTooLong after `seconds` (a timer signal to this thread)."""
+def time_limit(seconds: float, memory: int = 2 << 30):
+    """Stop the block with TookTooLong after `seconds` (a timer signal to this
+    thread), and let it take at most `memory` more bytes of address space
+    (a read that never ends fails with MemoryError instead of taking the
+    machine's memory: a timer signal cannot stop a read that never waits)."""
     def stop(signum, frame):
         raise TookTooLong(f"still running after {seconds} s")
     previous = signal.signal(signal.SIGALRM, stop)
+    limits = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/status") as f:
+        used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    resource.setrlimit(resource.RLIMIT_AS, (used + memory, limits[1]))
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        resource.setrlimit(resource.RLIMIT_AS, limits)
 
 
 def refused(fake, args, code, fragment, seconds=5.0):
