@@ -251,17 +251,19 @@ def undefine(app, name: str, force: bool = False) -> DefinitionChange:
         before = app.conf.raw(name)
         if before is None:
             raise UsageError(f"unknown domain {name!r}: no {path}")
-        history_folder(app, name, make=False)     # a history that cannot be used: before the scan
-        cluster, findings = w.scan()
-        problems = presence_problems(cluster, name, force)
-        if problems:
-            raise Refusal([f"{name} stays defined"] + problems)
-        kept = _keep(app, name, before, "undefine")
+        kept = _keep(app, name, before, "undefine")   # a history that cannot be written: before the scan
         try:
-            os.unlink(path)
-        except OSError as e:
-            _forget(kept)
-            raise HomeError(f"{path}: cannot remove: {reason(e)}") from None
+            cluster, findings = w.scan()
+            problems = presence_problems(cluster, name, force)
+            if problems:
+                raise Refusal([f"{name} stays defined"] + problems)
+            try:
+                os.unlink(path)
+            except OSError as e:
+                raise HomeError(f"{path}: cannot remove: {reason(e)}") from None
+        except BaseException:
+            _forget(kept)          # the history records only what happened
+            raise
         rec = w.state.domains.get(name)
         if rec is not None and not rec.active:
             del w.state.domains[name]      # nothing left to say about it

@@ -167,8 +167,23 @@ class Fence:
         return [a.format(node=node, address=address) for a in getattr(self, which)]
 
 
-def _fences(path: Path, data) -> dict:
+def _template(text: str) -> list[str]:
+    """A fence command as argv templates: split like a shell would, each
+    argument taking {node} and {address} and nothing else (no attribute,
+    index, conversion or format spec: str.format would run them all).
+    Raises ValueError saying what is wrong."""
     import shlex
+    import string
+    argv = shlex.split(text)
+    for arg in argv:
+        for _, name, spec, conversion in string.Formatter().parse(arg):
+            if name is not None and (name not in FENCE_PLACEHOLDERS or spec or conversion):
+                field = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+                raise ValueError(f"{{{field}}} is not a placeholder")
+    return argv
+
+
+def _fences(path: Path, data) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -193,10 +208,8 @@ def _fences(path: Path, data) -> dict:
         argvs = {}
         for key in ("power_off", "power_status"):
             try:
-                argvs[key] = shlex.split(spec[key])
-                for a in argvs[key]:
-                    a.format(**{p: "x" for p in FENCE_PLACEHOLDERS})
-            except (ValueError, KeyError, IndexError) as e:
+                argvs[key] = _template(spec[key])
+            except ValueError as e:
                 raise ConfigError(f"{path}: key '{where}.{key}': not a command template "
                                   f"({e}; placeholders: {{node}}, {{address}})") from None
             if not argvs[key]:

@@ -10,8 +10,8 @@ nothing changed in the home or elsewhere.
 import os
 
 import pytest
-from conftest import domain_xml
 from caps import permissions_apply
+from conftest import domain_xml
 from fakes import home_snapshot, refused
 
 NOBODY = 65534
@@ -89,3 +89,46 @@ def test_a_change_that_cannot_be_written_leaves_no_history_entry(fake, tmp_path,
     assert "Permission denied" in err and "internal error" not in err
     assert home_snapshot(fake.home)["conf"] == before      # (undefine's scan is recorded)
     assert list((history(fake) / "web1").iterdir()) == []
+
+
+def a_file(path):
+    path.write_text("not a folder\n")
+
+
+def a_fifo(path):
+    os.mkfifo(path)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("where", [".history", ".history/web1"])
+@pytest.mark.parametrize("make", [a_file, a_fifo])
+def test_a_history_that_is_not_a_folder_is_one_line(fake, tmp_path, editor, command, where, make):
+    cluster(fake)
+    path = fake.home / "conf" / where
+    path.parent.mkdir(exist_ok=True)
+    make(path)
+    refused(fake, command(fake, tmp_path, editor), 2, f"{path} is not a folder", seconds=2)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("where", ["conf", "conf/.history", "conf/.history/web1"])
+def test_a_history_that_cannot_be_written_is_one_line(fake, tmp_path, editor, command, where):
+    cluster(fake)
+    folder = fake.home / where                        # the first folder written into: nothing below it
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o555)
+    with permissions_apply():
+        refused(fake, command(fake, tmp_path, editor), 2, "Permission denied", seconds=2)
+
+
+# -- an editor that takes the copy away ------------------------------------------------
+
+@pytest.mark.parametrize("body, fragment", [
+    ('rm "$f"', "the edited copy is gone; conf/web1.xml left as it was"),
+    ('rm "$f"; mkdir "$f"', "web1.xml: is a folder, not a file; conf/web1.xml left as it was"),
+    ('rm -r "$(dirname "$f")"', "the edited copy is gone; conf/web1.xml left as it was"),
+])
+def test_an_editor_that_takes_the_copy_away_is_one_line(fake, editor, body, fragment):
+    cluster(fake)
+    editor(body)
+    refused(fake, ["domain", "edit", "web1"], 2, fragment, seconds=2)
