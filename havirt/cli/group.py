@@ -4,8 +4,6 @@ The commands (cli/node.py, ...) register themselves on `cli`."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from havirt import __version__
@@ -46,9 +44,9 @@ class Options:
         if self._app is None:
             from havirt.cli.complete import script_dir
             from havirt.ops.app import App
-            from havirt.store.config import resolve_home
+            from havirt.store.home import resolve_config, resolve_home
             home = resolve_home(self.kw["home"], script_dir())
-            config = Path(self.kw["config"]) if self.kw["config"] else None
+            config = resolve_config(self.kw["config"])
             self._app = App.create(home, config, yes=self.kw["yes"], dryrun=self.kw["dryrun"],
                                    out=self.out, runner_factory=self.runner_factory)
         return self._app

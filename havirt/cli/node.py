@@ -16,6 +16,14 @@ def node():
     """Nodes: add, set, list, scan, remove, maintenance."""
 
 
+def _metrics_name(ctx, param, value):
+    from havirt.store.config import metrics_name_ok
+    if value is not None and not metrics_name_ok(value):
+        raise click.BadParameter("the file must end in .prom (node_exporter's textfile collector "
+                                 "reads no other)")
+    return value
+
+
 PORT = Whole(numbers.PORT, "a port number")
 CAP = Whole(numbers.MEMORY_CAP_MIB, "a number of MiB", ("none",))
 
@@ -72,6 +80,7 @@ Metrics: havirt node scan -q --metrics /var/lib/prometheus/node-exporter/havirt.
 @click.option("--recover", is_flag=True,
               help="Fail over nodes silent for recover.after scans (leases or fence guard only).")
 @click.option("--metrics", "metrics_file", metavar="FILE", type=click.Path(dir_okay=False),
+              callback=_metrics_name,
               help="Also write Prometheus metrics to FILE, for node_exporter's textfile "
                    "collector (default: metrics.textfile of config.yaml).")
 @pass_app

@@ -1,4 +1,4 @@
-"""The home (conf/, var/, config.yaml) and the validated configuration."""
+"""config.yaml: read strictly and validated (every key, its type, its range)."""
 
 from __future__ import annotations
 
@@ -243,8 +243,14 @@ def _read(path: Path) -> dict:
         raise ConfigError(f"{path}:{f' line {line}' if line else ''} is not valid YAML") from e
 
 
+def metrics_name_ok(name: str) -> bool:
+    """The metrics file (metrics.textfile, --metrics) is named *.prom."""
+    return Path(name).name.endswith(".prom") and Path(name).name != ".prom"
+
+
 def _check_values(path: Path, merged: dict) -> None:
-    """What the types and ranges do not say: choices, a valid user name."""
+    """What the types and ranges do not say: choices, a valid user name, a
+    metrics file named as node_exporter wants it."""
     s = merged["ssh"]
     if s["host_key_policy"] not in HOST_KEY_POLICIES:
         raise ConfigError(f"{path}: key 'ssh.host_key_policy' must be one of "
@@ -254,6 +260,10 @@ def _check_values(path: Path, merged: dict) -> None:
         check_user(s["user"])
     except Exception as e:
         raise ConfigError(f"{path}: key 'ssh.user': {e}") from None
+    textfile = merged["metrics"]["textfile"]
+    if textfile is not None and not metrics_name_ok(textfile):
+        raise ConfigError(f"{path}: key 'metrics.textfile' must name a file that ends in .prom "
+                          f"(node_exporter's textfile collector reads no other), not {textfile!r}")
 
 
 def load_config(path: Path) -> Config:
@@ -294,53 +304,3 @@ def load_config(path: Path) -> Config:
         fence=_fences(path, fence),
         metrics_textfile=_expand(merged["metrics"]["textfile"]),
     )
-
-
-@dataclass
-class Home:
-    """Where conf/, var/ and config.yaml live."""
-
-    root: Path
-
-    @property
-    def conf(self) -> Path:
-        return self.root / "conf"
-
-    @property
-    def var(self) -> Path:
-        return self.root / "var"
-
-    @property
-    def state_file(self) -> Path:
-        return self.var / "state.yaml"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.var / "havirt.lock"
-
-    @property
-    def audit_file(self) -> Path:
-        return self.var / "audit.log"
-
-    def ensure(self) -> None:
-        """conf/ and var/ exist, and are not links someone else planted."""
-        from havirt.store.files import writable_folder
-        for d in (self.conf, self.var):
-            writable_folder(d, self.root)
-
-
-def resolve_home(option: str | None, script_dir: Path | None) -> Home:
-    """--home DIR, else $HAVIRT_HOME, else the folder that holds havirt.py."""
-    if option is not None and not option.strip():
-        raise ConfigError("--home is empty: give the folder of the havirt home")
-    chosen = option or os.environ.get("HAVIRT_HOME")
-    if not chosen and script_dir is not None and (script_dir / "havirt.py").exists():
-        chosen = str(script_dir)
-    if not chosen:
-        raise ConfigError("no havirt home: give --home DIR or set HAVIRT_HOME")
-    root = Path(chosen).expanduser()
-    from havirt.store.files import check_link
-    check_link(root)
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"havirt home {root} is not a folder")
-    return Home(root.resolve())

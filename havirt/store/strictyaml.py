@@ -8,6 +8,7 @@ with the line, before any value is used.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -103,6 +104,9 @@ def read_text(path: Path, error, limit: int) -> str | None:
     try:
         raw = read_file(path, limit)
     except FileNotFoundError:
+        if os.path.islink(path):      # a broken link is a mistake, never "no file"
+            raise error(f"{path} is a symbolic link to {os.readlink(path)}, which does not "
+                        "exist: fix the link or remove it") from None
         return None
     except OSError as e:
         raise error(f"{path}: cannot read: {e.strerror or e}") from None

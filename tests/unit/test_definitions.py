@@ -9,7 +9,7 @@ from fakes import home_snapshot
 from havirt.errors import DomainXMLError
 from havirt.ops.app import App
 from havirt.ops.definitions import edit
-from havirt.store.config import resolve_home
+from havirt.store.home import resolve_home
 
 
 def history(fake, name="web1"):
