@@ -4,6 +4,7 @@ what a node prints is held to the same ranges. Out of range, or a number of
 thousands of digits: one line, exit 2 (a node: not believed), nothing
 changed, at once."""
 
+import json
 import re
 
 import pytest
@@ -154,3 +155,12 @@ def test_a_number_of_thousands_of_digits_in_a_file(fake, where, text):
     base(fake)
     (fake.home / where).write_text(text)
     refused(fake, ["node", "list"], 2, "line 1: a number of 5000 characters", seconds=2)
+
+
+def test_a_display_port_of_thousands_of_digits_is_no_port(fake):
+    base(fake)
+    xml = domain_xml("web1").replace("</devices>", f"<graphics type='vnc' port='{'5' * 5000}'/></devices>")
+    (fake.home / "conf" / "web1.xml").write_text(xml)
+    rc, out, err = fake.havirt("-f", "json", "domain", "info", "web1")
+    assert rc == 0, err
+    assert json.loads(out)["graphics"] == [{"type": "vnc", "port": None, "listen": None, "autoport": False}]
