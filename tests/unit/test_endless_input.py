@@ -1,5 +1,6 @@
 """Inputs that would never end, or take minutes: a FIFO or a device where a
-file is read, a file of gigabytes, a config.yaml of megabytes. Each is one
+file is read, a file of gigabytes, a config.yaml of megabytes (an editor
+that leaves such a file: test_history_folder.py). Each is one
 line and exit 2 within a second or two, nothing changed (the guarded
 reader: plain files only, a size limit per kind of file, checked before
 anything is parsed)."""
@@ -39,16 +40,6 @@ def sparse(tmp_path, size=1 << 30):
 def test_define_from_a_file_that_never_ends(fake, tmp_path, source, fragment):
     base(fake)
     refused(fake, ["domain", "define", "web2", "--file", source(tmp_path)], 2, fragment, seconds=2)
-
-
-@pytest.mark.parametrize("body, fragment", [
-    ('rm "$f"; mkfifo "$f"', "web1.xml: cannot read: not a plain file; conf/web1.xml left as it was"),
-    ('truncate -s 1G "$f"', "web1.xml: cannot read: larger than 10 MiB, more than havirt reads"),
-])
-def test_an_editor_leaving_a_file_that_never_ends(fake, editor, body, fragment):
-    base(fake)
-    editor(body)
-    refused(fake, ["domain", "edit", "web1"], 2, fragment, seconds=2)
 
 
 def test_a_config_of_megabytes_is_refused_before_it_is_parsed(fake):

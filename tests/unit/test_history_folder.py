@@ -121,14 +121,16 @@ def test_a_history_that_cannot_be_written_is_one_line(fake, tmp_path, editor, co
         refused(fake, command(fake, tmp_path, editor), 2, "Permission denied", seconds=2)
 
 
-# -- an editor that takes the copy away ------------------------------------------------
+# -- an editor that takes the copy away, or leaves what never ends ----------------------
 
 @pytest.mark.parametrize("body, fragment", [
+    ('rm "$f"; mkfifo "$f"', "web1.xml: cannot read: not a plain file; conf/web1.xml left as it was"),
+    ('truncate -s 1G "$f"', "web1.xml: cannot read: larger than 10 MiB, more than havirt reads"),
     ('rm "$f"', "the edited copy is gone; conf/web1.xml left as it was"),
     ('rm "$f"; mkdir "$f"', "web1.xml: is a folder, not a file; conf/web1.xml left as it was"),
     ('rm -r "$(dirname "$f")"', "the edited copy is gone; conf/web1.xml left as it was"),
 ])
-def test_an_editor_that_takes_the_copy_away_is_one_line(fake, editor, body, fragment):
+def test_an_editor_that_leaves_no_usable_copy_is_one_line(fake, editor, body, fragment):
     cluster(fake)
     editor(body)
     refused(fake, ["domain", "edit", "web1"], 2, fragment, seconds=2)
