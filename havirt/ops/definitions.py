@@ -203,7 +203,11 @@ def edit(app, name: str, open_editor=run_editor, again=lambda reason: False) -> 
                 keep_copy = True
                 raise HavirtError(f"{shown} changed while it was being edited: nothing "
                                   f"written (the edit is in {copy})")
-            return _replace(w, name, before, after, spec, "edit")
+            try:
+                return _replace(w, name, before, after, spec, "edit")
+            except HavirtError as e:      # conf/ or its history cannot be written
+                keep_copy = True
+                raise type(e)(f"{e} (the edit is in {copy})") from None
     finally:
         if not keep_copy:      # whatever the editor left there (never followed: rmtree)
             shutil.rmtree(work, ignore_errors=True)

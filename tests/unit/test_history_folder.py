@@ -8,6 +8,8 @@ nothing changed in the home or elsewhere.
 """
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 from caps import permissions_apply
@@ -89,6 +91,10 @@ def test_a_change_that_cannot_be_written_leaves_no_history_entry(fake, tmp_path,
     assert "Permission denied" in err and "internal error" not in err
     assert home_snapshot(fake.home)["conf"] == before      # (undefine's scan is recorded)
     assert list((history(fake) / "web1").iterdir()) == []
+    if command is edit:                                     # the edit itself is not lost
+        kept = Path(err.rsplit("(the edit is in ", 1)[1].rstrip(")\n"))
+        assert ">64<" in kept.read_text()
+        shutil.rmtree(kept.parent)
 
 
 def a_file(path):
