@@ -6,8 +6,9 @@ import math
 
 import click
 
-from havirt.cli.group import cli, pass_app
+from havirt.cli.group import Whole, cli, pass_app
 from havirt.errors import Reported
+from havirt.parse import numbers
 
 
 @cli.group(epilog="Example: havirt cluster status")
@@ -38,14 +39,6 @@ def cluster_status(opts, no_scan):
     out.findings(findings, json_done=True)
 
 
-def _max_moves(ctx, param, value):
-    if value is None or value.lower() == "none":
-        return value and "none"
-    if not value.isascii() or not value.isdigit() or int(value) < 1:
-        raise click.BadParameter("a number of moves (1 or more), or 'none' for no limit")
-    return int(value)
-
-
 def _finite(ctx, param, value):
     if value is not None and not math.isfinite(value):
         raise click.BadParameter("a number of 0 or more")
@@ -57,9 +50,11 @@ Examples: havirt cluster balance                 # print the plan
           havirt --yes cluster balance --max-moves 5
           havirt cluster balance --min-gain 0 --max-moves none   # as far as it goes
           havirt --home /tmp/whatif cluster balance --no-scan""")
-@click.option("--max-moves", metavar="N|none", callback=_max_moves,
+@click.option("--max-moves", metavar="N|none", type=Whole(numbers.MOVES, "a number of moves", ("none",),
+                                                         " for no limit"),
               help="At most N migrations; none: no limit (default: balance.max_moves).")
-@click.option("--min-gain", type=click.FloatRange(0, clamp=False), metavar="G", callback=_finite,
+@click.option("--min-gain", type=click.FloatRange(numbers.MIN_GAIN.low, numbers.MIN_GAIN.high), metavar="G",
+              callback=_finite,
               help="Least gain of a migration, times the number of nodes (default: balance.min_gain).")
 @click.option("--no-n-plus-1", "n_plus_1", flag_value=False, default=None,
               help="Allow moves that leave the loss of some node unsurvivable.")

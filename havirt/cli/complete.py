@@ -39,7 +39,7 @@ def known_names(ctx: click.Context, kind: str) -> list[str]:
     """Nodes of the state file, or domains of conf/ and of the state file.
     A TAB never prints an error: what cannot be read offers nothing."""
     from havirt.store.conf import Conf
-    from havirt.store.config import resolve_home
+    from havirt.store.home import resolve_home
     from havirt.store.state import load_state
     try:
         home = resolve_home(ctx.find_root().params.get("home"), script_dir())

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import click
 
-from havirt.cli.group import cli, pass_app
+from havirt.cli.group import Whole, cli, pass_app
 from havirt.names import printable
+from havirt.parse import numbers
+
+SECONDS = Whole(numbers.SECONDS, "a number of seconds")
 
 
 @cli.group(epilog="Example: havirt domain list --running")
@@ -195,7 +198,7 @@ def domain_start(opts, name, node, force):
 
 @domain.command("shutdown", epilog="Example: havirt --yes domain shutdown web1 --wait 120 --force")
 @click.argument("name")
-@click.option("--wait", type=click.IntRange(1, 86400), metavar="SECONDS",
+@click.option("--wait", type=SECONDS, metavar="SECONDS",
               help="Wait until it is off, at most SECONDS.")
 @click.option("--force", is_flag=True, help="With --wait: power it off when the wait runs out.")
 @pass_app
@@ -271,7 +274,7 @@ Examples: havirt domain migrate web1 node3          # print the command
 @click.argument("name")
 @click.argument("target", required=False)
 @click.option("--offline", is_flag=True, help="Shut down, then start on TARGET from conf/.")
-@click.option("--timeout", type=click.IntRange(1, 86400), metavar="SECONDS",
+@click.option("--timeout", type=SECONDS, metavar="SECONDS",
               help="Give up after SECONDS (default: migrate.timeout).")
 @pass_app
 def domain_migrate(opts, name, target, offline, timeout):

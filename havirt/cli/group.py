@@ -4,8 +4,6 @@ The commands (cli/node.py, ...) register themselves on `cli`."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from havirt import __version__
@@ -46,15 +44,40 @@ class Options:
         if self._app is None:
             from havirt.cli.complete import script_dir
             from havirt.ops.app import App
-            from havirt.store.config import resolve_home
+            from havirt.store.home import resolve_config, resolve_home
             home = resolve_home(self.kw["home"], script_dir())
-            config = Path(self.kw["config"]) if self.kw["config"] else None
+            config = resolve_config(self.kw["config"])
             self._app = App.create(home, config, yes=self.kw["yes"], dryrun=self.kw["dryrun"],
                                    out=self.out, runner_factory=self.runner_factory)
         return self._app
 
 
 pass_app = click.make_pass_decorator(Options)
+
+
+class Whole(click.ParamType):
+    """A whole number in ASCII digits within its range (havirt/parse/numbers.py,
+    the range the state and config.yaml use too), or one of `words`."""
+
+    name = "integer"
+
+    def __init__(self, rng, what: str, words: tuple[str, ...] = (), why: str = ""):
+        self.rng, self.what, self.words, self.why = rng, what, words, why
+
+    def convert(self, value, param, ctx):
+        from havirt.parse.numbers import whole_in
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        text = str(value)
+        if text.lower() in self.words:
+            return text.lower()
+        number = whole_in(text, self.rng)
+        if number is None:
+            low = self.rng.low + 1 if self.rng.above else self.rng.low
+            words = "".join(f", or '{w}'{self.why}" for w in self.words)
+            shown = text if len(text) <= 24 else text[:20] + "..."
+            self.fail(f"{self.what} from {low} to {self.rng.high}{words}, not {shown!r}", param, ctx)
+        return number
 
 # The options every command takes, before the module (`havirt -f json node list`)
 # or after the action (`havirt node list -f json`): declared once, here.

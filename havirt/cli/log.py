@@ -19,12 +19,12 @@ LOG_COLUMNS = [("time", "time"), ("user", "user"), ("node", "node"), ("remote", 
 def log(opts, tail):
     """The audit log: every executed step (never dry runs), newest last."""
     from havirt.errors import HomeError
-    from havirt.store.files import read_file
+    from havirt.store.files import MAX_LOG, read_file
     app = opts.app()
     path = app.home.audit_file
     entries = []
     try:
-        lines = read_file(path).split(b"\n")
+        lines = read_file(path, MAX_LOG).split(b"\n")
     except FileNotFoundError:
         lines = []
     except OSError as e:

@@ -24,7 +24,8 @@ EXIT_STATUS = (
     (1, "a step failed, a scan or validate found anomalies, or the metrics file could not "
         "be written"),
     (2, "usage or configuration error: bad option, unknown node or domain, invalid name, bad "
-        "config.yaml, unreadable state file, bad conf/ XML"),
+        "config.yaml, unreadable state file, bad conf/ XML; a home that cannot be used safely "
+        "(a folder or file not writable, a link made by another user where havirt writes)"),
     (3, "refused by a safety check (the message names the rule and the numbers)"),
     (4, "a node the command must talk to did not answer (SSH error)"),
     (5, "another havirt held the lock longer than lock_timeout"),

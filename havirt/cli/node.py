@@ -6,8 +6,9 @@ import time
 
 import click
 
-from havirt.cli.group import cli, pass_app
+from havirt.cli.group import Whole, cli, pass_app
 from havirt.errors import Reported
+from havirt.parse import numbers
 
 
 @cli.group(epilog="Example: havirt node list")
@@ -15,28 +16,29 @@ def node():
     """Nodes: add, set, list, scan, remove, maintenance."""
 
 
-def _cap(value):
-    if value is None:
-        return None
-    if value.lower() == "none":
-        return "none"
-    if not (value.isascii() and value.isdigit()) or int(value) < 1:
-        raise click.BadParameter("a number of MiB, or 'none'", param_hint="--memory-cap")
-    return int(value)
+def _metrics_name(ctx, param, value):
+    from havirt.store.config import metrics_name_ok
+    if value is not None and not metrics_name_ok(value):
+        raise click.BadParameter("the file must end in .prom (node_exporter's textfile collector "
+                                 "reads no other)")
+    return value
+
+
+PORT = Whole(numbers.PORT, "a port number")
+CAP = Whole(numbers.MEMORY_CAP_MIB, "a number of MiB", ("none",))
 
 
 @node.command("add", epilog="Example: havirt node add node1 --address 10.0.0.11 --memory-cap 16384")
 @click.argument("name")
 @click.option("--address", help="Host name or IP address to SSH to (default: NAME).")
 @click.option("--user", help="SSH user, where not the configured one.")
-@click.option("--port", type=click.IntRange(1, 65535), help="SSH port, where not the configured one.")
-@click.option("--memory-cap", metavar="MIB", help="Most memory (MiB) domains may use on this node.")
+@click.option("--port", type=PORT, help="SSH port, where not the configured one.")
+@click.option("--memory-cap", type=CAP, metavar="MIB", help="Most memory (MiB) domains may use on this node.")
 @pass_app
 def node_add(opts, name, address, user, port, memory_cap):
     """Probe NAME over SSH (one session) and record it."""
     from havirt.ops.nodes import node_add as add
-    cap = _cap(memory_cap)
-    rec = add(opts.app(), name, address, user, port, None if cap == "none" else cap)
+    rec = add(opts.app(), name, address, user, port, None if memory_cap == "none" else memory_cap)
     opts.out.say(f"added {name}: {rec.address}, {rec.cpus} CPUs, {rec.memory_mib} MiB, "
                    f"libvirt {rec.libvirt_version}, hostname {rec.hostname}")
 
@@ -45,17 +47,16 @@ def node_add(opts, name, address, user, port, memory_cap):
 @click.argument("name")
 @click.option("--address")
 @click.option("--user")
-@click.option("--port", type=click.IntRange(1, 65535))
-@click.option("--memory-cap", metavar="MIB|none", help="Most memory (MiB) for domains; 'none' removes the cap.")
+@click.option("--port", type=PORT)
+@click.option("--memory-cap", type=CAP, metavar="MIB|none", help="Most memory (MiB) for domains; 'none' removes the cap.")
 @pass_app
 def node_set(opts, name, address, user, port, memory_cap):
     """Change what `node add` recorded."""
     from havirt.ops.nodes import node_set as set_
     changes = {k: v for k, v in (("address", address), ("user", user), ("port", port))
                if v is not None}   # an empty --address or --user is checked, never dropped
-    cap = _cap(memory_cap)
-    if cap is not None:
-        changes["memory_cap_mib"] = None if cap == "none" else cap
+    if memory_cap is not None:
+        changes["memory_cap_mib"] = None if memory_cap == "none" else memory_cap
     if not changes:
         raise click.UsageError("nothing to change: give --address, --user, --port or --memory-cap")
     set_(opts.app(), name, **changes)
@@ -79,6 +80,7 @@ Metrics: havirt node scan -q --metrics /var/lib/prometheus/node-exporter/havirt.
 @click.option("--recover", is_flag=True,
               help="Fail over nodes silent for recover.after scans (leases or fence guard only).")
 @click.option("--metrics", "metrics_file", metavar="FILE", type=click.Path(dir_okay=False),
+              callback=_metrics_name,
               help="Also write Prometheus metrics to FILE, for node_exporter's textfile "
                    "collector (default: metrics.textfile of config.yaml).")
 @pass_app

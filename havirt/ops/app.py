@@ -7,13 +7,15 @@ state file happens inside `app.work()` (ops/work.py).
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
 from havirt.errors import ConfigError
 from havirt.ops.work import Work
 from havirt.store.conf import Conf
-from havirt.store.config import Config, Home, load_config
+from havirt.store.config import Config, load_config
+from havirt.store.home import Home
 from havirt.store.state import State, command_line, load_state, locked
 
 
@@ -54,7 +56,7 @@ class App:
 
     @classmethod
     def create(cls, home: Home, config_path: Path | None, **kw) -> "App":
-        if config_path is not None and not config_path.is_file():
+        if config_path is not None and not os.path.lexists(config_path):
             raise ConfigError(f"{config_path}: no such file (given with --config)")
         cfg = load_config(config_path or home.root / "config.yaml")
         home.ensure()

@@ -17,18 +17,20 @@ from __future__ import annotations
 import difflib
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from havirt.errors import ConfigError, DomainXMLError, HavirtError, Refusal, UsageError
+from havirt.errors import ConfigError, DomainXMLError, HavirtError, HomeError, Refusal, UsageError
 from havirt.names import check_name
 from havirt.parse.domxml import DomainSpec, domain_from_bytes
 from havirt.rules.drift import recorded_drift
 from havirt.rules.presence import presence_problems
-from havirt.store.conf import check_named
+from havirt.store.conf import check_named, read_xml
+from havirt.store.files import reason, writable_folder
 
 HISTORY = ".history"
 
@@ -65,30 +67,45 @@ def _shown(app, path: Path) -> str:
         return str(path)
 
 
-def history_folder(app, name: str) -> Path:
-    return app.conf.folder / HISTORY / check_name("domain", name)
-
-
-def _history_path(app, name: str, action: str) -> Path:
-    folder = history_folder(app, name)
-    folder.mkdir(mode=0o750, parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    for n in range(1, 1000):
-        path = folder / f"{stamp}{'' if n == 1 else f'.{n}'}-{action}.xml"
-        if not path.exists():
-            return path
-    raise HavirtError(f"{folder}: too many versions in one second")
+def history_folder(app, name: str, make: bool = True) -> Path:
+    """conf/.history/NAME/, a folder havirt may write into (store.files.writable_folder:
+    a link there only if root or havirt's own user made it), created when `make`."""
+    folder = app.conf.folder / HISTORY / check_name("domain", name)
+    return writable_folder(folder, app.home.root, make)
 
 
 def _keep(app, name: str, raw: bytes, action: str) -> Path:
-    """Write the version about to be replaced into the history (never over a file)."""
-    path = _history_path(app, name, action)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
-    with os.fdopen(fd, "wb") as f:
-        f.write(raw)
-        f.flush()
-        os.fsync(f.fileno())
-    return path
+    """Write the version about to be replaced or removed into the history, as
+    a new file (never over a file, never through a link)."""
+    folder = history_folder(app, name)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for n in range(1, 1000):
+        path = folder / f"{stamp}{'' if n == 1 else f'.{n}'}-{action}.xml"
+        try:
+            fd = os.open(path, flags, 0o640)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise HomeError(f"{path}: cannot keep the previous version: {reason(e)}") from None
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(raw)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            _forget(path)
+            raise HomeError(f"{path}: cannot keep the previous version: {reason(e)}") from None
+        return path
+    raise HavirtError(f"{folder}: too many versions in one second")
+
+
+def _forget(kept: Path) -> None:
+    """Remove a history entry of a change that did not happen after all."""
+    try:
+        kept.unlink()
+    except OSError:
+        pass
 
 
 def _diff(before: bytes, after: bytes, shown: str) -> list[str]:
@@ -105,10 +122,16 @@ def _replace(w, name: str, before: bytes | None, after: bytes, spec: DomainSpec,
     app = w.app
     path = app.conf.path(name)
     change = DefinitionChange(name, action, _shown(app, path), changed=True)
-    if before is not None:
-        change.kept = _shown(app, _keep(app, name, before, action))
+    kept = _keep(app, name, before, action) if before is not None else None
+    try:
+        app.conf.write(name, after.decode("utf-8"))
+    except HavirtError:
+        if kept is not None:
+            _forget(kept)          # the history records only what happened
+        raise
+    if kept is not None:
+        change.kept = _shown(app, kept)
         change.diff = _diff(before, after, change.file)
-    app.conf.write(name, after.decode("utf-8"))
     rec = w.state.domains.get(name)
     if rec is not None and rec.active:
         change.running_on = rec.node
@@ -149,13 +172,11 @@ def edit(app, name: str, open_editor=run_editor, again=lambda reason: False) -> 
     is taken only to write, never while the editor is open."""
     path = app.conf.path(name)
     shown = _shown(app, path)
-    try:
-        before = path.read_bytes()
-    except FileNotFoundError:
+    before = app.conf.raw(name)
+    if before is None:
         raise UsageError(f"unknown domain {name!r}: no {path} (havirt domain define {name} "
-                         "--file FILE, or havirt domain import)") from None
-    except OSError as e:
-        raise DomainXMLError(f"{path}: cannot read: {e.strerror}") from None
+                         "--file FILE, or havirt domain import)")
+    history_folder(app, name, make=False)     # a history that cannot be used: said before editing
     work = Path(tempfile.mkdtemp(prefix="havirt-edit-"))
     copy = work / f"{name}.xml"
     copy.write_bytes(before)
@@ -166,7 +187,7 @@ def edit(app, name: str, open_editor=run_editor, again=lambda reason: False) -> 
                 open_editor(copy)
             except HavirtError as e:
                 raise type(e)(f"{e}; {shown} left as it was") from None
-            after = copy.read_bytes()
+            after = _read_copy(copy, shown)
             if after == before:
                 return DefinitionChange(name, "edit", shown)
             try:
@@ -178,15 +199,29 @@ def edit(app, name: str, open_editor=run_editor, again=lambda reason: False) -> 
                     raise DomainXMLError(f"{e}; {shown} left as it was (the edit is in "
                                          f"{copy})") from None
         with app.work(dry_run=False) as w:
-            if not path.is_file() or path.read_bytes() != before:
+            if app.conf.raw(name) != before:
                 keep_copy = True
                 raise HavirtError(f"{shown} changed while it was being edited: nothing "
                                   f"written (the edit is in {copy})")
-            return _replace(w, name, before, after, spec, "edit")
+            try:
+                return _replace(w, name, before, after, spec, "edit")
+            except HavirtError as e:      # conf/ or its history cannot be written
+                keep_copy = True
+                raise type(e)(f"{e} (the edit is in {copy})") from None
     finally:
-        if not keep_copy:
-            copy.unlink(missing_ok=True)
-            work.rmdir()
+        if not keep_copy:      # whatever the editor left there (never followed: rmtree)
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _read_copy(copy: Path, shown: str) -> bytes:
+    """The edited copy, by the guarded reader: the editor may have removed it,
+    or left a folder, a FIFO or a huge file in its place."""
+    try:
+        return read_xml(copy)
+    except FileNotFoundError:
+        raise UsageError(f"{copy}: the edited copy is gone; {shown} left as it was") from None
+    except DomainXMLError as e:
+        raise DomainXMLError(f"{e}; {shown} left as it was") from None
 
 
 # -- define / undefine -----------------------------------------------------------------
@@ -195,17 +230,13 @@ def define(app, name: str, source: str, force: bool = False) -> DefinitionChange
     """conf/NAME.xml from the file `source`; replacing a different one needs `force`."""
     check_name("domain", name)
     try:
-        raw = Path(source).read_bytes()
+        raw = read_xml(Path(source))      # a plain file of a sane size: never a FIFO or a device
     except FileNotFoundError:
         raise UsageError(f"{source}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{source}: is a folder, not a file") from None
-    except OSError as e:
-        raise UsageError(f"{source}: cannot read: {e.strerror}") from None
     spec = check_definition(name, raw, source)
     path = app.conf.path(name)
     with app.work(dry_run=False) as w:
-        before = path.read_bytes() if path.exists() else None
+        before = app.conf.raw(name)
         if before == raw:
             return DefinitionChange(name, "define", _shown(app, path))
         if before is not None and not force:
@@ -221,14 +252,22 @@ def undefine(app, name: str, force: bool = False) -> DefinitionChange:
     check_name("domain", name)
     path = app.conf.path(name)
     with app.work(dry_run=False) as w:    # conf/ changes at once; the scan is recorded
-        if not path.is_file():
+        before = app.conf.raw(name)
+        if before is None:
             raise UsageError(f"unknown domain {name!r}: no {path}")
-        cluster, findings = w.scan()
-        problems = presence_problems(cluster, name, force)
-        if problems:
-            raise Refusal([f"{name} stays defined"] + problems)
-        kept = _history_path(app, name, "undefine")
-        os.replace(path, kept)
+        kept = _keep(app, name, before, "undefine")   # a history that cannot be written: before the scan
+        try:
+            cluster, findings = w.scan()
+            problems = presence_problems(cluster, name, force)
+            if problems:
+                raise Refusal([f"{name} stays defined"] + problems)
+            try:
+                os.unlink(path)
+            except OSError as e:
+                raise HomeError(f"{path}: cannot remove: {reason(e)}") from None
+        except BaseException:
+            _forget(kept)          # the history records only what happened
+            raise
         rec = w.state.domains.get(name)
         if rec is not None and not rec.active:
             del w.state.domains[name]      # nothing left to say about it

@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from havirt.errors import HavirtError, UsageError
 from havirt.names import check_name
 from havirt.parse.domxml import disk_path, interface_fields
+from havirt.parse.numbers import PORT, whole_in
 from havirt.parse.virsh import SHUT_OFF
 from havirt.rules.drift import definition_drift, live_spec, recorded_drift
 
@@ -92,10 +93,6 @@ def describe(name, cluster, rec, spec, xml_error, conf_file) -> dict:
     }
 
 
-def _int(value):
-    return int(value) if value is not None and value.lstrip("-").isdigit() else None
-
-
 def _devices(text: str) -> dict:
     """Disks, interfaces, displays and consoles of a domain's XML (pure)."""
     try:
@@ -119,8 +116,8 @@ def _devices(text: str) -> dict:
         listen = g.get("listen")
         if listen is None and g.find("listen") is not None:
             listen = g.find("listen").get("address")
-        port = _int(g.get("port"))
-        graphics.append({"type": g.get("type"), "port": port if port and port > 0 else None,
+        port = whole_in(g.get("port") or "", PORT)     # -1: not chosen yet (autoport)
+        graphics.append({"type": g.get("type"), "port": port,
                          "listen": listen, "autoport": g.get("autoport") == "yes"})
     consoles = []
     for c in root.findall("devices/console") or root.findall("devices/serial"):

@@ -3,7 +3,8 @@
 `havirt node scan` writes them when asked (`--metrics FILE`, or the key
 `metrics.textfile` of config.yaml), after the state file is saved, also under
 -q and also when the scan found anomalies. The file is replaced atomically
-(prometheus_client writes a temporary file beside it, then renames it), so
+(the text prometheus_client makes, written by havirt's own writer to a new
+file beside it, then renamed over it; never through a link), so
 node_exporter, which reads it at any moment, sees the old file or the new one.
 
 Every value comes from the state file as the scan has just left it (nodes the
@@ -16,13 +17,15 @@ to the other commands.
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from havirt import __version__
-from havirt.errors import MetricsError
+from havirt.errors import HomeError, MetricsError
 from havirt.ops.views import node_rows
 from havirt.rules.fit import vcpu_cap
+from havirt.store.files import reason, replace_file, writable_folder
 
 MIB = 1 << 20
 
@@ -139,12 +142,24 @@ def _bytes(mib: int | None) -> int | None:
     return None if mib is None else mib * MIB
 
 
+def write_textfile(path: str, registry) -> None:
+    """The text prometheus_client makes of `registry`, written as havirt writes
+    every file: into a folder havirt may write into (no link someone else
+    made), under a new unpredictable name, then renamed over `path` (never
+    through a link); mode 0644, for node_exporter's user. Raises HomeError
+    or OSError."""
+    target = Path(path)
+    writable_folder(target.parent, target.parent, make=False)
+    replace_file(target, generate_latest(registry), 0o644)
+
+
 def write_scan_metrics(path: str, app, scan, seconds: float, when: float) -> None:
     """Write the metrics of `scan` to `path`, atomically (MetricsError if it cannot)."""
     registry = scan_registry(app.state, app.conf.names(), scan.cluster, scan.findings, app.cfg,
                              seconds, when)
     try:
-        write_to_textfile(str(path), registry)
-    except OSError as e:
-        raise MetricsError(f"cannot write the metrics file {path}: {e.strerror or e} "
+        write_textfile(path, registry)
+    except (HomeError, OSError) as e:
+        why = reason(e) if isinstance(e, OSError) else str(e)
+        raise MetricsError(f"cannot write the metrics file {path}: {why} "
                            "(the scan itself was recorded)") from None

@@ -7,14 +7,13 @@ from dataclasses import dataclass, field
 
 from havirt.errors import DomainXMLError
 from havirt.names import check_name
+from havirt.parse.numbers import DOMAIN_MEMORY_MIB, DOMAIN_VCPUS, whole, whole_in
 
 _UNITS = {
     "b": 1, "bytes": 1, "kb": 1000, "k": 1024, "kib": 1024, "mb": 1000**2,
     "m": 1024**2, "mib": 1024**2, "gb": 1000**3, "g": 1024**3, "gib": 1024**3,
     "tb": 1000**4, "t": 1024**4, "tib": 1024**4,
 }
-MAX_MEMORY_MIB = 16 * 1024 * 1024   # 16 TiB: anything above is a typo
-MAX_VCPUS = 4096
 
 
 @dataclass
@@ -37,10 +36,12 @@ def _memory_mib(where: str, el) -> int:
         raise DomainXMLError(f"{where}: <{el.tag}> has an unknown unit {el.get('unit')!r}")
     if not (text.isascii() and text.isdigit()):   # int() would also take '٣٢'
         raise DomainXMLError(f"{where}: <{el.tag}> is not a whole number: {text[:30]!r}")
-    mib = int(text) * _UNITS[unit] // (1024 ** 2)
-    if mib < 1 or mib > MAX_MEMORY_MIB:
-        raise DomainXMLError(f"{where}: <{el.tag}> of {mib} MiB is not believable "
-                             f"(1 MiB to {MAX_MEMORY_MIB} MiB)")
+    number = whole(text)
+    mib = None if number is None else number * _UNITS[unit] // (1024 ** 2)
+    if mib not in DOMAIN_MEMORY_MIB:
+        size = f"{mib} MiB" if mib is not None else f"{len(text)} digits"
+        raise DomainXMLError(f"{where}: <{el.tag}> of {size} is not believable "
+                             f"({DOMAIN_MEMORY_MIB.low} MiB to {DOMAIN_MEMORY_MIB.high} MiB)")
     return mib
 
 
@@ -97,8 +98,9 @@ def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
     memory = _memory_mib(where, mem_el)
     vcpu_el = root.find("vcpu")
     vtext = (vcpu_el.get("current") or vcpu_el.text or "").strip() if vcpu_el is not None else "1"
-    if not (vtext.isascii() and vtext.isdigit()) or not 1 <= int(vtext) <= MAX_VCPUS:
-        raise DomainXMLError(f"{where}: <vcpu> must be 1 to {MAX_VCPUS}, not {vtext[:20]!r}")
+    vcpus = whole_in(vtext, DOMAIN_VCPUS)
+    if vcpus is None:
+        raise DomainXMLError(f"{where}: <vcpu> must be {DOMAIN_VCPUS}, not {vtext[:20]!r}")
     disks, leased, gaps = [], [], []
     for disk in root.findall("devices/disk"):
         path = disk_path(disk)
@@ -113,7 +115,7 @@ def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
                 and disk.get("device", "disk") not in ("cdrom", "floppy"):
             leased.append(path)
     interfaces = [":".join(interface_fields(i)) for i in root.findall("devices/interface")]
-    return DomainSpec(name=name, memory_mib=memory, vcpus=int(vtext), disks=disks,
+    return DomainSpec(name=name, memory_mib=memory, vcpus=vcpus, disks=disks,
                       interfaces=interfaces, leased=leased, lease_gaps=gaps)
 
 

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 
 from havirt.errors import ParseError
+from havirt.parse import numbers
+from havirt.parse.numbers import whole, whole_in
 
 # virDomainState, as `virsh domstats --state` prints it (state.state=N).
 STATE_NAMES = {
@@ -91,11 +93,6 @@ def _lines(text: str) -> list[str]:
     return lines
 
 
-def _whole(text: str) -> bool:
-    """ASCII digits only: str.isdigit() and int() also take '٣٢' or '³'."""
-    return text.isascii() and text.isdigit()
-
-
 def _bad(what: str, lineno: int, line: str, why: str) -> ParseError:
     return ParseError(f"cannot parse {what}, line {lineno}: {line.strip()[:120]!r}: {why}")
 
@@ -110,14 +107,14 @@ def parse_nodeinfo(text: str) -> dict:
             raise _bad("nodeinfo", n, line, "expected 'Key: value'")
         key, value = (s.strip() for s in line.split(":", 1))
         if key == "CPU(s)":
-            if not _whole(value):
-                raise _bad("nodeinfo", n, line, "CPU(s) is not a number")
-            out["cpus"] = int(value)
+            out["cpus"] = whole_in(value, numbers.CPUS)
+            if out["cpus"] is None:
+                raise _bad("nodeinfo", n, line, f"CPU(s) is not a number of {numbers.CPUS}")
         elif key == "Memory size":
             m = re.fullmatch(r"([0-9]+)\s*KiB", value)
-            if not m:
-                raise _bad("nodeinfo", n, line, "memory size is not 'N KiB'")
-            out["memory_mib"] = int(m.group(1)) // 1024
+            out["memory_mib"] = _kib_to_mib(m.group(1)) if m else None
+            if out["memory_mib"] is None:
+                raise _bad("nodeinfo", n, line, f"memory size is not 'N KiB' ({numbers.MEMORY_MIB} MiB)")
         elif key == "CPU model":
             out["cpu_model"] = value
     if "cpus" not in out or "memory_mib" not in out:
@@ -142,6 +139,17 @@ def parse_names(text: str) -> list[str]:
     """`virsh list --name`: one name per line, exactly as printed (a name may
     hold spaces, even at its ends); blank lines ignored."""
     return [line for line in _lines(text) if line.strip()]
+
+
+def _kib_to_mib(text: str) -> int | None:
+    kib = whole(text)
+    return kib // 1024 if kib is not None and kib // 1024 in numbers.MEMORY_MIB else None
+
+
+# The numbers of domstats havirt reads: their range, and the unit they are in.
+_DOMSTATS = {"state.state": (numbers.COUNT, 1), "state.reason": (numbers.COUNT, 1),
+             "balloon.current": (numbers.MEMORY_MIB, 1024), "balloon.maximum": (numbers.MEMORY_MIB, 1024),
+             "vcpu.current": (numbers.VCPUS, 1), "vcpu.maximum": (numbers.VCPUS, 1)}
 
 
 def parse_domstats(text: str) -> dict[str, DomainFact]:
@@ -177,11 +185,15 @@ def parse_domstats(text: str) -> dict[str, DomainFact]:
         if "=" not in line:
             raise _bad("domstats", n, line, "expected key=value")
         key, value = (s.strip() for s in line.split("=", 1))
-        if key in ("state.state", "state.reason", "balloon.current", "balloon.maximum",
-                   "vcpu.current", "vcpu.maximum"):
-            if not _whole(value):
+        if key in _DOMSTATS:
+            number = whole(value)
+            if number is None:
                 raise _bad("domstats", n, line, f"{key} is not a number of 0 or more")
-            current[key] = int(value)
+            rng, unit = _DOMSTATS[key]
+            if number // unit not in rng:
+                raise _bad("domstats", n, line, f"{key} is not a number of {rng}"
+                           + (" MiB (in KiB)" if unit > 1 else ""))
+            current[key] = number
     finish()
     return domains
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from havirt.errors import ConfigError, NodeUnreachable, UsageError
 from havirt.names import check_address, check_user, quote_argv
-from havirt.store.files import read_file
+from havirt.parse.numbers import PORT, whole_in
+from havirt.store.files import MAX_SSH, read_file
 
 
 @dataclass
@@ -295,7 +296,7 @@ def check_known_hosts(path: str) -> None:
     cannot read (it would otherwise fail every connection with a bare error)."""
     import paramiko
     try:
-        lines = read_file(path).split(b"\n")
+        lines = read_file(path, MAX_SSH).split(b"\n")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
     for n, raw in enumerate(lines, 1):
@@ -321,7 +322,7 @@ class SSHConfigFile:
     def __init__(self, path: str):
         self.path = path
         try:
-            text = read_file(path).decode("utf-8")
+            text = read_file(path, MAX_SSH).decode("utf-8")
         except UnicodeDecodeError:
             raise ConfigError(f"{path}: not UTF-8 text") from None
         except OSError as e:
@@ -347,9 +348,10 @@ class SSHConfigFile:
             value = value[1:-1]
         try:
             if keyword == "port":
-                if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65535:
-                    raise ValueError(f"Port {value[:20]!r} is not a port number (1-65535)")
-                return int(value)
+                port = whole_in(value, PORT)
+                if port is None:
+                    raise ValueError(f"Port {value[:20]!r} is not a port number ({PORT})")
+                return port
             if keyword == "user":
                 return check_user(value)
             if not value:

@@ -7,7 +7,7 @@ from pathlib import Path
 from havirt.errors import DomainXMLError, HavirtError, HomeError, UsageError
 from havirt.names import check_name, valid_name
 from havirt.parse.domxml import DomainSpec, domain_from_bytes
-from havirt.store.files import read_file, reason, replace_file
+from havirt.store.files import MAX_XML, read_file, reason, replace_file
 
 
 class Conf:
@@ -57,13 +57,20 @@ class Conf:
         return specs, problems
 
 
+    def raw(self, name: str) -> bytes | None:
+        """The bytes of conf/NAME.xml as they are, not parsed (None: no such file)."""
+        try:
+            return read_xml(self.path(name))
+        except FileNotFoundError:
+            return None
+
     def holds(self, name: str, text: str) -> bool | None:
         """Whether conf/NAME.xml holds `text` (blank lines around it aside):
         None when there is no such file; an unreadable or non-UTF-8 file
         holds something else."""
         path = self.path(name)
         try:
-            old = read_file(path)
+            old = read_file(path, MAX_XML)
         except FileNotFoundError:
             return None
         except OSError:
@@ -92,16 +99,21 @@ def check_named(spec: DomainSpec, name: str, where) -> DomainSpec:
     return spec
 
 
-def read_domain_file(path) -> DomainSpec:
-    """Read a conf/ file ONCE: the spec is parsed from, and carries, those bytes."""
+def read_xml(path) -> bytes:
+    """The bytes of a domain XML file (FileNotFoundError raised as it is; any
+    other problem is a DomainXMLError)."""
     try:
-        raw = read_file(path)      # a plain file only: a FIFO there would hang every listing
+        return read_file(path, MAX_XML)     # a plain file only: a FIFO there would hang every listing
     except IsADirectoryError:
         raise DomainXMLError(f"{path}: is a folder, not a file") from None
     except FileNotFoundError:
         raise
     except OSError as e:
         raise DomainXMLError(f"{path}: cannot read: {e.strerror}") from None
-    spec = domain_from_bytes(raw, str(path))
+
+
+def read_domain_file(path) -> DomainSpec:
+    """Read a conf/ file ONCE: the spec is parsed from, and carries, those bytes."""
+    spec = domain_from_bytes(read_xml(path), str(path))
     spec.path = str(path)
     return spec

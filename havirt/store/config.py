@@ -1,4 +1,4 @@
-"""The home (conf/, var/, config.yaml) and the validated configuration."""
+"""config.yaml: read strictly and validated (every key, its type, its range)."""
 
 from __future__ import annotations
 
@@ -11,24 +11,27 @@ from pathlib import Path
 import yaml
 
 from havirt.errors import ConfigError
+from havirt.parse import numbers as n
 from havirt.store import strictyaml
+from havirt.store.files import MAX_CONFIG
 
 HOST_KEY_POLICIES = ("reject", "accept-new", "ignore")
 
 
-# Every key with its type and default; config.sample.yaml documents the same.
+# Every key with its type, default and, for numbers, its range (parse/numbers.py:
+# the one the command line and the state use too); config.sample.yaml documents them.
 SCHEMA: dict[str, object] = {
     "dryrun": (bool, True),
-    "lock_timeout": ((int, float), 60),
+    "lock_timeout": ((int, float), 60, n.LOCK_WAIT),
     "ssh": {
         "user": (str, "root"),
-        "port": (int, 22),
+        "port": (int, 22, n.PORT),
         "identity_file": ((str, type(None)), None),
         "known_hosts_file": ((str, type(None)), "~/.ssh/known_hosts"),
         "host_key_policy": (str, "reject"),
-        "connect_timeout": ((int, float), 5),
-        "command_timeout": ((int, float), 60),
-        "parallel": (int, 16),
+        "connect_timeout": ((int, float), 5, n.SECONDS),
+        "command_timeout": ((int, float), 60, n.SECONDS),
+        "parallel": (int, 16, n.PARALLEL),
         "ssh_config": ((str, type(None)), "~/.ssh/config"),
     },
     "virsh": {
@@ -36,21 +39,21 @@ SCHEMA: dict[str, object] = {
         "command": (str, "virsh"),
     },
     "reserve": {
-        "memory_mib": (int, 1024),
-        "vcpu_ratio": ((int, float), 4.0),
+        "memory_mib": (int, 1024, n.MEMORY_MIB),
+        "vcpu_ratio": ((int, float), 4.0, n.VCPU_RATIO),
     },
     "balance": {
-        "min_gain": ((int, float), 0.03),
-        "max_moves": ((int, type(None)), 20),
+        "min_gain": ((int, float), 0.03, n.MIN_GAIN),
+        "max_moves": ((int, type(None)), 20, n.MOVES),
         "n_plus_1": (bool, True),
     },
     "migrate": {
-        "timeout": ((int, float), 600),
+        "timeout": ((int, float), 600, n.SECONDS),
         "unsafe": (bool, False),
     },
     "recover": {
         "enabled": (bool, False),
-        "after": (int, 3),
+        "after": (int, 3, n.SCANS),
     },
     "fence": ((dict, type(None)), None),     # checked by _fences (node names are its keys)
     "metrics": {
@@ -86,7 +89,7 @@ def _merge(path: str, where: str, schema: dict, data, out: dict) -> None:
             out[key] = {}
             _merge(path, name, spec, data.get(key), out[key])
             continue
-        types, default = spec
+        types, default, *rng = spec
         value = data.get(key, default)
         ok_types = types if isinstance(types, tuple) else (types,)
         # bool is an int in Python: never accept true/false where a number is meant.
@@ -99,7 +102,20 @@ def _merge(path: str, where: str, schema: dict, data, out: dict) -> None:
         if not ok:
             raise ConfigError(
                 f"{path}: key '{name}' must be {_type_name(types)}, not {value!r}")
+        if rng and value is not None:
+            _in_range(path, name, value, rng[0])
         out[key] = value
+
+
+def _in_range(path, name: str, value, rng) -> None:
+    if value not in rng:
+        raise ConfigError(f"{path}: key '{name}' must be {rng}, not {_number(value)}")
+
+
+def _number(value) -> str:
+    """A number in a message: a huge one cut short."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} digits)"
 
 
 @dataclass
@@ -151,8 +167,23 @@ class Fence:
         return [a.format(node=node, address=address) for a in getattr(self, which)]
 
 
-def _fences(path: Path, data) -> dict:
+def _template(text: str) -> list[str]:
+    """A fence command as argv templates: split like a shell would, each
+    argument taking {node} and {address} and nothing else (no attribute,
+    index, conversion or format spec: str.format would run them all).
+    Raises ValueError saying what is wrong."""
     import shlex
+    import string
+    argv = shlex.split(text)
+    for arg in argv:
+        for _, name, spec, conversion in string.Formatter().parse(arg):
+            if name is not None and (name not in FENCE_PLACEHOLDERS or spec or conversion):
+                field = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+                raise ValueError(f"{{{field}}} is not a placeholder")
+    return argv
+
+
+def _fences(path: Path, data) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -177,10 +208,8 @@ def _fences(path: Path, data) -> dict:
         argvs = {}
         for key in ("power_off", "power_status"):
             try:
-                argvs[key] = shlex.split(spec[key])
-                for a in argvs[key]:
-                    a.format(**{p: "x" for p in FENCE_PLACEHOLDERS})
-            except (ValueError, KeyError, IndexError) as e:
+                argvs[key] = _template(spec[key])
+            except ValueError as e:
                 raise ConfigError(f"{path}: key '{where}.{key}': not a command template "
                                   f"({e}; placeholders: {{node}}, {{address}})") from None
             if not argvs[key]:
@@ -190,8 +219,7 @@ def _fences(path: Path, data) -> dict:
         except re.error as e:
             raise ConfigError(f"{path}: key '{where}.off_when': not a regular expression ({e})") from None
         timeout = spec.get("timeout", 60)
-        if not 0 < timeout <= 3600:
-            raise ConfigError(f"{path}: key '{where}.timeout' must be 1 to 3600 seconds")
+        _in_range(path, f"{where}.timeout", timeout, n.SECONDS)
         out[str(node)] = Fence(argvs["power_off"], argvs["power_status"], pattern, float(timeout))
     return out
 
@@ -203,7 +231,7 @@ def _expand(p: str | None) -> str | None:
 def _read(path: Path) -> dict:
     """config.yaml as a mapping (a missing file: every default). UTF-8, no
     anchors or aliases, no key twice (strictyaml)."""
-    text = strictyaml.read_text(path, ConfigError)
+    text = strictyaml.read_text(path, ConfigError, MAX_CONFIG)
     if text is None:
         return {}
     try:
@@ -215,8 +243,14 @@ def _read(path: Path) -> dict:
         raise ConfigError(f"{path}:{f' line {line}' if line else ''} is not valid YAML") from e
 
 
+def metrics_name_ok(name: str) -> bool:
+    """The metrics file (metrics.textfile, --metrics) is named *.prom."""
+    return Path(name).name.endswith(".prom") and Path(name).name != ".prom"
+
+
 def _check_values(path: Path, merged: dict) -> None:
-    """What the types alone do not say: choices, ranges, a valid user name."""
+    """What the types and ranges do not say: choices, a valid user name, a
+    metrics file named as node_exporter wants it."""
     s = merged["ssh"]
     if s["host_key_policy"] not in HOST_KEY_POLICIES:
         raise ConfigError(f"{path}: key 'ssh.host_key_policy' must be one of "
@@ -226,23 +260,10 @@ def _check_values(path: Path, merged: dict) -> None:
         check_user(s["user"])
     except Exception as e:
         raise ConfigError(f"{path}: key 'ssh.user': {e}") from None
-    for key in ("port", "parallel"):
-        if s[key] < 1 or (key == "port" and s[key] > 65535):
-            raise ConfigError(f"{path}: key 'ssh.{key}' out of range: {s[key]}")
-    for key in ("connect_timeout", "command_timeout"):
-        if s[key] <= 0:
-            raise ConfigError(f"{path}: key 'ssh.{key}' must be more than 0")
-    if merged["reserve"]["vcpu_ratio"] <= 0:
-        raise ConfigError(f"{path}: key 'reserve.vcpu_ratio' must be more than 0")
-    for key, value, low in (("reserve.memory_mib", merged["reserve"]["memory_mib"], 0),
-                            ("lock_timeout", merged["lock_timeout"], 0),
-                            ("migrate.timeout", merged["migrate"]["timeout"], 1),
-                            ("balance.min_gain", merged["balance"]["min_gain"], 0),
-                            ("balance.max_moves", 1 if merged["balance"]["max_moves"] is None
-                             else merged["balance"]["max_moves"], 1),
-                            ("recover.after", merged["recover"]["after"], 1)):
-        if value < low:
-            raise ConfigError(f"{path}: key '{key}' must be at least {low:g}, not {value!r}")
+    textfile = merged["metrics"]["textfile"]
+    if textfile is not None and not metrics_name_ok(textfile):
+        raise ConfigError(f"{path}: key 'metrics.textfile' must name a file that ends in .prom "
+                          f"(node_exporter's textfile collector reads no other), not {textfile!r}")
 
 
 def load_config(path: Path) -> Config:
@@ -283,57 +304,3 @@ def load_config(path: Path) -> Config:
         fence=_fences(path, fence),
         metrics_textfile=_expand(merged["metrics"]["textfile"]),
     )
-
-
-@dataclass
-class Home:
-    """Where conf/, var/ and config.yaml live."""
-
-    root: Path
-
-    @property
-    def conf(self) -> Path:
-        return self.root / "conf"
-
-    @property
-    def var(self) -> Path:
-        return self.root / "var"
-
-    @property
-    def state_file(self) -> Path:
-        return self.var / "state.yaml"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.var / "havirt.lock"
-
-    @property
-    def audit_file(self) -> Path:
-        return self.var / "audit.log"
-
-    def ensure(self) -> None:
-        """conf/ and var/ exist, and are not links someone else planted."""
-        from havirt.store.files import check_link
-        for d in (self.conf, self.var):
-            check_link(d)
-            try:
-                d.mkdir(mode=0o750, parents=True, exist_ok=True)
-            except OSError as e:
-                raise ConfigError(f"cannot create {d}: {e.strerror}") from e
-
-
-def resolve_home(option: str | None, script_dir: Path | None) -> Home:
-    """--home DIR, else $HAVIRT_HOME, else the folder that holds havirt.py."""
-    if option is not None and not option.strip():
-        raise ConfigError("--home is empty: give the folder of the havirt home")
-    chosen = option or os.environ.get("HAVIRT_HOME")
-    if not chosen and script_dir is not None and (script_dir / "havirt.py").exists():
-        chosen = str(script_dir)
-    if not chosen:
-        raise ConfigError("no havirt home: give --home DIR or set HAVIRT_HOME")
-    root = Path(chosen).expanduser()
-    from havirt.store.files import check_link
-    check_link(root)
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"havirt home {root} is not a folder")
-    return Home(root.resolve())

@@ -5,9 +5,10 @@ there could plant a symbolic (or hard) link where havirt writes, to make root
 overwrite another file. So every file havirt writes is either opened with
 O_NOFOLLOW and checked to be a plain file with one name (the lock, the audit
 log), or written as a new file with an unpredictable name in the same folder
-and renamed over the old one (var/state.yaml, conf/NAME.xml); and the home,
-var/ and conf/ may be links only when root or the user running havirt made
-them.
+and renamed over the old one (var/state.yaml, conf/NAME.xml); and every
+folder havirt writes into (the home, var/, conf/, conf/.history/NAME/, the
+folder of the metrics file) may be a link only when root or the user running
+havirt made it (writable_folder).
 """
 
 from __future__ import annotations
@@ -46,11 +47,21 @@ def open_to_write(path: Path, flags: int, what: str) -> int:
     return fd
 
 
-def read_file(path: Path) -> bytes:
+# The most havirt reads of each kind of file: a larger one is refused before
+# anything is parsed (YAML takes seconds a MiB; a file can be a sparse terabyte).
+MAX_CONFIG = 256 << 10        # config.yaml
+MAX_XML = 10 << 20            # domain XML: virsh's own limit
+MAX_STATE = 64 << 20          # var/state.yaml: about 200,000 domains as havirt writes it
+MAX_LOG = 256 << 20           # var/audit.log, read whole by `havirt log`
+MAX_SSH = 16 << 20            # ~/.ssh/config, known_hosts
+
+
+def read_file(path: Path, limit: int) -> bytes:
     """The bytes of `path`, which must be a plain file (through a link is
-    fine: reading harms nothing). A FIFO or a device someone put there would
-    hang havirt or never end: refused with an OSError, like a folder;
-    FileNotFoundError is raised as it is."""
+    fine: reading harms nothing) of at most `limit` bytes. A FIFO or a device
+    someone put there would hang havirt or never end: refused with an
+    OSError, like a folder or a larger file; FileNotFoundError is raised as
+    it is."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
@@ -60,9 +71,17 @@ def read_file(path: Path) -> bytes:
             raise OSError(errno.EINVAL, "not a plain file", str(path))
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read()
+            data = f.read(limit + 1) if st.st_size <= limit else b""
+        if st.st_size > limit or len(data) > limit:     # (it may grow while it is read)
+            raise OSError(errno.EFBIG, f"larger than {_size(limit)}, more than havirt reads "
+                          "from such a file", str(path))
+        return data
     finally:
         os.close(fd)
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
 
 
 def replace_file(path: Path, data: bytes, mode: int) -> None:
@@ -93,9 +112,9 @@ def replace_file(path: Path, data: bytes, mode: int) -> None:
 
 
 def check_link(path: Path) -> None:
-    """`path` (the home, var/ or conf/) may be a symbolic link only if root
-    or the user running havirt made it: a link someone else planted could
-    send havirt's writes anywhere. Raises HomeError (exit 2)."""
+    """`path` (a folder havirt writes into) may be a symbolic link only if
+    root or the user running havirt made it: a link someone else planted
+    could send havirt's writes anywhere. Raises HomeError (exit 2)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -106,3 +125,29 @@ def check_link(path: Path) -> None:
         raise HomeError(f"{path} is a symbolic link (to {os.readlink(path)}) made by uid "
                         f"{st.st_uid}: havirt follows links in its home only when root or "
                         "its own user made them; replace it with a folder, or make it as root")
+
+
+def writable_folder(folder: Path, top: Path, make: bool = True) -> Path:
+    """`folder` as a folder havirt may write into: `top` (the home, or the
+    folder itself) and every folder from there down to `folder` is a folder,
+    or a symbolic link that root or havirt's own user made (check_link);
+    missing ones are created (0750) when `make`. Raises HomeError (exit 2)."""
+    parts = folder.relative_to(top).parts
+    for path in [top] + [top.joinpath(*parts[:i + 1]) for i in range(len(parts))]:
+        check_link(path)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if not make:
+                return folder          # nothing below it exists yet
+            try:
+                os.mkdir(path, 0o750)
+            except OSError as e:
+                raise HomeError(f"{path}: cannot create the folder: {reason(e)}") from None
+            continue
+        except OSError as e:
+            raise HomeError(f"{path}: cannot be checked: {reason(e)}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise HomeError(f"{path} is not a folder, and havirt writes into it: "
+                            "move it away")
+    return folder

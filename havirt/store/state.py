@@ -22,9 +22,10 @@ import yaml
 
 from havirt.errors import HomeError, LockBusy, StateError
 from havirt.names import printable, valid_name
+from havirt.parse import numbers as n
 from havirt.parse.virsh import SHUT_OFF, active
 from havirt.store import strictyaml
-from havirt.store.files import open_to_write, reason, replace_file
+from havirt.store.files import MAX_STATE, open_to_write, reason, replace_file, writable_folder
 
 FORMAT = 1
 
@@ -109,9 +110,10 @@ class State:
 
 
 # The range of every number in the state (a hand edit can put anything there):
-# (least, most). Counts and sizes are never negative; ports are ports.
-_MOST = 2 ** 53     # beyond this a number is no longer exact as a float (balance uses floats)
-_RANGES = {"port": (1, 65535), "memory_cap_mib": (1, _MOST)}
+# the ranges the command line, config.yaml and the scan's parsers use
+# (parse/numbers.py); any other whole number is a count.
+_RANGES = {"port": n.PORT, "memory_cap_mib": n.MEMORY_CAP_MIB, "cpus": n.CPUS,
+           "memory_mib": n.MEMORY_MIB, "vcpus": n.VCPUS}
 
 
 def _records(path: Path, kind: str, cls, data) -> dict:
@@ -120,7 +122,7 @@ def _records(path: Path, kind: str, cls, data) -> dict:
     if not isinstance(data, dict):
         raise StateError(f"{path}: '{kind}' must be a mapping of name to record")
     types = {f.name: _allowed(f.type) for f in fields(cls) if f.name != "name"}
-    ranges = {k: _RANGES.get(k, (0, _MOST)) for k in types}
+    ranges = {k: _RANGES.get(k, n.COUNT) for k in types}
     out = {}
     for name, rec in data.items():
         if not isinstance(name, str) or not isinstance(rec, dict):
@@ -128,7 +130,7 @@ def _records(path: Path, kind: str, cls, data) -> dict:
         for key, value in rec.items():
             t = type(value)     # exactly the types JSON and YAML give: bool is never an int here
             if t not in types.get(key, ()) or \
-                    (t is int and not ranges[key][0] <= value <= ranges[key][1]) or \
+                    (t is int and value not in ranges[key]) or \
                     (t is list and not all(map(_LIST_ITEM.get(key, _is_text), value))):
                 raise StateError(f"{path}: {kind} {printable(name[:40])}: "
                                  f"{_problem(key, value, types)}; left untouched")
@@ -149,8 +151,7 @@ def _problem(key, value, types) -> str:
     if type(value) not in types[key]:
         return f"'{key}' has a value of the wrong type: {_shown(value)}"
     if type(value) is int:
-        low, high = _RANGES.get(key, (0, _MOST))
-        return f"'{key}' must be {low} to {high}, not {value}"
+        return f"'{key}' must be {_RANGES.get(key, n.COUNT)}, not {_shown(value)}"
     if key in _LIST_ITEM:
         return f"'{key}' must be a list of node names, not {_shown(value)}"
     return f"'{key}' must be a list of text, not {_shown(value)}"
@@ -246,7 +247,7 @@ def _no_key_twice(pairs):
 
 def load_state(path: Path) -> State:
     """The state, or an empty one when the file does not exist yet."""
-    text = strictyaml.read_text(path, StateError)
+    text = strictyaml.read_text(path, StateError, MAX_STATE)
     if text is None:
         return State()
     try:
@@ -272,8 +273,8 @@ def save_state(path: Path, state: State) -> None:
     """Atomic replace: temporary file in the same folder, fsync, rename."""
     state.updated = now_iso()
     text = dump_state(state.to_dict())
+    writable_folder(path.parent, path.parent)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         replace_file(path, text.encode(), 0o600)
     except OSError as e:
         raise HomeError(f"{path}: cannot write the state: {reason(e)}") from None
@@ -296,10 +297,7 @@ def locked(lock_path: Path, timeout: float, what: str = ""):
 
     Waits up to `timeout` seconds, then raises LockBusy naming the holder.
     """
-    try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise HomeError(f"{lock_path.parent}: cannot create: {reason(e)}") from None
+    writable_folder(lock_path.parent, lock_path.parent)
     fd = open_to_write(lock_path, os.O_RDWR, "the lock")
     try:
         deadline = time.monotonic() + timeout

@@ -8,6 +8,7 @@ with the line, before any value is used.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -41,6 +42,18 @@ class _Loader(_Base):
                 raise Refused(f"the key {str(key)[:40]!r} is given twice in one mapping",
                               key_node.start_mark.line + 1)
         return super().construct_mapping(node, deep)
+
+    def construct_yaml_int(self, node):
+        """A YAML integer, but never one of thousands of digits (int() of those
+        is slow, and refused by Python beyond 4300)."""
+        if len(node.value) > MAX_NUMBER:
+            raise Refused(f"a number of {len(node.value)} characters: more than any value "
+                          "havirt takes", node.start_mark.line + 1)
+        return super().construct_yaml_int(node)
+
+
+MAX_NUMBER = 100       # characters of a YAML integer (digits, '_', a sign, 0x...)
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
 
 # YAML 1.1 reads `1e-6` (no dot) as text; here it is the number it looks like.
@@ -83,13 +96,17 @@ def error_line(e: yaml.YAMLError) -> int | None:
     return mark.line + 1 if mark else None
 
 
-def read_text(path: Path, error) -> str | None:
-    """The file as UTF-8 text; None when it does not exist. Any other problem
-    raises `error` (an exception class) with one line naming the file."""
+def read_text(path: Path, error, limit: int) -> str | None:
+    """The file (at most `limit` bytes) as UTF-8 text; None when it does not
+    exist. Any other problem raises `error` (an exception class) with one
+    line naming the file."""
     from havirt.store.files import read_file
     try:
-        raw = read_file(path)
+        raw = read_file(path, limit)
     except FileNotFoundError:
+        if os.path.islink(path):      # a broken link is a mistake, never "no file"
+            raise error(f"{path} is a symbolic link to {os.readlink(path)}, which does not "
+                        "exist: fix the link or remove it") from None
         return None
     except OSError as e:
         raise error(f"{path}: cannot read: {e.strerror or e}") from None

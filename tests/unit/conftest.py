@@ -159,3 +159,16 @@ def fake(tmp_path, capsys):
     cluster = FakeCluster(tmp_path, capsys)
     yield cluster
     assert not cluster.unexpected, "havirt sent unexpected commands:\n" + "\n".join(cluster.unexpected)
+
+
+@pytest.fixture
+def editor(tmp_path, monkeypatch):
+    """Set $EDITOR to a script (sh) that changes the file it is given."""
+    monkeypatch.delenv("VISUAL", raising=False)
+
+    def use(body: str):
+        script = tmp_path / f"editor{len(list(tmp_path.glob('editor*')))}"
+        script.write_text(f"#!/bin/sh\nf=\"$1\"\n{body}\n")
+        script.chmod(0o755)
+        monkeypatch.setenv("EDITOR", str(script))
+    return use

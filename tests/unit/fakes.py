@@ -25,6 +25,10 @@ Knobs a test may set:
 from __future__ import annotations
 
 import re
+import resource
+import shlex
+import signal
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from havirt.errors import NodeUnreachable
@@ -300,3 +304,43 @@ def home_snapshot(home):
         "conf": {str(p.relative_to(conf)): p.read_bytes()
                  for p in sorted(conf.rglob("*")) if p.is_file()} if conf.exists() else None,
     }
+
+
+class TookTooLong(BaseException):
+    """A command that would have gone on (a loop, a read that never ends):
+    a BaseException, so that no `except Exception` turns it into an answer."""
+
+
+@contextmanager
+def time_limit(seconds: float, memory: int = 2 << 30):
+    """Stop the block with TookTooLong after `seconds` (a timer signal to this
+    thread), and let it take at most `memory` more bytes of address space
+    (a read that never ends fails with MemoryError instead of taking the
+    machine's memory: a timer signal cannot stop a read that never waits)."""
+    def stop(signum, frame):
+        raise TookTooLong(f"still running after {seconds} s")
+    previous = signal.signal(signal.SIGALRM, stop)
+    limits = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/status") as f:
+        used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    resource.setrlimit(resource.RLIMIT_AS, (used + memory, limits[1]))
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        resource.setrlimit(resource.RLIMIT_AS, limits)
+
+
+def refused(fake, args, code, fragment, seconds=5.0):
+    """The command fails with one line naming `fragment`, within `seconds`
+    (stopped there if it would go on), and changes nothing in the home."""
+    before = home_snapshot(fake.home)
+    with time_limit(seconds):
+        out, err = fake.refused(*args, code=code)     # nothing sent that changes a node
+    assert err.startswith("havirt: ") and err.count("\n") == 1, repr(err)
+    assert "Traceback" not in err and "internal error" not in err, err
+    assert fragment in err, err
+    assert home_snapshot(fake.home) == before
+    return err

@@ -131,7 +131,7 @@ def test_balance_max_moves_none_min_gain_and_no_n_plus_1(fake):
     off = plan(fake, "--no-n-plus-1")
     assert off["n_plus_1_before"] is None and off["n_plus_1_after"] is None
     _, err = fake.refused("--yes", "cluster", "balance", "--max-moves", "0", code=2)
-    assert "a number of moves (1 or more), or 'none'" in err
+    assert "a number of moves from 1 to 100000, or 'none' for no limit" in err
 
 
 def test_balance_min_gain_from_config_in_any_notation(fake):

@@ -66,7 +66,7 @@ def test_add_twice_is_a_usage_error(fake):
 def test_add_bad_memory_cap(fake):
     fake.node("node1", record=False)
     _, err = fake.refused("node", "add", "node1", "--memory-cap", "lots", code=2)
-    assert "a number of MiB, or 'none'" in err
+    assert "a number of MiB from 1 to 4294967296, or 'none'" in err
     assert fake.calls == [] and not fake.state_file.exists()
 
 

@@ -120,12 +120,12 @@ def test_unknown_nested_key(tmp_path):
     ("just a string\n", "top level must be a mapping"),
     ("ssh: {host_key_policy: yolo}\n",
      "key 'ssh.host_key_policy' must be one of reject, accept-new, ignore, not 'yolo'"),
-    ("ssh: {port: 0}\n", "key 'ssh.port' out of range: 0"),
-    ("ssh: {port: 70000}\n", "key 'ssh.port' out of range: 70000"),
-    ("ssh: {parallel: 0}\n", "key 'ssh.parallel' out of range: 0"),
-    ("ssh: {connect_timeout: 0}\n", "key 'ssh.connect_timeout' must be more than 0"),
-    ("reserve: {memory_mib: -1}\n", "key 'reserve.memory_mib' must be at least 0, not -1"),
-    ("reserve: {vcpu_ratio: 0}\n", "key 'reserve.vcpu_ratio' must be more than 0"),
+    ("ssh: {port: 0}\n", "key 'ssh.port' must be 1 to 65535, not 0"),
+    ("ssh: {port: 70000}\n", "key 'ssh.port' must be 1 to 65535, not 70000"),
+    ("ssh: {parallel: 0}\n", "key 'ssh.parallel' must be 1 to 1024, not 0"),
+    ("ssh: {connect_timeout: 0}\n", "key 'ssh.connect_timeout' must be more than 0 and at most 86400, not 0"),
+    ("reserve: {memory_mib: -1}\n", "key 'reserve.memory_mib' must be 0 to 4294967296, not -1"),
+    ("reserve: {vcpu_ratio: 0}\n", "key 'reserve.vcpu_ratio' must be more than 0 and at most 1000, not 0"),
 ])
 def test_wrong_values(tmp_path, text, message):
     p = write(tmp_path, text)

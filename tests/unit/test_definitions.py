@@ -10,20 +10,7 @@ from fakes import home_snapshot
 from havirt.errors import DomainXMLError
 from havirt.ops.app import App
 from havirt.ops.definitions import edit
-from havirt.store.config import resolve_home
-
-
-@pytest.fixture
-def editor(tmp_path, monkeypatch):
-    """Set $EDITOR to a script (sh) that changes the file it is given."""
-    monkeypatch.delenv("VISUAL", raising=False)
-
-    def use(body: str):
-        script = tmp_path / f"editor{len(list(tmp_path.glob('editor*')))}"
-        script.write_text(f"#!/bin/sh\nf=\"$1\"\n{body}\n")
-        script.chmod(0o755)
-        monkeypatch.setenv("EDITOR", str(script))
-    return use
+from havirt.store.home import resolve_home
 
 
 def history(fake, name="web1"):

@@ -6,7 +6,7 @@ import pytest
 from havirt.errors import Refusal
 from havirt.ops.app import App
 from havirt.remote.steps import Plan
-from havirt.store.config import resolve_home
+from havirt.store.home import resolve_home
 
 
 def make_app(fake, **kw):
