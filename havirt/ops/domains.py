@@ -55,7 +55,7 @@ def domain_start(app, name, node=None, force=False) -> Outcome:
         w.state.node(node)
         cluster, findings = w.scan(paths=spec.disks)
         plan = plan_start(cluster, w.state, w.cfg, spec, node, force=force)
-        out = Outcome(dry_run=w.dry_run, findings=findings)
+        out = Outcome(dry_run=w.dry_run, findings=findings, notes=plan.notes)
         execute(w, plan, out)
         if not w.dry_run:
             out.done.append(f"{name} is {verify(w, node, name, True)} on {node}")
@@ -117,7 +117,7 @@ def domain_migrate(app, name, target=None, offline=False, timeout=None) -> Outco
             w.state.node(target)
         cluster, findings = w.scan(paths=spec.disks)
         plan = plan_migrate(cluster, w.state, w.cfg, spec, target, offline, timeout)
-        out = Outcome(dry_run=w.dry_run, findings=findings)
+        out = Outcome(dry_run=w.dry_run, findings=findings, notes=plan.notes)
         out.lines = w.show(plan)
         if not w.dry_run:
             out.done += run_migration(w, plan, spec)

@@ -16,8 +16,9 @@ from havirt.plan.failover import FailoverPlan, Guard, Restart, Result, decide_fa
 from havirt.remote.steps import Plan
 from havirt.rules.fit import need_to_start
 from havirt.rules.leases import lease_guard_problems
-from havirt.rules.presence import presence_problems
+from havirt.rules.presence import presence_problems, silent_guards
 from havirt.scan.cluster import Finding
+from havirt.store.state import now_iso
 
 
 def node_failover(app, node: str, to=(), confirm_off=False) -> Outcome:
@@ -58,6 +59,9 @@ def failover(w, node: str, to=(), confirm_off=False,
         except RemoteError as e:
             raise Refusal(f"the fence of {node} did not confirm it off, nothing was started: {e}") from None
         out.done.append(f"{node} fenced: powered off and confirmed off")
+    rec = w.state.nodes[node]      # down until it answers again (see rules.presence.silent_guards)
+    rec.down_since, rec.down_guard = now_iso(), plan.guard.value
+    w.changed()
     start = time.monotonic()
     results = []
     for i, m in enumerate(plan.moves, 1):
@@ -72,7 +76,8 @@ def failover(w, node: str, to=(), confirm_off=False,
 def _restart(w, plan: FailoverPlan, name: str, target: str, spec) -> Restart:
     node = plan.node
     cluster, _ = w.scan(paths=spec.disks)
-    problems = presence_problems(cluster, name, force=False, excused={node})
+    guards = silent_guards(cluster, w.state, spec, target)
+    problems = presence_problems(cluster, name, force=False, excused={node, *guards})
     problems += placement_problems(cluster, w.state, w.cfg, need_to_start(spec), target)
     if plan.guard is Guard.LEASES:
         problems += lease_guard_problems(cluster, w.state, node, [target])

@@ -7,7 +7,7 @@ from havirt.plan.domains import placement_problems
 from havirt.remote import commands as remote
 from havirt.remote.steps import Plan, Step, StepKind
 from havirt.rules.fit import need_to_start
-from havirt.rules.presence import presence_problems
+from havirt.rules.presence import presence_problems, silent_guards
 
 
 def locate(w, name: str, nodes) -> str:
@@ -42,7 +42,8 @@ def _offline(w, plan: Plan, spec) -> None:
     source, target = plan.steps[0].node, plan.steps[-1].node
     w.run(Plan(steps=plan.steps[:-1]))
     cluster, _ = w.scan(paths=spec.disks)
-    problems = (presence_problems(cluster, spec.name, force=False)
+    guards = silent_guards(cluster, w.state, spec, target)
+    problems = (presence_problems(cluster, spec.name, force=False, excused=guards)
                 + placement_problems(cluster, w.state, w.cfg, need_to_start(spec), target))
     if problems:
         raise Refusal([f"{spec.name} was shut down on {source} but not started on "

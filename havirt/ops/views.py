@@ -12,7 +12,7 @@ NODE_COLUMNS = [("name", "node"), ("address", "address"), ("cpus", "cpus"),
                 ("memory_mib", "memory"), ("memory_cap_mib", "cap"),
                 ("allocated_mib", "mem used"), ("allocated_vcpus", "vcpus used"),
                 ("domains", "domains"), ("maintenance", "maint"), ("reachable", "up"),
-                ("leases", "leases"), ("last_scan", "last scan")]
+                ("leases", "leases"), ("down_since", "down since"), ("last_scan", "last scan")]
 
 DOMAIN_COLUMNS = [("name", "domain"), ("state", "state"), ("node", "node"),
                   ("memory_mib", "memory"), ("vcpus", "vcpus"), ("maintenance", "maint"),
@@ -47,6 +47,7 @@ def node_rows(state: State, reserve_mib: int) -> list[dict]:
             "last_scan": r.last_scan, "hostname": r.hostname,
             "libvirt_version": r.libvirt_version,
             "leases": r.leases, "lockspace": r.lockspace, "lockspace_peers": r.lockspace_peers,
+            "down_since": r.down_since, "down_guard": r.down_guard,
         })
     return rows
 

@@ -11,7 +11,7 @@ from havirt.parse.domxml import DomainSpec
 from havirt.remote import commands as remote
 from havirt.remote.steps import Plan, Step, StepKind
 from havirt.rules.fit import Need, fit_problems, load_of, need_to_move, need_to_start
-from havirt.rules.presence import presence_problems
+from havirt.rules.presence import presence_problems, silent_guards
 from havirt.scan.cluster import Cluster
 from havirt.store.state import State
 
@@ -34,7 +34,8 @@ def plan_start(cluster: Cluster, state: State, cfg, spec: DomainSpec, node: str,
     drec = state.domains.get(spec.name)
     if drec is not None and drec.maintenance:
         problems.append(f"domain {spec.name} is in maintenance (havirt domain maintenance {spec.name} off)")
-    problems += presence_problems(cluster, spec.name, force)
+    guards = silent_guards(cluster, state, spec, node)
+    problems += presence_problems(cluster, spec.name, force, excused=guards)
     if drec is not None and drec.stale and drec.node and drec.node not in cluster.nodes \
             and not force:
         problems.append(f"{spec.name} was last seen on {drec.node}, which is no longer "
@@ -42,7 +43,7 @@ def plan_start(cluster: Cluster, state: State, cfg, spec: DomainSpec, node: str,
     problems += placement_problems(cluster, state, cfg, need_to_start(spec), node)
     if problems:
         raise Refusal(problems)
-    return Plan(steps=[create_step(cfg, spec, node)])
+    return Plan(steps=[create_step(cfg, spec, node)], notes=sorted(guards.values()))
 
 
 def where_running(cluster: Cluster, name: str) -> str:
@@ -124,8 +125,6 @@ def plan_migrate(cluster: Cluster, state: State, cfg, spec: DomainSpec, target: 
     if fact.state not in ("running", "paused") or fact.migrating:
         problems.append(f"{spec.name} is {fact.state} on {source}"
                         + (" (a migration is under way)" if fact.migrating else ""))
-    for f in cluster.unreachable():
-        problems.append(f"node {f.name} did not answer ({f.error}): cannot prove {spec.name} runs only once")
     need = need_to_start(spec) if offline else need_to_move(fact, spec)
     if target is None:
         target, rejected = best_target(cluster, state, cfg, need, source, state.nodes)
@@ -138,16 +137,22 @@ def plan_migrate(cluster: Cluster, state: State, cfg, spec: DomainSpec, target: 
         if target not in state.nodes:
             raise UsageError(f"unknown node {target!r}")
         problems += placement_problems(cluster, state, cfg, need, target)
+    guards = silent_guards(cluster, state, spec, target) if target else {}
+    for f in cluster.unreachable():
+        if f.name not in guards:
+            problems.append(f"node {f.name} did not answer ({f.error}): cannot prove {spec.name} "
+                            "runs only once")
     if problems:
         raise Refusal(problems)
+    notes = sorted(guards.values())
     if offline:
-        return Plan(steps=[
+        return Plan(notes=notes, steps=[
             Step(node=source, command=remote.shutdown(cfg, spec.name), domain=spec.name,
                  why=f"shut {spec.name} down on {source}"),
             wait_off_step(cfg, source, spec.name, timeout),
             create_step(cfg, spec, target),
         ])
-    return Plan(steps=[migrate_step(state, cfg, spec.name, source, target, timeout)])
+    return Plan(steps=[migrate_step(state, cfg, spec.name, source, target, timeout)], notes=notes)
 
 
 def plan_reboot(cluster: Cluster, cfg, name: str, hard: bool = False) -> Plan:

@@ -40,3 +40,4 @@ class Step:
 @dataclass
 class Plan:
     steps: list[Step] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)   # what the admin should know (a guard relied on)

@@ -44,6 +44,7 @@ def _record_nodes(state: State, cluster: Cluster, when: str) -> None:
             rec.hostname, rec.libvirt_version = facts.hostname, facts.libvirt_version
             rec.leases, rec.lockspace = facts.leases, facts.lockspace
             rec.lockspace_peers, rec.silent_scans = peers.get(name, []), 0
+            rec.down_since = rec.down_guard = None     # it answers: down no longer
         else:
             rec.reachable, rec.error = False, facts.error
             rec.silent_scans += 1
@@ -76,6 +77,14 @@ def _record_domains(state: State, cluster: Cluster, when: str) -> None:
 def _findings(state: State, cluster: Cluster, conf_names: set[str]) -> list[Finding]:
     findings = []
     for f in cluster.unreachable():
+        rec = state.nodes[f.name]
+        if rec.down_since:
+            findings.append(Finding(
+                "warning", "down", f.name,
+                f"node {f.name} is down since its failover at {rec.down_since} ({rec.down_guard}); "
+                "its domains were restarted elsewhere", "bring it back (its next answer ends this), "
+                f"or havirt node remove {f.name} --force"))
+            continue
         kept = sorted(d.name for d in state.domains.values()
                       if d.node == f.name or f.name in d.maybe_on)
         findings.append(Finding(

@@ -53,6 +53,8 @@ class NodeRecord:
     lockspace: str | None = None     # its lockspace folder at the last scan
     lockspace_peers: list[str] = field(default_factory=list)  # nodes seen sharing it then
     silent_scans: int = 0            # scans in a row it did not answer (recovery counts them)
+    down_since: str | None = None    # failed over then, and silent ever since
+    down_guard: str | None = None    # the guard of that failover: leases, fence, confirm-off
 
 
 @dataclass

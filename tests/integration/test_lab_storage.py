@@ -133,11 +133,16 @@ def test_power_off_frees_the_lease_power_on_boots_empty(lab, hv):
     assert len(lines) == 1 and "stale:" in lines[0] and "vol2" in lines[0], r
     assert hv.state()["nodes"]["node2"]["reachable"] is False
     assert hv.dom("vol2")["node"] == "node2" and hv.dom("vol2")["stale"] is True
-    # havirt cannot know it is dead: it will not start vol2 elsewhere on its own
-    refused(hv.run("--yes", "domain", "start", "vol2", "node3"), "node2")
-
-    # the lease died with node2's virtlockd: a start by hand elsewhere works
-    lab.create("node3", "vol2")
+    # havirt cannot know it is dead: tiny1 (no disk: nothing a lease could hold)
+    # is not started elsewhere while node2 is silent
+    refused(hv.run("--yes", "domain", "start", "tiny1", "node3"), "node2")
+    # vol2's one disk is leased in the lockspace node3 shares with node2: a copy
+    # on node2 would hold the lease and the start would fail at qemu, so the lease
+    # is the guard, and the output says so; the lease died with node2's virtlockd,
+    # so the start works
+    r = hv.run("--yes", "domain", "start", "vol2", "node3")
+    assert r.rc == 0 and "node node2 did not answer: leases guard every disk of vol2 against it" \
+        in r.out, r
     assert lab.running("node3") == {"vol2"}
 
     lab.fault("node2", "power-on")

@@ -277,7 +277,7 @@ def test_after_a_failover_no_domain_is_suspected_of_running_twice(fake):
     power_off(setup(fake))
     assert fake.havirt("--yes", "node", "failover", "node3")[0] == 0
     rc, out, err = fake.havirt("-q", "node", "scan")
-    assert rc == 1 and [ln.split(":")[0] for ln in out.splitlines()] == ["ERROR unreachable node3"]
+    assert rc == 1 and [ln.split(":")[0] for ln in out.splitlines()] == ["WARNING down node3"]
 
 
 def test_destroying_the_copy_that_answers_does_not_claim_it_is_off_everywhere(fake):
