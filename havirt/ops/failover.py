@@ -16,19 +16,19 @@ import time
 from dataclasses import dataclass, field
 
 from havirt.errors import HavirtError, Refusal, RemoteError
-from havirt.ops.moves import (
+from havirt.ops.moves import show_moves
+from havirt.ops.outcome import Outcome
+from havirt.parse.virsh import is_lease_refusal
+from havirt.plan.balance import Move, plan_failover
+from havirt.plan.domains import create_step, placement_problems
+from havirt.plan.planner_input import (
     allowed_nodes,
     disk_paths,
     node_loads,
     planner_domain,
     planner_domains,
     planner_nodes,
-    show_moves,
 )
-from havirt.ops.outcome import Outcome
-from havirt.parse.virsh import is_lease_refusal
-from havirt.plan.balance import Move, plan_failover
-from havirt.plan.domains import create_step, placement_problems
 from havirt.remote import commands as remote
 from havirt.remote.steps import Plan, Step, StepKind
 from havirt.rules.fit import need_to_start
@@ -106,7 +106,7 @@ def decide_failover(app, cluster, node: str, candidates, specs: dict, to=None, c
         raise Refusal(f"node {node} answers: use havirt node maintenance {node} on")
     if facts.alive:
         confirm_off = False         # its sshd answered (virsh failed): it is not powered off
-    nodes = [n for n in planner_nodes(app, cluster) if n.name != node and (not to or n.name in to)]
+    nodes = [n for n in planner_nodes(cluster, app.state, app.cfg) if n.name != node and (not to or n.name in to)]
     receivers = [n.name for n in nodes if not n.maintenance]
     names, skipped = _to_restart(app, cluster, candidates, specs)
     guard, why, left_out = _guard(app, cluster, node, receivers, names, specs, confirm_off,
@@ -116,10 +116,10 @@ def decide_failover(app, cluster, node: str, candidates, specs: dict, to=None, c
         return plan
     if guard == "fence":
         plan.fence = _fence_plan(app, node)
-    loads = node_loads(app, cluster, nodes)
+    loads = node_loads(cluster, app.state, app.cfg, nodes)
     leaving = [planner_domain(name, node, None, specs[name], "", allowed_nodes(loads, specs[name]))
                for name in names if name not in left_out]
-    evac = plan_failover(nodes, planner_domains(app, cluster, nodes, specs) + leaving, node)
+    evac = plan_failover(nodes, planner_domains(cluster, app.state, app.cfg, nodes, specs) + leaving, node)
     plan.moves, plan.blocking = evac.moves, plan.blocking + evac.blocking
     return plan
 

@@ -1,7 +1,8 @@
-"""Evacuation and balance: a scan turned into the pure planner's input, and
-the planned live migrations run one by one, each re-checked.
+"""Evacuation and balance: the planned live migrations run one by one, each
+re-checked.
 
-The planning itself (score, search, placement) is pure, in balance/.
+The planning itself is pure: its input is built from the scan in
+plan/planner_input.py, the plan in plan/balance/.
 """
 
 from __future__ import annotations
@@ -11,81 +12,12 @@ import time
 from havirt.errors import HavirtError, NodeUnreachable, RemoteError
 from havirt.ops.migration import run_migration
 from havirt.ops.outcome import Outcome
-from havirt.plan.balance import BDomain, BNode, Move, n_plus_1, plan_balance, plan_evacuation, score
+from havirt.plan.balance import Move, plan_balance, plan_evacuation
 from havirt.plan.domains import migrate_step, plan_migrate
+from havirt.plan.planner_input import disk_paths, planner_domains, planner_nodes
 from havirt.remote.executor import render_step
-from havirt.rules.fit import Load, disks_visible, held, load_of, need_to_start
 from havirt.scan.cluster import Cluster
 from havirt.scan.record import cluster_from_state
-
-
-def planner_nodes(app, cluster: Cluster) -> list[BNode]:
-    """The nodes that are up, as the planners see them; those in maintenance
-    are flagged (never a target, outside the score, but N+1 asks about them)."""
-    out = []
-    for name in sorted(app.state.nodes):
-        load = load_of(cluster, app.state, app.cfg, name)
-        if load.reachable and load.cpus:
-            out.append(BNode(name, max(1, load.usable_mib or 0), load.cpus, app.cfg.vcpu_ratio,
-                             maintenance=load.maintenance))
-    return out
-
-
-def planner_domain(name, node, fact, spec, why, allowed) -> BDomain:
-    """One domain for the planners: what it holds now (rules.held), what it
-    needs to start again from conf/ (rules.need_to_start), whether it may move."""
-    mem, vcpus = held(fact) if fact is not None else (0, 0)
-    need = need_to_start(spec) if spec is not None else None
-    return BDomain(name=name, node=node, memory_mib=mem, vcpus=vcpus, movable=not why,
-                   why_fixed=why or "in maintenance", allowed=allowed,
-                   restart_memory_mib=need.memory_mib if need else None,
-                   restart_vcpus=need.vcpus if need else None,
-                   restarted=why != "in maintenance")
-
-
-def node_loads(app, cluster: Cluster, nodes: list[BNode]) -> dict[str, Load]:
-    """Each of `nodes` as the rules see it: computed once, asked for every domain."""
-    return {n.name: load_of(cluster, app.state, app.cfg, n.name) for n in nodes}
-
-
-def allowed_nodes(loads: dict[str, Load], spec) -> frozenset[str] | None:
-    """The nodes where every disk of `spec` is visible (None: it has none)."""
-    if spec is None or not spec.disks:
-        return None
-    return frozenset(name for name, load in loads.items() if disks_visible(load, spec.disks))
-
-
-def planner_domains(app, cluster: Cluster, nodes: list[BNode], specs: dict) -> list[BDomain]:
-    """The domains running on `nodes`, each once (its running copy)."""
-    names = {n.name for n in nodes}
-    dups = cluster.duplicates()
-    loads = node_loads(app, cluster, nodes)
-    out = []
-    for name, (node, fact) in sorted(cluster.placements().items()):
-        if node not in names:
-            continue
-        rec = app.state.domains.get(name)
-        spec = specs.get(name)
-        why = ("runs on several nodes" if name in dups else
-               "in maintenance" if rec and rec.maintenance else
-               "no usable XML in conf/" if spec is None else "")
-        out.append(planner_domain(name, node, fact, spec, why, allowed_nodes(loads, spec)))
-    return out
-
-
-def cluster_verdict(app, cluster: Cluster, specs: dict):
-    """(the imbalance score, N+1): None, None when no node is up."""
-    nodes = planner_nodes(app, cluster)
-    if not nodes:
-        return None, None
-    domains = planner_domains(app, cluster, nodes, specs)
-    return score(nodes, domains), n_plus_1(nodes, domains)
-
-
-def disk_paths(specs) -> list[str]:
-    """Every disk path of conf/: what a scan must check on each node before
-    anything decides where a domain may run (placement, N+1)."""
-    return sorted({p for s in specs.values() for p in s.disks})
 
 
 def show_moves(out: Outcome, moves: list[Move]) -> None:
@@ -140,8 +72,8 @@ def evacuate(app, node: str) -> Outcome:
     facts = cluster.nodes[node]
     if not facts.reachable:
         raise NodeUnreachable(node, f"{facts.error}; cannot evacuate it")
-    nodes = planner_nodes(app, cluster)
-    plan = plan_evacuation(nodes, planner_domains(app, cluster, nodes, specs), node)
+    nodes = planner_nodes(cluster, app.state, app.cfg)
+    plan = plan_evacuation(nodes, planner_domains(cluster, app.state, app.cfg, nodes, specs), node)
     out = Outcome(dry_run=app.dry_run, findings=findings)
     out.notes = [f"evacuating {node}: {len(plan.moves)} domain(s) to move"]
     _show(app, out, plan.moves, cluster, executable=True)
@@ -176,8 +108,8 @@ def balance(app, no_scan: bool, max_moves=None, min_gain=None, n_plus_1=None) ->
 
 def _balance(app, cluster, specs, opts, out: Outcome, executable: bool) -> Outcome:
     max_moves, min_gain, keep_n_plus_1 = opts
-    nodes = planner_nodes(app, cluster)
-    plan = plan_balance(nodes, planner_domains(app, cluster, nodes, specs),
+    nodes = planner_nodes(cluster, app.state, app.cfg)
+    plan = plan_balance(nodes, planner_domains(cluster, app.state, app.cfg, nodes, specs),
                         None if max_moves == UNLIMITED else max_moves, min_gain, keep_n_plus_1)
     out.notes = [f"score before: {plan.score_before:.4f}"]
     _show(app, out, plan.moves, cluster, executable)

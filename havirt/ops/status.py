@@ -3,8 +3,8 @@ the imbalance score, and N+1 (would the cluster survive the loss of each node)."
 
 from __future__ import annotations
 
-from havirt.ops.moves import cluster_verdict, disk_paths
 from havirt.ops.views import node_rows
+from havirt.plan.planner_input import cluster_verdict, disk_paths
 from havirt.scan.record import cluster_from_state
 
 STATUS_COLUMNS = [("name", "node"), ("cpus", "cpus"), ("allocated_vcpus", "vcpus"),
@@ -23,7 +23,7 @@ def cluster_status(app, no_scan: bool):
             specs, _ = app.conf.load_all()
             cluster, findings = app.scan_and_save(paths=disk_paths(specs))
     rows = node_rows(app.state, app.cfg.reserve_mib)
-    score, n1 = cluster_verdict(app, cluster, specs)
+    score, n1 = cluster_verdict(cluster, app.state, app.cfg, specs)
     for r in rows:
         r["vcpu_ratio"] = round(r["allocated_vcpus"] / r["cpus"], 3) if r["cpus"] else None
         r["free_mib"] = None if r["usable_mib"] is None else r["usable_mib"] - r["allocated_mib"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from havirt.ops.moves import cluster_verdict, disk_paths
 from havirt.parse.domxml import DomainSpec
+from havirt.plan.planner_input import cluster_verdict, disk_paths
 from havirt.rules.drift import definition_drift, live_spec
 from havirt.rules.fit import load_of, over_limits
 from havirt.scan.cluster import Cluster, Finding
@@ -64,7 +64,7 @@ def cluster_findings(app, cluster: Cluster, specs: dict[str, DomainSpec]) -> lis
 def n_plus_1_findings(app, cluster: Cluster, specs) -> list[Finding]:
     """A node whose loss the cluster would not survive (its domains restarted
     elsewhere as failover would place them)."""
-    _, n1 = cluster_verdict(app, cluster, specs)
+    _, n1 = cluster_verdict(cluster, app.state, app.cfg, specs)
     findings = []
     for name in n1.failing if n1 else ():
         loss = n1.nodes[name]

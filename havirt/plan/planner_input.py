@@ -1,0 +1,83 @@
+"""A scan turned into the balance planner's input (pure).
+
+Evacuation, balance, failover, N+1 (cluster status, cluster validate) all
+build their :class:`BNode` and :class:`BDomain` here, from a scan
+(`cluster`), the admin's facts (`state`) and config.yaml (`cfg`), by asking
+the rules (``havirt.rules``): the planner's compiled fit answers what
+``rules.fit.fit_problems`` answers (a unit test checks it on random clusters).
+"""
+
+from __future__ import annotations
+
+from havirt.plan.balance import BDomain, BNode, n_plus_1, score
+from havirt.rules.fit import Load, disks_visible, held, load_of, need_to_start
+from havirt.scan.cluster import Cluster
+
+
+def planner_nodes(cluster: Cluster, state, cfg) -> list[BNode]:
+    """The nodes that are up, as the planners see them; those in maintenance
+    are flagged (never a target, outside the score, but N+1 asks about them)."""
+    out = []
+    for name in sorted(state.nodes):
+        load = load_of(cluster, state, cfg, name)
+        if load.reachable and load.cpus:
+            out.append(BNode(name, max(1, load.usable_mib or 0), load.cpus, cfg.vcpu_ratio,
+                             maintenance=load.maintenance))
+    return out
+
+
+def planner_domain(name, node, fact, spec, why, allowed) -> BDomain:
+    """One domain for the planners: what it holds now (rules.held), what it
+    needs to start again from conf/ (rules.need_to_start), whether it may move."""
+    mem, vcpus = held(fact) if fact is not None else (0, 0)
+    need = need_to_start(spec) if spec is not None else None
+    return BDomain(name=name, node=node, memory_mib=mem, vcpus=vcpus, movable=not why,
+                   why_fixed=why or "in maintenance", allowed=allowed,
+                   restart_memory_mib=need.memory_mib if need else None,
+                   restart_vcpus=need.vcpus if need else None,
+                   restarted=why != "in maintenance")
+
+
+def node_loads(cluster: Cluster, state, cfg, nodes: list[BNode]) -> dict[str, Load]:
+    """Each of `nodes` as the rules see it: computed once, asked for every domain."""
+    return {n.name: load_of(cluster, state, cfg, n.name) for n in nodes}
+
+
+def allowed_nodes(loads: dict[str, Load], spec) -> frozenset[str] | None:
+    """The nodes where every disk of `spec` is visible (None: it has none)."""
+    if spec is None or not spec.disks:
+        return None
+    return frozenset(name for name, load in loads.items() if disks_visible(load, spec.disks))
+
+
+def planner_domains(cluster: Cluster, state, cfg, nodes: list[BNode], specs: dict) -> list[BDomain]:
+    """The domains running on `nodes`, each once (its running copy)."""
+    names = {n.name for n in nodes}
+    dups = cluster.duplicates()
+    loads = node_loads(cluster, state, cfg, nodes)
+    out = []
+    for name, (node, fact) in sorted(cluster.placements().items()):
+        if node not in names:
+            continue
+        rec = state.domains.get(name)
+        spec = specs.get(name)
+        why = ("runs on several nodes" if name in dups else
+               "in maintenance" if rec and rec.maintenance else
+               "no usable XML in conf/" if spec is None else "")
+        out.append(planner_domain(name, node, fact, spec, why, allowed_nodes(loads, spec)))
+    return out
+
+
+def cluster_verdict(cluster: Cluster, state, cfg, specs: dict):
+    """(the imbalance score, N+1): None, None when no node is up."""
+    nodes = planner_nodes(cluster, state, cfg)
+    if not nodes:
+        return None, None
+    domains = planner_domains(cluster, state, cfg, nodes, specs)
+    return score(nodes, domains), n_plus_1(nodes, domains)
+
+
+def disk_paths(specs) -> list[str]:
+    """Every disk path of conf/: what a scan must check on each node before
+    anything decides where a domain may run (placement, N+1)."""
+    return sorted({p for s in specs.values() for p in s.disks})
