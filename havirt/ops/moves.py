@@ -14,10 +14,9 @@ from havirt.ops.migration import run_migration
 from havirt.ops.outcome import Outcome
 from havirt.plan.balance import Move, plan_balance, plan_evacuation
 from havirt.plan.domains import migrate_step, plan_migrate
-from havirt.plan.planner_input import disk_paths, planner_domains, planner_nodes
+from havirt.plan.planner_input import disk_paths, planner_domains, planner_nodes, what_if_cluster
 from havirt.remote.executor import render_step
 from havirt.scan.cluster import Cluster
-from havirt.scan.record import cluster_from_state
 
 
 def show_moves(out: Outcome, moves: list[Move]) -> None:
@@ -97,7 +96,7 @@ def balance(app, no_scan: bool, max_moves=None, min_gain=None, n_plus_1=None) ->
             app.cfg.balance_n_plus_1 if n_plus_1 is None else n_plus_1)
     if no_scan:
         specs, _ = app.conf.load_all()
-        return _balance(app, cluster_from_state(app.state, disk_paths(specs)), specs,
+        return _balance(app, what_if_cluster(app.state, specs), specs,
                         opts, Outcome(dry_run=True), executable=False)
     with app.lock():
         specs, _ = app.conf.load_all()

@@ -10,8 +10,10 @@ the rules (``havirt.rules``): the planner's compiled fit answers what
 from __future__ import annotations
 
 from havirt.plan.balance import BDomain, BNode, n_plus_1, score
-from havirt.rules.fit import Load, disks_visible, held, load_of, need_to_start
+from havirt.rules.disks import disks_seen, what_if_paths
+from havirt.rules.fit import Load, held, load_of, need_to_start
 from havirt.scan.cluster import Cluster
+from havirt.scan.record import cluster_from_state
 
 
 def planner_nodes(cluster: Cluster, state, cfg) -> list[BNode]:
@@ -44,10 +46,10 @@ def node_loads(cluster: Cluster, state, cfg, nodes: list[BNode]) -> dict[str, Lo
 
 
 def allowed_nodes(loads: dict[str, Load], spec) -> frozenset[str] | None:
-    """The nodes where every disk of `spec` is visible (None: it has none)."""
+    """The nodes that see every disk of `spec` (rules.disks; None: it has none)."""
     if spec is None or not spec.disks:
         return None
-    return frozenset(name for name, load in loads.items() if disks_visible(load, spec.disks))
+    return frozenset(name for name, load in loads.items() if disks_seen(load.paths, spec.disks))
 
 
 def planner_domains(cluster: Cluster, state, cfg, nodes: list[BNode], specs: dict) -> list[BDomain]:
@@ -81,3 +83,13 @@ def disk_paths(specs) -> list[str]:
     """Every disk path of conf/: what a scan must check on each node before
     anything decides where a domain may run (placement, N+1)."""
     return sorted({p for s in specs.values() for p in s.disks})
+
+
+def what_if_cluster(state, specs) -> Cluster:
+    """The cluster as the state file last saw it, for what-if planning
+    (--no-scan), every disk of conf/ as rules.disks.what_if_paths decides."""
+    cluster = cluster_from_state(state)
+    paths = what_if_paths(disk_paths(specs))
+    for facts in cluster.nodes.values():
+        facts.paths = dict(paths)
+    return cluster

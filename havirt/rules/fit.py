@@ -21,6 +21,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from havirt.rules.disks import disk_problems
+
 
 def vcpu_cap(cpus: int, max_ratio: float) -> int:
     """The most vCPUs ``k`` a node may carry: ``k / cpus <= max_ratio``, exactly."""
@@ -88,20 +90,11 @@ class Load:
     memory_mib: int = 0               # held by the domains present there
     vcpus: int = 0
     count: int = 0
-    paths: Mapping[str, bool] = field(default_factory=dict)   # disk paths checked there: exists?
+    paths: Mapping[str, bool] = field(default_factory=dict)   # disk paths checked there (rules.disks)
 
     @property
     def vcpu_cap(self) -> int:
         return vcpu_cap(self.cpus, self.max_ratio)
-
-    def sees(self, path: str) -> bool | None:
-        """True/False: the path exists or not on the node; None: not checked."""
-        return self.paths.get(path)
-
-
-def disks_visible(load: Load, disks) -> bool:
-    """Every disk path exists on the node (as checked by the scan)."""
-    return all(load.sees(p) for p in disks)
 
 
 def memory_fits(load: Load, memory_mib: int) -> bool:
@@ -135,13 +128,7 @@ def fit_problems(load: Load, need: Need, extra_mib: int = 0, extra_vcpus: int = 
             f"vCPUs: {node} has {load.cpus} CPUs and {vcpus} vCPUs allocated; {need.name}'s "
             f"{need.vcpus} would make {(vcpus + need.vcpus) / load.cpus:.2f} per CPU, over the "
             f"limit of {load.max_ratio:g}")
-    for path in need.disks:
-        seen = load.sees(path)
-        if seen is None:
-            problems.append(f"disk: {path} was not checked on {node}")
-        elif not seen:
-            problems.append(f"disk: {path} does not exist on {node}")
-    return problems
+    return problems + disk_problems(node, load.paths, need.disks)
 
 
 def over_limits(load: Load) -> list[tuple[str, str]]:

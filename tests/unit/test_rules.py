@@ -7,6 +7,7 @@ from facts import cfg, dom, spec, world
 
 from havirt.parse import virsh
 from havirt.rules import fit as rules
+from havirt.rules.disks import MISSING, NOT_CHECKED, SEEN, disk_state, disks_seen, visibility
 from havirt.rules.fit import Load, Need, fit_problems, load_of, vcpu_cap
 from havirt.rules.presence import presence_problems
 
@@ -76,7 +77,7 @@ def test_load_of_counts_every_present_domain_as_the_node_reports_it():
     })
     l1 = load_of(cluster, state, cfg(), "node1")
     assert (l1.memory_mib, l1.vcpus, l1.count, l1.usable_mib, l1.vcpu_cap) == (1500, 3, 2, 7168, 16)
-    assert l1.sees("/d/x") is True and l1.sees("/d/y") is None
+    assert l1.paths == {"/d/x": True}
     l2 = load_of(cluster, state, cfg(), "node2")
     assert not l2.reachable and "timed out" in l2.error
 
@@ -109,3 +110,24 @@ def test_presence_problems():
     assert presence_problems(cluster, "web1", force=True, allow_on="node1") == []
     assert presence_problems(cluster, "db1", force=True) == [
         "db1 is arriving by migration on node2 (paused, reason 2)"]
+
+
+@pytest.mark.parametrize("paths, state", [({"/d/a": True}, SEEN), ({"/d/a": False}, MISSING),
+                                          ({}, NOT_CHECKED), ({"/d/b": True}, NOT_CHECKED)])
+def test_disk_state_is_three_way(paths, state):
+    assert disk_state(paths, "/d/a") == state
+    assert disks_seen(paths, ["/d/a"]) is (state == SEEN)
+    assert disks_seen(paths, []) is True
+
+
+def test_disk_visibility_over_the_nodes():
+    """A node that did not answer checked nothing, whatever it said before."""
+    cluster, _ = world({"node1": {"paths": {"/d/a": True}}, "node2": {"paths": {"/d/a": False}},
+                        "node3": {"paths": {}}, "node4": {"reachable": False, "paths": {"/d/a": True}}})
+    vis = visibility(cluster, "/d/a")
+    assert (vis.seen, vis.missing, vis.not_checked) == (("node1",), ("node2",), ("node3", "node4"))
+    assert vis.everywhere is False
+    assert visibility(cluster, "/d/a", ["node1"]).everywhere is True
+    assert visibility(cluster, "/d/a", ["node1", "node3"]).everywhere is None
+    assert visibility(cluster, "/d/a", ["node4"]).everywhere is None
+    assert visibility(cluster, "/d/a", []).everywhere is None
