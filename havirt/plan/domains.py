@@ -103,7 +103,7 @@ def best_target(cluster: Cluster, state: State, cfg, need: Need, source: str,
         if problems:
             rejected[node] = problems
             continue
-        free = (load.usable_mib or 0) - load.memory_mib - need.memory_mib
+        free = load.usable_mib - load.memory_mib - need.memory_mib
         if best_free is None or free > best_free:
             best, best_free = node, free
     return best, rejected

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 from havirt.plan.balance import BDomain, BNode, n_plus_1, score
 from havirt.rules.disks import disks_seen, what_if_paths
-from havirt.rules.fit import Load, held, load_of, need_to_start
+from havirt.rules.fit import Load, capacity_problems, held, load_of, need_to_start
 from havirt.scan.cluster import Cluster
 from havirt.scan.record import cluster_from_state
 
 
 def planner_nodes(cluster: Cluster, state, cfg) -> list[BNode]:
-    """The nodes that are up, as the planners see them; those in maintenance
-    are flagged (never a target, outside the score, but N+1 asks about them)."""
+    """The nodes that are up, as the planners see them. Those that take no
+    domain, in maintenance or of unknown capacity (rules.capacity_problems),
+    are flagged ``maintenance``: never a target, outside the score, their
+    domains left where they are, but N+1 asks about their loss."""
     out = []
     for name in sorted(state.nodes):
         load = load_of(cluster, state, cfg, name)
-        if load.reachable and load.cpus:
-            out.append(BNode(name, max(1, load.usable_mib or 0), load.cpus, cfg.vcpu_ratio,
-                             maintenance=load.maintenance))
+        if load.reachable:
+            takes = not load.maintenance and not capacity_problems(load)
+            out.append(BNode(name, load.usable_mib or 0, load.cpus, cfg.vcpu_ratio,
+                             maintenance=not takes))
     return out
 
 

@@ -97,12 +97,30 @@ class Load:
         return vcpu_cap(self.cpus, self.max_ratio)
 
 
+def capacity_problems(load: Load) -> list[str]:
+    """Why the node takes no domain at all, whatever its size (empty: its
+    capacity is known). The one decision about a node whose memory or CPUs
+    are not known (never read by a scan, no cap), or that has no memory to
+    give: it takes nothing, never "anything fits"."""
+    node, problems = load.name, []
+    if load.usable_mib is None:
+        problems.append(f"memory: how much memory {node} has is not known (no scan read it, "
+                        "no cap is set): it takes no domain")
+    elif load.usable_mib <= 0:
+        problems.append(f"memory: {node} can give domains no memory ({load.basis}): "
+                        "it takes no domain")
+    if not load.cpus:
+        problems.append(f"vCPUs: how many CPUs {node} has is not known (no scan read it): "
+                        "it takes no domain")
+    return problems
+
+
 def memory_fits(load: Load, memory_mib: int) -> bool:
-    return load.usable_mib is None or load.memory_mib + memory_mib <= load.usable_mib
+    return load.usable_mib is not None and load.memory_mib + memory_mib <= load.usable_mib
 
 
 def vcpus_fit(load: Load, vcpus: int) -> bool:
-    return not load.cpus or load.vcpus + vcpus <= load.vcpu_cap
+    return bool(load.cpus) and load.vcpus + vcpus <= load.vcpu_cap
 
 
 def fit_problems(load: Load, need: Need, extra_mib: int = 0, extra_vcpus: int = 0) -> list[str]:
@@ -113,9 +131,10 @@ def fit_problems(load: Load, need: Need, extra_mib: int = 0, extra_vcpus: int = 
     node = load.name
     if not load.reachable:
         return [f"target {node} is unreachable ({load.error or 'not scanned'})"]
-    problems = []
-    if load.maintenance:
-        problems.append(f"node {node} is in maintenance")
+    problems = [f"node {node} is in maintenance"] if load.maintenance else []
+    unknown = capacity_problems(load)
+    if unknown:
+        return problems + unknown + disk_problems(node, load.paths, need.disks)
     mem, vcpus = load.memory_mib + extra_mib, load.vcpus + extra_vcpus
     after = Load(**{**load.__dict__, "memory_mib": mem, "vcpus": vcpus})
     if not memory_fits(after, need.memory_mib):
@@ -132,12 +151,13 @@ def fit_problems(load: Load, need: Need, extra_mib: int = 0, extra_vcpus: int = 
 
 
 def over_limits(load: Load) -> list[tuple[str, str]]:
-    """(kind, message) for a node that already carries more than its limits allow."""
+    """(kind, message) for a node that already carries more than its known
+    limits allow (an unknown limit: capacity_problems)."""
     out = []
-    if not memory_fits(load, 0):
+    if load.usable_mib is not None and not memory_fits(load, 0):
         out.append(("over-memory", f"{load.name} has {load.memory_mib} MiB allocated, "
                                    f"{load.usable_mib} MiB usable"))
-    if not vcpus_fit(load, 0):
+    if load.cpus and not vcpus_fit(load, 0):
         out.append(("over-vcpu", f"{load.name} runs {load.vcpus} vCPUs on {load.cpus} CPUs "
                                  f"({load.vcpus / load.cpus:.2f} per CPU, limit {load.max_ratio:g})"))
     return out

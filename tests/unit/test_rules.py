@@ -52,7 +52,18 @@ def load(**kw):
     ({}, Need("web1", 512, 1, ("/d/c",)), ["disk: /d/c was not checked on node2"]),
     ({"reachable": False, "error": "connect timed out"}, Need("web1", 1, 1),
      ["target node2 is unreachable (connect timed out)"]),
-    ({"usable_mib": None}, Need("web1", 10 ** 6, 1), []),               # never scanned: no memory rule
+    # capacity not known: the node takes nothing, whatever the size (one decision)
+    ({"usable_mib": None}, Need("web1", 1, 1),
+     ["memory: how much memory node2 has is not known (no scan read it, no cap is set): "
+      "it takes no domain"]),
+    ({"cpus": 0}, Need("web1", 1, 0),
+     ["vCPUs: how many CPUs node2 has is not known (no scan read it): it takes no domain"]),
+    ({"usable_mib": 0, "basis": "cap 0 MiB"}, Need("web1", 0, 0),
+     ["memory: node2 can give domains no memory (cap 0 MiB): it takes no domain"]),
+    ({"usable_mib": None, "maintenance": True}, Need("web1", 1, 1, ("/d/b",)),
+     ["node node2 is in maintenance",
+      "memory: how much memory node2 has is not known (no scan read it, no cap is set): "
+      "it takes no domain", "disk: /d/b does not exist on node2"]),
 ])
 def test_fit_problems(lkw, need, words):
     assert fit_problems(load(**lkw), need) == words
@@ -67,6 +78,9 @@ def test_over_limits_uses_the_same_comparisons():
     assert rules.over_limits(load(memory_mib=7168, vcpus=16)) == []
     kinds = [k for k, _ in rules.over_limits(load(memory_mib=7169, vcpus=17))]
     assert kinds == ["over-memory", "over-vcpu"]
+    # a limit not known is not said to be exceeded (capacity_problems says it is not known)
+    assert rules.over_limits(load(usable_mib=None, cpus=0, memory_mib=7169, vcpus=17)) == []
+    assert rules.over_limits(load(usable_mib=0, memory_mib=0)) == []
 
 
 def test_load_of_counts_every_present_domain_as_the_node_reports_it():

@@ -21,9 +21,10 @@ from havirt.rules.fit import vcpu_cap
 
 @dataclass(frozen=True)
 class BNode:
-    """A node that is up. ``maintenance``: never a target, left out of the
-    score, its domains never moved by balance (N+1 still asks what its loss
-    would mean)."""
+    """A node that is up. ``maintenance``: it takes no domain (in
+    maintenance, or its capacity is not known): never a target, left out of
+    the score, its domains never moved by balance (N+1 still asks what its
+    loss would mean); its capacity is never read."""
 
     name: str
     usable_mib: int  # memory domains may use: the admin's cap, or total minus the host reserve
@@ -68,6 +69,8 @@ def validate(nodes: Sequence[BNode], domains: Sequence[BDomain]) -> None:
         if n.name in seen:
             raise ValueError(f"node {n.name!r} given twice")
         seen.add(n.name)
+        if n.maintenance:
+            continue
         if n.usable_mib <= 0:
             raise ValueError(f"node {n.name!r}: usable_mib must be > 0, got {n.usable_mib}")
         if n.cpus <= 0:
