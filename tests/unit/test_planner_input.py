@@ -1,11 +1,18 @@
 """plan/planner_input.py: a scan turned into the balance planner's input, as
 the rules see it."""
 
+import random
+
+import pytest
 from facts import cfg, dom, spec, world
 
+from havirt.parse.virsh import NodeFacts
 from havirt.plan.balance import n_plus_1, plan_balance, plan_evacuation
+from havirt.plan.balance.model import Layout
 from havirt.plan.planner_input import planner_domains, planner_nodes
-from havirt.rules.fit import Need, fit_problems, load_of
+from havirt.rules.fit import Need, fit_problems, load_of, need_to_move, need_to_start
+from havirt.scan.cluster import Cluster
+from havirt.store.state import NodeRecord, State
 
 
 def test_a_node_of_unknown_capacity_takes_nothing_and_can_still_be_emptied():
@@ -30,3 +37,88 @@ def test_a_node_of_unknown_capacity_takes_nothing_and_can_still_be_emptied():
     for node in ("node2", "node3", "node4"):
         assert fit_problems(load_of(cluster, state, cfg(), node), Need("a", 1, 1))[-1].endswith(
             "it takes no domain")
+
+
+PATHS = ("/d/a", "/d/b", "/d/c")
+
+
+def random_world(seed: int):
+    """A random scan: nodes with and without caps, of known and unknown
+    memory and CPUs, some silent, some in maintenance, each having checked
+    some disk paths (seen or missing); domains of random sizes running once,
+    most with conf/ XML (disks among PATHS, a restart size of their own)."""
+    rng = random.Random(seed)
+    config = cfg(vcpu_ratio=rng.choice([4.0, 1.0, 1.3, 2.7, 0.5, 1 / 3, 0.0]),
+                 reserve_mib=rng.choice([0, 512, 1024]))
+    cluster, state = Cluster(), State()
+    for i in range(rng.randint(1, 7)):
+        name, up = f"n{i}", rng.random() > 0.15
+        memory = rng.choice([None, 1024, 2048, 8192, 16384, 16384])
+        cpus = rng.choice([None, 0, 1, 2, 4, 8, 8])
+        cluster.nodes[name] = NodeFacts(
+            name=name, reachable=up, error=None if up else "connect timed out",
+            cpus=cpus if up else None, memory_mib=memory if up else None,
+            paths={p: rng.random() < 0.7 for p in PATHS if up and rng.random() < 0.8})
+        state.nodes[name] = NodeRecord(
+            name=name, address=f"10.0.0.{i + 1}", cpus=cpus, reachable=up,
+            memory_cap_mib=rng.choice([None, None, 0, 1024, 6000, 10 ** 6]),
+            memory_mib=rng.choice([memory, memory, None, 4096]),
+            maintenance=rng.random() < 0.15)
+    up = [n for n, f in cluster.nodes.items() if f.reachable]
+    specs = {}
+    for k in range(rng.randint(0, 5 * len(up)) if up else 0):
+        name, m, v = f"d{k:02d}", rng.choice([256, 512, 1024, 3000]), rng.choice([1, 1, 2, 4])
+        cluster.nodes[rng.choice(up)].domains[name] = dom(name, m, v, state=rng.choice(["running", "paused"]))
+        if rng.random() < 0.85:
+            specs[name] = spec(name, rng.choice([m, 2 * m, m // 2]), rng.choice([v, v + 1]),
+                               rng.sample(PATHS, rng.randint(0, 2)))
+        if rng.random() < 0.1:
+            state.domain(name).maintenance = True
+    return cluster, state, config, specs
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_the_production_adapter_compiles_the_rule_exactly(seed):
+    """For every (domain, node): the planner's compiled fit (Layout.fits, on
+    what planner_input built from the scan) answers what rules.fit_problems
+    answers, for a live move (what it holds) and a restart (what conf/ says),
+    with and without what a plan already promised to the node."""
+    rng = random.Random(-seed)
+    cluster, state, config, specs = random_world(seed)
+    nodes = planner_nodes(cluster, state, config)
+    layout = Layout(nodes, planner_domains(cluster, state, config, nodes, specs))
+    assert [d.name for d in layout.doms] == sorted(cluster.placements())
+    for k, d in enumerate(layout.doms):
+        fact, conf = cluster.nodes[d.node].domains[d.name], specs.get(d.name)
+        needs = [(False, need_to_move(fact, conf))] + ([(True, need_to_start(conf))] if conf else [])
+        for restart, need in needs:
+            m, v = d.size(restart)
+            assert (m, v) == (need.memory_mib, need.vcpus)
+            for name in state.nodes:
+                load = load_of(cluster, state, config, name)
+                for em, ev in ((0, 0), (rng.choice([0, 256, 5000]), rng.choice([0, 1, 9]))):
+                    rule = not fit_problems(load, need, em, ev)
+                    j = layout.index.get(name)
+                    compiled = j is not None and layout.fits(j, m, v, layout.allowed[k], em, ev)
+                    assert compiled == rule, (d.name, name, restart, em, ev, fit_problems(load, need, em, ev))
+
+
+REASONS = {"unreachable": " is unreachable (", "maintenance": " is in maintenance",
+           "memory unknown": "how much memory", "no memory": "can give domains no memory",
+           "memory short": " MiB short", "CPUs unknown": "how many CPUs", "vCPUs over": "over the limit",
+           "disk missing": "does not exist on", "disk not checked": "was not checked on"}
+
+
+def test_the_random_worlds_meet_every_rule():
+    """The worlds above place domains, and refuse them for every reason the rules have."""
+    seen = dict.fromkeys(["fits", *REASONS], 0)
+    for seed in range(300):
+        cluster, state, config, specs = random_world(seed)
+        for name, (_, fact) in cluster.placements().items():
+            need = need_to_move(fact, specs.get(name))
+            for target in state.nodes:
+                problems = fit_problems(load_of(cluster, state, config, target), need)
+                seen["fits"] += not problems
+                for reason, words in REASONS.items():
+                    seen[reason] += any(words in p for p in problems)
+    assert all(n >= 20 for n in seen.values()), seen
