@@ -69,6 +69,18 @@ def held(fact) -> tuple[int, int]:
     return fact.memory_mib or 0, fact.vcpus or 0
 
 
+def allocated(domains) -> tuple[int, int, int]:
+    """(MiB, vCPUs, count) a node's `domains` hold there, counting those
+    present (held): the one sum behind admission (load_of) and every listing
+    of what a node carries (node list, cluster status, metrics)."""
+    mem = vcpus = count = 0
+    for d in domains:
+        if d.active:
+            m, v = held(d)
+            mem, vcpus, count = mem + m, vcpus + v, count + 1
+    return mem, vcpus, count
+
+
 def need_to_move(fact, spec) -> Need:
     """A running domain moved live: it takes what it holds; its disks are conf/'s."""
     mem, vcpus = held(fact)
@@ -173,11 +185,7 @@ def load_of(cluster, state, cfg, node: str) -> Load:
     total = facts.memory_mib or rec.memory_mib
     basis = (f"cap {rec.memory_cap_mib} MiB" if rec.memory_cap_mib is not None
              else f"{total} MiB total - {cfg.reserve_mib} MiB reserve")
-    mem = vcpus = count = 0
-    for d in facts.domains.values():
-        if d.active:
-            m, v = held(d)
-            mem, vcpus, count = mem + m, vcpus + v, count + 1
+    mem, vcpus, count = allocated(facts.domains.values())
     return Load(node, True, None, rec.maintenance,
                 usable_memory(rec.memory_cap_mib, total, cfg.reserve_mib), basis,
                 facts.cpus or 0, cfg.vcpu_ratio, mem, vcpus, count,

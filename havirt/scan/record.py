@@ -153,7 +153,8 @@ def cluster_from_state(state: State) -> Cluster:
                                         hostname=rec.hostname, cpus=rec.cpus,
                                         memory_mib=rec.memory_mib)
     for d in state.domains.values():
-        if d.active and d.node in cluster.nodes:
-            cluster.nodes[d.node].domains[d.name] = DomainFact(
-                d.name, d.state, codes.get(d.state, 1), memory_mib=d.memory_mib, vcpus=d.vcpus)
+        for node in (d.conflict or [d.node]) if d.active else ():
+            if node in cluster.nodes:   # a double run: a copy on each node it was seen on
+                cluster.nodes[node].domains[d.name] = DomainFact(
+                    d.name, d.state, codes.get(d.state, 1), memory_mib=d.memory_mib, vcpus=d.vcpus)
     return cluster
