@@ -185,7 +185,7 @@ def _restart(app, ex, plan: FailoverPlan, move: Move, spec) -> tuple[str, str, s
     """(domain, what happened, where it runs now)."""
     node, target, name = plan.node, move.target, move.domain
     cluster, _ = app.scan_and_save(paths=spec.disks)
-    problems = presence_problems(cluster, name, force=False, excused={node})
+    problems = presence_problems(cluster, name, force=False, excused={node}, can_force=False)
     problems += placement_problems(cluster, app.state, app.cfg, need_to_start(spec), target)
     if plan.guard == "leases":
         problems += lease_guard_problems(cluster, app.state, node, [target])

@@ -122,6 +122,9 @@ def test_presence_problems():
         "(--force to go on without it)"]
     assert presence_problems(cluster, "web1", force=True) == ["web1 is already running on node1"]
     assert presence_problems(cluster, "web1", force=True, allow_on="node1") == []
+    assert presence_problems(cluster, "web1", force=False, allow_on="node1", can_force=False) == [
+        "node node3 did not answer (connect timed out after 5 s): web1 might run there "
+        "(cannot prove web1 runs only once)"]
     assert presence_problems(cluster, "db1", force=True) == [
         "db1 is arriving by migration on node2 (paused, reason 2)"]
 
