@@ -42,7 +42,7 @@ def _offline(w, plan: Plan, spec) -> None:
     source, target = plan.steps[0].node, plan.steps[-1].node
     w.run(Plan(steps=plan.steps[:-1]))
     cluster, _ = w.scan(paths=spec.disks)
-    problems = (presence_problems(cluster, spec.name, force=False)
+    problems = (presence_problems(cluster, spec.name, force=False, can_force=False)
                 + placement_problems(cluster, w.state, w.cfg, need_to_start(spec), target))
     if problems:
         raise Refusal([f"{spec.name} was shut down on {source} but not started on "

@@ -103,7 +103,7 @@ def best_target(cluster: Cluster, state: State, cfg, need: Need, source: str,
         if problems:
             rejected[node] = problems
             continue
-        free = (load.usable_mib or 0) - load.memory_mib - need.memory_mib
+        free = load.usable_mib - load.memory_mib - need.memory_mib
         if best_free is None or free > best_free:
             best, best_free = node, free
     return best, rejected
@@ -124,8 +124,7 @@ def plan_migrate(cluster: Cluster, state: State, cfg, spec: DomainSpec, target: 
     if fact.state not in ("running", "paused") or fact.migrating:
         problems.append(f"{spec.name} is {fact.state} on {source}"
                         + (" (a migration is under way)" if fact.migrating else ""))
-    for f in cluster.unreachable():
-        problems.append(f"node {f.name} did not answer ({f.error}): cannot prove {spec.name} runs only once")
+    problems += presence_problems(cluster, spec.name, force=False, allow_on=source, can_force=False)
     need = need_to_start(spec) if offline else need_to_move(fact, spec)
     if target is None:
         target, rejected = best_target(cluster, state, cfg, need, source, state.nodes)
