@@ -10,9 +10,9 @@ from havirt.errors import HavirtError, Refusal, RemoteError
 from havirt.ops.moves import show_moves
 from havirt.ops.outcome import Outcome
 from havirt.parse.virsh import is_lease_refusal
-from havirt.plan.adapter import disk_paths
 from havirt.plan.domains import create_step, placement_problems
 from havirt.plan.failover import FailoverPlan, Guard, Restart, Result, decide_failover, last_seen_on
+from havirt.plan.planner_input import disk_paths
 from havirt.remote.steps import Plan
 from havirt.rules.fit import need_to_start
 from havirt.rules.leases import lease_guard_problems
@@ -77,7 +77,8 @@ def _restart(w, plan: FailoverPlan, name: str, target: str, spec) -> Restart:
     node = plan.node
     cluster, _ = w.scan(paths=spec.disks)
     guards = silent_guards(cluster, w.state, spec, target)
-    problems = presence_problems(cluster, name, force=False, excused={node, *guards})
+    problems = presence_problems(cluster, name, force=False, excused={node, *guards},
+                                 can_force=False)
     problems += placement_problems(cluster, w.state, w.cfg, need_to_start(spec), target)
     if plan.guard is Guard.LEASES:
         problems += lease_guard_problems(cluster, w.state, node, [target])

@@ -15,6 +15,7 @@ from havirt.names import check_name
 from havirt.parse.domxml import disk_path, interface_fields
 from havirt.parse.numbers import PORT, whole_in
 from havirt.parse.virsh import SHUT_OFF
+from havirt.rules.disks import visibility
 from havirt.rules.drift import definition_drift, live_spec, recorded_drift
 
 
@@ -61,15 +62,10 @@ def describe(name, cluster, rec, spec, xml_error, conf_file) -> dict:
         text, definition = None, None
     devices = _devices(text) if text else {"disks": [], "interfaces": [], "graphics": [],
                                            "consoles": []}
-    answered = cluster.answered()
     for disk in devices["disks"]:
-        seen = {n: cluster.nodes[n].paths.get(disk["path"]) for n in answered} \
-            if disk["path"] else {}
-        checked = bool(seen) and all(v is not None for v in seen.values())
-        disk["missing_on"] = sorted(n for n, v in seen.items() if v is False)
-        # True only when every node said so; None: some node could not be asked
-        disk["everywhere"] = False if disk["missing_on"] else (True if checked and not down
-                                                               else None)
+        vis = visibility(cluster, disk["path"]) if disk["path"] else None
+        disk["missing_on"] = list(vis.missing) if vis else []
+        disk["everywhere"] = vis.everywhere if vis else None
     if live is not None and spec is not None:
         drift = definition_drift(spec, live)
     else:

@@ -43,7 +43,7 @@ def _offline(w, plan: Plan, spec) -> None:
     w.run(Plan(steps=plan.steps[:-1]))
     cluster, _ = w.scan(paths=spec.disks)
     guards = silent_guards(cluster, w.state, spec, target)
-    problems = (presence_problems(cluster, spec.name, force=False, excused=guards)
+    problems = (presence_problems(cluster, spec.name, force=False, excused=guards, can_force=False)
                 + placement_problems(cluster, w.state, w.cfg, need_to_start(spec), target))
     if problems:
         raise Refusal([f"{spec.name} was shut down on {source} but not started on "

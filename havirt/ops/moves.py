@@ -1,7 +1,8 @@
-"""Evacuation and balance: a scan turned into the pure planner's input, and
-the planned live migrations run one by one, each re-checked.
+"""Evacuation and balance: the planned live migrations run one by one, each
+re-checked.
 
-The planning itself (score, search, placement) is pure, in plan/balance/.
+The planning itself is pure: its input is built from the scan in
+plan/planner_input.py, the plan in plan/balance/.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import time
 from havirt.errors import HavirtError, Interrupted, NodeUnreachable
 from havirt.ops.migration import run_migration
 from havirt.ops.outcome import Outcome
-from havirt.plan.adapter import disk_paths, planner_domains, planner_nodes
 from havirt.plan.balance import Move, plan_balance, plan_evacuation
 from havirt.plan.domains import migrate_step, plan_migrate
+from havirt.plan.planner_input import disk_paths, planner_domains, planner_nodes, what_if_cluster
 from havirt.remote.steps import Plan
 from havirt.scan.cluster import Cluster
-from havirt.scan.record import cluster_from_state
 
 
 def show_moves(out: Outcome, moves: list[Move]) -> None:
@@ -91,7 +91,7 @@ def balance(app, no_scan: bool, max_moves=None, min_gain=None, n_plus_1=None) ->
             app.cfg.balance_n_plus_1 if n_plus_1 is None else n_plus_1)
     if no_scan:     # what-if, from the state file: nothing locked, run or written
         specs, _ = app.conf.load_all()
-        return _balance(app, cluster_from_state(app.state, disk_paths(specs)), specs,
+        return _balance(app, what_if_cluster(app.state, specs), specs,
                         opts, Outcome(dry_run=True), executable=False)
     with app.work() as w:
         specs, _ = w.conf.load_all()

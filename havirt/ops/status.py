@@ -4,8 +4,7 @@ the imbalance score, and N+1 (would the cluster survive the loss of each node)."
 from __future__ import annotations
 
 from havirt.ops.views import node_rows
-from havirt.plan.adapter import cluster_verdict, disk_paths
-from havirt.scan.record import cluster_from_state
+from havirt.plan.planner_input import cluster_verdict, disk_paths, what_if_cluster
 
 STATUS_COLUMNS = [("name", "node"), ("cpus", "cpus"), ("allocated_vcpus", "vcpus"),
                   ("vcpu_ratio", "ratio"), ("memory_mib", "memory"), ("memory_cap_mib", "cap"),
@@ -17,7 +16,7 @@ STATUS_COLUMNS = [("name", "node"), ("cpus", "cpus"), ("allocated_vcpus", "vcpus
 def cluster_status(app, no_scan: bool):
     if no_scan:
         specs, _ = app.conf.load_all()
-        cluster, findings = cluster_from_state(app.state, disk_paths(specs)), []   # what-if, as balance
+        cluster, findings = what_if_cluster(app.state, specs), []   # what-if, as balance
     else:
         with app.work(dry_run=True, record=True) as w:    # a read: the scan is recorded
             specs, _ = w.conf.load_all()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 
 from havirt.parse.domxml import DomainSpec
-from havirt.plan.adapter import cluster_verdict, disk_paths
+from havirt.plan.planner_input import cluster_verdict, disk_paths
+from havirt.rules.disks import visibility
 from havirt.rules.drift import definition_drift, live_spec
 from havirt.rules.fit import load_of, over_limits
 from havirt.scan.cluster import Cluster, Finding
@@ -45,19 +46,31 @@ def cluster_findings(w, cluster: Cluster, specs: dict[str, DomainSpec]) -> list[
                                         "or restart it from conf/"))
     findings += lease_findings(cluster, state, specs)
     findings += n_plus_1_findings(w, cluster, specs)
-    up = [n for n, f in sorted(cluster.nodes.items()) if f.reachable]
+    return findings + disk_findings(cluster, specs)
+
+
+def disk_findings(cluster: Cluster, specs: dict[str, DomainSpec]) -> list[Finding]:
+    """Disks of conf/ that a node that answered misses, or did not check (rules.disks)."""
+    findings = []
+    up = cluster.answered()
     for dname, spec in sorted(specs.items()):
         for path in spec.disks:
-            missing = [n for n in up if not cluster.nodes[n].paths.get(path)]
-            if missing and len(missing) == len(up):
+            vis = visibility(cluster, path, up)
+            if vis.missing and len(vis.missing) == len(up):
                 findings.append(Finding("error", "disk-missing", dname,
                                         f"disk {path} of {dname} is missing on every node",
                                         "restore the disk or fix conf/"))
-            elif missing:
+            elif vis.missing:
                 findings.append(Finding("warning", "disk-missing", dname,
-                                        f"disk {path} of {dname} is missing on {', '.join(missing)} "
+                                        f"disk {path} of {dname} is missing on {', '.join(vis.missing)} "
                                         "(it could not start or migrate there)",
                                         "make the storage visible on every node"))
+            if vis.not_checked:
+                findings.append(Finding("warning", "disk-not-checked", dname,
+                                        f"disk {path} of {dname} was not checked on "
+                                        f"{', '.join(vis.not_checked)} (it could not start or "
+                                        "migrate there until a scan sees it)",
+                                        "havirt cluster validate again"))
     return findings
 
 

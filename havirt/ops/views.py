@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from havirt.parse.virsh import SHUT_OFF
 from havirt.rules.drift import recorded_drift
-from havirt.rules.fit import usable_memory
+from havirt.rules.fit import allocated, usable_memory
 from havirt.scan.cluster import Finding
+from havirt.scan.record import cluster_from_state
 from havirt.store.state import State
 
 NODE_COLUMNS = [("name", "node"), ("address", "address"), ("cpus", "cpus"),
@@ -23,21 +24,13 @@ FINDING_COLUMNS = [("severity", "severity"), ("kind", "kind"), ("subject", "subj
                    ("message", "message"), ("fix", "fix")]
 
 
-def allocations(state: State) -> dict[str, tuple[int, int, int]]:
-    """node -> (memory MiB, vCPUs, count) of domains recorded running there."""
-    out = {n: (0, 0, 0) for n in state.nodes}
-    for d in state.domains.values():
-        if d.node in out and d.active:
-            m, v, c = out[d.node]
-            out[d.node] = (m + (d.memory_mib or 0), v + (d.vcpus or 0), c + 1)
-    return out
-
-
 def node_rows(state: State, reserve_mib: int) -> list[dict]:
-    alloc = allocations(state)
+    """One row per node, from the state file; what each carries is
+    rules.allocated over the domains the state records there."""
+    cluster = cluster_from_state(state)
     rows = []
     for name, r in sorted(state.nodes.items()):
-        m, v, c = alloc[name]
+        m, v, c = allocated(cluster.nodes[name].domains.values())
         rows.append({
             "name": name, "address": r.address, "user": r.user, "port": r.port,
             "cpus": r.cpus, "memory_mib": r.memory_mib, "memory_cap_mib": r.memory_cap_mib,

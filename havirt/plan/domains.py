@@ -104,7 +104,7 @@ def best_target(cluster: Cluster, state: State, cfg, need: Need, source: str,
         if problems:
             rejected[node] = problems
             continue
-        free = (load.usable_mib or 0) - load.memory_mib - need.memory_mib
+        free = load.usable_mib - load.memory_mib - need.memory_mib
         if best_free is None or free > best_free:
             best, best_free = node, free
     return best, rejected
@@ -138,10 +138,8 @@ def plan_migrate(cluster: Cluster, state: State, cfg, spec: DomainSpec, target: 
             raise UsageError(f"unknown node {target!r}")
         problems += placement_problems(cluster, state, cfg, need, target)
     guards = silent_guards(cluster, state, spec, target) if target else {}
-    for f in cluster.unreachable():
-        if f.name not in guards:
-            problems.append(f"node {f.name} did not answer ({f.error}): cannot prove {spec.name} "
-                            "runs only once")
+    problems += presence_problems(cluster, spec.name, force=False, allow_on=source, excused=guards,
+                                  can_force=False)
     if problems:
         raise Refusal(problems)
     notes = sorted(guards.values())

@@ -17,8 +17,14 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from havirt.errors import Refusal
-from havirt.plan.adapter import allowed_nodes, node_loads, planner_domain, planner_domains, planner_nodes
 from havirt.plan.balance import Move, plan_failover
+from havirt.plan.planner_input import (
+    allowed_nodes,
+    node_loads,
+    planner_domain,
+    planner_domains,
+    planner_nodes,
+)
 from havirt.remote import commands as remote
 from havirt.remote.steps import Plan, Step, StepKind
 from havirt.rules.leases import lease_gaps, lease_guard_problems

@@ -21,6 +21,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from havirt.rules.disks import disk_problems
+
 
 def vcpu_cap(cpus: int, max_ratio: float) -> int:
     """The most vCPUs ``k`` a node may carry: ``k / cpus <= max_ratio``, exactly
@@ -73,6 +75,18 @@ def held(fact) -> tuple[int, int]:
     return fact.memory_mib or 0, fact.vcpus or 0
 
 
+def allocated(domains) -> tuple[int, int, int]:
+    """(MiB, vCPUs, count) a node's `domains` hold there, counting those
+    present (held): the one sum behind admission (load_of) and every listing
+    of what a node carries (node list, cluster status, metrics)."""
+    mem = vcpus = count = 0
+    for d in domains:
+        if d.active:
+            m, v = held(d)
+            mem, vcpus, count = mem + m, vcpus + v, count + 1
+    return mem, vcpus, count
+
+
 def need_to_move(fact, spec) -> Need:
     """A running domain moved live: it takes what it holds; its disks are conf/'s."""
     mem, vcpus = held(fact)
@@ -94,28 +108,37 @@ class Load:
     memory_mib: int = 0               # held by the domains present there
     vcpus: int = 0
     count: int = 0
-    paths: Mapping[str, bool] = field(default_factory=dict)   # disk paths checked there: exists?
+    paths: Mapping[str, bool] = field(default_factory=dict)   # disk paths checked there (rules.disks)
 
     @property
     def vcpu_cap(self) -> int:
         return vcpu_cap(self.cpus, self.max_ratio)
 
-    def sees(self, path: str) -> bool | None:
-        """True/False: the path exists or not on the node; None: not checked."""
-        return self.paths.get(path)
 
-
-def disks_visible(load: Load, disks) -> bool:
-    """Every disk path exists on the node (as checked by the scan)."""
-    return all(load.sees(p) for p in disks)
+def capacity_problems(load: Load) -> list[str]:
+    """Why the node takes no domain at all, whatever its size (empty: its
+    capacity is known). The one decision about a node whose memory or CPUs
+    are not known (never read by a scan, no cap), or that has no memory to
+    give: it takes nothing, never "anything fits"."""
+    node, problems = load.name, []
+    if load.usable_mib is None:
+        problems.append(f"memory: how much memory {node} has is not known (no scan read it, "
+                        "no cap is set): it takes no domain")
+    elif load.usable_mib <= 0:
+        problems.append(f"memory: {node} can give domains no memory ({load.basis}): "
+                        "it takes no domain")
+    if not load.cpus:
+        problems.append(f"vCPUs: how many CPUs {node} has is not known (no scan read it): "
+                        "it takes no domain")
+    return problems
 
 
 def memory_fits(load: Load, memory_mib: int) -> bool:
-    return load.usable_mib is None or load.memory_mib + memory_mib <= load.usable_mib
+    return load.usable_mib is not None and load.memory_mib + memory_mib <= load.usable_mib
 
 
 def vcpus_fit(load: Load, vcpus: int) -> bool:
-    return not load.cpus or load.vcpus + vcpus <= load.vcpu_cap
+    return bool(load.cpus) and load.vcpus + vcpus <= load.vcpu_cap
 
 
 def fit_problems(load: Load, need: Need, extra_mib: int = 0, extra_vcpus: int = 0) -> list[str]:
@@ -126,9 +149,10 @@ def fit_problems(load: Load, need: Need, extra_mib: int = 0, extra_vcpus: int = 
     node = load.name
     if not load.reachable:
         return [f"target {node} is unreachable ({load.error or 'not scanned'})"]
-    problems = []
-    if load.maintenance:
-        problems.append(f"node {node} is in maintenance")
+    problems = [f"node {node} is in maintenance"] if load.maintenance else []
+    unknown = capacity_problems(load)
+    if unknown:
+        return problems + unknown + disk_problems(node, load.paths, need.disks)
     mem, vcpus = load.memory_mib + extra_mib, load.vcpus + extra_vcpus
     after = Load(**{**load.__dict__, "memory_mib": mem, "vcpus": vcpus})
     if not memory_fits(after, need.memory_mib):
@@ -141,22 +165,17 @@ def fit_problems(load: Load, need: Need, extra_mib: int = 0, extra_vcpus: int = 
             f"vCPUs: {node} has {load.cpus} CPUs and {vcpus} vCPUs allocated; {need.name}'s "
             f"{need.vcpus} would make {(vcpus + need.vcpus) / load.cpus:.2f} per CPU, over the "
             f"limit of {load.max_ratio:g}")
-    for path in need.disks:
-        seen = load.sees(path)
-        if seen is None:
-            problems.append(f"disk: {path} was not checked on {node}")
-        elif not seen:
-            problems.append(f"disk: {path} does not exist on {node}")
-    return problems
+    return problems + disk_problems(node, load.paths, need.disks)
 
 
 def over_limits(load: Load) -> list[tuple[str, str]]:
-    """(kind, message) for a node that already carries more than its limits allow."""
+    """(kind, message) for a node that already carries more than its known
+    limits allow (an unknown limit: capacity_problems)."""
     out = []
-    if not memory_fits(load, 0):
+    if load.usable_mib is not None and not memory_fits(load, 0):
         out.append(("over-memory", f"{load.name} has {load.memory_mib} MiB allocated, "
                                    f"{load.usable_mib} MiB usable"))
-    if not vcpus_fit(load, 0):
+    if load.cpus and not vcpus_fit(load, 0):
         out.append(("over-vcpu", f"{load.name} runs {load.vcpus} vCPUs on {load.cpus} CPUs "
                                  f"({load.vcpus / load.cpus:.2f} per CPU, limit {load.max_ratio:g})"))
     return out
@@ -172,11 +191,7 @@ def load_of(cluster, state, cfg, node: str) -> Load:
     total = facts.memory_mib or rec.memory_mib
     basis = (f"cap {rec.memory_cap_mib} MiB" if rec.memory_cap_mib is not None
              else f"{total} MiB total - {cfg.reserve_mib} MiB reserve")
-    mem = vcpus = count = 0
-    for d in facts.domains.values():
-        if d.active:
-            m, v = held(d)
-            mem, vcpus, count = mem + m, vcpus + v, count + 1
+    mem, vcpus, count = allocated(facts.domains.values())
     return Load(node, True, None, rec.maintenance,
                 usable_memory(rec.memory_cap_mib, total, cfg.reserve_mib), basis,
                 facts.cpus or 0, cfg.vcpu_ratio, mem, vcpus, count,

@@ -8,11 +8,12 @@ from havirt.rules.leases import lease_gaps, lease_guard_problems
 
 
 def presence_problems(cluster, name: str, force: bool, allow_on: str | None = None,
-                      excused=()) -> list[str]:
-    """The rule of the promise: before `name` starts anywhere it must be present
-    nowhere (except on `allow_on`), and every node must have answered (else it
-    might run there), unless `force`, or unless the silent node is `excused`
-    (failover: a guard proves that node cannot run it)."""
+                      excused=(), can_force: bool = True) -> list[str]:
+    """The rule of the promise: before `name` starts anywhere (or moves from
+    `allow_on`) it must be present nowhere else, and every node must have
+    answered (else it might run there), unless `force`, or unless the silent
+    node is `excused` (failover: a guard proves that node cannot run it).
+    `can_force`: the command has --force, and the refusal says so."""
     problems = []
     for node, fact in cluster.copies(name):
         if node == allow_on:
@@ -26,7 +27,8 @@ def presence_problems(cluster, name: str, force: bool, allow_on: str | None = No
             if f.name in excused:
                 continue
             problems.append(f"node {f.name} did not answer ({f.error}): {name} might run there "
-                            "(--force to go on without it)")
+                            + ("(--force to go on without it)" if can_force
+                               else f"(cannot prove {name} runs only once)"))
     return problems
 
 

@@ -152,18 +152,18 @@ def record_scan(state: State, cluster: Cluster, conf_names: set[str]) -> list[Fi
     return _findings(state, cluster, conf_names)
 
 
-def cluster_from_state(state: State, paths=()) -> Cluster:
-    """The cluster as the state file last saw it, for what-if planning
-    (--no-scan): never the ground of a safety decision. Disk paths are taken
-    as visible everywhere (they were not checked)."""
+def cluster_from_state(state: State) -> Cluster:
+    """The cluster as the state file last saw it: never the ground of a
+    safety decision. The state records no disk paths: none is checked."""
     codes = {v: k for k, v in STATE_NAMES.items()}
     cluster = Cluster()
     for name, rec in state.nodes.items():
         cluster.nodes[name] = NodeFacts(name=name, reachable=bool(rec.reachable), error=rec.error,
                                         hostname=rec.hostname, cpus=rec.cpus,
-                                        memory_mib=rec.memory_mib, paths={p: True for p in paths})
+                                        memory_mib=rec.memory_mib)
     for d in state.domains.values():
-        if d.active and d.node in cluster.nodes:
-            cluster.nodes[d.node].domains[d.name] = DomainFact(
-                d.name, d.state, codes.get(d.state, 1), memory_mib=d.memory_mib, vcpus=d.vcpus)
+        for node in (d.conflict or [d.node]) if d.active else ():
+            if node in cluster.nodes:   # a double run: a copy on each node it was seen on
+                cluster.nodes[node].domains[d.name] = DomainFact(
+                    d.name, d.state, codes.get(d.state, 1), memory_mib=d.memory_mib, vcpus=d.vcpus)
     return cluster

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 
 from havirt.parse.domxml import DomainSpec
@@ -58,3 +59,41 @@ def spec(name, mem=512, vcpus=1, disks=()) -> DomainSpec:
 
 def ns(**kw):
     return SimpleNamespace(**kw)
+
+
+PATHS = ("/d/a", "/d/b", "/d/c")
+
+
+def random_world(seed: int):
+    """A random scan: nodes with and without caps, of known and unknown
+    memory and CPUs, some silent, some in maintenance, each having checked
+    some disk paths (seen or missing); domains of random sizes running once,
+    most with conf/ XML (disks among PATHS, a restart size of their own)."""
+    rng = random.Random(seed)
+    config = cfg(vcpu_ratio=rng.choice([4.0, 1.0, 1.3, 2.7, 0.5, 1 / 3, 0.0]),
+                 reserve_mib=rng.choice([0, 512, 1024]))
+    cluster, state = Cluster(), State()
+    for i in range(rng.randint(1, 7)):
+        name, up = f"n{i}", rng.random() > 0.15
+        memory = rng.choice([None, 1024, 2048, 8192, 16384, 16384])
+        cpus = rng.choice([None, 0, 1, 2, 4, 8, 8])
+        cluster.nodes[name] = NodeFacts(
+            name=name, reachable=up, error=None if up else "connect timed out",
+            cpus=cpus if up else None, memory_mib=memory if up else None,
+            paths={p: rng.random() < 0.7 for p in PATHS if up and rng.random() < 0.8})
+        state.nodes[name] = NodeRecord(
+            name=name, address=f"10.0.0.{i + 1}", cpus=cpus, reachable=up,
+            memory_cap_mib=rng.choice([None, None, 0, 1024, 6000, 10 ** 6]),
+            memory_mib=rng.choice([memory, memory, None, 4096]),
+            maintenance=rng.random() < 0.15)
+    up = [n for n, f in cluster.nodes.items() if f.reachable]
+    specs = {}
+    for k in range(rng.randint(0, 5 * len(up)) if up else 0):
+        name, m, v = f"d{k:02d}", rng.choice([256, 512, 1024, 3000]), rng.choice([1, 1, 2, 4])
+        cluster.nodes[rng.choice(up)].domains[name] = dom(name, m, v, state=rng.choice(["running", "paused"]))
+        if rng.random() < 0.85:
+            specs[name] = spec(name, rng.choice([m, 2 * m, m // 2]), rng.choice([v, v + 1]),
+                               rng.sample(PATHS, rng.randint(0, 2)))
+        if rng.random() < 0.1:
+            state.domain(name).maintenance = True
+    return cluster, state, config, specs

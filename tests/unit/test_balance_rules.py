@@ -1,8 +1,8 @@
-"""The planner's compiled forms agree with their definitions, on random clusters.
+"""The planner's fast forms agree with their definitions, on random clusters.
 
-* the fit test of ``balance.model.Layout`` gives exactly the answer of
-  ``havirt.rules.fit_problems`` (memory ``allocated + need <= usable``, the
-  vCPU cap of ``rules.vcpu_cap``, disks visible: the domain's ``allowed``);
+* the copies of ``Layout.fits`` inlined in hot loops (``Layout.fitting``)
+  answer what it answers (that ``Layout.fits`` is ``havirt.rules``'s rule is
+  checked through the production adapter, in test_planner_input.py);
 * the incremental score (``balance.score.Sums``) is the score of
   ``score.score_of`` after any move, exchange or placement;
 * domains the search treats as alike (one "kind") are alike.
@@ -24,7 +24,7 @@ from havirt.plan.balance.score import Sums, score_of
 from havirt.rules import fit as rules
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from balance_reference import cluster_score, loads, need, random_cluster  # noqa: E402
+from balance_reference import cluster_score, random_cluster  # noqa: E402
 
 SEEDS = range(150)
 
@@ -36,34 +36,36 @@ def odd_nodes(rng: random.Random, nodes: list[BNode]) -> list[BNode]:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_compiled_fit_is_the_rule(seed: int) -> None:
+def test_the_inlined_fit_is_the_fit(seed: int) -> None:
     rng = random.Random(seed)
-    nodes, doms = random_cluster(seed, allowed=0.3, maintenance=0.0)
+    nodes, doms = random_cluster(seed, allowed=0.3, maintenance=0.1)
     nodes = odd_nodes(rng, nodes)
     layout = Layout(nodes, doms)
-    by_rule = loads(nodes, doms)
-    checked = 0
     for k, d in enumerate(layout.doms):
-        for j, name in enumerate(layout.names):
-            for extra_m, extra_v in ((0, 0), (rng.choice([0, 512, 3000]), rng.choice([0, 1, 3]))):
-                compiled = layout.fits(k, j, d.memory_mib, d.vcpus, extra_m, extra_v)
-                rule = not rules.fit_problems(by_rule[name], need(d), extra_m, extra_v)
-                assert compiled == rule, (d, name, extra_m, extra_v)
-                checked += 1
-        fitting = layout.fitting(d.memory_mib, d.vcpus, layout.allowed[k], range(layout.n))
-        assert fitting == [j for j in range(layout.n) if layout.fits(k, j, d.memory_mib, d.vcpus)]
-    assert layout.vcap == [rules.vcpu_cap(n.cpus, n.max_ratio) for n in sorted(nodes, key=lambda n: n.name)]
-    assert checked == 2 * len(doms) * len(nodes)
+        sizes = [d.size(False), d.size(True), (rng.choice([0, 512, 9000]), rng.choice([0, 1, 3, 40]))]
+        for m, v in sizes:
+            for allowed in (layout.allowed[k], None, frozenset(rng.sample(range(layout.n), layout.n // 2))):
+                fitting = layout.fitting(m, v, allowed, range(layout.n))
+                assert fitting == [j for j in range(layout.n) if layout.fits(j, m, v, allowed)]
+                targets = rng.sample(range(layout.n), layout.n // 2)
+                assert layout.fitting(m, v, allowed, targets) == [j for j in targets if layout.fits(j, m, v, allowed)]
+    active = sorted((n for n in nodes if not n.maintenance), key=lambda n: n.name)
+    assert layout.vcap == [rules.vcpu_cap(n.cpus, n.max_ratio) for n in active]
 
 
-def test_fit_at_the_edges() -> None:
+def test_fit_and_rank_at_the_edges() -> None:
     # exactly full fits; one MiB or one vCPU more does not; ratio 2.7 on 3 CPUs is 8 vCPUs
     nodes = [BNode("a", 4096, 3, 2.7), BNode("b", 4096, 3, 2.7)]
     doms = [BDomain("x", "a", 1024, 1), BDomain("y", "b", 3072, 7)]
     layout = Layout(nodes, doms)
     b = layout.index["b"]
-    assert layout.fits(0, b, 1024, 1) and not layout.fits(0, b, 1025, 1) and not layout.fits(0, b, 1024, 2)
+    assert layout.fits(b, 1024, 1, None) and not layout.fits(b, 1025, 1, None) and not layout.fits(b, 1024, 2, None)
+    assert not layout.fits(b, 1024, 1, frozenset({0})) and layout.fits(b, 1024, 1, frozenset({b}))
+    assert layout.fits(b, 0, 0, None, extra_m=1024, extra_v=1) and not layout.fits(b, 0, 0, None, extra_m=1025)
     assert rules.vcpu_cap(3, 2.7) == 8
+    assert layout.rank(b, 1024, 1) == (0.0, -8 / 3, -b)
+    assert layout.rank(0, 1024, 1, extra_m=1024) == (0.25, -2 / 3, 0)
+    assert layout.headroom(b) == (1024, 1)
 
 
 @pytest.mark.parametrize("seed", range(60))

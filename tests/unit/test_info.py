@@ -170,3 +170,27 @@ def test_unknown_domain_is_exit_2(fake):
     assert (rc, out) == (2, "")
     assert err == ("havirt: unknown domain 'web9': no "
                    f"{fake.home}/conf/web9.xml, and no node that answered runs it\n")
+
+
+def test_a_disk_a_node_did_not_check_is_not_checked_not_missing():
+    """rules.disks, as validate and placement say it: missing only where a
+    node said so; everywhere only when every node saw it."""
+    from facts import spec, world
+
+    from havirt.ops.info import describe
+    raw = xml(disks=("/d/a",)).encode()
+    conf = spec("web1", disks=["/d/a"])
+    conf.raw = raw
+
+    def disk(nodes):
+        cluster, _ = world(nodes)
+        return describe("web1", cluster, None, conf, None, None)["disks"][0]
+
+    assert disk({"node1": {"paths": {"/d/a": True}}, "node2": {"paths": {}}}) == \
+        {"target": "vda", "device": "disk", "type": "file", "path": "/d/a", "missing_on": [],
+         "everywhere": None}
+    assert disk({"node1": {"paths": {"/d/a": True}}, "node2": {"paths": {"/d/a": True}}})["everywhere"]
+    got = disk({"node1": {"paths": {"/d/a": False}}, "node2": {"paths": {}}})
+    assert (got["missing_on"], got["everywhere"]) == (["node1"], False)
+    got = disk({"node1": {"paths": {"/d/a": True}}, "node2": {"reachable": False}})
+    assert (got["missing_on"], got["everywhere"]) == ([], None)

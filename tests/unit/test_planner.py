@@ -137,6 +137,14 @@ def test_migrate_refusals(nodes, target, words):
         assert w in text
 
 
+def test_migrate_asks_the_presence_rule_about_silent_nodes():
+    """rules.presence, with the source allowed; migrate has no --force, and says nothing of it."""
+    cluster, state = world({"node1": {"domains": [dom("web1")]}, "node2": {}, "node3": {"reachable": False}})
+    assert refusal(plan_migrate, cluster, state, cfg(), spec("web1"), "node2", False, 60) == [
+        "node node3 did not answer (connect timed out after 5 s): web1 might run there "
+        "(cannot prove web1 runs only once)"]
+
+
 def test_best_target_is_the_most_free_memory_after_among_those_that_pass():
     cluster, state = world({
         "node1": {"domains": [dom("web1", 512)]},

@@ -1,7 +1,8 @@
 """record_scan: how a scan is folded into the state, on hand-built facts."""
 
-from facts import dom, world
+from facts import dom, spec, world
 
+from havirt.plan.planner_input import what_if_cluster
 from havirt.scan.fresh import check_identity
 from havirt.scan.record import cluster_from_state, record_scan
 from havirt.store.state import DomainRecord
@@ -75,10 +76,14 @@ def test_identity_two_nodes_answering_as_one_host_are_both_unknown():
 def test_the_state_as_a_cluster_for_what_if_planning():
     cluster, state = world({"node1": {"domains": [dom("web1", 512, 2)]}, "node2": {"reachable": False}})
     record_scan(state, cluster, {"web1"})
-    again = cluster_from_state(state, paths=["/d/a"])
+    again = cluster_from_state(state)
     assert again.nodes["node1"].domains["web1"].memory_mib == 512
-    assert again.nodes["node1"].paths == {"/d/a": True}
+    assert again.nodes["node1"].paths == {}                 # the state records no disk paths
     assert not again.nodes["node2"].reachable
+    # what-if planning: every disk of conf/ taken as seen, by one decision (rules.disks)
+    what_if = what_if_cluster(state, {"web1": spec("web1", disks=["/d/a"])})
+    assert what_if.nodes["node1"].paths == {"/d/a": True}
+    assert what_if.nodes["node1"].domains["web1"].memory_mib == 512
 
 
 def test_a_domain_last_seen_on_a_silent_node_and_now_elsewhere_may_run_twice():

@@ -7,6 +7,7 @@ from facts import cfg, dom, spec, world
 
 from havirt.parse import virsh
 from havirt.rules import fit as rules
+from havirt.rules.disks import MISSING, NOT_CHECKED, SEEN, disk_state, disks_seen, visibility
 from havirt.rules.fit import Load, Need, fit_problems, load_of, vcpu_cap
 from havirt.rules.presence import presence_problems
 
@@ -51,7 +52,18 @@ def load(**kw):
     ({}, Need("web1", 512, 1, ("/d/c",)), ["disk: /d/c was not checked on node2"]),
     ({"reachable": False, "error": "connect timed out"}, Need("web1", 1, 1),
      ["target node2 is unreachable (connect timed out)"]),
-    ({"usable_mib": None}, Need("web1", 10 ** 6, 1), []),               # never scanned: no memory rule
+    # capacity not known: the node takes nothing, whatever the size (one decision)
+    ({"usable_mib": None}, Need("web1", 1, 1),
+     ["memory: how much memory node2 has is not known (no scan read it, no cap is set): "
+      "it takes no domain"]),
+    ({"cpus": 0}, Need("web1", 1, 0),
+     ["vCPUs: how many CPUs node2 has is not known (no scan read it): it takes no domain"]),
+    ({"usable_mib": 0, "basis": "cap 0 MiB"}, Need("web1", 0, 0),
+     ["memory: node2 can give domains no memory (cap 0 MiB): it takes no domain"]),
+    ({"usable_mib": None, "maintenance": True}, Need("web1", 1, 1, ("/d/b",)),
+     ["node node2 is in maintenance",
+      "memory: how much memory node2 has is not known (no scan read it, no cap is set): "
+      "it takes no domain", "disk: /d/b does not exist on node2"]),
 ])
 def test_fit_problems(lkw, need, words):
     assert fit_problems(load(**lkw), need) == words
@@ -66,6 +78,9 @@ def test_over_limits_uses_the_same_comparisons():
     assert rules.over_limits(load(memory_mib=7168, vcpus=16)) == []
     kinds = [k for k, _ in rules.over_limits(load(memory_mib=7169, vcpus=17))]
     assert kinds == ["over-memory", "over-vcpu"]
+    # a limit not known is not said to be exceeded (capacity_problems says it is not known)
+    assert rules.over_limits(load(usable_mib=None, cpus=0, memory_mib=7169, vcpus=17)) == []
+    assert rules.over_limits(load(usable_mib=0, memory_mib=0)) == []
 
 
 def test_load_of_counts_every_present_domain_as_the_node_reports_it():
@@ -76,7 +91,7 @@ def test_load_of_counts_every_present_domain_as_the_node_reports_it():
     })
     l1 = load_of(cluster, state, cfg(), "node1")
     assert (l1.memory_mib, l1.vcpus, l1.count, l1.usable_mib, l1.vcpu_cap) == (1500, 3, 2, 7168, 16)
-    assert l1.sees("/d/x") is True and l1.sees("/d/y") is None
+    assert l1.paths == {"/d/x": True}
     l2 = load_of(cluster, state, cfg(), "node2")
     assert not l2.reachable and "timed out" in l2.error
 
@@ -107,5 +122,29 @@ def test_presence_problems():
         "(--force to go on without it)"]
     assert presence_problems(cluster, "web1", force=True) == ["web1 is already running on node1"]
     assert presence_problems(cluster, "web1", force=True, allow_on="node1") == []
+    assert presence_problems(cluster, "web1", force=False, allow_on="node1", can_force=False) == [
+        "node node3 did not answer (connect timed out after 5 s): web1 might run there "
+        "(cannot prove web1 runs only once)"]
     assert presence_problems(cluster, "db1", force=True) == [
         "db1 is arriving by migration on node2 (paused, reason 2)"]
+
+
+@pytest.mark.parametrize("paths, state", [({"/d/a": True}, SEEN), ({"/d/a": False}, MISSING),
+                                          ({}, NOT_CHECKED), ({"/d/b": True}, NOT_CHECKED)])
+def test_disk_state_is_three_way(paths, state):
+    assert disk_state(paths, "/d/a") == state
+    assert disks_seen(paths, ["/d/a"]) is (state == SEEN)
+    assert disks_seen(paths, []) is True
+
+
+def test_disk_visibility_over_the_nodes():
+    """A node that did not answer checked nothing, whatever it said before."""
+    cluster, _ = world({"node1": {"paths": {"/d/a": True}}, "node2": {"paths": {"/d/a": False}},
+                        "node3": {"paths": {}}, "node4": {"reachable": False, "paths": {"/d/a": True}}})
+    vis = visibility(cluster, "/d/a")
+    assert (vis.seen, vis.missing, vis.not_checked) == (("node1",), ("node2",), ("node3", "node4"))
+    assert vis.everywhere is False
+    assert visibility(cluster, "/d/a", ["node1"]).everywhere is True
+    assert visibility(cluster, "/d/a", ["node1", "node3"]).everywhere is None
+    assert visibility(cluster, "/d/a", ["node4"]).everywhere is None
+    assert visibility(cluster, "/d/a", []).everywhere is None

@@ -112,3 +112,23 @@ def test_n_plus_1_warning_names_what_would_not_restart(fake):
         "the cluster would not survive the loss of node1: big would not restart (needs 2048 MiB, "
         "most free on an eligible node is 1024 MiB (node2)); 2048 MiB, 1 vCPUs missing")
     assert ("n-plus-1", "node2") in found
+
+
+def test_a_disk_not_checked_is_neither_seen_nor_missing():
+    """rules.disks: a node that answered but did not report a path has not
+    checked it; it is said so, not counted as missing (nor as seen)."""
+    from facts import spec, world
+
+    from havirt.ops.validate import disk_findings
+    specs = {"web1": spec("web1", disks=["/d/a"])}
+    cluster, _ = world({"node1": {"paths": {"/d/a": True}}, "node2": {"paths": {}},
+                        "node3": {"paths": {"/d/a": False}}})
+    found = disk_findings(cluster, specs)
+    assert [(f.severity, f.kind) for f in found] == [("warning", "disk-missing"),
+                                                    ("warning", "disk-not-checked")]
+    assert "missing on node3 (" in found[0].message and "not checked on node2 (" in found[1].message
+    cluster, _ = world({"node2": {"paths": {}}, "node3": {"paths": {"/d/a": False}}})
+    assert [(f.severity, f.kind) for f in disk_findings(cluster, specs)] == [
+        ("warning", "disk-missing"), ("warning", "disk-not-checked")]
+    cluster, _ = world({"node3": {"paths": {"/d/a": False}}, "node4": {"reachable": False}})
+    assert [(f.severity, f.kind) for f in disk_findings(cluster, specs)] == [("error", "disk-missing")]

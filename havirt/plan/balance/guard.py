@@ -148,7 +148,7 @@ class Guard:
         lay = self.layout
         out = [0] * len(sets)
         for j in nodes:
-            c = _slots(lay.usable[j] - lay.mem[j], lay.vcap[j] - lay.vcpu[j], mx, vx)
+            c = _slots(*lay.headroom(j), mx, vx)
             if c and j != exclude:
                 for q, allowed in enumerate(sets):
                     if allowed is None or j in allowed:
@@ -164,14 +164,14 @@ class Guard:
         lay = self.layout
         touched = sorted({i for k, j in moves for i in (lay.where[k], j)})
         inside = {lay.names[i] for i in touched}
-        before = [(lay.usable[j] - lay.mem[j], lay.vcap[j] - lay.vcpu[j]) for j in touched]
+        before = [lay.headroom(j) for j in touched]
         for name in self.safe:  # placements of the current layout, kept while it is tight
             need, slots = self._bounds[name]
             if self._traces[name] is None and min(slots, default=need[0]) < need[0]:
                 self._traces[name] = self._steps_taken(name, need, slots, None, [])[1]
         undo = [(k, lay.shift(k, j)) for k, j in moves]
         try:
-            after = [(lay.usable[j] - lay.mem[j], lay.vcap[j] - lay.vcpu[j]) for j in touched]
+            after = [lay.headroom(j) for j in touched]
             bounds: dict[str, tuple[_Need, _Slots]] = {}
             traces: dict[str, Trace | None] = {}
             for name in sorted(self.safe):
@@ -254,12 +254,8 @@ class Guard:
         lay = self.layout
         w, _, _, _, key, best = step
         for x in watch:
-            left = lay.usable[x] - lay.mem[x] - new_m.get(x, 0) - m
-            used = lay.vcpu[x] + new_v.get(x, 0) + v
-            if left < 0 or used > lay.vcap[x] or (allowed is not None and x not in allowed):
-                kx = None
-            else:
-                kx = (left / lay.usable[x], -used / lay.cpus[x], -x)
+            em, ev = new_m.get(x, 0), new_v.get(x, 0)
+            kx = lay.rank(x, m, v, em, ev) if lay.fits(x, m, v, allowed, em, ev) else None
             if x == w:
                 key = kx
             elif kx is not None and kx > best:

@@ -3,14 +3,19 @@
 :class:`BNode` and :class:`BDomain` are the planners' input, built by the
 caller from a scan. :class:`Layout` compiles them into arrays (nodes in name
 order, domains in name order, both by index) and carries the allocation as
-moves are planned. The fit rule compiled here is ``havirt.rules``'s, exactly:
-memory ``allocated + need <= usable``, vCPUs ``allocated + need <=
-rules.vcpu_cap(cpus, max_ratio)``, disks visible on the target (``allowed``);
-a unit test checks the two agree on random clusters.
+moves are planned. The fit rule compiled here (:meth:`Layout.fits`) is
+``havirt.rules``'s, exactly: memory ``allocated + need <= usable``, vCPUs
+``allocated + need <= rules.vcpu_cap(cpus, max_ratio)``, disks seen on the
+target (``allowed``); a unit test checks that, through the adapter
+(plan/planner_input.py), it answers what ``rules.fit.fit_problems`` answers
+on random clusters. :meth:`Layout.rank` is how a target ranks for a domain.
+Every planner asks these two; the copies inlined in hot loops for speed
+(each says so) are checked against them by unit tests.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,9 +26,10 @@ from havirt.rules.fit import vcpu_cap
 
 @dataclass(frozen=True)
 class BNode:
-    """A node that is up. ``maintenance``: never a target, left out of the
-    score, its domains never moved by balance (N+1 still asks what its loss
-    would mean)."""
+    """A node that is up. ``maintenance``: it takes no domain (in
+    maintenance, or its capacity is not known): never a target, left out of
+    the score, its domains never moved by balance (N+1 still asks what its
+    loss would mean); its capacity is never read."""
 
     name: str
     usable_mib: int  # memory domains may use: the admin's cap, or total minus the host reserve
@@ -68,6 +74,8 @@ def validate(nodes: Sequence[BNode], domains: Sequence[BDomain]) -> None:
         if n.name in seen:
             raise ValueError(f"node {n.name!r} given twice")
         seen.add(n.name)
+        if n.maintenance:
+            continue
         if n.usable_mib <= 0:
             raise ValueError(f"node {n.name!r}: usable_mib must be > 0, got {n.usable_mib}")
         if n.cpus <= 0:
@@ -85,6 +93,11 @@ def validate(nodes: Sequence[BNode], domains: Sequence[BDomain]) -> None:
 
 # A planned migration by index: (domain, source node, target node).
 Hop = tuple[int, int, int]
+# How a target ranks for a domain (Layout.rank): (free share left once it is
+# there, minus the vCPU ratio then, minus the node's index); the highest wins,
+# so the first node by name on a tie. No two nodes have the same key.
+Key = tuple[float, float, int]
+NO_KEY: Key = (-math.inf, 0.0, 0)
 # A kind of movable domain on one node: (memory, vcpus, allowed node indices,
 # the first domain of that kind by name). Domains of one kind are alike for
 # every rule, the score and N+1 (their restart size is part of the kind).
@@ -141,20 +154,35 @@ class Layout:
             self.vcpu[i] += d.vcpus
         self.sums = Sums(self.usable, self.cpus, self.mem, self.vcpu)
 
-    # -- the compiled fit rule (havirt.rules, as arrays) ----------------------
+    # -- the compiled fit rule (havirt.rules, as arrays) and the rank ---------
 
-    def fits(self, k: int, j: int, mem_mib: int, vcpus: int, extra_mib: int = 0, extra_vcpus: int = 0) -> bool:
-        """Whether domain ``k``, needing ``mem_mib``/``vcpus``, may be placed on
-        node ``j`` now, with ``extra_*`` already promised to ``j``."""
-        allowed = self.allowed[k]
+    def fits(self, j: int, m: int, v: int, allowed: frozenset[int] | None,
+             extra_m: int = 0, extra_v: int = 0) -> bool:
+        """Whether a domain of ``m`` MiB and ``v`` vCPUs whose disks are seen
+        on ``allowed`` (None: every node) may be placed on node ``j`` now,
+        with ``extra_*`` already promised to ``j``: the rule."""
         return (
-            self.mem[j] + extra_mib + mem_mib <= self.usable[j]
-            and self.vcpu[j] + extra_vcpus + vcpus <= self.vcap[j]
+            self.mem[j] + extra_m + m <= self.usable[j]
+            and self.vcpu[j] + extra_v + v <= self.vcap[j]
             and (allowed is None or j in allowed)
         )
 
+    def rank(self, j: int, m: int, v: int, extra_m: int = 0, extra_v: int = 0) -> Key:
+        """How node ``j`` ranks as the target of a domain of ``m`` MiB and
+        ``v`` vCPUs (one that fits there), with ``extra_*`` already promised
+        to it: the rank (see :data:`Key`)."""
+        left = self.usable[j] - self.mem[j] - extra_m - m
+        return left / self.usable[j], -(self.vcpu[j] + extra_v + v) / self.cpus[j], -j
+
+    def headroom(self, j: int) -> tuple[int, int]:
+        """(MiB, vCPUs) node ``j`` may still take: a domain fits there when it
+        needs no more of either (and ``j`` sees its disks)."""
+        return self.usable[j] - self.mem[j], self.vcap[j] - self.vcpu[j]
+
     def fitting(self, mem_mib: int, vcpus: int, allowed: frozenset[int] | None, targets: Iterable[int]) -> list[int]:
-        """The nodes among ``targets`` that may take a domain of that size now."""
+        """The nodes among ``targets`` where :meth:`fits` says a domain of that
+        size may go now: :meth:`fits` inlined, in the search's hottest loop (a
+        unit test checks the two agree)."""
         mem, vcpu, usable, vcap = self.mem, self.vcpu, self.usable, self.vcap
         return [
             j

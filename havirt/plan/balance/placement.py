@@ -15,21 +15,15 @@ domain holds); failover and N+1 as they would start from conf/
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left, insort
 from collections.abc import Sequence
 
-from havirt.plan.balance.model import BDomain, BNode, Layout
+from havirt.plan.balance.model import NO_KEY, BDomain, BNode, Key, Layout
 from havirt.plan.balance.plans import Move, PlacementPlan, Stranded
 from havirt.plan.balance.score import Sums, score_of
 
 # (domain index, target node index) for each domain placed.
 Placed = list[tuple[int, int]]
-# How a target ranks for a domain: (free share left once it is there, minus
-# the vCPU ratio then, minus the node's index); the highest wins, so the
-# first node by name on a tie. No two nodes have the same key.
-Key = tuple[float, float, int]
-NO_KEY: Key = (-math.inf, 0.0, 0)
 # A placement as it went, for each domain placed: (node, MiB, vCPUs, allowed
 # nodes, the winner's key, the best key of the others). What the N+1 guard
 # needs to tell cheaply whether a move changes the outcome.
@@ -92,7 +86,7 @@ class Ranking:
     :meth:`best` answers what :func:`best_target` answers; it is faster on
     clusters of few kinds of nodes (memory, CPUs, vCPU cap): each kind keeps
     its nodes by free memory (most first), then vCPUs in use (fewest first),
-    then index. Along that order :func:`target_key` falls, whatever the
+    then index. Along that order ``Layout.rank`` falls, whatever the
     domain, so the search of a kind stops at the first node that ranks below
     the runner-up found so far, once it has made sure that the next ones
     rank lower still (one MiB less free, or one vCPU more in use, shows in
@@ -135,19 +129,21 @@ class Ranking:
         and the best key of the others: :func:`best_target`'s answer."""
         if self.kinds is None or (allowed is not None and len(allowed) <= FEW_ALLOWED):
             return best_target(self.layout, allowed, m, v, self.exclude, self.extra_m, self.extra_v)
+        lay, extra_m, extra_v = self.layout, self.extra_m, self.extra_v
         best_j = -1
         best_key = runner_key = NO_KEY
-        for u, c, cap, nodes in self.kinds:
+        for u, c, _, nodes in self.kinds:
             for taken, used, j in nodes:
                 left = -taken - m
                 if left < 0:
                     break  # nor do the next ones have the memory
-                key = (left / u, -(used + v) / c, -j)
+                em, ev = extra_m.get(j, 0), extra_v.get(j, 0)
+                key = lay.rank(j, m, v, em, ev)
                 if key < runner_key and (left - 1) / u < key[0] and -(used + v + 1) / c < key[1]:
                     # the next ones have less free (a lower share), or as much
                     # and more vCPUs in use (a lower second term), or a higher index
                     break
-                if used + v > cap or (allowed is not None and j not in allowed):
+                if not lay.fits(j, m, v, allowed, em, ev):
                     continue
                 if key > best_key:
                     runner_key = best_key
@@ -190,21 +186,17 @@ def best_target(
     extra_m: dict[int, int],
     extra_v: dict[int, int],
 ) -> tuple[int, Key, Key]:
-    """The node that ranks first for a domain of ``m`` MiB and ``v`` vCPUs
-    whose disks ``allowed`` (-1 when it fits nowhere), its key, and the best
-    key of the others. The fit test is ``Layout.fits`` and the key
-    :func:`target_key`, both unrolled for speed."""
+    """The node that ranks first (``Layout.rank``) among those where a domain
+    of ``m`` MiB and ``v`` vCPUs whose disks ``allowed`` fits (``Layout.fits``),
+    with ``extra_*`` promised (-1 when it fits nowhere), its key, and the best
+    key of the others."""
     best_j = -1
     best_key = runner_key = NO_KEY
-    usable, cpus, mem, vcpu, vcap = layout.usable, layout.cpus, layout.mem, layout.vcpu, layout.vcap
     for j in range(layout.n) if allowed is None else sorted(allowed):
-        if j == exclude:
+        em, ev = extra_m.get(j, 0), extra_v.get(j, 0)
+        if j == exclude or not layout.fits(j, m, v, allowed, em, ev):
             continue
-        left = usable[j] - mem[j] - extra_m.get(j, 0) - m
-        used = vcpu[j] + extra_v.get(j, 0) + v
-        if left < 0 or used > vcap[j]:
-            continue
-        key = (left / usable[j], -used / cpus[j], -j)
+        key = layout.rank(j, m, v, em, ev)
         if key > best_key:
             runner_key = best_key
             best_key = key
@@ -212,19 +204,6 @@ def best_target(
         elif key > runner_key:
             runner_key = key
     return best_j, best_key, runner_key
-
-
-def target_key(
-    layout: Layout, j: int, m: int, v: int, allowed: frozenset[int] | None, extra_m: int, extra_v: int
-) -> Key | None:
-    """How node ``j`` ranks for a domain of ``m`` MiB and ``v`` vCPUs that may
-    use ``allowed``, with ``extra_*`` already promised to it; None if it does
-    not fit there."""
-    left = layout.usable[j] - layout.mem[j] - extra_m - m
-    used = layout.vcpu[j] + extra_v + v
-    if left < 0 or used > layout.vcap[j] or (allowed is not None and j not in allowed):
-        return None
-    return (left / layout.usable[j], -used / layout.cpus[j], -j)
 
 
 def _why_stranded(

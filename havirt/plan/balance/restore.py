@@ -64,9 +64,9 @@ def _fixable(layout: Layout, name: str) -> bool:
     need_v = sum(layout.doms[k].size(True)[1] for k in movable)
     bonus_m = sum(max(0, layout.doms[k].size(True)[0] - layout.dmem[k]) for k in movable)
     bonus_v = sum(max(0, layout.doms[k].size(True)[1] - layout.dvcpu[k]) for k in movable)
-    others = [j for j in range(layout.n) if j != exclude]
-    free_m = sum(max(0, layout.usable[j] - layout.mem[j]) for j in others)
-    free_v = sum(max(0, layout.vcap[j] - layout.vcpu[j]) for j in others)
+    room = [layout.headroom(j) for j in range(layout.n) if j != exclude]
+    free_m = sum(max(0, m) for m, _ in room)
+    free_v = sum(max(0, v) for _, v in room)
     return need_m - bonus_m <= free_m and need_v - bonus_v <= free_v
 
 

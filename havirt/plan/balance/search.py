@@ -66,10 +66,10 @@ def scan_swap(layout: Layout, sources: Sequence[int], targets: Sequence[int]) ->
                     continue
                 for m2, v2, al2, k2 in gj:
                     dm, dv = m2 - m1, v2 - v1  # what node i gains
-                    if (dm == 0 and dv == 0) or (al2 is not None and i not in al2):
+                    if dm == 0 and dv == 0:
                         continue
-                    if not _swap_fits(layout, i, j, dm, dv):
-                        continue
+                    if not (layout.fits(i, dm, dv, al2) and layout.fits(j, -dm, -dv, al1)):
+                        continue  # both nodes within their limits once exchanged
                     gain = sums.cur - sums.after_exchange(i, j, dm, dv)
                     if best is not None and gain <= best[0]:
                         continue
@@ -79,27 +79,15 @@ def scan_swap(layout: Layout, sources: Sequence[int], targets: Sequence[int]) ->
     return best
 
 
-def _swap_fits(layout: Layout, i: int, j: int, dm: int, dv: int) -> bool:
-    """Both nodes within their limits once ``i`` gained ``dm``/``dv`` from ``j``."""
-    mem, vcpu, usable, vcap = layout.mem, layout.vcpu, layout.usable, layout.vcap
-    return (
-        mem[i] + dm <= usable[i]
-        and vcpu[i] + dv <= vcap[i]
-        and mem[j] - dm <= usable[j]
-        and vcpu[j] - dv <= vcap[j]
-    )
-
-
 def _swap_order(
     layout: Layout, i: int, j: int, one: tuple[int, int, int], two: tuple[int, int, int], worst: float
 ) -> tuple[int, int, int, int] | None:
     """Which migration goes first: (first, its target, second, its target), or
     None when neither fits first with a score of at most ``worst`` after it."""
     (m1, v1, k1), (m2, v2, k2) = one, two
-    mem, vcpu, usable, vcap, sums = layout.mem, layout.vcpu, layout.usable, layout.vcap, layout.sums
-    inf = math.inf
-    one_first = sums.after_move(i, j, m1, v1) if mem[j] + m1 <= usable[j] and vcpu[j] + v1 <= vcap[j] else inf
-    two_first = sums.after_move(j, i, m2, v2) if mem[i] + m2 <= usable[i] and vcpu[i] + v2 <= vcap[i] else inf
+    sums, allowed, inf = layout.sums, layout.allowed, math.inf
+    one_first = sums.after_move(i, j, m1, v1) if layout.fits(j, m1, v1, allowed[k1]) else inf
+    two_first = sums.after_move(j, i, m2, v2) if layout.fits(i, m2, v2, allowed[k2]) else inf
     if min(one_first, two_first) > worst:
         return None
     if one_first <= two_first:

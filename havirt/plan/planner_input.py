@@ -1,24 +1,33 @@
-"""A scan as the balance planner sees it (pure): the nodes that can take
-domains, each domain with what it holds and what it needs to start again,
-and the nodes it may go to. Balance, evacuation, failover, N+1 and status
-all take their input from here."""
+"""A scan turned into the balance planner's input (pure).
+
+Evacuation, balance, failover, N+1 (cluster status, cluster validate) all
+build their :class:`BNode` and :class:`BDomain` here, from a scan
+(`cluster`), the admin's facts (`state`) and config.yaml (`cfg`), by asking
+the rules (``havirt.rules``): the planner's compiled fit answers what
+``rules.fit.fit_problems`` answers (a unit test checks it on random clusters).
+"""
 
 from __future__ import annotations
 
 from havirt.plan.balance import BDomain, BNode, n_plus_1, score
-from havirt.rules.fit import Load, disks_visible, held, load_of, need_to_start
+from havirt.rules.disks import disks_seen, what_if_paths
+from havirt.rules.fit import Load, capacity_problems, held, load_of, need_to_start
 from havirt.scan.cluster import Cluster
+from havirt.scan.record import cluster_from_state
 
 
 def planner_nodes(cluster: Cluster, state, cfg) -> list[BNode]:
-    """The nodes that are up, as the planners see them; those in maintenance
-    are flagged (never a target, outside the score, but N+1 asks about them)."""
+    """The nodes that are up, as the planners see them. Those that take no
+    domain, in maintenance or of unknown capacity (rules.capacity_problems),
+    are flagged ``maintenance``: never a target, outside the score, their
+    domains left where they are, but N+1 asks about their loss."""
     out = []
     for name in sorted(state.nodes):
         load = load_of(cluster, state, cfg, name)
-        if load.reachable and load.cpus:
-            out.append(BNode(name, max(1, load.usable_mib or 0), load.cpus, cfg.vcpu_ratio,
-                             maintenance=load.maintenance))
+        if load.reachable:
+            takes = not load.maintenance and not capacity_problems(load)
+            out.append(BNode(name, load.usable_mib or 0, load.cpus, cfg.vcpu_ratio,
+                             maintenance=not takes))
     return out
 
 
@@ -40,10 +49,10 @@ def node_loads(cluster: Cluster, state, cfg, nodes: list[BNode]) -> dict[str, Lo
 
 
 def allowed_nodes(loads: dict[str, Load], spec) -> frozenset[str] | None:
-    """The nodes where every disk of `spec` is visible (None: it has none)."""
+    """The nodes that see every disk of `spec` (rules.disks; None: it has none)."""
     if spec is None or not spec.disks:
         return None
-    return frozenset(name for name, load in loads.items() if disks_visible(load, spec.disks))
+    return frozenset(name for name, load in loads.items() if disks_seen(load.paths, spec.disks))
 
 
 def planner_domains(cluster: Cluster, state, cfg, nodes: list[BNode], specs: dict) -> list[BDomain]:
@@ -77,3 +86,13 @@ def disk_paths(specs) -> list[str]:
     """Every disk path of conf/: what a scan must check on each node before
     anything decides where a domain may run (placement, N+1)."""
     return sorted({p for s in specs.values() for p in s.disks})
+
+
+def what_if_cluster(state, specs) -> Cluster:
+    """The cluster as the state file last saw it, for what-if planning
+    (--no-scan), every disk of conf/ as rules.disks.what_if_paths decides."""
+    cluster = cluster_from_state(state)
+    paths = what_if_paths(disk_paths(specs))
+    for facts in cluster.nodes.values():
+        facts.paths = dict(paths)
+    return cluster
