@@ -7,6 +7,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
+from fake_storage import FakeStorage  # noqa: E402
 from fakes import FakeNode, FakeRunner  # noqa: E402
 
 from havirt.cli import run  # noqa: E402
@@ -38,6 +39,7 @@ class FakeCluster:
         self.capsys = capsys
         self.runners: list[FakeRunner] = []
         self.lockspaces: dict[str, dict[str, str]] = {}   # shared lockspace folders -> files
+        self.storage = FakeStorage()                       # pools and images the nodes see
 
     def leases(self, *names, lockspace="/shared/locks"):
         """Leases in force on these nodes (default: all), in one shared lockspace."""
@@ -79,7 +81,7 @@ class FakeCluster:
 
     def factory(self, app):
         r = self.runner_class(app, self.nodes, real_describe=self.real_describe,
-                              lockspaces=self.lockspaces)
+                              lockspaces=self.lockspaces, storage=self.storage)
         self.runners.append(r)
         return r
 
