@@ -27,6 +27,7 @@ from havirt.errors import ConfigError, DomainXMLError, HavirtError, Refusal, Usa
 from havirt.names import check_name
 from havirt.parse.domxml import DomainSpec, domain_from_bytes
 from havirt.rules.drift import recorded_drift
+from havirt.rules.ownership import definition_problems
 from havirt.rules.presence import presence_problems
 from havirt.store.conf import check_named
 
@@ -98,11 +99,26 @@ def _diff(before: bytes, after: bytes, shown: str) -> list[str]:
         fromfile=f"{shown} (before)", tofile=shown)]
 
 
+def check_ownership(w, spec: DomainSpec, before: bytes | None) -> None:
+    """The rule of ownership against every other conf/ domain (their <backingStore>
+    chains: no node is asked); clashes `before` already had are not new."""
+    specs, _ = w.conf.load_all()
+    specs.pop(spec.name, None)
+    try:
+        old = domain_from_bytes(before, "the previous version") if before is not None else None
+    except DomainXMLError:
+        old = None
+    problems = definition_problems(spec, specs, before=old)
+    if problems:
+        raise Refusal([f"conf/{spec.name}.xml left as it was"] + problems)
+
+
 def _replace(w, name: str, before: bytes | None, after: bytes, spec: DomainSpec,
              action: str) -> DefinitionChange:
     """Keep `before` in the history, write `after`; say what it means for a running
     domain (in the open work `w`)."""
     app = w.app
+    check_ownership(w, spec, before)
     path = app.conf.path(name)
     change = DefinitionChange(name, action, _shown(app, path), changed=True)
     if before is not None:

@@ -51,10 +51,11 @@ def domain_start(app, name, node=None, force=False) -> Outcome:
     check_name("domain", name)
     with app.work() as w:
         spec = w.conf.load(name)   # read once, inside the lock: what is checked is what is sent
+        specs, _ = w.conf.load_all()
         node = node or local_node(w.state)
         w.state.node(node)
         cluster, findings = w.scan(paths=spec.disks)
-        plan = plan_start(cluster, w.state, w.cfg, spec, node, force=force)
+        plan = plan_start(cluster, w.state, w.cfg, spec, node, force=force, specs=specs)
         out = Outcome(dry_run=w.dry_run, findings=findings)
         execute(w, plan, out)
         if not w.dry_run:

@@ -11,6 +11,7 @@ from havirt.parse.domxml import DomainSpec
 from havirt.remote import commands as remote
 from havirt.remote.steps import Plan, Step, StepKind
 from havirt.rules.fit import Need, fit_problems, load_of, need_to_move, need_to_start
+from havirt.rules.ownership import start_problems
 from havirt.rules.presence import presence_problems
 from havirt.scan.cluster import Cluster
 from havirt.store.state import State
@@ -27,7 +28,8 @@ def create_step(cfg, spec: DomainSpec, node: str) -> Step:
 
 
 def plan_start(cluster: Cluster, state: State, cfg, spec: DomainSpec, node: str,
-               force: bool = False) -> Plan:
+               force: bool = False, specs=None) -> Plan:
+    """Start `spec` on `node`; `specs` (conf/) for the rule of ownership."""
     if node not in state.nodes:
         raise UsageError(f"unknown node {node!r}")
     problems = []
@@ -39,6 +41,7 @@ def plan_start(cluster: Cluster, state: State, cfg, spec: DomainSpec, node: str,
             and not force:
         problems.append(f"{spec.name} was last seen on {drec.node}, which is no longer "
                         "scanned: it might still run there (--force to go on)")
+    problems += start_problems(spec, specs or {}, cluster)
     problems += placement_problems(cluster, state, cfg, need_to_start(spec), node)
     if problems:
         raise Refusal(problems)

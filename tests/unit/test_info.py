@@ -45,14 +45,15 @@ def test_a_running_domain_in_full_from_one_session_per_node(fake):
     doc = info(fake)
     assert list(doc) == ["name", "state", "node", "nodes", "unreachable", "conf_file", "xml_error",
                          "memory_mib", "vcpus", "definition", "disks", "interfaces", "graphics",
-                         "consoles", "maintenance", "last_seen", "drift", "anomalies"]
+                         "consoles", "maintenance", "base_of", "last_seen", "drift", "anomalies"]
     assert (doc["state"], doc["node"], doc["nodes"], doc["unreachable"]) == \
         ("running", "node2", ["node2"], [])
     assert doc["memory_mib"] == {"running": 512, "conf": 512}
     assert doc["vcpus"] == {"running": 2, "conf": 2}
     assert doc["definition"] == "running" and doc["conf_file"] == "conf/web1.xml"
     assert doc["disks"] == [{"target": "vda", "device": "disk", "type": "file",
-                             "path": "/srv/web1.img", "missing_on": ["node3"], "everywhere": False}]
+                             "path": "/srv/web1.img", "backing": [], "missing_on": ["node3"],
+                             "everywhere": False}]
     assert doc["interfaces"] == [{"type": "bridge", "source": "br0", "mac": "52:54:00:00:00:01",
                                   "model": "virtio"}]
     assert doc["graphics"] == [{"type": "vnc", "port": 5901, "listen": "127.0.0.1",
