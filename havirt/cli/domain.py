@@ -10,8 +10,8 @@ from havirt.names import printable
 
 @cli.group(epilog="Example: havirt domain list --running")
 def domain():
-    """Domains: list, info, import, define, edit, undefine, start, shutdown,
-    destroy, reboot, reset, console, migrate, maintenance."""
+    """Domains: list, info, new, clone, delete, import, define, edit, undefine,
+    start, shutdown, destroy, reboot, reset, console, migrate, maintenance."""
 
 
 @domain.command("list", epilog="Example: havirt domain list --node node2 --running")

@@ -59,7 +59,7 @@ def check_definition(name: str, raw: bytes, where: str) -> DomainSpec:
     return check_named(domain_from_bytes(raw, where), name, where)
 
 
-def _shown(app, path: Path) -> str:
+def home_relative(app, path: Path) -> str:
     try:
         return str(path.relative_to(app.home.root))
     except ValueError:
@@ -120,9 +120,9 @@ def _replace(w, name: str, before: bytes | None, after: bytes, spec: DomainSpec,
     app = w.app
     check_ownership(w, spec, before)
     path = app.conf.path(name)
-    change = DefinitionChange(name, action, _shown(app, path), changed=True)
+    change = DefinitionChange(name, action, home_relative(app, path), changed=True)
     if before is not None:
-        change.kept = _shown(app, _keep(app, name, before, action))
+        change.kept = home_relative(app, _keep(app, name, before, action))
         change.diff = _diff(before, after, change.file)
     app.conf.write(name, after.decode("utf-8"))
     rec = w.state.domains.get(name)
@@ -164,7 +164,7 @@ def edit(app, name: str, open_editor=run_editor, again=lambda reason: False) -> 
     use); otherwise the reason is raised and conf/ stays as it was. The lock
     is taken only to write, never while the editor is open."""
     path = app.conf.path(name)
-    shown = _shown(app, path)
+    shown = home_relative(app, path)
     try:
         before = path.read_bytes()
     except FileNotFoundError:
@@ -223,9 +223,9 @@ def define(app, name: str, source: str, force: bool = False) -> DefinitionChange
     with app.work(dry_run=False) as w:
         before = path.read_bytes() if path.exists() else None
         if before == raw:
-            return DefinitionChange(name, "define", _shown(app, path))
+            return DefinitionChange(name, "define", home_relative(app, path))
         if before is not None and not force:
-            raise UsageError(f"{_shown(app, path)} exists and differs (--force replaces it; "
+            raise UsageError(f"{home_relative(app, path)} exists and differs (--force replaces it; "
                              "the current version is kept in the history)")
         return _replace(w, name, before, raw, spec, "define")
 
@@ -243,11 +243,19 @@ def undefine(app, name: str, force: bool = False) -> DefinitionChange:
         problems = presence_problems(cluster, name, force)
         if problems:
             raise Refusal([f"{name} stays defined"] + problems)
-        kept = _history_path(app, name, "undefine")
-        os.replace(path, kept)
-        rec = w.state.domains.get(name)
-        if rec is not None and not rec.active:
-            del w.state.domains[name]      # nothing left to say about it
-            w.changed()
-        return DefinitionChange(name, "undefine", _shown(app, path), changed=True,
-                                kept=_shown(app, kept), findings=findings)
+        kept = retire(w, name, "undefine")
+        return DefinitionChange(name, "undefine", home_relative(app, path), changed=True,
+                                kept=home_relative(app, kept), findings=findings)
+
+
+def retire(w, name: str, action: str) -> Path:
+    """Move conf/NAME.xml into the history (undefine, delete) and forget the
+    record of a domain that does not run; returns where it went."""
+    app = w.app
+    kept = _history_path(app, name, action)
+    os.replace(app.conf.path(name), kept)
+    rec = w.state.domains.get(name)
+    if rec is not None and not rec.active:
+        del w.state.domains[name]      # nothing left to say about it
+        w.changed()
+    return kept
