@@ -1,4 +1,5 @@
-"""Domain XML that havirt writes (pure): a new domain, a clone's definition.
+"""Domain XML that havirt writes (pure): a new domain, a clone's definition,
+a definition with a CD-ROM attached for one start.
 
 No virt-install: the XML is built here, a modern KVM domain that libvirt's
 schema accepts (`virt-xml-validate`, in the unit tests).
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
 from havirt.errors import DomainXMLError
+from havirt.parse.domxml import DomainSpec, domain_from_bytes
 
 OSINFO = "http://libosinfo.org/xmlns/libvirt/domain/1.0"
 MAC_PREFIX = "52:54:00"          # the locally administered prefix qemu and libvirt use
@@ -194,3 +196,72 @@ def cloned_xml(raw: bytes, where: str, name: str, disks: dict[str, ClonedDisk],
             disk.insert(list(disk).index(src) + 1, store)
     ET.indent(root, space="  ")
     return _text(root)
+
+
+def with_cdrom(raw: bytes, where: str, iso: str) -> bytes:
+    """The definition with the CD-ROM `iso` attached and first in the boot
+    order (for one start; conf/ is not changed). An existing CD-ROM drive
+    gets the disc; otherwise a drive is added (SATA on q35, else IDE)."""
+    root = _parse(raw.decode("utf-8"), where)
+    devices = root.find("devices")
+    if devices is None:
+        devices = ET.SubElement(root, "devices")
+    order = _boot_order(root)
+    cdrom = next((d for d in devices.findall("disk") if d.get("device") == "cdrom"), None)
+    if cdrom is None:
+        cdrom = _new_cdrom(root, devices)
+    for el in cdrom.findall("source"):
+        cdrom.remove(el)
+    cdrom.set("type", "file")
+    cdrom.insert(0, ET.Element("source", file=iso))
+    for parent in [root.find("os"), *devices]:
+        for el in parent.findall("boot") if parent is not None else ():
+            parent.remove(el)
+    for i, dev in enumerate([cdrom] + [d for d in order if d is not cdrom], 1):
+        ET.SubElement(dev, "boot", order=str(i))
+    return _text(root).encode()
+
+
+def cdrom_spec(spec: DomainSpec, iso: str) -> tuple[DomainSpec, str]:
+    """`spec` to start once with the CD-ROM `iso` first to boot, and how it
+    differs from its conf/ file (said in the dry run and the audit log)."""
+    run = domain_from_bytes(with_cdrom(spec.raw, spec.path or spec.name, iso),
+                            f"{spec.name} with the CD-ROM {iso}")
+    run.path = spec.path
+    return run, f"with the CD-ROM {iso} attached, first to boot (conf/ unchanged)"
+
+
+def _boot_order(root: ET.Element) -> list[ET.Element]:
+    """The devices a definition boots from, in order (os/boot or <boot order>)."""
+    devices = root.find("devices")
+    if devices is None:
+        return []
+    numbered = [(int(b.get("order", "0")), dev) for dev in devices
+                for b in dev.findall("boot") if b.get("order", "").isdigit()]
+    if numbered:
+        return [dev for _, dev in sorted(numbered, key=lambda x: x[0])]
+    first = {"hd": [d for d in devices.findall("disk") if d.get("device", "disk") == "disk"],
+             "cdrom": [d for d in devices.findall("disk") if d.get("device") == "cdrom"],
+             "network": devices.findall("interface")}
+    out = []
+    for b in root.findall("os/boot"):
+        found = first.get(b.get("dev"), [])
+        if found and found[0] not in out:
+            out.append(found[0])
+    return out
+
+
+def _new_cdrom(root: ET.Element, devices: ET.Element) -> ET.Element:
+    type_el = root.find("os/type")
+    q35 = type_el is not None and "q35" in (type_el.get("machine") or "")
+    bus, prefix = ("sata", "sd") if q35 else ("ide", "hd")
+    taken = {t.get("dev") for t in devices.iter("target")}
+    dev = next(f"{prefix}{chr(c)}" for c in range(ord("a"), ord("z") + 1)
+               if f"{prefix}{chr(c)}" not in taken)
+    cdrom = ET.Element("disk", type="file", device="cdrom")
+    ET.SubElement(cdrom, "driver", name="qemu", type="raw")
+    ET.SubElement(cdrom, "target", dev=dev, bus=bus)
+    ET.SubElement(cdrom, "readonly")
+    disks = devices.findall("disk")
+    devices.insert(list(devices).index(disks[-1]) + 1 if disks else 0, cdrom)
+    return cdrom

@@ -22,13 +22,14 @@ def placement_problems(cluster: Cluster, state: State, cfg, need: Need, node: st
     return fit_problems(load_of(cluster, state, cfg, node), need)
 
 
-def create_step(cfg, spec: DomainSpec, node: str) -> Step:
-    return Step(node=node, command=remote.create(cfg), stdin_file=spec.path,
+def create_step(cfg, spec: DomainSpec, node: str, note: str = "") -> Step:
+    """`virsh create` of `spec`'s bytes (`note`: how they differ from its conf/ file)."""
+    return Step(node=node, command=remote.create(cfg), stdin_file=spec.path, stdin_note=note,
                 stdin_data=spec.raw, domain=spec.name, why=f"start {spec.name} on {node}")
 
 
 def plan_start(cluster: Cluster, state: State, cfg, spec: DomainSpec, node: str,
-               force: bool = False, specs=None) -> Plan:
+               force: bool = False, specs=None, note: str = "") -> Plan:
     """Start `spec` on `node`; `specs` (conf/) for the rule of ownership."""
     if node not in state.nodes:
         raise UsageError(f"unknown node {node!r}")
@@ -45,7 +46,7 @@ def plan_start(cluster: Cluster, state: State, cfg, spec: DomainSpec, node: str,
     problems += placement_problems(cluster, state, cfg, need_to_start(spec), node)
     if problems:
         raise Refusal(problems)
-    return Plan(steps=[create_step(cfg, spec, node)])
+    return Plan(steps=[create_step(cfg, spec, node, note)])
 
 
 def where_running(cluster: Cluster, name: str) -> str:

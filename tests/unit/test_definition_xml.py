@@ -9,7 +9,7 @@ import pytest
 
 from havirt.errors import UsageError
 from havirt.parse.domxml import parse_domain_xml
-from havirt.plan.definition import ClonedDisk, NewDisk, cloned_xml, new_domain_xml
+from havirt.plan.definition import ClonedDisk, NewDisk, cloned_xml, new_domain_xml, with_cdrom
 from havirt.plan.making import DiskRequest, parse_disk, parse_network
 
 
@@ -77,6 +77,26 @@ def test_a_clone_gets_a_name_uuid_macs_and_its_images(tmp_path):
     assert new.disk_specs[0].backing == ("/srv/pool/web3-1.qcow2", "/srv/pool/m.qcow2")
     assert new.disk_specs[1:] == old.disk_specs[1:]          # the LUN and the ISO as they were
     assert 'xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0"' in text
+
+
+@pytest.mark.parametrize("machine, target", [("q35", "sda' bus='sata"), ("pc", "hda' bus='ide")])
+def test_a_cdrom_first_to_boot(tmp_path, machine, target):
+    raw = (f"<domain type='kvm'><name>g</name><memory>65536</memory><os><type arch='x86_64' "
+           f"machine='{machine}'>hvm</type><boot dev='hd'/><boot dev='network'/></os><devices>"
+           "<disk type='file' device='disk'><source file='/a.img'/><target dev='vda' bus='virtio'/>"
+           "</disk><interface type='network'><source network='default'/></interface></devices>"
+           "</domain>").encode()
+    text = with_cdrom(raw, "g", "/iso/x.iso").decode()
+    validates(tmp_path, text)
+    spec = parse_domain_xml(text)
+    assert spec.disks == ["/a.img", "/iso/x.iso"]
+    assert "<boot dev" not in text
+    assert text.index('<boot order="1" />') > text.index("x.iso")
+    assert text.index('<boot order="2" />') > text.index("/a.img") < text.index("x.iso")
+    assert text.index('<boot order="3" />') > text.index("<interface")
+    assert target.replace("'", '"') in text
+    again = with_cdrom(text.encode(), "g", "/iso/y.iso").decode()    # the drive is reused
+    assert parse_domain_xml(again).disks == ["/a.img", "/iso/y.iso"]
 
 
 @pytest.mark.parametrize("text, want", [

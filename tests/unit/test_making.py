@@ -256,6 +256,24 @@ def test_define_of_another_domains_disk_is_refused_naming_both(fake, tmp_path):
         assert rc == 0, err
 
 
+def test_start_with_a_cdrom_sends_it_and_leaves_conf_alone(fake):
+    a, b, _ = setup(fake)
+    fake.conf("web1")
+    before = (fake.home / "conf" / "web1.xml").read_bytes()
+    rc, _, err = fake.havirt("--yes", "domain", "start", "web1", "node2", "--cdrom", "/iso/x.iso")
+    assert rc == 3 and "/iso/x.iso" in err and "web1" not in b.domains
+    b.paths.add("/iso/x.iso")
+    rc, out, err = fake.havirt("domain", "start", "web1", "node2", "--cdrom", "/iso/x.iso")
+    assert rc == 0 and ("< conf/web1.xml  # with the CD-ROM /iso/x.iso attached, first to boot "
+                        "(conf/ unchanged)") in out
+    rc, out, err = fake.havirt("--yes", "domain", "start", "web1", "node2", "--cdrom", "/iso/x.iso")
+    assert rc == 0, err
+    sent = parse_domain_xml(b.xml["web1"])
+    (cd,) = [d for d in sent.disk_specs if d.device == "cdrom"]
+    assert cd.path == "/iso/x.iso" and "<boot order=\"1\" />" in b.xml["web1"]
+    assert (fake.home / "conf" / "web1.xml").read_bytes() == before
+
+
 def test_validate_reports_a_disk_two_domains_write(fake):
     fake.node("node1")
     fake.conf("web1", disks=["/srv/a.img"])
