@@ -240,6 +240,7 @@ def images(pools=(), paths=()) -> Command:
                      "case \"$f\" in *[[:cntrl:]]*) continue;; esac; " + one + "; done")
     if paths:
         lines.append("for f in " + quote_argv(paths) + "; do " + one + "; done")
+    lines.append("exit 0")    # an image qemu-img cannot read is said in its section
     return Command(op="images", script="\n".join(lines) + "\n", args=(pools, paths))
 
 

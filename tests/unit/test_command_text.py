@@ -235,7 +235,8 @@ def test_evacuation_prints_its_moves_as_the_executor_shows_them(fake):
      "then echo file; qemu-img info -U --backing-chain --output=json \"$f\" 2>&1; else echo other; fi; done\n"
      "for f in /dev/sdb; do n=$((n+1)); printf '@@image %s\\n%s\\n' \"$n\" \"$f\"; "
      "if [ -b \"$f\" ]; then echo block; elif [ ! -e \"$f\" ]; then echo missing; elif [ -f \"$f\" ]; "
-     "then echo file; qemu-img info -U --backing-chain --output=json \"$f\" 2>&1; else echo other; fi; done\n"),
+     "then echo file; qemu-img info -U --backing-chain --output=json \"$f\" 2>&1; else echo other; fi; done\n"
+     "exit 0\n"),
 ])
 def test_image_commands(command, text):
     assert command.text() == text
@@ -258,10 +259,14 @@ def test_the_image_scripts_with_the_real_qemu_img(tmp_path):
     (pool / "link.qcow2").symlink_to(base)
     (pool / "bad\nname").write_text("x")
     (tmp_path / "plain.raw").write_bytes(b"\0" * 4096)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-F", "qcow2", "-b", "/gone",
+                    str(pool / "unreadable.qcow2"), "64M"], check=True)      # its backing file is gone
     failed = sh(remote.copy_image(str(tmp_path / "none"), "raw", str(pool / "c2.qcow2")))
     assert failed.returncode == 1 and not (pool / "c2.qcow2").exists()
     p = sh(remote.images([str(pool)], [str(tmp_path / "plain.raw"), "/nonexistent", "/dev/null"]))
     facts = parse_images(p.stdout, "here")
+    assert p.returncode == 0 and "Could not open" in facts[str(pool / "unreadable.qcow2")].error
+    del facts[str(pool / "unreadable.qcow2")]
     assert sorted(facts) == sorted(["/dev/null", "/nonexistent", copy, base, over, str(tmp_path / "plain.raw")])
     assert (facts[base].format, facts[base].virtual_size, facts[base].backing) == ("qcow2", 64 << 20, ())
     assert (facts[over].backing, facts[over].backing_formats) == ((base,), ("qcow2",))
