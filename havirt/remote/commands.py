@@ -248,13 +248,14 @@ def _new_file(path: str, command: list[str]) -> str:
     """Run `command`, which makes the file `path`, only where nothing is at
     `path` yet; if it fails, what it left of `path` is removed (it was not there)."""
     q = quote_argv([path])
-    return (f"[ ! -e {q} ] && [ ! -L {q} ] || {{ echo {quote_argv([path + ' exists: not overwritten'])} "
+    return (f"[ ! -e {q} ] && [ ! -L {q} ] || {{ {quote_argv(['echo', path, 'exists:', 'not', 'overwritten'])} "
             f">&2; exit 1; }}; {quote_argv(command)} || {{ rm -f {q}; exit 1; }}")
 
 
 def create_image(path: str, size_mib: int) -> Command:
     """A new empty qcow2 image of `size_mib` MiB."""
-    command = [QEMU_IMG, "create", "-q", "-f", "qcow2", path, f"{int(size_mib)}M"]
+    size = f"{size_mib // 1024}G" if size_mib % 1024 == 0 else f"{int(size_mib)}M"
+    command = [QEMU_IMG, "create", "-q", "-f", "qcow2", path, size]
     return Command(op="img-create", script=_new_file(path, command), args=(path, size_mib))
 
 
@@ -276,7 +277,8 @@ def remove_image(path: str) -> Command:
     """Remove an image file; never a link, a device or a folder."""
     q = quote_argv([path])
     script = (f"if [ -f {q} ] && [ ! -L {q} ]; then rm -- {q}; else "
-              f"echo {quote_argv([path + ' is not a regular file: not removed'])} >&2; exit 1; fi")
+              f"{quote_argv(['echo', path, 'is', 'not', 'a', 'regular', 'file:', 'not', 'removed'])} >&2; "
+              "exit 1; fi")
     return Command(op="img-remove", script=script, args=(path,))
 
 

@@ -62,7 +62,7 @@ def test_new_dry_run_then_yes_then_start(lab, hv, pool):
     image = pool / "made1-1.qcow2"
     r = new(hv, lab, "made1", "--disk", "size=1", yes=False)
     assert r.rc == 0, r
-    assert f"qemu-img create -q -f qcow2 {image} 1024M" in r.out and "dry run" in r.out, r
+    assert f"qemu-img create -q -f qcow2 {image} 1G" in r.out and "dry run" in r.out, r
     assert not image.exists() and not (hv.home / "conf" / "made1.xml").exists()
     assert not hv.audit()
 

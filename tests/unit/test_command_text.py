@@ -212,21 +212,25 @@ def test_evacuation_prints_its_moves_as_the_executor_shows_them(fake):
 @pytest.mark.parametrize("command, text", [
     (remote.create_image("/srv/pool/web3-1.qcow2", 20480),
      "[ ! -e /srv/pool/web3-1.qcow2 ] && [ ! -L /srv/pool/web3-1.qcow2 ] || "
-     "{ echo '/srv/pool/web3-1.qcow2 exists: not overwritten' >&2; exit 1; }; "
-     "qemu-img create -q -f qcow2 /srv/pool/web3-1.qcow2 20480M || { rm -f /srv/pool/web3-1.qcow2; exit 1; }"),
+     "{ echo /srv/pool/web3-1.qcow2 exists: not overwritten >&2; exit 1; }; "
+     "qemu-img create -q -f qcow2 /srv/pool/web3-1.qcow2 20G || { rm -f /srv/pool/web3-1.qcow2; exit 1; }"),
+    (remote.create_image("/srv/pool/web3-2.qcow2", 512),
+     "[ ! -e /srv/pool/web3-2.qcow2 ] && [ ! -L /srv/pool/web3-2.qcow2 ] || "
+     "{ echo /srv/pool/web3-2.qcow2 exists: not overwritten >&2; exit 1; }; "
+     "qemu-img create -q -f qcow2 /srv/pool/web3-2.qcow2 512M || { rm -f /srv/pool/web3-2.qcow2; exit 1; }"),
     (remote.overlay_image("/srv/p q/b.qcow2", "/srv/p q/a.qcow2", "qcow2"),
      "[ ! -e '/srv/p q/b.qcow2' ] && [ ! -L '/srv/p q/b.qcow2' ] || "
-     "{ echo '/srv/p q/b.qcow2 exists: not overwritten' >&2; exit 1; }; "
+     "{ echo '/srv/p q/b.qcow2' exists: not overwritten >&2; exit 1; }; "
      "qemu-img create -q -f qcow2 -F qcow2 -b '/srv/p q/a.qcow2' '/srv/p q/b.qcow2' || "
      "{ rm -f '/srv/p q/b.qcow2'; exit 1; }"),
     (remote.copy_image("/srv/pool/a.img", "raw", "/srv/pool/b.qcow2"),
      "[ ! -e /srv/pool/b.qcow2 ] && [ ! -L /srv/pool/b.qcow2 ] || "
-     "{ echo '/srv/pool/b.qcow2 exists: not overwritten' >&2; exit 1; }; "
+     "{ echo /srv/pool/b.qcow2 exists: not overwritten >&2; exit 1; }; "
      "qemu-img convert -f raw -O qcow2 /srv/pool/a.img /srv/pool/b.qcow2 || "
      "{ rm -f /srv/pool/b.qcow2; exit 1; }"),
     (remote.remove_image("/srv/pool/b.qcow2"),
      "if [ -f /srv/pool/b.qcow2 ] && [ ! -L /srv/pool/b.qcow2 ]; then rm -- /srv/pool/b.qcow2; else "
-     "echo '/srv/pool/b.qcow2 is not a regular file: not removed' >&2; exit 1; fi"),
+     "echo /srv/pool/b.qcow2 is not a regular file: not removed >&2; exit 1; fi"),
     (remote.images(["/srv/pool"], ["/dev/sdb"]),
      "n=0\n"
      "for f in /srv/pool/*; do [ -f \"$f\" ] && [ ! -L \"$f\" ] || continue; "

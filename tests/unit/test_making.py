@@ -36,8 +36,8 @@ def test_new_dry_run_prints_qemu_img_create_and_changes_nothing(fake):
     assert rc == 0, err
     assert out.splitlines() == [
         "ssh root@10.0.0.1 '[ ! -e /srv/pool/web3-1.qcow2 ] && [ ! -L /srv/pool/web3-1.qcow2 ] || "
-        "{ echo '\"'\"'/srv/pool/web3-1.qcow2 exists: not overwritten'\"'\"' >&2; exit 1; }; "
-        "qemu-img create -q -f qcow2 /srv/pool/web3-1.qcow2 1024M || "
+        "{ echo /srv/pool/web3-1.qcow2 exists: not overwritten >&2; exit 1; }; "
+        "qemu-img create -q -f qcow2 /srv/pool/web3-1.qcow2 1G || "
         "{ rm -f /srv/pool/web3-1.qcow2; exit 1; }'",
         "# then conf/web3.xml is written (the new definition; -v prints it)",
         "dry run: nothing was changed; add --yes (havirt --yes ...) to execute"]
@@ -192,8 +192,8 @@ def test_delete_of_a_base_is_refused_while_the_clone_exists(fake):
     assert rc == 0 and out.splitlines()[:2] == [
         "# first conf/web4.xml moves into conf/.history/web4/",
         "ssh root@10.0.0.1 'if [ -f /srv/pool/web4-1.qcow2 ] && [ ! -L /srv/pool/web4-1.qcow2 ]; then "
-        "rm -- /srv/pool/web4-1.qcow2; else echo '\"'\"'/srv/pool/web4-1.qcow2 is not a regular file: "
-        "not removed'\"'\"' >&2; exit 1; fi'"]
+        "rm -- /srv/pool/web4-1.qcow2; else echo /srv/pool/web4-1.qcow2 is not a regular file: "
+        "not removed >&2; exit 1; fi'"]
     assert (fake.home / "conf" / "web4.xml").exists()
     rc, out, err = fake.havirt("--yes", "domain", "delete", "web4", "--disks")
     assert rc == 0, err
