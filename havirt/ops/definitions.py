@@ -198,7 +198,11 @@ def edit(app, name: str, open_editor=run_editor, again=lambda reason: False) -> 
                 keep_copy = True
                 raise HavirtError(f"{shown} changed while it was being edited: nothing "
                                   f"written (the edit is in {copy})")
-            return _replace(w, name, before, after, spec, "edit")
+            try:
+                return _replace(w, name, before, after, spec, "edit")
+            except Refusal as e:
+                keep_copy = True
+                raise Refusal(e.reasons + [f"the edit is in {copy}"]) from None
     finally:
         if not keep_copy:
             copy.unlink(missing_ok=True)

@@ -1,6 +1,7 @@
 """domain new / clone / delete and image list against the fake cluster and its storage."""
 
 import json
+from pathlib import Path
 
 from conftest import domain_xml
 from fakes import home_snapshot
@@ -281,3 +282,20 @@ def test_validate_reports_a_disk_two_domains_write(fake):
     rc, out, err = fake.havirt("-f", "json", "cluster", "validate")
     kinds = [(f["kind"], f["subject"]) for f in json.loads(out)["findings"]]
     assert rc == 1 and ("disk-shared", "web1+web2") in kinds
+
+
+def test_an_edit_onto_another_domains_disk_is_refused_and_kept(fake, monkeypatch, tmp_path):
+    fake.node("node1")
+    fake.conf("web1", disks=["/srv/web1.img"])
+    fake.conf("web2", disks=["/srv/web2.img"])
+    before = (fake.home / "conf" / "web2.xml").read_bytes()
+    editor = tmp_path / "editor"
+    editor.write_text("#!/bin/sh\nsed -i 's|/srv/web2.img|/srv/web1.img|' \"$1\"\n")
+    editor.chmod(0o755)
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", str(editor))
+    rc, out, err = fake.havirt("domain", "edit", "web2")
+    assert rc == 3 and "disk /srv/web1.img of web2 is also a disk of web1" in err
+    kept = err.rsplit("the edit is in ", 1)[1].strip()
+    assert "/srv/web1.img" in Path(kept).read_text()
+    assert (fake.home / "conf" / "web2.xml").read_bytes() == before
