@@ -13,8 +13,8 @@ SECONDS = Whole(numbers.SECONDS, "a number of seconds")
 
 @cli.group(epilog="Example: havirt domain list --running")
 def domain():
-    """Domains: list, info, import, define, edit, undefine, start, shutdown,
-    destroy, reboot, reset, console, migrate, maintenance."""
+    """Domains: list, info, new, clone, delete, import, define, edit, undefine,
+    start, shutdown, destroy, reboot, reset, console, migrate, maintenance."""
 
 
 @domain.command("list", epilog="Example: havirt domain list --node node2 --running")
@@ -178,22 +178,26 @@ def domain_undefine(opts, name, force):
 
 @domain.command("start", epilog="""\b
 Examples: havirt domain start web1 node2          # print the plan
-          havirt --yes domain start web1 node2    # start it""")
+          havirt --yes domain start web1 node2    # start it
+          havirt --yes domain start web3 node2 --cdrom /srv/iso/debian-12.iso""")
 @click.argument("name")
 @click.argument("node", required=False)
 @click.option("--force", is_flag=True, help="Go on even if some node did not answer.")
+@click.option("--cdrom", metavar="PATH", help="Start this once with the ISO PATH attached, "
+              "first to boot (conf/ is not changed).")
 @pass_app
-def domain_start(opts, name, node, force):
+def domain_start(opts, name, node, force, cdrom):
     """Start NAME on NODE (default: this host) from conf/NAME.xml.
 
     A fresh scan of every node comes first. Refused if NAME runs, is paused
     or arriving anywhere; if a node did not answer (unless --force); if NODE
     or NAME is in maintenance; if NODE lacks memory or vCPUs; if a disk of
-    NAME does not exist on NODE.
+    NAME (or the --cdrom ISO) does not exist on NODE; if a disk of NAME
+    belongs to another domain, or NAME is the base of a linked clone.
     """
     from havirt.ops.domains import domain_start as start
     app = opts.app()
-    opts.out.outcome(start(app, name, node, force))
+    opts.out.outcome(start(app, name, node, force, cdrom))
 
 
 @domain.command("shutdown", epilog="Example: havirt --yes domain shutdown web1 --wait 120 --force")

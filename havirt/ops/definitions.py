@@ -28,6 +28,7 @@ from havirt.errors import ConfigError, DomainXMLError, HavirtError, HomeError, R
 from havirt.names import check_name
 from havirt.parse.domxml import DomainSpec, domain_from_bytes
 from havirt.rules.drift import recorded_drift
+from havirt.rules.ownership import definition_problems
 from havirt.rules.presence import presence_problems
 from havirt.store.conf import check_named, read_xml
 from havirt.store.files import reason, writable_folder
@@ -60,7 +61,7 @@ def check_definition(name: str, raw: bytes, where: str) -> DomainSpec:
     return check_named(domain_from_bytes(raw, where), name, where)
 
 
-def _shown(app, path: Path) -> str:
+def home_relative(app, path: Path) -> str:
     try:
         return str(path.relative_to(app.home.root))
     except ValueError:
@@ -115,13 +116,28 @@ def _diff(before: bytes, after: bytes, shown: str) -> list[str]:
         fromfile=f"{shown} (before)", tofile=shown)]
 
 
+def check_ownership(w, spec: DomainSpec, before: bytes | None) -> None:
+    """The rule of ownership against every other conf/ domain (their <backingStore>
+    chains: no node is asked); clashes `before` already had are not new."""
+    specs, _ = w.conf.load_all()
+    specs.pop(spec.name, None)
+    try:
+        old = domain_from_bytes(before, "the previous version") if before is not None else None
+    except DomainXMLError:
+        old = None
+    problems = definition_problems(spec, specs, before=old)
+    if problems:
+        raise Refusal([f"conf/{spec.name}.xml left as it was"] + problems)
+
+
 def _replace(w, name: str, before: bytes | None, after: bytes, spec: DomainSpec,
              action: str) -> DefinitionChange:
     """Keep `before` in the history, write `after`; say what it means for a running
     domain (in the open work `w`)."""
     app = w.app
+    check_ownership(w, spec, before)
     path = app.conf.path(name)
-    change = DefinitionChange(name, action, _shown(app, path), changed=True)
+    change = DefinitionChange(name, action, home_relative(app, path), changed=True)
     kept = _keep(app, name, before, action) if before is not None else None
     try:
         app.conf.write(name, after.decode("utf-8"))
@@ -130,7 +146,7 @@ def _replace(w, name: str, before: bytes | None, after: bytes, spec: DomainSpec,
             _forget(kept)          # the history records only what happened
         raise
     if kept is not None:
-        change.kept = _shown(app, kept)
+        change.kept = home_relative(app, kept)
         change.diff = _diff(before, after, change.file)
     rec = w.state.domains.get(name)
     if rec is not None and rec.active:
@@ -171,7 +187,7 @@ def edit(app, name: str, open_editor=run_editor, again=lambda reason: False) -> 
     use); otherwise the reason is raised and conf/ stays as it was. The lock
     is taken only to write, never while the editor is open."""
     path = app.conf.path(name)
-    shown = _shown(app, path)
+    shown = home_relative(app, path)
     before = app.conf.raw(name)
     if before is None:
         raise UsageError(f"unknown domain {name!r}: no {path} (havirt domain define {name} "
@@ -205,6 +221,9 @@ def edit(app, name: str, open_editor=run_editor, again=lambda reason: False) -> 
                                   f"written (the edit is in {copy})")
             try:
                 return _replace(w, name, before, after, spec, "edit")
+            except Refusal as e:          # the rules (a disk of another domain): the edit kept
+                keep_copy = True
+                raise Refusal(e.reasons + [f"the edit is in {copy}"]) from None
             except HavirtError as e:      # conf/ or its history cannot be written
                 keep_copy = True
                 raise type(e)(f"{e} (the edit is in {copy})") from None
@@ -238,9 +257,9 @@ def define(app, name: str, source: str, force: bool = False) -> DefinitionChange
     with app.work(dry_run=False) as w:
         before = app.conf.raw(name)
         if before == raw:
-            return DefinitionChange(name, "define", _shown(app, path))
+            return DefinitionChange(name, "define", home_relative(app, path))
         if before is not None and not force:
-            raise UsageError(f"{_shown(app, path)} exists and differs (--force replaces it; "
+            raise UsageError(f"{home_relative(app, path)} exists and differs (--force replaces it; "
                              "the current version is kept in the history)")
         return _replace(w, name, before, raw, spec, "define")
 
@@ -255,22 +274,42 @@ def undefine(app, name: str, force: bool = False) -> DefinitionChange:
         before = app.conf.raw(name)
         if before is None:
             raise UsageError(f"unknown domain {name!r}: no {path}")
-        kept = _keep(app, name, before, "undefine")   # a history that cannot be written: before the scan
-        try:
+        findings = []
+
+        def refuse_while_present():
+            nonlocal findings
             cluster, findings = w.scan()
             problems = presence_problems(cluster, name, force)
             if problems:
                 raise Refusal([f"{name} stays defined"] + problems)
-            try:
-                os.unlink(path)
-            except OSError as e:
-                raise HomeError(f"{path}: cannot remove: {reason(e)}") from None
-        except BaseException:
-            _forget(kept)          # the history records only what happened
-            raise
-        rec = w.state.domains.get(name)
-        if rec is not None and not rec.active:
-            del w.state.domains[name]      # nothing left to say about it
-            w.changed()
-        return DefinitionChange(name, "undefine", _shown(app, path), changed=True,
-                                kept=_shown(app, kept), findings=findings)
+
+        kept = retire(w, name, "undefine", before, refuse_while_present)
+        return DefinitionChange(name, "undefine", home_relative(app, path), changed=True,
+                                kept=home_relative(app, kept), findings=findings)
+
+
+def retire(w, name: str, action: str, before: bytes, check=None) -> Path:
+    """Move conf/NAME.xml (whose bytes are `before`) into the history
+    (undefine, delete): the copy is written first (a history that cannot be
+    written fails before anything else), then `check()` runs (a refusal after
+    a fresh scan), then conf/NAME.xml is removed; if any of it fails, the
+    history entry is forgotten (it records only what happened). The record of
+    a domain that does not run is dropped. Returns where the copy went."""
+    app = w.app
+    path = app.conf.path(name)
+    kept = _keep(app, name, before, action)
+    try:
+        if check is not None:
+            check()
+        try:
+            os.unlink(path)
+        except OSError as e:
+            raise HomeError(f"{path}: cannot remove: {reason(e)}") from None
+    except BaseException:
+        _forget(kept)
+        raise
+    rec = w.state.domains.get(name)
+    if rec is not None and not rec.active:
+        del w.state.domains[name]      # nothing left to say about it
+        w.changed()
+    return kept

@@ -12,7 +12,9 @@ from havirt.names import check_name, quote_argv, valid_name
 from havirt.ops.outcome import Outcome
 from havirt.parse.domxml import parse_domain_xml
 from havirt.parse.virsh import split_sections
+from havirt.plan.definition import cdrom_spec
 from havirt.plan.domains import plan_destroy, plan_migrate, plan_reboot, plan_shutdown, plan_start
+from havirt.plan.making import absolute_path
 from havirt.remote import commands as remote
 from havirt.remote.steps import Plan
 
@@ -47,14 +49,19 @@ def verify(w, node: str, name: str, want_present: bool) -> str:
     return fact.state if fact else "gone"
 
 
-def domain_start(app, name, node=None, force=False) -> Outcome:
+def domain_start(app, name, node=None, force=False, cdrom=None) -> Outcome:
+    """Start NAME from conf/ (with `cdrom`: once, with that CD-ROM first to boot)."""
     check_name("domain", name)
+    if cdrom is not None:
+        absolute_path("--cdrom", cdrom)
     with app.work() as w:
         spec = w.conf.load(name)   # read once, inside the lock: what is checked is what is sent
+        specs, _ = w.conf.load_all()
+        spec, note = cdrom_spec(spec, cdrom) if cdrom else (spec, "")
         node = node or local_node(w.state)
         w.state.node(node)
         cluster, findings = w.scan(paths=spec.disks)
-        plan = plan_start(cluster, w.state, w.cfg, spec, node, force=force)
+        plan = plan_start(cluster, w.state, w.cfg, spec, node, force=force, specs=specs, note=note)
         out = Outcome(dry_run=w.dry_run, findings=findings, notes=plan.notes)
         execute(w, plan, out)
         if not w.dry_run:

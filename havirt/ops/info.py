@@ -12,11 +12,12 @@ import xml.etree.ElementTree as ET
 
 from havirt.errors import HavirtError, UsageError
 from havirt.names import check_name
-from havirt.parse.domxml import disk_path, interface_fields
+from havirt.parse.domxml import disk_path, disk_spec, interface_fields
 from havirt.parse.numbers import PORT, whole_in
 from havirt.parse.virsh import SHUT_OFF
 from havirt.rules.disks import visibility
 from havirt.rules.drift import definition_drift, live_spec, recorded_drift
+from havirt.rules.ownership import bases
 
 
 def domain_info(app, name: str) -> tuple[dict, list]:
@@ -40,11 +41,12 @@ def domain_info(app, name: str) -> tuple[dict, list]:
         conf_file = str(path.relative_to(app.home.root))
     except ValueError:
         conf_file = str(path)
-    return describe(name, cluster, rec, spec, xml_error,
-                    conf_file if path.exists() else None), findings
+    specs, _ = app.conf.load_all()
+    return describe(name, cluster, rec, spec, xml_error, conf_file if path.exists() else None,
+                    bases(specs).get(name, [])), findings
 
 
-def describe(name, cluster, rec, spec, xml_error, conf_file) -> dict:
+def describe(name, cluster, rec, spec, xml_error, conf_file, base_of=()) -> dict:
     """The document of `domain info` (pure): see the README for its keys."""
     copies = cluster.copies(name)
     node, fact = cluster.placements().get(name, (None, None))
@@ -84,6 +86,7 @@ def describe(name, cluster, rec, spec, xml_error, conf_file) -> dict:
         "definition": definition,
         **devices,
         "maintenance": bool(rec and rec.maintenance),
+        "base_of": list(base_of),
         "last_seen": rec.last_seen if rec else None,
         "drift": [d.message for d in drift],
     }
@@ -98,9 +101,10 @@ def _devices(text: str) -> dict:
     disks = []
     for d in root.findall("devices/disk"):
         target = d.find("target")
+        path = disk_path(d)
         disks.append({"target": target.get("dev") if target is not None else None,
-                      "device": d.get("device", "disk"), "type": d.get("type"),
-                      "path": disk_path(d)})
+                      "device": d.get("device", "disk"), "type": d.get("type"), "path": path,
+                      "backing": list(disk_spec(d, path).backing) if path else []})
     interfaces = []
     for i in root.findall("devices/interface"):
         kind, source, mac = interface_fields(i)
@@ -151,8 +155,9 @@ def info_rows(doc: dict) -> list[dict]:
         seen = ("seen by every node" if d["everywhere"] else
                 f"missing on {', '.join(d['missing_on'])}" if d["everywhere"] is False else
                 "not checked")
+        backing = f"; backing file {d['backing'][0]}" if d["backing"] else ""
         rows.append((f"disk {d['target'] or '?'}",
-                     f"{d['path'] or '(no source)'} ({d['device']}; {seen}){src}"))
+                     f"{d['path'] or '(no source)'} ({d['device']}; {seen}{backing}){src}"))
     for i in doc["interfaces"]:
         rows.append(("interface", " ".join(x for x in (i["type"], i["source"], i["mac"],
                                                          i["model"]) if x) + src))
@@ -163,6 +168,9 @@ def info_rows(doc: dict) -> list[dict]:
     for c in doc["consoles"]:
         rows.append(("console", " ".join(x for x in (c["type"], c["target"], c["path"]) if x)
                      + (f" (havirt domain console {doc['name']})" if doc["node"] else "")))
+    if doc["base_of"]:
+        rows.append(("base of", f"{', '.join(doc['base_of'])} (linked clones: {doc['name']} may "
+                     "neither start nor lose its disks while they exist)"))
     rows.append(("maintenance", "yes" if doc["maintenance"] else "no"))
     rows.append(("last seen", doc["last_seen"] or "-"))
     rows.append(("conf/", doc["conf_file"] or "none" if not doc["xml_error"]

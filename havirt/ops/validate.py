@@ -9,6 +9,7 @@ from havirt.plan.planner_input import cluster_verdict, disk_paths
 from havirt.rules.disks import visibility
 from havirt.rules.drift import definition_drift, live_spec
 from havirt.rules.fit import load_of, over_limits
+from havirt.rules.ownership import ownership_findings
 from havirt.scan.cluster import Cluster, Finding
 from havirt.scan.record import lockspace_peers
 
@@ -139,9 +140,12 @@ def validate(app) -> list[Finding]:
     with app.work(dry_run=True, record=False) as w:    # read-only: the state is never written
         specs, findings = conf_findings(w)
         before = copy.deepcopy(w.state)
-        cluster, scan_findings = w.scan(paths=disk_paths(specs), dump_running=True)
+        folders = sorted(w.cfg.pools.values())
+        cluster, scan_findings = w.scan(paths=disk_paths(specs) + folders, dump_running=True)
         findings += scan_findings
         findings += cluster_findings(w, cluster, specs)
+        chains = w.images(cluster, folders).chains() if folders else {}
+        findings += ownership_findings(specs, cluster, chains)
         findings += state_findings(before, w.state)
     order = {"critical": 0, "error": 1, "warning": 2}
     return sorted(findings, key=lambda f: (order.get(f.severity, 3), f.kind, f.subject))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from havirt.parse.virsh import SHUT_OFF
 from havirt.rules.drift import recorded_drift
 from havirt.rules.fit import allocated, usable_memory
+from havirt.rules.ownership import bases
 from havirt.scan.cluster import Finding
 from havirt.scan.record import cluster_from_state
 from havirt.store.state import State
@@ -17,7 +18,7 @@ NODE_COLUMNS = [("name", "node"), ("address", "address"), ("cpus", "cpus"),
 
 DOMAIN_COLUMNS = [("name", "domain"), ("state", "state"), ("node", "node"),
                   ("memory_mib", "memory"), ("vcpus", "vcpus"), ("maintenance", "maint"),
-                  ("xml", "xml"), ("drift", "drift"), ("stale", "stale"),
+                  ("xml", "xml"), ("drift", "drift"), ("base_of", "base of"), ("stale", "stale"),
                   ("last_seen", "last seen")]
 
 FINDING_COLUMNS = [("severity", "severity"), ("kind", "kind"), ("subject", "subject"),
@@ -52,6 +53,7 @@ def domain_rows(state: State, conf_specs: dict, node=None, running=None) -> list
     does not parse.
     """
     rows = []
+    base = bases({n: s for n, s in conf_specs.items() if not isinstance(s, str)})
     for name in sorted(set(conf_specs) | set(state.domains)):
         rec = state.domains.get(name)
         spec = conf_specs.get(name)
@@ -69,6 +71,7 @@ def domain_rows(state: State, conf_specs: dict, node=None, running=None) -> list
             "stale": rec.stale if rec else False,
             "conflict": rec.conflict if rec else [],
             "last_seen": rec.last_seen if rec else None,
+            "base_of": base.get(name, []),     # its linked clones: it may not start
         }
         drift = recorded_drift(rec, spec if spec_ok else None)
         row["drift"] = [d.aspect for d in drift]

@@ -26,6 +26,7 @@ from havirt.errors import DomainXMLError
 from havirt.rules.drift import note_running_definitions
 from havirt.scan.cluster import Finding
 from havirt.scan.fresh import Scan, fresh_scan
+from havirt.scan.images import Images, read_images
 from havirt.scan.record import record_scan
 from havirt.store.state import State, save_state
 
@@ -64,6 +65,15 @@ class Work:
         note_running_definitions(self.state, cluster)
         self._scanned = True
         return Scan(cluster, findings)
+
+    def images(self, cluster, folders, paths=()) -> Images:
+        """The images in `folders` (pools) and at `paths`, as qemu-img on a node
+        that sees them says now (the node chosen from `cluster`, a fresh scan
+        that checked those folders and paths)."""
+        images = read_images(self.app.runner, self.cfg, cluster, folders, paths)
+        for folder, node in sorted(images.readers.items()):
+            self.out.note(f"images in {folder}: read on {node}")
+        return images
 
     # -- changing ------------------------------------------------------------------------
     def changed(self) -> None:

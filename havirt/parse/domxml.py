@@ -16,6 +16,24 @@ _UNITS = {
 }
 
 
+@dataclass(frozen=True)
+class DiskSpec:
+    """One <disk> with a local path, as the rule of ownership sees it."""
+
+    path: str
+    device: str = "disk"          # disk, cdrom, floppy, lun
+    kind: str = "file"            # the type attribute: file, block, ...
+    format: str | None = None     # <driver type=...>: qcow2, raw
+    target: str | None = None     # vda, sda ...
+    readonly: bool = False        # <readonly/>, or a CD-ROM or floppy
+    shareable: bool = False       # <shareable/>
+    backing: tuple[str, ...] = ()  # <backingStore> chain in conf/, nearest first
+
+    @property
+    def writes(self) -> bool:
+        return not self.readonly
+
+
 @dataclass
 class DomainSpec:
     name: str
@@ -27,6 +45,7 @@ class DomainSpec:
     lease_gaps: list[str] = field(default_factory=list)  # writable disks no lease can lock, and why
     path: str | None = None      # the conf/ file it was read from
     raw: bytes | None = None     # its exact bytes: what is sent on stdin, read once
+    disk_specs: list[DiskSpec] = field(default_factory=list)   # the disks with a path
 
 
 def _memory_mib(where: str, el) -> int:
@@ -101,13 +120,14 @@ def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
     vcpus = whole_in(vtext, DOMAIN_VCPUS)
     if vcpus is None:
         raise DomainXMLError(f"{where}: <vcpu> must be {DOMAIN_VCPUS}, not {vtext[:20]!r}")
-    disks, leased, gaps = [], [], []
+    disks, leased, gaps, details = [], [], [], []
     for disk in root.findall("devices/disk"):
         path = disk_path(disk)
         if path:
             if any(ord(c) < 32 for c in path):
                 raise DomainXMLError(f"{where}: a disk path holds a control character")
             disks.append(path)
+            details.append(disk_spec(disk, path))
         gap = _lease_gap(disk, path)
         if gap:
             gaps.append(gap)
@@ -116,7 +136,25 @@ def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
             leased.append(path)
     interfaces = [":".join(interface_fields(i)) for i in root.findall("devices/interface")]
     return DomainSpec(name=name, memory_mib=memory, vcpus=vcpus, disks=disks,
-                      interfaces=interfaces, leased=leased, lease_gaps=gaps)
+                      interfaces=interfaces, leased=leased, lease_gaps=gaps, disk_specs=details)
+
+
+def disk_spec(disk, path: str) -> DiskSpec:
+    """A <disk> element with a local path -> DiskSpec (its <backingStore> chain too)."""
+    device = disk.get("device", "disk")
+    driver, target = disk.find("driver"), disk.find("target")
+    backing, store = [], disk.find("backingStore")
+    while store is not None and len(backing) < 64:
+        below = disk_path(store)
+        if not below:
+            break
+        backing.append(below)
+        store = store.find("backingStore")
+    return DiskSpec(path=path, device=device, kind=disk.get("type", "file"),
+                    format=driver.get("type") if driver is not None else None,
+                    target=target.get("dev") if target is not None else None,
+                    readonly=disk.find("readonly") is not None or device in ("cdrom", "floppy"),
+                    shareable=disk.find("shareable") is not None, backing=tuple(backing))
 
 
 def _lease_gap(disk, path: str | None) -> str | None:

@@ -11,6 +11,7 @@ from havirt.parse.domxml import DomainSpec
 from havirt.remote import commands as remote
 from havirt.remote.steps import Plan, Step, StepKind
 from havirt.rules.fit import Need, fit_problems, load_of, need_to_move, need_to_start
+from havirt.rules.ownership import start_problems
 from havirt.rules.presence import presence_problems, silent_guards
 from havirt.scan.cluster import Cluster
 from havirt.store.state import State
@@ -21,13 +22,15 @@ def placement_problems(cluster: Cluster, state: State, cfg, need: Need, node: st
     return fit_problems(load_of(cluster, state, cfg, node), need)
 
 
-def create_step(cfg, spec: DomainSpec, node: str) -> Step:
-    return Step(node=node, command=remote.create(cfg), stdin_file=spec.path,
+def create_step(cfg, spec: DomainSpec, node: str, note: str = "") -> Step:
+    """`virsh create` of `spec`'s bytes (`note`: how they differ from its conf/ file)."""
+    return Step(node=node, command=remote.create(cfg), stdin_file=spec.path, stdin_note=note,
                 stdin_data=spec.raw, domain=spec.name, why=f"start {spec.name} on {node}")
 
 
 def plan_start(cluster: Cluster, state: State, cfg, spec: DomainSpec, node: str,
-               force: bool = False) -> Plan:
+               force: bool = False, specs=None, note: str = "") -> Plan:
+    """Start `spec` on `node`; `specs` (conf/) for the rule of ownership."""
     if node not in state.nodes:
         raise UsageError(f"unknown node {node!r}")
     problems = []
@@ -40,10 +43,11 @@ def plan_start(cluster: Cluster, state: State, cfg, spec: DomainSpec, node: str,
             and not force:
         problems.append(f"{spec.name} was last seen on {drec.node}, which is no longer "
                         "scanned: it might still run there (--force to go on)")
+    problems += start_problems(spec, specs or {}, cluster)
     problems += placement_problems(cluster, state, cfg, need_to_start(spec), node)
     if problems:
         raise Refusal(problems)
-    return Plan(steps=[create_step(cfg, spec, node)], notes=sorted(guards.values()))
+    return Plan(steps=[create_step(cfg, spec, node, note)], notes=sorted(guards.values()))
 
 
 def where_running(cluster: Cluster, name: str) -> str:

@@ -216,6 +216,72 @@ def console(cfg, name: str) -> Command:
     return virsh_op(cfg, "console", name)
 
 
+# -- disk images (qemu-img, on a node that sees the pool) -----------------------------
+
+QEMU_IMG = "qemu-img"
+IMAGE_KINDS = ("file", "block", "missing", "other")
+
+
+def images(pools=(), paths=()) -> Command:
+    """What every regular file in the `pools` folders, and every path of
+    `paths`, is: a section '@@image N' each, holding the path, its kind (file,
+    block, missing, other) and, for a file, `qemu-img info --backing-chain`
+    as JSON (or qemu-img's error). -U reads images that a running domain
+    holds; nothing is written. Names holding a control character are skipped."""
+    pools, paths = tuple(pools), tuple(paths)
+    info = quote_argv([QEMU_IMG, "info", "-U", "--backing-chain", "--output=json"])
+    one = ("n=$((n+1)); printf '@@image %s\\n%s\\n' \"$n\" \"$f\"; "
+           "if [ -b \"$f\" ]; then echo block; elif [ ! -e \"$f\" ]; then echo missing; "
+           f"elif [ -f \"$f\" ]; then echo file; {info} \"$f\" 2>&1; else echo other; fi")
+    lines = ["n=0"]
+    if pools:
+        lines.append("for f in " + " ".join(quote_argv([p]) + "/*" for p in pools) + "; do "
+                     "[ -f \"$f\" ] && [ ! -L \"$f\" ] || continue; "
+                     "case \"$f\" in *[[:cntrl:]]*) continue;; esac; " + one + "; done")
+    if paths:
+        lines.append("for f in " + quote_argv(paths) + "; do " + one + "; done")
+    lines.append("exit 0")    # an image qemu-img cannot read is said in its section
+    return Command(op="images", script="\n".join(lines) + "\n", args=(pools, paths))
+
+
+def _new_file(path: str, command: list[str]) -> str:
+    """Run `command`, which makes the file `path`, only where nothing is at
+    `path` yet; if it fails, what it left of `path` is removed (it was not there)."""
+    q = quote_argv([path])
+    return (f"[ ! -e {q} ] && [ ! -L {q} ] || {{ {quote_argv(['echo', path, 'exists:', 'not', 'overwritten'])} "
+            f">&2; exit 1; }}; {quote_argv(command)} || {{ rm -f {q}; exit 1; }}")
+
+
+def create_image(path: str, size_mib: int) -> Command:
+    """A new empty qcow2 image of `size_mib` MiB."""
+    size = f"{size_mib // 1024}G" if size_mib % 1024 == 0 else f"{int(size_mib)}M"
+    command = [QEMU_IMG, "create", "-q", "-f", "qcow2", path, size]
+    return Command(op="img-create", script=_new_file(path, command), args=(path, size_mib))
+
+
+def overlay_image(path: str, backing: str, backing_format: str) -> Command:
+    """A new qcow2 overlay whose backing file is `backing` (a linked clone)."""
+    command = [QEMU_IMG, "create", "-q", "-f", "qcow2", "-F", backing_format, "-b", backing, path]
+    return Command(op="img-overlay", script=_new_file(path, command),
+                   args=(path, backing, backing_format))
+
+
+def copy_image(source: str, source_format: str, path: str) -> Command:
+    """A full, independent qcow2 copy of `source` (its backing chain flattened)."""
+    command = [QEMU_IMG, "convert", "-f", source_format, "-O", "qcow2", source, path]
+    return Command(op="img-copy", script=_new_file(path, command),
+                   args=(source, source_format, path))
+
+
+def remove_image(path: str) -> Command:
+    """Remove an image file; never a link, a device or a folder."""
+    q = quote_argv([path])
+    script = (f"if [ -f {q} ] && [ ! -L {q} ]; then rm -- {q}; else "
+              f"{quote_argv(['echo', path, 'is', 'not', 'a', 'regular', 'file:', 'not', 'removed'])} >&2; "
+              "exit 1; fi")
+    return Command(op="img-remove", script=script, args=(path,))
+
+
 # -- on the admin host ---------------------------------------------------------------
 
 def local(argv) -> Command:

@@ -28,6 +28,7 @@ def _render(runner, home_root: Path, step: Step) -> str:
     line = f"{runner.describe(step.node)} {quote_argv([text])}"
     if step.stdin_file:
         line += f" < {quote_argv([_shown_path(home_root, step.stdin_file)])}"
+        line += f"  # {step.stdin_note}" if step.stdin_note else ""
     if step.kind is StepKind.FORCE_OFF:
         line = f"# only if still running after the wait:\n{line}"
     return line
@@ -128,7 +129,8 @@ class Executor:
         on_output = self.progress if step.kind is StepKind.MIGRATE else None
         start = time.monotonic()
         logged = step.command.text() + (f" < {_shown_path(self.home.root, step.stdin_file)}"
-                                        if step.stdin_file else "")
+                                        if step.stdin_file else "") + \
+            (f" ({step.stdin_note})" if step.stdin_note else "")
         try:
             res = self.runner.run(step.node, step.command, stdin=step.stdin_data,
                                   timeout=timeout, on_output=on_output)

@@ -33,6 +33,7 @@ class Step:
     timeout: float | None = None       # seconds the step itself may take (WAIT_OFF, MIGRATE)
     stdin_file: str | None = None      # the conf/ file whose bytes go on stdin (shown)
     stdin_data: bytes | None = None    # those bytes, read once when the spec was
+    stdin_note: str = ""               # how stdin_data differs from stdin_file (shown)
     hint: str = ""                     # what the admin can do when the step fails
     expect: str | None = None          # LOCAL_UNTIL: a regular expression its output must match
 

@@ -56,6 +56,7 @@ SCHEMA: dict[str, object] = {
         "after": (int, 3, n.SCANS),
     },
     "fence": ((dict, type(None)), None),     # checked by _fences (node names are its keys)
+    "pools": ((dict, type(None)), None),     # checked by _pools (pool names are its keys)
     "metrics": {
         "textfile": ((str, type(None)), None),
     },
@@ -150,6 +151,12 @@ class Config:
     recover_enabled: bool = False
     recover_after: int = 3
     fence: dict = field(default_factory=dict)   # node -> Fence
+    pools: dict = field(default_factory=dict)   # pool name -> its folder (absolute, normalised)
+
+    def pool_of(self, path: str) -> str | None:
+        """The pool whose folder holds the file `path` (directly), or None."""
+        folder = os.path.dirname(os.path.normpath(path))
+        return next((name for name, f in self.pools.items() if f == folder), None)
 
 
 @dataclass
@@ -224,6 +231,34 @@ def _fences(path: Path, data) -> dict:
     return out
 
 
+def _pools(path: Path, data) -> dict[str, str]:
+    """pools: {NAME: /folder}: folders for disk images, one inside no other."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: 'pools' must be a mapping of pool name to its folder")
+    from havirt.names import check_name
+    out: dict[str, str] = {}
+    for name, folder in data.items():
+        try:
+            check_name("pool", str(name))
+        except Exception as e:
+            raise ConfigError(f"{path}: key 'pools.{name}': {e}") from None
+        if not isinstance(folder, str) or not folder.startswith("/") \
+                or any(ord(c) < 32 for c in folder):
+            raise ConfigError(f"{path}: key 'pools.{name}' must be an absolute folder, "
+                              f"not {folder!r}")
+        folder = os.path.normpath(folder)
+        if folder == "/":
+            raise ConfigError(f"{path}: key 'pools.{name}': / cannot be a pool")
+        for other, theirs in out.items():
+            if os.path.commonpath([folder, theirs]) in (folder, theirs):
+                raise ConfigError(f"{path}: pools {other} ({theirs}) and {name} ({folder}) "
+                                  "overlap: a pool cannot hold another")
+        out[str(name)] = folder
+    return out
+
+
 def _expand(p: str | None) -> str | None:
     return os.path.expanduser(p) if p else p
 
@@ -271,6 +306,7 @@ def load_config(path: Path) -> Config:
     merged: dict = {}
     data = _read(path)
     fence = data.pop("fence", None) if isinstance(data, dict) else None
+    pools = data.pop("pools", None) if isinstance(data, dict) else None
     _merge(str(path), "", SCHEMA, data, merged)
     _check_values(path, merged)
     s = merged["ssh"]
@@ -302,5 +338,6 @@ def load_config(path: Path) -> Config:
         recover_enabled=merged["recover"]["enabled"],
         recover_after=merged["recover"]["after"],
         fence=_fences(path, fence),
+        pools=_pools(path, pools),
         metrics_textfile=_expand(merged["metrics"]["textfile"]),
     )

@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
+from fake_storage import FakeStorage  # noqa: E402
 from fakes import FakeNode, FakeRunner, is_scan  # noqa: E402
 
 from havirt.cli import run  # noqa: E402
@@ -26,6 +27,12 @@ def domain_xml(name, memory_mib=32, vcpus=1, disks=()):
     return (f"<domain type='kvm'><name>{name}</name><memory unit='MiB'>{memory_mib}</memory>"
             f"<vcpu>{vcpus}</vcpu><os><type arch='x86_64'>hvm</type></os>"
             f"<devices>{disk_xml}</devices></domain>\n")
+
+
+def uuid_of(xml) -> str | None:
+    """The <uuid> of a domain definition (bytes or text); None: it has none."""
+    import xml.etree.ElementTree as ET
+    return (ET.fromstring(xml).findtext("uuid") or "").strip() or None
 
 
 def first_cluster(keep, seed, **kw):
@@ -63,6 +70,7 @@ class FakeCluster:
         self.capsys = capsys
         self.runners: list[FakeRunner] = []
         self.lockspaces: dict[str, dict[str, str]] = {}   # shared lockspace folders -> files
+        self.storage = FakeStorage()                       # pools and images the nodes see
 
     def leases(self, *names, lockspace="/shared/locks"):
         """Leases in force on these nodes (default: all), in one shared lockspace."""
@@ -104,7 +112,7 @@ class FakeCluster:
 
     def factory(self, app):
         r = self.runner_class(app, self.nodes, real_describe=self.real_describe,
-                              lockspaces=self.lockspaces)
+                              lockspaces=self.lockspaces, storage=self.storage)
         self.runners.append(r)
         return r
 

@@ -20,6 +20,7 @@ Knobs a test may set:
                                         the poll cannot tell (WAIT_UNKNOWN)
   runner.migrate_fails                  every live migration fails
   cluster.real_describe                 dry-run lines as the real SSHRunner prints them
+  cluster.storage                       pools, images, block devices (fake_storage.py)
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ ONE_DOMAIN = {"shutdown": remote.shutdown, "destroy": remote.destroy, "domjobabo
               "reboot": remote.reboot, "reset": lambda cfg, name: remote.reboot(cfg, name, hard=True)}
 SCRIPTS = {"scan": remote.scan_script, "wait-off": remote.wait_off,
            "dump-inactive": remote.dump_inactive}
+# qemu-img, answered by the fake storage (fake_storage.py)
+IMAGE_SCRIPTS = {"images": remote.images, "img-create": remote.create_image,
+                 "img-overlay": remote.overlay_image, "img-copy": remote.copy_image,
+                 "img-remove": remote.remove_image}
 
 
 @dataclass
@@ -95,8 +100,11 @@ def is_scan(text: str) -> bool:
 
 
 class FakeRunner(Runner):
-    def __init__(self, app, nodes: dict[str, FakeNode], real_describe=False, lockspaces=None):
+    def __init__(self, app, nodes: dict[str, FakeNode], real_describe=False, lockspaces=None,
+                 storage=None):
+        from fake_storage import FakeStorage
         self.lockspaces = {} if lockspaces is None else lockspaces   # folder -> {file: text}
+        self.storage = FakeStorage() if storage is None else storage
         self.app = app
         self.cfg = app.cfg
         self.nodes = nodes
@@ -151,13 +159,15 @@ class FakeRunner(Runner):
         return None if n.libvirt_up else Result(n.name, command.text(), 1, "", VIRSH_DOWN)
 
     def _script(self, n, command):
-        build = SCRIPTS.get(command.op)
+        build = SCRIPTS.get(command.op) or IMAGE_SCRIPTS.get(command.op)
         if build is None:
             self._unexpected(f"{n.name}: unexpected script ({command.op}): {command.text()}")
-        expected = build(self.cfg, *command.args)
+        expected = build(*command.args) if command.op in IMAGE_SCRIPTS else build(self.cfg, *command.args)
         if command != expected or (command.op == "scan" and command.args[2] != n.name):
             self._unexpected(f"{command.op} script differs from havirt's own:\n"
                              f"{command.text()}\n---\n{expected.text()}")
+        if command.op in IMAGE_SCRIPTS:
+            return self.storage.run(n.name, command)
         return {"scan": self._scan, "wait-off": self._wait_off,
                 "dump-inactive": self._dumpxml}[command.op](n, command)
 
@@ -268,7 +278,8 @@ class FakeRunner(Runner):
         out.append("@@domstats\n" + "".join(stats))
         out.append("@@end\n@@virsh-exit\n0\n@@virsh-error\n")
         if paths:
-            out.append("@@paths\n" + "\n".join(f"{1 if p in n.paths else 0} {p}" for p in sorted(set(paths))))
+            out.append("@@paths\n" + "\n".join(
+                f"{1 if p in n.paths or self.storage.sees(n.name, p) else 0} {p}" for p in sorted(set(paths))))
         if dump_running is True:
             for d in n.domains.values():
                 if d.state != SHUT_OFF:

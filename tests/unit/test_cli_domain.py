@@ -32,10 +32,10 @@ def test_list_tsv_all(fake):
     assert rc == 0, err
     seen = fake.state().domains["web1"].last_seen
     assert out.splitlines() == [
-        "name\tstate\tnode\tmemory_mib\tvcpus\tmaintenance\txml\tdrift\tstale\tlast_seen",
-        "db1\tshut off\t-\t256\t1\tno\tyes\t-\tno\t-",
-        f"noxml1\trunning\tnode2\t64\t1\tno\tno\t-\tno\t{seen}",
-        f"web1\trunning\tnode1\t512\t2\tno\tyes\t-\tno\t{seen}",
+        "name\tstate\tnode\tmemory_mib\tvcpus\tmaintenance\txml\tdrift\tbase_of\tstale\tlast_seen",
+        "db1\tshut off\t-\t256\t1\tno\tyes\t-\t-\tno\t-",
+        f"noxml1\trunning\tnode2\t64\t1\tno\tno\t-\t-\tno\t{seen}",
+        f"web1\trunning\tnode1\t512\t2\tno\tyes\t-\t-\tno\t{seen}",
     ]
     assert fake.calls == []
 
@@ -60,7 +60,7 @@ def test_list_json_keys(fake):
     listing_setup(fake)
     rows = json.loads(fake.havirt("-f", "json", "domain", "list", "--node", "node1")[1])
     assert list(rows[0]) == ["name", "state", "node", "memory_mib", "vcpus", "maintenance", "xml", "xml_error",
-                             "stale", "conflict", "last_seen", "drift", "drift_detail"]
+                             "stale", "conflict", "last_seen", "base_of", "drift", "drift_detail"]
     assert rows[0]["memory_mib"] == 512 and rows[0]["conflict"] == []
 
 

@@ -205,3 +205,76 @@ def test_evacuation_prints_its_moves_as_the_executor_shows_them(fake):
     assert rc == 0, err
     assert (f"ssh root@10.0.0.1 '{V} migrate --live --verbose web1 "
             "qemu+ssh://root@10.0.0.2/system --migrateuri tcp://10.0.0.2'") in out.splitlines()
+
+
+# -- disk images ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command, text", [
+    (remote.create_image("/srv/pool/web3-1.qcow2", 20480),
+     "[ ! -e /srv/pool/web3-1.qcow2 ] && [ ! -L /srv/pool/web3-1.qcow2 ] || "
+     "{ echo /srv/pool/web3-1.qcow2 exists: not overwritten >&2; exit 1; }; "
+     "qemu-img create -q -f qcow2 /srv/pool/web3-1.qcow2 20G || { rm -f /srv/pool/web3-1.qcow2; exit 1; }"),
+    (remote.create_image("/srv/pool/web3-2.qcow2", 512),
+     "[ ! -e /srv/pool/web3-2.qcow2 ] && [ ! -L /srv/pool/web3-2.qcow2 ] || "
+     "{ echo /srv/pool/web3-2.qcow2 exists: not overwritten >&2; exit 1; }; "
+     "qemu-img create -q -f qcow2 /srv/pool/web3-2.qcow2 512M || { rm -f /srv/pool/web3-2.qcow2; exit 1; }"),
+    (remote.overlay_image("/srv/p q/b.qcow2", "/srv/p q/a.qcow2", "qcow2"),
+     "[ ! -e '/srv/p q/b.qcow2' ] && [ ! -L '/srv/p q/b.qcow2' ] || "
+     "{ echo '/srv/p q/b.qcow2' exists: not overwritten >&2; exit 1; }; "
+     "qemu-img create -q -f qcow2 -F qcow2 -b '/srv/p q/a.qcow2' '/srv/p q/b.qcow2' || "
+     "{ rm -f '/srv/p q/b.qcow2'; exit 1; }"),
+    (remote.copy_image("/srv/pool/a.img", "raw", "/srv/pool/b.qcow2"),
+     "[ ! -e /srv/pool/b.qcow2 ] && [ ! -L /srv/pool/b.qcow2 ] || "
+     "{ echo /srv/pool/b.qcow2 exists: not overwritten >&2; exit 1; }; "
+     "qemu-img convert -f raw -O qcow2 /srv/pool/a.img /srv/pool/b.qcow2 || "
+     "{ rm -f /srv/pool/b.qcow2; exit 1; }"),
+    (remote.remove_image("/srv/pool/b.qcow2"),
+     "if [ -f /srv/pool/b.qcow2 ] && [ ! -L /srv/pool/b.qcow2 ]; then rm -- /srv/pool/b.qcow2; else "
+     "echo /srv/pool/b.qcow2 is not a regular file: not removed >&2; exit 1; fi"),
+    (remote.images(["/srv/pool"], ["/dev/sdb"]),
+     "n=0\n"
+     "for f in /srv/pool/*; do [ -f \"$f\" ] && [ ! -L \"$f\" ] || continue; "
+     "case \"$f\" in *[[:cntrl:]]*) continue;; esac; n=$((n+1)); printf '@@image %s\\n%s\\n' \"$n\" \"$f\"; "
+     "if [ -b \"$f\" ]; then echo block; elif [ ! -e \"$f\" ]; then echo missing; elif [ -f \"$f\" ]; "
+     "then echo file; qemu-img info -U --backing-chain --output=json \"$f\" 2>&1; else echo other; fi; done\n"
+     "for f in /dev/sdb; do n=$((n+1)); printf '@@image %s\\n%s\\n' \"$n\" \"$f\"; "
+     "if [ -b \"$f\" ]; then echo block; elif [ ! -e \"$f\" ]; then echo missing; elif [ -f \"$f\" ]; "
+     "then echo file; qemu-img info -U --backing-chain --output=json \"$f\" 2>&1; else echo other; fi; done\n"
+     "exit 0\n"),
+])
+def test_image_commands(command, text):
+    assert command.text() == text
+
+
+def test_the_image_scripts_with_the_real_qemu_img(tmp_path):
+    """Run by sh in a folder: what they make, what they refuse, what the parser reads."""
+    from havirt.parse.images import parse_images
+
+    def sh(command):
+        return subprocess.run(["sh", "-c", command.text()], capture_output=True, text=True, timeout=60)
+    pool = tmp_path / "pool x"
+    pool.mkdir()
+    base, over, copy = str(pool / "base.qcow2"), str(pool / "over.qcow2"), str(pool / "copy.qcow2")
+    assert sh(remote.create_image(base, 64)).returncode == 0
+    again = sh(remote.create_image(base, 128))
+    assert again.returncode == 1 and again.stderr == f"{base} exists: not overwritten\n"
+    assert sh(remote.overlay_image(over, base, "qcow2")).returncode == 0
+    assert sh(remote.copy_image(over, "qcow2", copy)).returncode == 0
+    (pool / "link.qcow2").symlink_to(base)
+    (pool / "bad\nname").write_text("x")
+    (tmp_path / "plain.raw").write_bytes(b"\0" * 4096)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-F", "qcow2", "-b", "/gone",
+                    str(pool / "unreadable.qcow2"), "64M"], check=True)      # its backing file is gone
+    failed = sh(remote.copy_image(str(tmp_path / "none"), "raw", str(pool / "c2.qcow2")))
+    assert failed.returncode == 1 and not (pool / "c2.qcow2").exists()
+    p = sh(remote.images([str(pool)], [str(tmp_path / "plain.raw"), "/nonexistent", "/dev/null"]))
+    facts = parse_images(p.stdout, "here")
+    assert p.returncode == 0 and "Could not open" in facts[str(pool / "unreadable.qcow2")].error
+    del facts[str(pool / "unreadable.qcow2")]
+    assert sorted(facts) == sorted(["/dev/null", "/nonexistent", copy, base, over, str(tmp_path / "plain.raw")])
+    assert (facts[base].format, facts[base].virtual_size, facts[base].backing) == ("qcow2", 64 << 20, ())
+    assert (facts[over].backing, facts[over].backing_formats) == ((base,), ("qcow2",))
+    assert facts[copy].backing == () and facts[str(tmp_path / "plain.raw")].format == "raw"
+    assert [facts[x].kind for x in ("/nonexistent", "/dev/null")] == ["missing", "other"]
+    assert sh(remote.remove_image(str(pool / "link.qcow2"))).returncode == 1      # a link stays
+    assert sh(remote.remove_image(over)).returncode == 0 and not (pool / "over.qcow2").exists()

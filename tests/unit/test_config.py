@@ -90,7 +90,7 @@ def test_unknown_top_level_key(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert str(e.value) == (f"{p}: unknown key 'sssh' (allowed here: balance, dryrun, fence, "
-                            "lock_timeout, metrics, migrate, recover, reserve, ssh, virsh)")
+                            "lock_timeout, metrics, migrate, pools, recover, reserve, ssh, virsh)")
 
 
 def test_unknown_nested_key(tmp_path):
@@ -187,3 +187,25 @@ def test_cli_config_option_names_the_file(fake, tmp_path):
     rc, out, err = fake.havirt("--config", str(other), "node", "list")
     assert rc == 2
     assert err.startswith(f"havirt: {other}: unknown key 'bogus'") and err.count("\n") == 1
+
+
+def test_pools(tmp_path):
+    cfg = load_config(write(tmp_path, "pools: {main: /srv/images/, iso: /srv/iso}\n"))
+    assert cfg.pools == {"main": "/srv/images", "iso": "/srv/iso"}
+    assert (cfg.pool_of("/srv/images/a.qcow2"), cfg.pool_of("/srv/images/x/a.qcow2"),
+            cfg.pool_of("/srv/iso/d.iso"), cfg.pool_of("/dev/sdb")) == ("main", None, "iso", None)
+    assert load_config(write(tmp_path, "pools: null\n")).pools == {}
+
+
+@pytest.mark.parametrize("text, words", [
+    ("pools: [/srv/a]\n", "'pools' must be a mapping of pool name to its folder"),
+    ("pools: {main: srv/a}\n", "key 'pools.main' must be an absolute folder, not 'srv/a'"),
+    ("pools: {main: 3}\n", "key 'pools.main' must be an absolute folder, not 3"),
+    ("pools: {main: /}\n", "key 'pools.main': / cannot be a pool"),
+    ("pools: {'a b': /srv/a}\n", "key 'pools.a b': invalid pool name"),
+    ("pools: {a: /srv/a, b: /srv/a/b}\n", "pools a (/srv/a) and b (/srv/a/b) overlap"),
+])
+def test_bad_pools(tmp_path, text, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    assert words in str(e.value)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from havirt.errors import DomainXMLError
-from havirt.parse.domxml import DomainSpec, parse_domain_xml
+from havirt.parse.domxml import DiskSpec, DomainSpec, parse_domain_xml
 
 VIRSH = Path(__file__).resolve().parents[1] / "fixtures" / "virsh"
 
@@ -21,7 +21,9 @@ def test_real_dumpxml_fixtures():
         assert spec == DomainSpec(name="disk1", memory_mib=48, vcpus=1,
                                   disks=["/work/main/tests/lab/run/shared/disk1.qcow2"],
                                   interfaces=[],
-                                  leased=["/work/main/tests/lab/run/shared/disk1.qcow2"])
+                                  leased=["/work/main/tests/lab/run/shared/disk1.qcow2"],
+                                  disk_specs=[DiskSpec("/work/main/tests/lab/run/shared/disk1.qcow2",
+                                                       format="qcow2", target="vda")])
 
 
 @pytest.mark.parametrize("disk, leased, gaps", [

@@ -45,14 +45,15 @@ def test_a_running_domain_in_full_from_one_session_per_node(fake):
     doc = info(fake)
     assert list(doc) == ["name", "state", "node", "nodes", "unreachable", "conf_file", "xml_error",
                          "memory_mib", "vcpus", "definition", "disks", "interfaces", "graphics",
-                         "consoles", "maintenance", "last_seen", "drift", "anomalies"]
+                         "consoles", "maintenance", "base_of", "last_seen", "drift", "anomalies"]
     assert (doc["state"], doc["node"], doc["nodes"], doc["unreachable"]) == \
         ("running", "node2", ["node2"], [])
     assert doc["memory_mib"] == {"running": 512, "conf": 512}
     assert doc["vcpus"] == {"running": 2, "conf": 2}
     assert doc["definition"] == "running" and doc["conf_file"] == "conf/web1.xml"
     assert doc["disks"] == [{"target": "vda", "device": "disk", "type": "file",
-                             "path": "/srv/web1.img", "missing_on": ["node3"], "everywhere": False}]
+                             "path": "/srv/web1.img", "backing": [], "missing_on": ["node3"],
+                             "everywhere": False}]
     assert doc["interfaces"] == [{"type": "bridge", "source": "br0", "mac": "52:54:00:00:00:01",
                                   "model": "virtio"}]
     assert doc["graphics"] == [{"type": "vnc", "port": 5901, "listen": "127.0.0.1",
@@ -187,8 +188,8 @@ def test_a_disk_a_node_did_not_check_is_not_checked_not_missing():
         return describe("web1", cluster, None, conf, None, None)["disks"][0]
 
     assert disk({"node1": {"paths": {"/d/a": True}}, "node2": {"paths": {}}}) == \
-        {"target": "vda", "device": "disk", "type": "file", "path": "/d/a", "missing_on": [],
-         "everywhere": None}
+        {"target": "vda", "device": "disk", "type": "file", "path": "/d/a", "backing": [],
+         "missing_on": [], "everywhere": None}
     assert disk({"node1": {"paths": {"/d/a": True}}, "node2": {"paths": {"/d/a": True}}})["everywhere"]
     got = disk({"node1": {"paths": {"/d/a": False}}, "node2": {"paths": {}}})
     assert (got["missing_on"], got["everywhere"]) == (["node1"], False)
