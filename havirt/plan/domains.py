@@ -1,7 +1,7 @@
 """Pure planners: a fresh Cluster + the state + a request -> a Plan, or a Refusal.
 
 No I/O here. Every refusal names the rule and the numbers; the rules
-themselves are in rules.py.
+themselves are in rules/.
 """
 
 from __future__ import annotations
