@@ -265,10 +265,10 @@ def domain_console(opts, name):
     from havirt.ops.console import ESCAPE_KEY, attach, console_session
     if not sys.stdin.isatty():
         raise UsageError("domain console needs a terminal (stdin is not one)")
-    node, argv = console_session(opts.app(), name)
+    node, argv, ssh = console_session(opts.app(), name)
     opts.out.say(f"{name} runs on {node}: its console follows (virsh console over ssh); "
                  f"leave with {ESCAPE_KEY}")
-    attach(node, argv)
+    attach(node, argv, ssh)
 
 
 @domain.command("migrate", epilog="""\b

@@ -109,10 +109,11 @@ class App:
             if self._runner_factory is not None:
                 self._runner = self._runner_factory(self)
             else:
-                from havirt.remote.transport import SSHRunner, Target
+                from havirt.remote.backends import make_runner
+                from havirt.remote.transport import Target
                 targets = {n: Target(n, r.address, r.user, r.port)
                            for n, r in self.state.nodes.items()}
-                self._runner = SSHRunner(self.cfg.ssh, targets)
+                self._runner = make_runner(self.cfg.ssh, targets)
         return self._runner
 
     @property

@@ -16,6 +16,7 @@ from havirt.store import strictyaml
 from havirt.store.files import MAX_CONFIG
 
 HOST_KEY_POLICIES = ("reject", "accept-new", "ignore")
+SSH_BACKENDS = ("paramiko", "openssh")      # remote/transport.py: paramiko_ssh.py, openssh.py
 
 
 # Every key with its type, default and, for numbers, its range (parse/numbers.py:
@@ -33,6 +34,9 @@ SCHEMA: dict[str, object] = {
         "command_timeout": ((int, float), 60, n.SECONDS),
         "parallel": (int, 16, n.PARALLEL),
         "ssh_config": ((str, type(None)), "~/.ssh/config"),
+        "backend": (str, "paramiko"),
+        # seconds, or no: checked by _check_values, with one message for every wrong value
+        "persist": (object, 600),
     },
     "virsh": {
         "uri": (str, "qemu:///system"),
@@ -94,11 +98,14 @@ def _merge(path: str, where: str, schema: dict, data, out: dict) -> None:
         value = data.get(key, default)
         ok_types = types if isinstance(types, tuple) else (types,)
         # bool is an int in Python: never accept true/false where a number is meant.
-        if isinstance(value, bool) and bool not in ok_types:
+        # (object: any value, which _check_values checks.)
+        if object in ok_types:
+            ok = True
+        elif isinstance(value, bool) and bool not in ok_types:
             ok = False
         else:
             ok = isinstance(value, ok_types)
-        if ok and isinstance(value, float) and not math.isfinite(value):
+        if ok and isinstance(value, float) and not math.isfinite(value) and object not in ok_types:
             ok = False
         if not ok:
             raise ConfigError(
@@ -130,6 +137,8 @@ class SSHConfig:
     command_timeout: float
     parallel: int
     ssh_config: str | None
+    backend: str = "paramiko"
+    persist: int = 600          # openssh: seconds an idle shared connection stays (0: none)
 
 
 @dataclass
@@ -290,6 +299,15 @@ def _check_values(path: Path, merged: dict) -> None:
     if s["host_key_policy"] not in HOST_KEY_POLICIES:
         raise ConfigError(f"{path}: key 'ssh.host_key_policy' must be one of "
                           f"{', '.join(HOST_KEY_POLICIES)}, not {s['host_key_policy']!r}")
+    if s["backend"] not in SSH_BACKENDS:
+        raise ConfigError(f"{path}: key 'ssh.backend' must be one of "
+                          f"{', '.join(SSH_BACKENDS)}, not {s['backend']!r}")
+    persist = s["persist"]
+    if persist is False or persist == "no":     # YAML reads a bare no as false
+        s["persist"] = 0
+    elif isinstance(persist, bool) or not isinstance(persist, int) or persist not in n.PERSIST:
+        raise ConfigError(f"{path}: key 'ssh.persist' must be seconds ({n.PERSIST}), or no, "
+                          f"not {_number(persist)}")
     from havirt.names import check_user
     try:
         check_user(s["user"])
@@ -324,6 +342,7 @@ def load_config(path: Path) -> Config:
             connect_timeout=float(s["connect_timeout"]),
             command_timeout=float(s["command_timeout"]),
             parallel=s["parallel"], ssh_config=_expand(s["ssh_config"]),
+            backend=s["backend"], persist=s["persist"],
         ),
         virsh_uri=merged["virsh"]["uri"],
         virsh_command=merged["virsh"]["command"],

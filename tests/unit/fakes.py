@@ -19,7 +19,7 @@ Knobs a test may set:
   node.libvirt_stops_in_wait            libvirtd stops during a wait-off poll:
                                         the poll cannot tell (WAIT_UNKNOWN)
   runner.migrate_fails                  every live migration fails
-  cluster.real_describe                 dry-run lines as the real SSHRunner prints them
+  cluster.real_describe                 dry-run lines as the real runner prints them
   cluster.storage                       pools, images, block devices (fake_storage.py)
 """
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import re
 import resource
-import shlex
 import signal
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -116,9 +115,10 @@ class FakeRunner(Runner):
     def describe(self, node):
         if not self.real_describe:
             return f"ssh root@{self.nodes[node].address or node}"
-        from havirt.remote.transport import SSHRunner, Target
+        from havirt.remote.backends import make_runner
+        from havirt.remote.transport import Target
         targets = {n: Target(n, r.address, r.user, r.port) for n, r in self.app.state.nodes.items()}
-        return SSHRunner(self.cfg.ssh, targets).describe(node)
+        return make_runner(self.cfg.ssh, targets).describe(node)
 
     def run_many(self, commands):
         out = {}

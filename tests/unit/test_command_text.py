@@ -18,8 +18,9 @@ from havirt.plan.domains import create_step, migrate_step, plan_shutdown
 from havirt.plan.failover import fence_plan
 from havirt.remote import commands as remote
 from havirt.remote.executor import Executor
+from havirt.remote.paramiko_ssh import ParamikoRunner
 from havirt.remote.steps import Plan
-from havirt.remote.transport import SSHRunner, Target
+from havirt.remote.transport import Target
 from havirt.store.config import load_config
 
 V = "virsh -c qemu:///system"
@@ -155,7 +156,7 @@ def show(tmp_path):
     state.nodes["node3"].address, state.nodes["node3"].user, state.nodes["node3"].port = \
         "fd00::13", "admin", 2222
     targets = {n: Target(n, r.address, r.user, r.port) for n, r in state.nodes.items()}
-    ex = Executor(SSHRunner(c.ssh, targets), c, SimpleNamespace(root=Path("/home/havirt")), None)
+    ex = Executor(ParamikoRunner(c.ssh, targets), c, SimpleNamespace(root=Path("/home/havirt")), None)
     return SimpleNamespace(lines=lambda *steps: ex.show(Plan(steps=list(steps))), cfg=c,
                            cluster=cluster, state=state)
 

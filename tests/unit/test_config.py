@@ -23,6 +23,7 @@ def test_defaults_when_no_file(tmp_path):
     assert s.known_hosts_file == os.path.expanduser("~/.ssh/known_hosts")
     assert s.ssh_config == os.path.expanduser("~/.ssh/config")
     assert (s.connect_timeout, s.command_timeout, s.parallel) == (5.0, 60.0, 16)
+    assert (s.backend, s.persist) == ("paramiko", 600)
     assert (cfg.virsh_uri, cfg.virsh_command) == ("qemu:///system", "virsh")
     assert (cfg.reserve_mib, cfg.vcpu_ratio) == (1024, 4.0)
     assert (cfg.balance_min_gain, cfg.balance_max_moves, cfg.migrate_timeout) == (0.03, 20, 600.0)
@@ -52,6 +53,8 @@ ssh:
   command_timeout: 90.5
   parallel: 4
   ssh_config: null
+  backend: openssh
+  persist: 120
 virsh:
   uri: qemu+ssh:///system
   command: /usr/bin/virsh
@@ -71,6 +74,7 @@ migrate:
         "admin", 2222, str(key), f"{tmp_path}/known_hosts")
     assert (s.host_key_policy, s.connect_timeout, s.command_timeout, s.parallel, s.ssh_config) == (
         "accept-new", 3.0, 90.5, 4, None)
+    assert (s.backend, s.persist) == ("openssh", 120)
     assert (cfg.virsh_uri, cfg.virsh_command) == ("qemu+ssh:///system", "/usr/bin/virsh")
     assert (cfg.reserve_mib, cfg.vcpu_ratio) == (2048, 2.0)
     assert (cfg.balance_min_gain, cfg.balance_max_moves, cfg.migrate_timeout) == (0.05, 3, 900.0)
@@ -126,6 +130,12 @@ def test_unknown_nested_key(tmp_path):
     ("ssh: {connect_timeout: 0}\n", "key 'ssh.connect_timeout' must be more than 0 and at most 86400, not 0"),
     ("reserve: {memory_mib: -1}\n", "key 'reserve.memory_mib' must be 0 to 4294967296, not -1"),
     ("reserve: {vcpu_ratio: 0}\n", "key 'reserve.vcpu_ratio' must be more than 0 and at most 1000, not 0"),
+    ("ssh: {backend: ssh}\n", "key 'ssh.backend' must be one of paramiko, openssh, not 'ssh'"),
+    ("ssh: {backend: null}\n", "key 'ssh.backend' must be a string, not None"),
+    *[(f"ssh: {{persist: {v}}}\n", f"key 'ssh.persist' must be seconds (0 to 86400), or no, not {shown}")
+      for v, shown in [("-1", "-1"), ("86401", "86401"), ("true", "True"), ("yes", "True"),
+                       ("soon", "'soon'"), ("1.5", "1.5"), ("null", "None"), ("'600'", "'600'"),
+                       ("[600]", "[600]"), ("10m", "'10m'"), (".inf", "inf")]],
 ])
 def test_wrong_values(tmp_path, text, message):
     p = write(tmp_path, text)
@@ -133,6 +143,14 @@ def test_wrong_values(tmp_path, text, message):
         load_config(p)
     assert str(e.value) == f"{p}: {message}"
     assert e.value.exit_code == 2
+
+
+@pytest.mark.parametrize("value, seconds", [("no", 0), ("false", 0), ("0", 0), ("'no'", 0),
+                                            ("1", 1), ("86400", 86400)])
+def test_persist_in_seconds_or_no(tmp_path, value, seconds):
+    """0 or no: no connection sharing (a bare YAML no is false)."""
+    cfg = load_config(write(tmp_path, f"ssh: {{backend: openssh, persist: {value}}}\n"))
+    assert cfg.ssh.persist == seconds and type(cfg.ssh.persist) is int
 
 
 def test_missing_identity_file(tmp_path):
