@@ -357,12 +357,16 @@ class Havirt:
                 p.communicate()
 
 
-def make_home(lab: Lab, path: Path, add_nodes: bool = True) -> Havirt:
+def make_home(lab: Lab, path: Path, add_nodes: bool = True, **config) -> Havirt:
+    """A home with the lab's config.yaml (changed by `config`, as Havirt.configure
+    takes it, before any node is added) and conf/."""
     (path / "conf").mkdir(parents=True)
     shutil.copy(lab.home / "config.yaml", path / "config.yaml")
     for xml in sorted((lab.home / "conf").glob("*.xml")):
         shutil.copy(xml, path / "conf" / xml.name)
     hv = Havirt(path, lab)
+    if config:
+        hv.configure(**config)
     if add_nodes:
         # through the real CLI, all at once (the home's lock serialises them)
         procs = {n: hv.popen("node", "add", n, "--address", lab.address(n)) for n in lab.nodes}
