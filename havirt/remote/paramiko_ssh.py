@@ -1,5 +1,7 @@
 """The paramiko transport (the default): one paramiko connection per node,
-opened by each command and closed at its end; commands run in parallel.
+opened by each havirt command and kept until it ends; a command for many
+nodes runs on ssh.parallel threads at once (each waits on its socket, the
+GIL free meanwhile).
 
 paramiko is imported only here, and only when a connection is needed.
 """

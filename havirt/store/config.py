@@ -32,7 +32,7 @@ SCHEMA: dict[str, object] = {
         "host_key_policy": (str, "reject"),
         "connect_timeout": ((int, float), 5, n.SECONDS),
         "command_timeout": ((int, float), 60, n.SECONDS),
-        "parallel": (int, 16, n.PARALLEL),
+        "parallel": (int, 128, n.PARALLEL),    # see config.sample.yaml
         "ssh_config": ((str, type(None)), "~/.ssh/config"),
         "backend": (str, "paramiko"),
         # seconds, or no: checked by _check_values, with one message for every wrong value

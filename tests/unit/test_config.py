@@ -22,7 +22,7 @@ def test_defaults_when_no_file(tmp_path):
     assert (s.user, s.port, s.identity_file, s.host_key_policy) == ("root", 22, None, "reject")
     assert s.known_hosts_file == os.path.expanduser("~/.ssh/known_hosts")
     assert s.ssh_config == os.path.expanduser("~/.ssh/config")
-    assert (s.connect_timeout, s.command_timeout, s.parallel) == (5.0, 60.0, 16)
+    assert (s.connect_timeout, s.command_timeout, s.parallel) == (5.0, 60.0, 128)
     assert (s.backend, s.persist) == ("paramiko", 600)
     assert (cfg.virsh_uri, cfg.virsh_command) == ("qemu:///system", "virsh")
     assert (cfg.reserve_mib, cfg.vcpu_ratio) == (1024, 4.0)
@@ -227,3 +227,10 @@ def test_bad_pools(tmp_path, text, words):
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, text))
     assert words in str(e.value)
+
+
+def test_the_sample_shows_every_default(tmp_path):
+    from dataclasses import replace
+    from pathlib import Path
+    sample = Path(__file__).resolve().parents[2] / "config.sample.yaml"
+    assert replace(load_config(sample), path="") == replace(load_config(tmp_path / "none.yaml"), path="")
