@@ -7,6 +7,10 @@ ratios compare like with like on this shared, noisy machine):
     domain `ssh node virsh dominfo NAME`, node after node;
   - the floor: OpenSSH to all nodes at once, one session and one virsh each;
   - havirt node scan (the whole command, process start included);
+  - the same with the openssh transport (ssh.backend: openssh): fresh
+    connections (persist 0), the first scan (it opens the shared
+    connections) and a second one within ssh.persist (it reuses them), and
+    a dry run of `domain start` on warm connections;
   - havirt scan wall time for 1, 2, 4 and 8 nodes;
   - read-only commands (no paramiko import) wall time;
   - state load and save at 1,000 nodes and 20,000 domains.
@@ -118,6 +122,43 @@ def floor_cmd(env, nodes) -> str:
     return " ".join(f"{ssh} {n} {v} >/dev/null &" for n in nodes) + " wait"
 
 
+def openssh_configs(home: Path) -> dict[str, Path]:
+    """config.yaml with ssh.backend: openssh, sharing (persist 600) and not (0)."""
+    import yaml
+    base = yaml.safe_load((home / "config.yaml").read_text())
+    out = {}
+    for name, persist in (("shared", 600), ("fresh", 0)):
+        cfg = {**base, "ssh": {**base["ssh"], "backend": "openssh", "persist": persist}}
+        out[name] = home / f"openssh-{name}.yaml"
+        out[name].write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return out
+
+
+def close_masters(home: Path, config: Path) -> None:
+    """`ssh -O exit` of every node's shared connection (as havirt names them)."""
+    from havirt.remote.openssh import OpenSSHRunner
+    from havirt.remote.transport import Target
+    from havirt.store.config import load_config
+    from havirt.store.state import load_state
+    nodes = load_state(home / "var" / "state.yaml").nodes
+    r = OpenSSHRunner(load_config(config).ssh,
+                      {n: Target(n, x.address, x.user, x.port) for n, x in nodes.items()})
+    for n in r.targets:
+        subprocess.run(r.control_argv(n, "exit"), capture_output=True, timeout=30)
+
+
+def openssh_times(havirt: str, home: Path, configs: dict[str, Path]) -> dict[str, float]:
+    shared, fresh = (f"{havirt} --config {configs[k]}" for k in ("shared", "fresh"))
+    cold = []
+    for _ in range(RUNS):
+        close_masters(home, configs["shared"])
+        cold.append(timed(f"{shared} node scan -q"))
+    timed(f"{shared} node scan -q")                    # the masters are up
+    return {"fresh": median_of(f"{fresh} node scan -q", RUNS), "first": statistics.median(cold),
+            "second": median_of(f"{shared} node scan -q", RUNS),
+            "start": median_of(f"{shared} domain start bench-start node1 >/dev/null", RUNS)}
+
+
 def state_io(n_nodes=1000, n_domains=20000) -> tuple[float, float, int]:
     from havirt.store.state import DomainRecord, NodeRecord, State, load_state, save_state
     st = State()
@@ -166,6 +207,10 @@ def main() -> None:
         sh(f"{havirt} node add {n} --address 10.231.0.{10 + i}")
     print(f"bench: {len(nodes)} nodes; starting {PER_NODE} domains on each", flush=True)
     names = start_domains(env, nodes, home)
+    spare = re.sub(r"<name>[^<]+</name>", "<name>bench-start</name>",
+                   (Path(env["LAB_DIR"]) / "xml" / "tiny1.xml").read_text())
+    (home / "conf" / "bench-start.xml").write_text(re.sub(r"<uuid>[^<]+</uuid>", "", spare))
+    configs = openssh_configs(home)
     waited = settle()
     print(f"bench: {len(names)} domains running; settled after {waited:.0f} s", flush=True)
     sh(f"{havirt} node scan", check=False)  # warm: every node's libvirtd answered once
@@ -176,18 +221,51 @@ def main() -> None:
         naive = timed(naive_cmd(env, nodes))
         floor = median_of(floor_cmd(env, nodes), RUNS)
         scan = median_of(f"{havirt} node scan -q", RUNS)
-        rounds.append((naive, floor, scan))
-        print(f"bench: round {r + 1}: naive {naive:.2f} s, floor {floor:.3f} s, havirt {scan:.3f} s",
-              flush=True)
+        ossh = openssh_times(havirt, home, configs)
+        rounds.append((naive, floor, scan, ossh))
+        print(f"bench: round {r + 1}: naive {naive:.2f} s, floor {floor:.3f} s, havirt {scan:.3f} s, "
+              f"openssh fresh {ossh['fresh']:.3f} s, first {ossh['first']:.3f} s, "
+              f"second {ossh['second']:.3f} s", flush=True)
     results["naive"] = statistics.median(x[0] for x in rounds)
     results["floor"] = statistics.median(x[1] for x in rounds)
     results["scan"] = statistics.median(x[2] for x in rounds)
+    results["openssh"] = {k: statistics.median(x[3][k] for x in rounds) for k in rounds[0][3]}
+    close_masters(home, configs["shared"])
     results["by_nodes"] = {k: median_of(f"{havirt} node scan -q {' '.join(nodes[:k])}", RUNS)
                            for k in (1, 2, 4, 8) if k <= len(nodes)}
     results["readonly"] = readonly_times(havirt)
     results["state_load"], results["state_save"], results["state_bytes"] = state_io()
     write_report(results, len(nodes), len(names))
     shutil.rmtree(home, ignore_errors=True)
+
+
+def openssh_report(r: dict) -> list[str]:
+    o, floor = r["openssh"], r["floor"]
+    return [
+        "## Scan with the openssh transport (`ssh.backend: openssh`)",
+        "",
+        "The same scan, the same nodes, in the same rounds; the floor opens a fresh",
+        "connection to every node, as above.",
+        "",
+        "| way | seconds | ratio to the floor |",
+        "| --- | ---: | ---: |",
+        f"| floor (fresh OpenSSH sessions, all nodes in parallel) | {floor:.3f} | 1 |",
+        f"| `havirt node scan`, paramiko transport | {r['scan']:.3f} | {r['scan'] / floor:.2f}x |",
+        f"| openssh, `persist: 0` (a fresh connection every time) | {o['fresh']:.3f} | "
+        f"{o['fresh'] / floor:.2f}x |",
+        f"| openssh, first scan (opens the shared connections) | {o['first']:.3f} | "
+        f"{o['first'] / floor:.2f}x |",
+        f"| openssh, second scan within `ssh.persist` (reuses them) | {o['second']:.3f} | "
+        f"{o['second'] / floor:.2f}x |",
+        f"| openssh, `havirt domain start` dry run (a scan, the plan) on them | {o['start']:.3f} | "
+        f"{o['start'] / floor:.2f}x |",
+        "",
+        f"Targets: a first scan at most 1.0x the floor ({o['first'] / floor:.2f}x: "
+        f"{'met' if o['first'] <= floor else 'NOT met'}), a second one at most 0.3x "
+        f"({o['second'] / floor:.2f}x: {'met' if o['second'] <= 0.3 * floor else 'NOT met'}), "
+        f"`domain start` under 1 s ({o['start']:.2f} s: {'met' if o['start'] < 1 else 'NOT met'}).",
+        "",
+    ]
 
 
 def write_report(r: dict, n_nodes: int, n_domains: int) -> None:
@@ -213,6 +291,7 @@ def write_report(r: dict, n_nodes: int, n_domains: int) -> None:
         f"{'met' if r['naive'] / r['scan'] >= 10 else 'NOT met'}); within 1.25x of the floor "
         f"({r['scan'] / r['floor']:.2f}x: {'met' if r['scan'] / r['floor'] <= 1.25 else 'NOT met'}).",
         "",
+        *openssh_report(r),
         "## havirt node scan by number of nodes",
         "",
         "| nodes | seconds |",
