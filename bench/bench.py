@@ -272,7 +272,7 @@ def write_report(r: dict, n_nodes: int, n_domains: int) -> None:
     lines = [
         "# havirt benchmark",
         "",
-        f"Run on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}, by `make bench`:",
+        f"Run on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}, by `make bench` (`bench/bench.py`):",
         f"a lab of {n_nodes} nodes (namespaces with their own sshd and libvirtd), "
         f"{n_domains} running KVM domains. Medians; all figures from the same run.",
         "",
