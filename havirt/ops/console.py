@@ -54,7 +54,7 @@ def attach(node: str, argv: list[str], ssh) -> None:
     # ssh's stderr into a file, not a pipe: a ProxyJump helper that ssh started
     # keeps it open as long as the shared connection lives
     with tempfile.TemporaryFile() as errors:
-        p = subprocess.run(argv, stderr=errors)
+        p = subprocess.run(argv, stderr=errors, cwd="/")     # a master it leaves holds no folder
         errors.seek(0)
         stderr = errors.read(1 << 20).decode(errors="replace")
     err = (stderr.strip().splitlines() or [""])[-1]

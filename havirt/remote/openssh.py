@@ -18,8 +18,8 @@ ssh_config does not, and the sharing:
   no sharing, every command a fresh connection);
 - ControlPath in a private folder of the user (0700), named by a short hash
   of havirt's ssh options and ssh's %C (user, host, port): another
-  configuration (another known_hosts, key, timeout) never shares a master
-  opened under this one;
+  configuration (another known_hosts, key, timeout, persistence) never
+  shares a master opened under this one;
 - ServerAliveInterval/CountMax: a master whose node stops answering is
   given up within about ssh.connect_timeout, so that a dead node costs a
   command the connect timeout, as with paramiko, and not the command timeout.
@@ -119,24 +119,23 @@ class OpenSSHRunner(SSHTransport):
         """The options every ssh of this runner gets, the node's excepted."""
         if self._options is None:
             c = self.cfg
-            known = c.known_hosts_file if c.host_key_policy != "ignore" and c.known_hosts_file \
-                else "/dev/null"
+            known = os.path.abspath(c.known_hosts_file) \
+                if c.host_key_policy != "ignore" and c.known_hosts_file else "/dev/null"
             opts = config_file_option(c.ssh_config) + [
                 "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
                 "-o", f"ConnectTimeout={max(1, math.ceil(c.connect_timeout))}"]
             if c.identity_file:
-                opts += ["-i", c.identity_file, "-o", "IdentitiesOnly=yes"]
+                opts += ["-i", os.path.abspath(c.identity_file), "-o", "IdentitiesOnly=yes"]
             opts += ["-o", f"UserKnownHostsFile={known}",
                      "-o", f"StrictHostKeyChecking={HOST_KEY_POLICY[c.host_key_policy]}"]
             if c.host_key_policy == "accept-new":
                 opts += ["-o", "HashKnownHosts=yes"]     # as paramiko's accept-new writes them
             if self.sharing:
-                tag = hashlib.sha1("\0".join(opts).encode()).hexdigest()[:8]
-                opts += ["-o", "ControlMaster=auto",
-                         "-o", f"ControlPath={self.folder or control_folder()}/{tag}-%C",
-                         "-o", f"ControlPersist={c.persist}",
+                opts += ["-o", "ControlMaster=auto", "-o", f"ControlPersist={c.persist}",
                          "-o", "ServerAliveInterval=1",
                          "-o", f"ServerAliveCountMax={max(1, math.ceil(c.connect_timeout) - 1)}"]
+                tag = hashlib.sha1("\0".join(opts).encode()).hexdigest()[:8]
+                opts += ["-o", f"ControlPath={self.folder or control_folder()}/{tag}-%C"]
             elif self.own_sharing:
                 opts += ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
             self._options = opts
@@ -221,7 +220,7 @@ def config_file_option(path: str | None) -> list[str]:
         if own and os.path.abspath(path) == os.path.abspath(own):
             return []
         if os.path.isfile(path):
-            return ["-F", path]
+            return ["-F", os.path.abspath(path)]
     return ["-F", "none"]
 
 

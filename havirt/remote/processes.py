@@ -45,9 +45,9 @@ class Process:
         self.started = time.monotonic()
         self.deadline = self.started + self.timeout
         try:
-            self.proc = subprocess.Popen(
+            self.proc = subprocess.Popen(   # from /: what it leaves running holds no folder
                 self.argv, stdin=subprocess.PIPE if self.stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True)
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True, cwd="/")
         except FileNotFoundError:
             raise
         except OSError as e:

@@ -52,13 +52,13 @@ def test_a_command_is_one_argument_after_the_address(tmp_path):
     r = runner(tmp_path, identity_file="/keys/id", connect_timeout=2.5)
     text = Command(op="list", argv=("virsh", "-c", "qemu:///system", "list", "--name")).text()
     argv = r.argv("n1", text)
-    tag = opts(argv)[opts(argv).index("ControlMaster=auto") + 1].split("/")[-1].split("-")[0]
+    tag = opts(argv)[opts(argv).index("ServerAliveCountMax=2") + 1].split("/")[-1].split("-")[0]
     assert argv == ["ssh", "-T", "-F", "none", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
                     "-o", "ConnectTimeout=3", "-i", "/keys/id", "-o", "IdentitiesOnly=yes",
                     "-o", "UserKnownHostsFile=/kh", "-o", "StrictHostKeyChecking=yes",
-                    "-o", "ControlMaster=auto", "-o", f"ControlPath={tmp_path}/{tag}-%C",
-                    "-o", "ControlPersist=600", "-o", "ServerAliveInterval=1",
-                    "-o", "ServerAliveCountMax=2", "-l", "root", "-p", "22",
+                    "-o", "ControlMaster=auto", "-o", "ControlPersist=600",
+                    "-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2",
+                    "-o", f"ControlPath={tmp_path}/{tag}-%C", "-l", "root", "-p", "22",
                     "--", "10.0.0.7", f"{V} list --name"]
     assert len(tag) == 8 and int(tag, 16) >= 0
 
@@ -116,10 +116,12 @@ def test_user_and_port_are_given_where_ssh_config_does_not_name_them(tmp_path):
     assert r.describe("b") == "ssh -p 2222 havirt@b" and r.describe("a") == "ssh -p 2200 admin@a"
 
 
-def test_the_ssh_config_file(tmp_path):
+def test_the_ssh_config_file(tmp_path, monkeypatch):
     conf = tmp_path / "ssh_config"
     conf.write_text("Host *\n")
     assert config_file_option(str(conf)) == ["-F", str(conf)]
+    monkeypatch.chdir(tmp_path)         # ssh runs from /: a relative name is made whole
+    assert config_file_option("ssh_config") == ["-F", str(conf)]
     assert config_file_option(str(tmp_path / "missing")) == ["-F", "none"]
     assert config_file_option(None) == ["-F", "none"]
     # the one ssh reads by itself: nothing, so that the system's is read too, unchanged
@@ -134,8 +136,8 @@ def test_another_configuration_never_shares_a_connection(tmp_path):
     same = path()
     assert same == path()
     others = {path(known_hosts_file="/other"), path(identity_file="/k"),
-              path(connect_timeout=9), path(host_key_policy="ignore")}
-    assert same not in others and len(others) == 4
+              path(connect_timeout=9), path(host_key_policy="ignore"), path(persist=60)}
+    assert same not in others and len(others) == 5
 
 
 def test_the_socket_path_fits_a_unix_socket(tmp_path):
@@ -275,6 +277,14 @@ def test_stdin_goes_in_and_both_streams_come_back():
     drive([p], 1)
     assert (p.returncode, bytes(p.out), bytes(p.err), p.timed_out) == (3, data, b"done\n", False)
     assert "".join(seen).encode() == data + b"done\n"
+
+
+def test_processes_run_from_the_root_folder(tmp_path, monkeypatch):
+    """A master ssh leaves running must not hold the folder havirt ran in."""
+    monkeypatch.chdir(tmp_path)
+    p = Process(["pwd"], None, 10, None)
+    drive([p], 1)
+    assert bytes(p.out) == b"/\n"
 
 
 def test_a_process_past_its_deadline_is_killed():
