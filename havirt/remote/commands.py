@@ -244,12 +244,17 @@ def images(pools=(), paths=()) -> Command:
     return Command(op="images", script="\n".join(lines) + "\n", args=(pools, paths))
 
 
+def absent(path: str) -> str:
+    """Shell text that goes on only where nothing is at `path` (else it says so and exits 1)."""
+    q = quote_argv([path])
+    return (f"[ ! -e {q} ] && [ ! -L {q} ] || {{ {quote_argv(['echo', path, 'exists:', 'not', 'overwritten'])} "
+            f">&2; exit 1; }}")
+
+
 def _new_file(path: str, command: list[str]) -> str:
     """Run `command`, which makes the file `path`, only where nothing is at
     `path` yet; if it fails, what it left of `path` is removed (it was not there)."""
-    q = quote_argv([path])
-    return (f"[ ! -e {q} ] && [ ! -L {q} ] || {{ {quote_argv(['echo', path, 'exists:', 'not', 'overwritten'])} "
-            f">&2; exit 1; }}; {quote_argv(command)} || {{ rm -f {q}; exit 1; }}")
+    return f"{absent(path)}; {quote_argv(command)} || {{ rm -f {quote_argv([path])}; exit 1; }}"
 
 
 def create_image(path: str, size_mib: int) -> Command:
