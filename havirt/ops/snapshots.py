@@ -177,7 +177,7 @@ def _verify_backup(w, bp, name: str, p: Place) -> list[str]:
                               + (f": {f.error}" if f and f.error else ""))
         lines.append(f"{path}: qcow2, {_size(f.virtual_size)} virtual, {_size(f.actual_size)} on disk")
     lines.append(f"{bp.definition}: the definition of the copy "
-                 f"(havirt domain define NAME --file {bp.definition})")
+                 f"(havirt domain define {bp.name} --file {bp.definition})")
     if p.node:
         fact = facts.domains.get(name)
         if fact is None or not fact.active:

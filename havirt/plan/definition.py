@@ -40,6 +40,13 @@ def new_mac(used, rng=None) -> str:
             return mac
 
 
+def new_uuid(rng=None) -> str:
+    """A random UUID (version 4), drawn from `rng` when given."""
+    if rng is None:
+        return str(uuidlib.uuid4())
+    return str(uuidlib.UUID(int=rng.getrandbits(128), version=4))
+
+
 def _disk_lines(disk: NewDisk, target: str) -> list[str]:
     src = "dev" if disk.kind == "block" else "file"
     extra = " io='native'" if disk.kind == "block" else " discard='unmap'"
@@ -158,17 +165,19 @@ def cloned_xml(raw: bytes, where: str, name: str, disks: dict[str, ClonedDisk],
                used_macs=(), rng=None) -> str:
     """The source's definition under a new name and UUID, with new MAC
     addresses (none in `used_macs`), a new generation ID if it had one, and
-    each disk of `disks` (source path -> ClonedDisk) on its new qcow2 image."""
+    each disk of `disks` (source path -> ClonedDisk) on its new qcow2 image.
+    `rng` (a random.Random) draws the UUIDs and MACs: a seeded one makes the
+    same definition again (a dry run then shows what --yes writes)."""
     root = _parse(raw.decode("utf-8"), where)
     root.find("name").text = name
     uuid_el = root.find("uuid")
     if uuid_el is None:
         uuid_el = ET.Element("uuid")
         root.insert(list(root).index(root.find("name")) + 1, uuid_el)
-    uuid_el.text = str(uuidlib.uuid4())
+    uuid_el.text = new_uuid(rng)
     genid = root.find("genid")
     if genid is not None:
-        genid.text = str(uuidlib.uuid4())
+        genid.text = new_uuid(rng)
     macs = set(used_macs)
     for iface in root.findall("devices/interface"):
         mac_el = iface.find("mac")

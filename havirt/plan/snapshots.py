@@ -20,6 +20,8 @@ clones keeps its image as it is).
 
 from __future__ import annotations
 
+import hashlib
+import random
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from xml.sax.saxutils import escape
@@ -68,7 +70,7 @@ def place(cluster: Cluster, spec: DomainSpec) -> Place:
         problems = presence_problems(cluster, name, force=False, can_force=False)
         if problems:
             raise Refusal(problems)
-        return Place(None, None, tuple(spec.disk_specs))
+        return Place(None, None, tuple(_with_paths(spec).disk_specs))
     node, fact = copies[0]
     if fact.standby or fact.migrating or fact.state not in ("running", "paused"):
         raise Refusal(f"{name} is {fact.state} on {node}"
@@ -80,10 +82,16 @@ def place(cluster: Cluster, spec: DomainSpec) -> Place:
     if drift:
         raise Refusal(f"{name} runs on {node} with other disks than conf/ names ({drift[0]}): "
                       "restart it from conf/, or make conf/ say what runs")
-    if live.lease_gaps:
-        raise Refusal(f"{name} has a writable disk without a local path ({live.lease_gaps[0]}): "
-                      "havirt reads and copies only disks with a path")
-    return Place(node, fact.state, tuple(live.disk_specs))
+    return Place(node, fact.state, tuple(_with_paths(live).disk_specs))
+
+
+def _with_paths(spec: DomainSpec) -> DomainSpec:
+    """`spec`, if every writable disk has a local path (what qemu-img and the
+    checks of havirt can reach); a network disk is refused."""
+    if spec.lease_gaps:
+        raise Refusal(f"{spec.name} has a writable disk without a local path ({spec.lease_gaps[0]}): "
+                      "havirt snapshots and copies only disks with a path")
+    return spec
 
 
 # -- snapshots ------------------------------------------------------------------------------
@@ -200,6 +208,7 @@ def snapshot_rows(name: str, p: Place, images: Images) -> tuple[list[dict], list
 
 @dataclass
 class BackupPlan:
+    name: str                        # the copy's
     plan: Plan
     copies: list[tuple[str, str]]    # (disk, its copy)
     definition: str                  # the copy's definition, a file in the folder
@@ -276,8 +285,10 @@ def plan_backup(cfg, cluster: Cluster, images: Images | None, spec: DomainSpec, 
                             + (fact.error if fact and fact.error else "not a file nor a block device"))
     if problems:
         raise Refusal(problems)
-    xml = cloned_xml(spec.raw, spec.path or spec.name, copy,
-                     {src: ClonedDisk(dst) for src, dst in targets.items()}, conf_macs(specs))
+    seed = hashlib.sha256("\0".join([spec.raw.decode("utf-8", "replace"), folder, copy]).encode())
+    xml = cloned_xml(spec.raw, spec.path or spec.name, copy,     # the same, dry run or not
+                     {src: ClonedDisk(dst) for src, dst in targets.items()}, conf_macs(specs),
+                     random.Random(seed.digest()))
     parse_domain_xml(xml, f"the copy {copy}")
     if p.node:
         steps = [Step(node=node, command=snap_remote.backup_live(cfg, spec.name, _backup_xml(targets, p),
@@ -295,7 +306,7 @@ def plan_backup(cfg, cluster: Cluster, images: Images | None, spec: DomainSpec, 
                               why=f"copy {d.path} to {targets[d.path]}"))
     steps.append(Step(node=node, command=snap_remote.write_new_file(definition, xml), domain=spec.name,
                       why=f"write the definition of the copy, {definition}"))
-    return BackupPlan(Plan(steps), list(targets.items()), definition, xml, node,
+    return BackupPlan(copy, Plan(steps), list(targets.items()), definition, xml, node,
                       makes + [[definition]], notes)
 
 

@@ -317,3 +317,19 @@ def test_a_base_of_linked_clones_keeps_its_image(snap):
     rc, out, err = snap.havirt("--yes", "domain", "snapshot", "web4", "create", "s1")   # the clone may
     assert rc == 0, err
     assert snap.storage.names(f"{POOL}/web4-1.qcow2") == ["s1"] and snap.storage.names(D1) == []
+
+
+NETWORK_DISK = ("<disk type='network' device='disk'><driver name='qemu' type='raw'/>"
+                "<source protocol='rbd' name='rbd/web1-data'/><target dev='vdc' bus='virtio'/></disk>")
+
+
+@pytest.mark.parametrize("running", [False, True])
+def test_a_network_disk_is_refused(snap, running):
+    define(snap, "web1", [D1, D2], extra=NETWORK_DISK)
+    if running:
+        start(snap)
+    for args in (["snapshot", "web1", "create", "s1"], ["backup", "web1", "/srv/pool"]):
+        changed_nothing(snap, home_snapshot(snap.home), ["--yes", "domain", *args], 3,
+                        "refused: web1 has a writable disk without a local path (rbd/web1-data: a network "
+                        "disk without a local path, not leased): havirt snapshots and copies only disks "
+                        "with a path")

@@ -77,7 +77,7 @@ def test_backup_of_a_running_domain(bk, tmp_path):
     assert out.splitlines()[-4:] == [
         f"{C1}: qcow2, 1 GiB virtual, 196 KiB on disk",
         f"{C2}: qcow2, 1 GiB virtual, 196 KiB on disk",
-        f"{XML}: the definition of the copy (havirt domain define NAME --file {XML})",
+        f"{XML}: the definition of the copy (havirt domain define web1-backup --file {XML})",
         "web1 is running on node2"]
     assert bk.storage.changes == [("node2", f"backup web1 {C1} {C2}"), ("node2", f"write {XML}")]
     assert "web1" in bk.nodes["node2"].domains
@@ -98,6 +98,28 @@ def test_backup_of_a_running_domain(bk, tmp_path):
     assert "web1-backup" in bk.nodes["node3"].domains and "web1" in bk.nodes["node2"].domains
 
 
+@pytest.mark.parametrize("running", [True, False])
+def test_the_dry_run_shows_what_yes_runs(bk, running):
+    """The copy's new UUID and MACs are drawn from a seed (its conf/, the folder,
+    its name): the dry run prints the very commands --yes then runs."""
+    if running:
+        start(bk, "web1", "node2")
+    rc, dry, err = bk.havirt("domain", "backup", "web1", BK)
+    assert rc == 0, err
+    logged = len(bk.audit_lines())
+    rc, out, err = bk.havirt("--yes", "domain", "backup", "web1", BK)
+    assert rc == 0, err
+    ran = [json.loads(line)["remote"] for line in bk.audit_lines()[logged:]]
+    assert len(ran) == (2 if running else 3)
+    assert "\n".join(f"ssh root@10.0.0.2 {shlex.quote(r)}" for r in ran) in dry
+    assert f"<uuid>{parse_uuid(bk.storage.files[XML])}</uuid>" in dry
+
+
+def parse_uuid(xml):
+    import xml.etree.ElementTree as ET
+    return ET.fromstring(xml).findtext("uuid")
+
+
 def test_backup_of_a_stopped_domain_copies_with_qemu_img(bk):
     rc, out, err = bk.havirt("domain", "backup", "web1", BK, "--as", "web1-monday")
     assert rc == 0, err
@@ -114,7 +136,7 @@ def test_backup_of_a_stopped_domain_copies_with_qemu_img(bk):
     assert parse_domain_xml(bk.storage.files[f"{BK}/web1-monday.xml"]).name == "web1-monday"
     assert out.splitlines()[-2:] == [f"{m2}: qcow2, 2 GiB virtual, 196 KiB on disk",
                                      f"{BK}/web1-monday.xml: the definition of the copy (havirt domain "
-                                     f"define NAME --file {BK}/web1-monday.xml)"]
+                                     f"define web1-monday --file {BK}/web1-monday.xml)"]
 
 
 def test_a_stopped_backup_failing_half_way_removes_its_copies(bk):

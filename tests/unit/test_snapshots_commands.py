@@ -118,7 +118,8 @@ def test_the_backup_script_waits_for_the_job(tmp_path, result, code):
     virsh.write_text(STAND_IN)
     virsh.chmod(0o755)
     targets = [str(tmp_path / "w-1.qcow2"), str(tmp_path / "w 2.qcow2")]
-    command = snap_remote.backup_live(cfg(virsh_command=str(virsh)), "web1", "<x a='1'/>", targets, 1)
+    seconds = 1 if result == "Never" else 30
+    command = snap_remote.backup_live(cfg(virsh_command=str(virsh)), "web1", "<x a='1'/>", targets, seconds)
     (tmp_path / "w 2.qcow2").write_text("not the job's")      # said to exist: checked first
     bad = sh(command, env={"PATH": "/usr/bin:/bin", "STATE": str(tmp_path), "RESULT": result})
     assert bad.returncode == 1 and bad.stderr == f"{targets[1]} exists: not overwritten\n"
