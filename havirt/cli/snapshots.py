@@ -7,6 +7,7 @@ import click
 from havirt.cli.complete import complete_domains
 from havirt.cli.domain import SECONDS, domain
 from havirt.cli.group import pass_app
+from havirt.names import printable
 
 ACTIONS = ("create", "list", "revert", "delete")
 
@@ -42,7 +43,11 @@ def domain_snapshot(opts, name, action, snapshot):
         from havirt.ops.snapshots import snapshot_list
         from havirt.plan.snapshots import SNAPSHOT_COLUMNS
         rows, notes, findings = snapshot_list(opts.app(), name)
-        opts.out.findings(findings, err=True)
+        if opts.out.fmt == "json":     # stdout holds the rows alone
+            for f in findings:
+                click.echo(printable(f"{f.severity.upper()} {f.kind} {f.subject}: {f.message}"), err=True)
+        else:
+            opts.out.findings(findings, err=True)
         for note in notes:
             opts.out.say(note)
         opts.out.emit(rows, SNAPSHOT_COLUMNS)

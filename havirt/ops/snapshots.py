@@ -29,6 +29,7 @@ from havirt.plan.snapshots import (
     undo_step,
 )
 from havirt.remote.steps import Plan
+from havirt.scan.images import parent
 
 DONE = {"create": "taken", "revert": "reverted to", "delete": "deleted"}
 
@@ -62,7 +63,7 @@ def snapshot_change(app, name: str, action: str, snapshot: str) -> Outcome:
         folders = sorted(w.cfg.pools.values())          # the rule of ownership: linked clones
         cluster, findings = w.scan(paths=[*folders, *spec.disks], dump_running=[name])
         p = place(cluster, spec)
-        images = w.images(cluster, folders, spec.disks)
+        images = w.images(cluster, folders, [d for d in spec.disks if parent(d) not in folders])
         sp = plan_snapshot(w.cfg, action, spec, specs, p, images, snapshot)
         out = Outcome(dry_run=w.dry_run, findings=findings, notes=sp.notes)
         out.lines = w.show(sp.plan)

@@ -333,3 +333,14 @@ def test_a_network_disk_is_refused(snap, running):
                         "refused: web1 has a writable disk without a local path (rbd/web1-data: a network "
                         "disk without a local path, not leased): havirt snapshots and copies only disks "
                         "with a path")
+
+
+def test_list_in_json_keeps_stdout_for_the_rows(snap):
+    """What the scan found wrong (a silent node) goes to stderr; a list changes nothing."""
+    snap.storage.snapshot(D1, "s1")
+    snap.nodes["node3"].reachable = False
+    rc, out, err = snap.havirt("-f", "json", "domain", "snapshot", "web1", "list")
+    assert rc == 0, err
+    assert [r["name"] for r in json.loads(out)] == ["s1"]
+    assert "node3" in err and "web1 is not running on any node that answered" in err
+    assert snap.storage.changes == [] and snap.audit_lines() == []
