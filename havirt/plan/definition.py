@@ -59,6 +59,16 @@ def _cdrom_lines(path: str, target: str = "sda") -> list[str]:
             "    </disk>"]
 
 
+def disk_xml(disk: NewDisk, target: str) -> str:
+    """One disk as a device of its own (what `virsh attach-device` reads)."""
+    return "\n".join(line[4:] for line in _disk_lines(disk, target)) + "\n"
+
+
+def interface_xml(kind: str, source: str, mac: str) -> str:
+    """One network card as a device of its own."""
+    return "\n".join(line[4:] for line in _interface_lines(kind, source, mac)) + "\n"
+
+
 def _interface_lines(kind: str, source: str, mac: str) -> list[str]:
     return [f"    <interface type='{kind}'>",
             f"      <mac address='{mac}'/>",
@@ -117,7 +127,7 @@ def new_domain_xml(name: str, memory_mib: int, vcpus: int, disks=(), networks=()
 
 # -- changing a definition ---------------------------------------------------------------
 
-def _parse(text: str, where: str) -> ET.Element:
+def parse_definition(text: str, where: str) -> ET.Element:
     """Parse keeping comments and the prefixes of the document's namespaces."""
     try:
         for _, (prefix, uri) in ET.iterparse(io.StringIO(text), events=("start-ns",)):
@@ -129,7 +139,7 @@ def _parse(text: str, where: str) -> ET.Element:
         raise DomainXMLError(f"{where}: not valid XML ({e})") from None
 
 
-def _text(root: ET.Element) -> str:
+def definition_text(root: ET.Element) -> str:
     return ET.tostring(root, encoding="unicode") + "\n"
 
 
@@ -159,7 +169,7 @@ def cloned_xml(raw: bytes, where: str, name: str, disks: dict[str, ClonedDisk],
     """The source's definition under a new name and UUID, with new MAC
     addresses (none in `used_macs`), a new generation ID if it had one, and
     each disk of `disks` (source path -> ClonedDisk) on its new qcow2 image."""
-    root = _parse(raw.decode("utf-8"), where)
+    root = parse_definition(raw.decode("utf-8"), where)
     root.find("name").text = name
     uuid_el = root.find("uuid")
     if uuid_el is None:
@@ -195,14 +205,14 @@ def cloned_xml(raw: bytes, where: str, name: str, disks: dict[str, ClonedDisk],
         if store is not None:
             disk.insert(list(disk).index(src) + 1, store)
     ET.indent(root, space="  ")
-    return _text(root)
+    return definition_text(root)
 
 
 def with_cdrom(raw: bytes, where: str, iso: str) -> bytes:
     """The definition with the CD-ROM `iso` attached and first in the boot
     order (for one start; conf/ is not changed). An existing CD-ROM drive
     gets the disc; otherwise a drive is added (SATA on q35, else IDE)."""
-    root = _parse(raw.decode("utf-8"), where)
+    root = parse_definition(raw.decode("utf-8"), where)
     devices = root.find("devices")
     if devices is None:
         devices = ET.SubElement(root, "devices")
@@ -219,7 +229,7 @@ def with_cdrom(raw: bytes, where: str, iso: str) -> bytes:
             parent.remove(el)
     for i, dev in enumerate([cdrom] + [d for d in order if d is not cdrom], 1):
         ET.SubElement(dev, "boot", order=str(i))
-    return _text(root).encode()
+    return definition_text(root).encode()
 
 
 def cdrom_spec(spec: DomainSpec, iso: str) -> tuple[DomainSpec, str]:
