@@ -49,15 +49,18 @@ def _written(edits) -> str:
                                           f"without {', '.join(gone)}" if gone else "") if part)
 
 
-def _run_steps(w, change: Change, out: Outcome) -> HavirtError | None:
-    """The steps one by one; the first failure is returned (what follows is not run)."""
+def _run_steps(w, change: Change, out: Outcome) -> tuple[HavirtError | None, list[tuple[str, str]]]:
+    """The steps one by one: the first failure (what follows is not run), and
+    the images made (node, path), those of the steps that succeeded only."""
+    made = []
     for step in change.plan.steps:
         try:
             w.run(Plan([step]))
         except HavirtError as e:
-            return e
+            return e, made
+        made += [(n, p) for n, p in change.made if n == step.node and step.command.args[:1] == (p,)]
         out.done.append(f"{step.why} on {step.node}: done")
-    return None
+    return None, made
 
 
 def _read_back(w, change: Change):
@@ -88,13 +91,15 @@ def _record(w, spec, edits, action: str):
     return record_change(w, spec.name, spec.raw, apply_edits(spec.raw, where, edits), action)
 
 
-def _failed(w, spec, change: Change, held, failure: HavirtError | None, why: str, action: str) -> Interrupted:
-    """conf/ gets what really runs (`held`); the one line that says what happened."""
+def _failed(w, spec, change: Change, held, made, failure: HavirtError | None, why: str,
+            action: str) -> Interrupted:
+    """conf/ gets what really runs (`held`); the one line that says what happened.
+    The images this command `made` that nothing uses are removed again."""
     name = spec.name
     missed = [e for e in change.edits if e.live and e not in held]
     problem = str(failure) if failure else why
-    if change.made and missed:       # the new image is attached nowhere: it goes again
-        return Interrupted(undo_images(w, change.made, problem, name), failure or RemoteError(why))
+    if change.made and (missed or not held):     # the new image is attached nowhere: it goes again
+        return Interrupted(undo_images(w, made, problem, name), failure or RemoteError(why))
     kept = [f"conf/{name}.xml keeps {e.says} while it is attached" for e in missed
             if e.kind in (DETACH_DISK, DETACH_NIC)]
     try:
@@ -121,7 +126,7 @@ def carry_out(w, spec, change: Change, cluster, findings, action: str) -> Outcom
         w.out.note(change.xml)
     if w.dry_run or not (change.plan.steps or edits):
         return out
-    failure = _run_steps(w, change, out)
+    failure, made = _run_steps(w, change, out)
     live, why = _read_back(w, change) if change.node else (None, "")
     held = [e for e in change.edits if (live is not None and shown(e, live) if e.live else failure is None)]
     if failure is None and change.grown:
@@ -129,16 +134,15 @@ def carry_out(w, spec, change: Change, cluster, findings, action: str) -> Outcom
     if failure is not None or len(held) < len(change.edits):
         why = why or f"the running definition of {name} does not show " + ", ".join(
             e.says for e in change.edits if e not in held)
-        raise _failed(w, spec, change, held, failure, why, action)
+        raise _failed(w, spec, change, held, made, failure, why, action)
     if change.node and any(e.live for e in change.edits):
         out.done.append(f"{name} on {change.node} runs {_written([e for e in change.edits if e.live])} "
                         "(its running definition, read again)")
     try:
         saved = _record(w, spec, change.edits, action)
     except HavirtError as e:
-        if change.made and change.node is None:
-            raise Interrupted(undo_images(w, change.made, f"writing conf/{name}.xml failed: {e}", name),
-                              e) from None
+        if made and change.node is None:
+            raise Interrupted(undo_images(w, made, f"writing conf/{name}.xml failed: {e}", name), e) from None
         raise Interrupted(f"{name} changed on {change.node}, but writing conf/{name}.xml failed: {e}; "
                           "conf/ unchanged (domain info shows the drift)", e) from None
     if saved is not None:

@@ -32,6 +32,7 @@ from havirt.plan.editing import (
     Edit,
     apply_edits,
     disk_targets,
+    libvirt_style,
     macs,
 )
 from havirt.plan.making import DiskRequest, conf_macs, given_disk, new_image, pool_for, size_text
@@ -208,7 +209,7 @@ def plan_attach_disk(cfg, cluster: Cluster, images: Images, specs, spec: DomainS
         problems += disk_problems(at.node, cluster.nodes[at.node].paths, [seen])
     if new is None:
         raise Refusal(problems)
-    device = disk_xml(new, target)
+    device = libvirt_style(disk_xml(new, target))
     edit = Edit(ATTACH_DISK, target, at.node is not None, f"disk {target} ({new.path})", device)
     xml = apply_edits(spec.raw, spec.path or name, [edit])
     problems += definition_problems(parse_domain_xml(xml, f"{name} with {new.path}"), specs,
@@ -264,7 +265,7 @@ def plan_attach_nic(cfg, cluster: Cluster, specs, spec: DomainSpec, network: tup
     name, at = spec.name, where_it_is(cluster, spec.name)
     kind, source = network
     mac = new_mac(conf_macs(specs) | set(macs(at.live) if at.live else ()), rng)
-    device = interface_xml(kind, source, mac)
+    device = libvirt_style(interface_xml(kind, source, mac))
     edit = Edit(ATTACH_NIC, mac, at.node is not None, f"network card {mac} ({kind} {source})", device)
     steps = [Step(node=at.node, command=virsh_live.attach_device(cfg, name), domain=name,
                   stdin_data=device.encode(), why=f"attach a network card {mac} to {name}")] \

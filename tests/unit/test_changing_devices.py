@@ -16,7 +16,7 @@ NEW_IMAGE = (f"ssh root@10.0.0.1 '[ ! -e {POOL}/web1-2.qcow2 ] && [ ! -L {POOL}/
              f"qcow2 {POOL}/web1-2.qcow2 2G || {{ rm -f {POOL}/web1-2.qcow2; exit 1; }}'")
 VDB = ("<disk type='file' device='disk'>\n"
        "  <driver name='qemu' type='qcow2' cache='none' discard='unmap'/>\n"
-       f"  <source file=\"{POOL}/web1-2.qcow2\"/>\n"
+       f"  <source file='{POOL}/web1-2.qcow2'/>\n"
        "  <target dev='vdb' bus='virtio'/>\n"
        "</disk>")
 
@@ -48,7 +48,7 @@ def test_attach_a_new_image_live_and_in_conf_then_detach_it(fake):
     assert fake.storage.images[f"{POOL}/web1-2.qcow2"].virtual_size == 2 * GIB
     assert disks(fake) == [f"{POOL}/web1-1.qcow2", f"{POOL}/web1-2.qcow2"]
     assert parse_domain_xml(conf_text(fake)).disks == disks(fake)
-    assert conf_text(fake) == WEB1.replace("    <memballoon", "    " + VDB.replace('"', "'").replace(
+    assert conf_text(fake) == WEB1.replace("    <memballoon", "    " + VDB.replace(
         "\n", "\n    ") + "\n    <memballoon")
     assert out.splitlines() == [
         f"create the image {POOL}/web1-2.qcow2 (2 GiB) on node1: done",
@@ -132,6 +132,18 @@ def test_a_failed_attach_removes_the_new_image_again_and_leaves_conf(fake):
     assert history(fake) == []
 
 
+def test_an_image_that_could_not_be_made_is_never_removed(fake):
+    setup(fake)
+    fake.storage.failing.add(f"{POOL}/web1-2.qcow2")
+    before = conf_text(fake)
+    rc, out, err = fake.havirt("--yes", "domain", "attach-disk", "web1", "--disk", "size=2")
+    assert rc == 1 and err == (f"havirt: create the image {POOL}/web1-2.qcow2 (2 GiB) failed on node1: exit "
+                               f"1: qemu-img: {POOL}/web1-2.qcow2: No space left on device; nothing was "
+                               "made, conf/ unchanged\n"), err
+    assert [c for _, c in fake.changing_calls() if "rm --" in c or "attach" in c] == []
+    assert conf_text(fake) == before and disks(fake) == [f"{POOL}/web1-1.qcow2"]
+
+
 # -- detach-disk -------------------------------------------------------------------------------
 
 def with_vdb(fake, lets_go=True):
@@ -201,7 +213,7 @@ def test_attach_and_detach_a_network_card(fake):
     mac = re.search(r"<mac address='(52:54:00(?::[0-9a-f]{2}){3})'/>", out).group(1)
     assert out.split("\n")[:-1] == [
         f"ssh root@10.0.0.1 '{V} attach-device web1 /dev/stdin --live' <<'EOF'",
-        "<interface type='bridge'>", f"  <mac address='{mac}'/>", "  <source bridge=\"br0\"/>",
+        "<interface type='bridge'>", f"  <mac address='{mac}'/>", "  <source bridge='br0'/>",
         "  <model type='virtio'/>", "</interface>", "EOF",
         f"# then conf/web1.xml is written with network card {mac} (bridge br0) (the previous version "
         "kept in conf/.history/web1/; -v prints the new definition)",
