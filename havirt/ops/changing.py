@@ -58,7 +58,8 @@ def _run_steps(w, change: Change, out: Outcome) -> tuple[HavirtError | None, lis
             w.run(Plan([step]))
         except HavirtError as e:
             return e, made
-        made += [(n, p) for n, p in change.made if n == step.node and step.command.args[:1] == (p,)]
+        if step.command.op == "img-create":
+            made.append((step.node, step.command.args[0]))
         out.done.append(f"{step.why} on {step.node}: done")
     return None, made
 

@@ -163,7 +163,10 @@ def _taken(spec: DomainSpec, at: Where) -> set[str]:
 def _target(given: str | None, taken: set[str], name: str) -> str:
     """--target, or the first free vdX."""
     if given is None:
-        return next(t for t in (f"vd{chr(c)}" for c in range(ord("a"), ord("z") + 1)) if t not in taken)
+        free = next((t for t in (f"vd{chr(c)}" for c in range(ord("a"), ord("z") + 1)) if t not in taken), None)
+        if free is None:
+            raise UsageError(f"{name} has every disk from vda to vdz: name one with --target (vdaa, ...)")
+        return free
     if not given.startswith("vd") or not TARGET_RE.fullmatch(given):
         raise UsageError(f"--target {given!r}: a virtio disk's name, vdb, vdc, ...")
     if given in taken:
@@ -222,6 +225,13 @@ def plan_attach_disk(cfg, cluster: Cluster, images: Images, specs, spec: DomainS
     return _change(spec, at, [edit], steps, elsewhere(cluster, seen, at.node, what), made=made)
 
 
+def _named(target: str) -> str:
+    """A disk target havirt can name in a command: vdX, sdX, hdX, xvdX."""
+    if not TARGET_RE.fullmatch(target):
+        raise UsageError(f"{target!r}: havirt names disks vdX, sdX, hdX or xvdX (domain info lists them)")
+    return target
+
+
 def _listing(conf: list[str], at: Where, live: list[str]) -> str:
     shown = f"conf/: {', '.join(conf) or 'none'}"
     return shown + (f"; running: {', '.join(live) or 'none'}" if at.node else "")
@@ -229,6 +239,7 @@ def _listing(conf: list[str], at: Where, live: list[str]) -> str:
 
 def plan_detach_disk(cfg, cluster: Cluster, spec: DomainSpec, target: str, wait: float = 20) -> Change:
     """Detach `target` live (waiting for the guest to let go) and from conf/."""
+    _named(target)
     name, at = spec.name, where_it_is(cluster, spec.name)
     conf, live = disk_targets(spec.raw.decode("utf-8")), disk_targets(at.live_xml) if at.node else []
     if target not in conf and target not in live:
@@ -310,6 +321,7 @@ def plan_resize_disk(cfg, cluster: Cluster, images: Images, specs, spec: DomainS
                      size_mib: int) -> Change:
     """Grow the image of `target` to `size_mib` MiB: `virsh blockresize` where the
     domain runs, else `qemu-img resize` on a node that sees it. Never shrink."""
+    _named(target)
     name, at = spec.name, where_it_is(cluster, spec.name)
     disk = next((d for d in (at.live or spec).disk_specs if d.target == target), None)
     if disk is None:

@@ -202,6 +202,8 @@ def test_detach_of_an_unknown_disk_is_a_usage_error(fake):
     setup(fake)
     said_no(fake, ["domain", "detach-disk", "web1", "vdz"], 2,
             "web1 has no disk vdz (conf/: vda; running: vda)")
+    for args in (["detach-disk", "web1", "fda"], ["resize-disk", "web1", "vd b", "9"]):
+        said_no(fake, ["domain", *args], 2, "havirt names disks vdX, sdX, hdX or xvdX (domain info lists them)")
 
 
 # -- network cards -----------------------------------------------------------------------------
