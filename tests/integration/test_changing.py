@@ -71,6 +71,7 @@ def test_memory_and_vcpus_change_live_and_growth_is_checked(lab, hv):
     assert dominfo(lab, "node1", "guest1")["Used memory"] == "98304 KiB"
     assert conf(hv, "guest1").findtext("currentMemory") == "96"
     assert drift(hv, "guest1") == []
+    assert "virsh -c qemu:///system setmem guest1 96M --live" in [a["remote"] for a in hv.audit()]
 
     # growth beyond what the node can give: refused with the numbers, nothing changes
     hv.ok("node", "set", "node1", "--memory-cap", "100")

@@ -325,6 +325,16 @@ def test_resize_refusals_name_both_sizes_and_the_reason(fake):
     said_no(fake, ["--yes", "domain", "resize-disk", "web1", "vda", "20"], 3, "would not grow it")
 
 
+def test_what_no_node_sees_is_refused_off_or_running(fake):
+    setup(fake, run_on=None)
+    del fake.storage.images[f"{POOL}/web1-1.qcow2"]
+    said_no(fake, ["--yes", "domain", "resize-disk", "web1", "vda", "5"], 3,
+            f"refused: {POOL}/web1-1.qcow2: no node that answered sees it as an image file")
+    fake.storage.mounts.clear()
+    said_no(fake, ["--yes", "domain", "attach-disk", "web1", "--disk", "size=1"], 3,
+            f"refused: no node that answered sees the pool main ({POOL})")
+
+
 def test_resize_of_a_base_of_linked_clones_is_refused(fake):
     setup(fake, run_on=None)
     clone = WEB1.replace("web1</name>", "web2</name>").replace(
