@@ -77,12 +77,17 @@ def _interface_lines(kind: str, source: str, mac: str) -> list[str]:
             "    </interface>"]
 
 
+HOTPLUG_PORTS = 8     # spare PCIe root ports of a new domain: disks and cards attached while it runs
+
+
 def new_domain_xml(name: str, memory_mib: int, vcpus: int, disks=(), networks=(),
                    cdrom: str | None = None, os_variant: str | None = None,
                    used_macs=(), virt_type: str = "kvm", rng=None) -> str:
     """The definition of a new domain: q35, virtio disks and network cards, a
     serial console (what `domain console` reaches), VNC on localhost, the
-    guest agent's channel. networks: (bridge|network, name) pairs; each gets a
+    guest agent's channel, and HOTPLUG_PORTS spare PCIe root ports (on q35 a
+    hot-plugged disk or card needs a free one, and libvirt adds only those
+    the definition's own devices take). networks: (bridge|network, name) pairs; each gets a
     MAC address not in `used_macs`. With a CD-ROM the disks boot first, then
     the CD-ROM: an empty disk falls through to the installer."""
     macs = set(used_macs)
@@ -111,6 +116,7 @@ def new_domain_xml(name: str, memory_mib: int, vcpus: int, disks=(), networks=()
         mac = new_mac(macs, rng)
         macs.add(mac)
         lines += _interface_lines(kind, source, mac)
+    lines += ["    <controller type='pci' model='pcie-root-port'/>"] * HOTPLUG_PORTS
     lines += ["    <serial type='pty'>", "      <target type='isa-serial' port='0'/>", "    </serial>",
               "    <console type='pty'>", "      <target type='serial' port='0'/>", "    </console>",
               "    <channel type='unix'>",
