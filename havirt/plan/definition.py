@@ -116,7 +116,8 @@ def new_domain_xml(name: str, memory_mib: int, vcpus: int, disks=(), networks=()
         mac = new_mac(macs, rng)
         macs.add(mac)
         lines += _interface_lines(kind, source, mac)
-    lines += ["    <controller type='pci' model='pcie-root-port'/>"] * HOTPLUG_PORTS
+    lines += ["    <controller type='pci' index='0' model='pcie-root'/>",
+              *["    <controller type='pci' model='pcie-root-port'/>"] * HOTPLUG_PORTS]
     lines += ["    <serial type='pty'>", "      <target type='isa-serial' port='0'/>", "    </serial>",
               "    <console type='pty'>", "      <target type='serial' port='0'/>", "    </console>",
               "    <channel type='unix'>",
