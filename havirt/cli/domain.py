@@ -15,7 +15,7 @@ SECONDS = Whole(numbers.SECONDS, "a number of seconds")
 def domain():
     """Domains: list, info, new, clone, delete, import, define, edit, undefine,
     start, shutdown, destroy, reboot, reset, console, migrate, maintenance,
-    snapshot, backup."""
+    set, attach-disk, detach-disk, attach-nic, detach-nic, resize-disk, snapshot, backup."""
 
 
 @domain.command("list", epilog="Example: havirt domain list --node node2 --running")

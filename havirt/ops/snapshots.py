@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from havirt.errors import HavirtError, Interrupted, RemoteError, UsageError
 from havirt.names import check_name, check_snapshot_name
-from havirt.ops.making import _undo
+from havirt.ops.making import undo_images
 from havirt.ops.outcome import Outcome
 from havirt.plan.making import absolute_path
 from havirt.plan.snapshots import (
@@ -152,7 +152,7 @@ def domain_backup(app, name: str, folder: str, copy: str | None = None,
             try:
                 w.run(Plan([step]))
             except HavirtError as e:
-                raise Interrupted(_undo(w, made, _failed(step, e), name), e) from None
+                raise Interrupted(undo_images(w, made, _failed(step, e), name), e) from None
             made += [(bp.node, f) for f in files]
             out.done.append(f"{step.why}: done")
         out.done += _verify_backup(w, bp, name, p)
