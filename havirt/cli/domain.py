@@ -14,7 +14,8 @@ SECONDS = Whole(numbers.SECONDS, "a number of seconds")
 @cli.group(epilog="Example: havirt domain list --running")
 def domain():
     """Domains: list, info, new, clone, delete, import, define, edit, undefine,
-    start, shutdown, destroy, reboot, reset, console, migrate, maintenance."""
+    start, shutdown, destroy, reboot, reset, console, migrate, maintenance,
+    set, attach-disk, detach-disk, attach-nic, detach-nic, resize-disk, snapshot, backup."""
 
 
 @domain.command("list", epilog="Example: havirt domain list --node node2 --running")

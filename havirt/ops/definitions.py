@@ -155,6 +155,15 @@ def _replace(w, name: str, before: bytes | None, after: bytes, spec: DomainSpec,
     return change
 
 
+def record_change(w, name: str, before: bytes, after: str, action: str) -> DefinitionChange:
+    """conf/NAME.xml replaced by `after`, a change a command made (set,
+    attach-disk, ...): checked by the rules of every conf/ file, the previous
+    version `before` kept in the history (in the open work `w`)."""
+    raw = after.encode("utf-8")
+    spec = check_definition(name, raw, f"the new conf/{name}.xml")
+    return _replace(w, name, before, raw, spec, action)
+
+
 # -- edit ------------------------------------------------------------------------
 
 def editor_command() -> list[str]:

@@ -38,7 +38,7 @@ def _free_in_conf(w, name: str) -> None:
                          f"{name} removes that domain)")
 
 
-def _undo(w, made: list[tuple[str, str]], what: str, domain: str) -> str:
+def undo_images(w, made: list[tuple[str, str]], what: str, domain: str) -> str:
     """Remove the images in `made` (node, path) again; say what happened."""
     left = []
     for node, path in reversed(made):
@@ -69,13 +69,13 @@ def _carry_out(w, name: str, making: Making, findings) -> Outcome:
         try:
             w.run(Plan([step]))
         except HavirtError as e:
-            raise Interrupted(_undo(w, made, f"{step.why} failed: {e}", name), e) from None
+            raise Interrupted(undo_images(w, made, f"{step.why} failed: {e}", name), e) from None
         made.append((step.node, path))
         out.done.append(f"{step.why} on {step.node}: done")
     try:
         path = w.conf.write(name, making.xml)
     except HavirtError as e:
-        raise Interrupted(_undo(w, made, f"writing conf/{name}.xml failed: {e}", name), e) from None
+        raise Interrupted(undo_images(w, made, f"writing conf/{name}.xml failed: {e}", name), e) from None
     out.done.append(f"saved {home_relative(w.app, path)}")
     return out
 

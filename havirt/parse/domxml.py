@@ -84,11 +84,14 @@ def disk_path(disk) -> str | None:
 
 
 def interface_fields(iface) -> tuple[str, str, str]:
-    """(type, bridge or network or device, MAC in lower case) of an <interface>."""
+    """(type, bridge or network or device, MAC in lower case) of an <interface>.
+    The source named after the type comes first: a running definition adds
+    the bridge of a libvirt network beside its name (network='default' bridge='virbr0')."""
     src = iface.find("source")
     source = ""
     if src is not None:
-        source = src.get("bridge") or src.get("network") or src.get("dev") or ""
+        source = (src.get(iface.get("type", "")) or src.get("bridge") or src.get("network")
+                  or src.get("dev") or "")
     mac = iface.find("mac")
     return (iface.get("type", ""), source,
             (mac.get("address") or "").lower() if mac is not None else "")
@@ -137,6 +140,23 @@ def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
     interfaces = [":".join(interface_fields(i)) for i in root.findall("devices/interface")]
     return DomainSpec(name=name, memory_mib=memory, vcpus=vcpus, disks=disks,
                       interfaces=interfaces, leased=leased, lease_gaps=gaps, disk_specs=details)
+
+
+def maxima(text: str, where: str = "domain XML") -> tuple[int, int]:
+    """(MiB, vCPUs) a definition allows at most: <memory> and the <vcpu> count
+    (its `current` attribute is what runs; parse_domain_xml reads that)."""
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as e:
+        raise DomainXMLError(f"{where}: not valid XML ({e})") from None
+    mem_el, vcpu_el = root.find("memory"), root.find("vcpu")
+    if mem_el is None:
+        raise DomainXMLError(f"{where}: no <memory>")
+    vtext = (vcpu_el.text or "").strip() if vcpu_el is not None else "1"
+    vcpus = whole_in(vtext, DOMAIN_VCPUS)
+    if vcpus is None:
+        raise DomainXMLError(f"{where}: <vcpu> must be {DOMAIN_VCPUS}, not {vtext[:20]!r}")
+    return _memory_mib(where, mem_el), vcpus
 
 
 def disk_spec(disk, path: str) -> DiskSpec:

@@ -17,9 +17,11 @@ from havirt.scan.cluster import Cluster
 from havirt.store.state import State
 
 
-def placement_problems(cluster: Cluster, state: State, cfg, need: Need, node: str) -> list[str]:
-    """Why `need` cannot go to `node` now, by the rules (empty: it can)."""
-    return fit_problems(load_of(cluster, state, cfg, node), need)
+def placement_problems(cluster: Cluster, state: State, cfg, need: Need, node: str,
+                       extra_mib: int = 0, extra_vcpus: int = 0) -> list[str]:
+    """Why `need` cannot go to `node` now, by the rules (empty: it can);
+    `extra_*`: what was placed there since `cluster` was read."""
+    return fit_problems(load_of(cluster, state, cfg, node), need, extra_mib, extra_vcpus)
 
 
 def create_step(cfg, spec: DomainSpec, node: str, note: str = "") -> Step:

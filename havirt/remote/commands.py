@@ -1,6 +1,7 @@
 """Every command havirt runs on a node: built here, as argv or as a script.
 
-Nothing else in havirt writes remote command text; planners ask for a
+Nothing outside remote/ writes remote command text (this module, and
+live.py for the changes made to a running domain); planners ask for a
 command by what it does, and the executor sends what they were given.
 A Command becomes text in one place, Command.text(), where it is shown
 (dry run, audit log) or sent.
@@ -244,18 +245,27 @@ def images(pools=(), paths=()) -> Command:
     return Command(op="images", script="\n".join(lines) + "\n", args=(pools, paths))
 
 
+def absent(path: str) -> str:
+    """Shell text that goes on only where nothing is at `path` (else it says so and exits 1)."""
+    q = quote_argv([path])
+    return (f"[ ! -e {q} ] && [ ! -L {q} ] || {{ {quote_argv(['echo', path, 'exists:', 'not', 'overwritten'])} "
+            f">&2; exit 1; }}")
+
+
 def _new_file(path: str, command: list[str]) -> str:
     """Run `command`, which makes the file `path`, only where nothing is at
     `path` yet; if it fails, what it left of `path` is removed (it was not there)."""
-    q = quote_argv([path])
-    return (f"[ ! -e {q} ] && [ ! -L {q} ] || {{ {quote_argv(['echo', path, 'exists:', 'not', 'overwritten'])} "
-            f">&2; exit 1; }}; {quote_argv(command)} || {{ rm -f {q}; exit 1; }}")
+    return f"{absent(path)}; {quote_argv(command)} || {{ rm -f {quote_argv([path])}; exit 1; }}"
+
+
+def size_arg(size_mib: int) -> str:
+    """A size as qemu-img and virsh read it: whole GiB as G, else MiB as M (both binary)."""
+    return f"{size_mib // 1024}G" if size_mib % 1024 == 0 else f"{int(size_mib)}M"
 
 
 def create_image(path: str, size_mib: int) -> Command:
     """A new empty qcow2 image of `size_mib` MiB."""
-    size = f"{size_mib // 1024}G" if size_mib % 1024 == 0 else f"{int(size_mib)}M"
-    command = [QEMU_IMG, "create", "-q", "-f", "qcow2", path, size]
+    command = [QEMU_IMG, "create", "-q", "-f", "qcow2", path, size_arg(size_mib)]
     return Command(op="img-create", script=_new_file(path, command), args=(path, size_mib))
 
 

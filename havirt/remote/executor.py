@@ -25,13 +25,21 @@ def _render(runner, home_root: Path, step: Step) -> str:
     if step.kind in (StepKind.LOCAL, StepKind.LOCAL_UNTIL):
         until = f"   # until it prints /{step.expect}/" if step.kind is StepKind.LOCAL_UNTIL else ""
         return text + until
-    line = f"{runner.describe(step.node)} {quote_argv([text])}"
-    if step.stdin_file:
-        line += f" < {quote_argv([_shown_path(home_root, step.stdin_file)])}"
-        line += f"  # {step.stdin_note}" if step.stdin_note else ""
+    line = f"{runner.describe(step.node)} {quote_argv([text])}" + _stdin(home_root, step)
     if step.kind is StepKind.FORCE_OFF:
         line = f"# only if still running after the wait:\n{line}"
     return line
+
+
+def _stdin(home_root: Path, step: Step) -> str:
+    """What goes on the step's stdin, as a shell line shows it: `< FILE` for a
+    conf/ file, else the bytes themselves in a here-document (a device's XML)."""
+    if step.stdin_file:
+        return (f" < {quote_argv([_shown_path(home_root, step.stdin_file)])}"
+                + (f"  # {step.stdin_note}" if step.stdin_note else ""))
+    if step.stdin_data is not None:
+        return " <<'EOF'\n" + step.stdin_data.decode(errors="replace").rstrip("\n") + "\nEOF"
+    return ""
 
 
 def _shown_path(home_root: Path, path: str) -> str:
@@ -130,7 +138,8 @@ class Executor:
         start = time.monotonic()
         logged = step.command.text() + (f" < {_shown_path(self.home.root, step.stdin_file)}"
                                         if step.stdin_file else "") + \
-            (f" ({step.stdin_note})" if step.stdin_note else "")
+            (f" ({step.stdin_note})" if step.stdin_note else "") + \
+            ("" if step.stdin_file else _stdin(self.home.root, step))
         try:
             res = self.runner.run(step.node, step.command, stdin=step.stdin_data,
                                   timeout=timeout, on_output=on_output)

@@ -168,6 +168,38 @@ def fit_problems(load: Load, need: Need, extra_mib: int = 0, extra_vcpus: int = 
     return problems + disk_problems(node, load.paths, need.disks)
 
 
+def growth_problems(load: Load, fact, memory_mib: int | None = None,
+                    vcpus: int | None = None) -> list[str]:
+    """Why a domain present on the node (`fact`: it holds there what `held`
+    says) cannot grow in place to `memory_mib` / `vcpus` (None: unchanged),
+    with the numbers; empty: it can. Shrinking always fits. The load already
+    counts what the domain holds: only the growth is added to it."""
+    node, name = load.name, fact.name
+    mem_now, vcpus_now = held(fact)
+    more_mib = max(0, (memory_mib if memory_mib is not None else mem_now) - mem_now)
+    more_vcpus = max(0, (vcpus if vcpus is not None else vcpus_now) - vcpus_now)
+    if not more_mib and not more_vcpus:
+        return []
+    if not load.reachable:
+        return [f"node {node} is unreachable ({load.error or 'not scanned'})"]
+    unknown = capacity_problems(load)
+    if unknown:
+        return unknown
+    problems = []
+    if more_mib and not memory_fits(load, more_mib):
+        problems.append(
+            f"memory: {node} can give domains {load.usable_mib} MiB ({load.basis}), {load.memory_mib} "
+            f"MiB are allocated to {load.count} running domain(s) ({name} holds {mem_now} MiB); "
+            f"{name} at {memory_mib} MiB needs {more_mib} MiB more: "
+            f"{load.memory_mib + more_mib - load.usable_mib} MiB short")
+    if more_vcpus and not vcpus_fit(load, more_vcpus):
+        problems.append(
+            f"vCPUs: {node} has {load.cpus} CPUs and {load.vcpus} vCPUs allocated ({name} holds "
+            f"{vcpus_now}); {name} at {vcpus} would make {(load.vcpus + more_vcpus) / load.cpus:.2f} "
+            f"per CPU, over the limit of {load.max_ratio:g}")
+    return problems
+
+
 def over_limits(load: Load) -> list[tuple[str, str]]:
     """(kind, message) for a node that already carries more than its known
     limits allow (an unknown limit: capacity_problems)."""

@@ -105,3 +105,21 @@ def test_only_the_unit_of_work_locks_and_saves():
                 if name in callers:
                     callers[name].add(str(path.relative_to(pkg)))
     assert callers == {"locked": {"ops/app.py"}, "save_state": {"ops/work.py"}}
+
+
+def test_a_silent_node_is_not_asked_again_by_the_work_unless_named(fake):
+    cluster(fake)
+    fake.nodes["node2"].reachable = False
+    with make_app(fake, yes=True).work() as w:
+        first = w.scan().cluster
+        again = w.scan().cluster                     # every node: node2's answer stands
+        asked = [n for n, _ in fake.calls]
+        assert asked.count("node2") == 1 and asked.count("node1") == 2, asked
+        assert not again.nodes["node2"].reachable
+        assert again.nodes["node2"].error == first.nodes["node2"].error
+        fake.nodes["node2"].reachable = True
+        named = w.scan(["node2"]).cluster            # named: asked, and it answers now
+        assert named.nodes["node2"].reachable
+        w.scan()                                     # answered: asked again by every-node scans
+        assert [n for n, _ in fake.calls].count("node2") == 3
+    assert fake.state().nodes["node2"].silent_scans == 0
