@@ -5,11 +5,11 @@ is, the error lines.
 so tests pass a fake). Two real ones, chosen by config.yaml's ssh.backend
 (backends.py): `paramiko_ssh.ParamikoRunner` (the default: a paramiko
 connection per node, opened by each havirt command) and
-`openssh.OpenSSHRunner` (the admin's own ssh, with connection sharing). Both give the same Result per node, the same
-timeouts, the same host key rules and the same error lines (the messages
-below); neither writes remote text: they send Command.text(). Neither is
-imported before a node is reached: commands that only read the state file
-never pay for paramiko.
+`openssh.OpenSSHRunner` (the admin's own ssh, with connection sharing).
+Both give the same Result per node, the same timeouts, the same host key
+rules and the same error lines (the messages below); neither writes remote
+text: they send Command.text(). Neither is imported before a node is
+reached: commands that only read the state file never pay for paramiko.
 """
 
 from __future__ import annotations
