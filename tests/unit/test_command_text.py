@@ -94,7 +94,7 @@ ls=$(conf file_lockspace_dir /etc/libvirt/qemu-lockd.conf)
 if [ -n "$ls" ] && [ -d "$ls" ]; then
   m="havirt-lease-mark node1 $(hostname)"; f="$ls/.havirt-lease-node1"
   if [ "$(cat "$f" 2>/dev/null)" = "$m" ] || { printf '%s\n' "$m" > "$f.$$" && mv -f "$f.$$" "$f"; } 2>/dev/null; then echo marked=yes; else echo marked=no; fi
-  for g in "$ls"/.havirt-lease-*; do [ -f "$g" ] && printf 'seen=%s\n' "$(head -c 300 "$g" | head -n 1)"; done
+  for g in "$ls"/.havirt-lease-*; do [ -f "$g" ] || continue; l=; IFS= read -r l < "$g"; printf 'seen=%.300s\n' "$l"; done
 fi
 """
 ODD_PATHS = ["/srv/b.img", "/srv/a b.img", "/srv/it's.img", "-x.img", "/srv/b.img"]
