@@ -95,15 +95,18 @@ def _findings(state: State, cluster: Cluster, conf_names: set[str]) -> list[Find
             + (f"; last known domains kept as stale: {', '.join(kept)}" if kept else ""),
             "check the node, its sshd and libvirtd"))
     for n in cluster.answered():
-        for d in cluster.nodes[n].domains.values():
+        for d in cluster.nodes[n].every_domain():
             if d.persistent or d.autostart:
                 what = "set to autostart" if d.autostart else "defined persistent"
                 q = quote_argv([d.name])
+                v = "virsh -c lxc:///system" if d.container else "virsh"
                 findings.append(Finding(
                     "warning", "persistent", d.name,
-                    f"domain {q} is {what} on {n}: libvirt could start it behind havirt's back",
-                    f"on {n}: virsh autostart --disable {q}; virsh undefine {q}"
-                    " (after 'havirt domain import' if conf/ has no copy)"))
+                    f"{'container' if d.container else 'domain'} {q} is {what} on {n}: libvirt could "
+                    "start it behind havirt's back",
+                    f"on {n}: {v} autostart --disable {q}; {v} undefine {q}"
+                    + (" (after 'havirt domain define' if conf/ has no copy)" if d.container else
+                       " (after 'havirt domain import' if conf/ has no copy)")))
     present = cluster.present()
     for dname, (node, _) in sorted(cluster.placements().items()):
         rec = state.domains[dname]
