@@ -35,11 +35,11 @@ def test_start_is_refused_where_it_runs_or_does_not_fit_and_counts_in_the_alloca
     assert "containers" in hv.ok("node", "list").out
 
     # where it does not fit: refused with the numbers
-    hv.ok("node", "set", "node2", "--memory-cap", "100")
+    hv.ok("node", "set", "node2", "--memory-cap", "80")
     hv.yes("domain", "start", "tiny1", "node2")
     refused(hv.run("--yes", "domain", "start", "ct2", "node2"),
-            "memory: node2 can give domains 100 MiB (cap 100 MiB), 32 MiB are allocated to 1 "
-            "running domain(s), ct2 needs 64 MiB: 64 MiB short")
+            "memory: node2 can give domains 80 MiB (cap 80 MiB), 32 MiB are allocated to 1 "
+            "running domain(s), ct2 needs 64 MiB: 16 MiB short")
     assert lab.containers_where("ct2") == []
     # its root is only on node1: refused on node3
     refused(hv.run("--yes", "domain", "start", "ctlocal", "node3"), "ctlocal", "node3")
