@@ -283,7 +283,9 @@ Examples: havirt domain migrate web1 node3          # print the command
               help="Give up after SECONDS (default: migrate.timeout).")
 @pass_app
 def domain_migrate(opts, name, target, offline, timeout):
-    """Live-migrate NAME to TARGET (default: the node with most free memory after)."""
+    """Live-migrate NAME to TARGET (default: the node with most free memory after).
+
+    A container cannot move live: it needs --offline (stopped, then started on TARGET)."""
     from havirt.ops.domains import domain_migrate as migrate
     opts.out.outcome(migrate(opts.app(), name, target, offline, timeout))
 

@@ -194,3 +194,24 @@ def test_a_vm_and_a_container_of_one_name_on_one_node_both_count(fake):
     conf_container(fake, "big", memory_mib=7168 - 100)
     refused(fake, ["--yes", "domain", "start", "big", "node1"], 3,
             "164 MiB are allocated to 2 running domain(s), big needs 7068 MiB: 64 MiB short")
+
+
+# -- failover -------------------------------------------------------------------------
+
+def test_failover_restarts_a_container_only_where_containers_run_and_never_under_leases(fake):
+    a, b, c = three(fake)
+    fake.leases()
+    b.lxc = False                        # node2 offers no containers
+    conf_container(fake, "ct1")
+    c.add_container("ct1", memory_mib=64)
+    fake.havirt("node", "scan")
+    c.reachable = False                  # powered off: every process gone
+    c.containers.clear()
+    # leases guard the VMs of node3, never a container: it would stay down, said why
+    rc, out, err = fake.havirt("node", "failover", "node3")
+    assert rc == 0 and "guard: leases" in out, (out, err)
+    assert "ct1" in out and "leases lock only the disks of virtual machines" in out, out
+    rc, out, err = fake.havirt("--yes", "node", "failover", "node3", "--confirm-off")
+    assert rc == 0, (out, err)
+    assert "ct1" in a.containers and "ct1" not in b.containers and "ct1" not in b.domains
+    assert ("node1", f"virsh -c {LXC_URI} create /dev/stdin") in fake.calls
