@@ -18,82 +18,16 @@ backend it talks to, so every rule, scan and plan works unchanged on both.
 
 from __future__ import annotations
 
-import json
 import os
 from contextlib import contextmanager
 
 from havirt.errors import HomeError
-from havirt.store.conf import Conf, FilesConf
+from havirt.store.conf import FilesConf
 from havirt.store.files import MAX_LOG, open_to_write, read_file, reason
+from havirt.store.interface import Store, entry_line, parse_entry
 from havirt.store.state import State, load_state, locked, save_state
 
-
-class Store:
-    """The interface every backend gives (see the module docstring)."""
-
-    name = "?"                       # files, etcd
-    shared = False                   # True: other homes read and write it too
-    conf: Conf
-
-    def describe(self) -> str:
-        """Where the facts come from, in one line."""
-        raise NotImplementedError
-
-    # -- the state ------------------------------------------------------------------------
-    def load_state(self) -> State:
-        """The state as it is now (no lock: a reader sees one whole version)."""
-        raise NotImplementedError
-
-    def save_state(self, state: State) -> None:
-        """Write `state` (under the lock: Work.commit only), whole or not at all."""
-        raise NotImplementedError
-
-    # -- the lock -------------------------------------------------------------------------
-    @contextmanager
-    def locked(self, timeout: float, what: str):
-        """Hold the operation lock for the block (App.work only); waits up to
-        `timeout` seconds for another holder (LockBusy)."""
-        raise NotImplementedError
-        yield  # pragma: no cover
-
-    def check_lock(self) -> None:
-        """Raise LockLost if the lock held by this process is no longer held
-        (before each step of an operation)."""
-
-    # -- the audit log --------------------------------------------------------------------
-    def audit_check(self) -> None:
-        """Before any remote step: the log can be written (else nothing is done)."""
-        raise NotImplementedError
-
-    def audit_append(self, entry: dict) -> None:
-        """One entry, appended after every entry before it (raises HavirtError or OSError)."""
-        raise NotImplementedError
-
-    def audit_entries(self, tail: int | None = None) -> list[tuple[str, dict | None]]:
-        """The last `tail` entries (None: every one), oldest first, with where
-        each is ("line 3"); None: an entry that cannot be read."""
-        raise NotImplementedError
-
-    def audit_raw(self) -> list[bytes]:
-        """Every entry as the bytes stored (a copy into another store keeps them)."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Let go of connections (the lock is released by `locked`)."""
-
-
-def entry_line(entry: dict) -> bytes:
-    """One audit entry as it is stored: one JSON line."""
-    return (json.dumps(entry, sort_keys=False) + "\n").encode()
-
-
-def parse_entry(line: bytes) -> dict | None:
-    """An audit entry from its stored bytes; None if it is not one."""
-    try:
-        entry = json.loads(line)   # bytes: UTF-8 expected, anything else is unreadable
-    except ValueError:
-        return None
-    return entry if isinstance(entry, dict) else None
+__all__ = ["Store", "FilesStore", "open_store"]
 
 
 class FilesStore(Store):
