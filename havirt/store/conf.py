@@ -100,7 +100,7 @@ class Conf:
         return old.decode("utf-8", errors="replace").strip() == text.strip()
 
     # -- writing (inside a unit of work) ------------------------------------------------
-    def write(self, name: str, text: str) -> str:
+    def write(self, name: str, text: str | bytes) -> str:
         """NAME's definition becomes `text` (no history: a new definition).
         Returns where it went, as shown."""
         raise NotImplementedError
@@ -177,12 +177,12 @@ class FilesConf(Conf):
         except FileNotFoundError:
             return None
 
-    def write(self, name: str, text: str) -> str:
+    def write(self, name: str, text: str | bytes) -> str:
         """Replace conf/NAME.xml atomically: a new file with an unpredictable
         name in conf/ (never through a link), then a rename over the old one."""
         path = self.path(name)
         try:
-            replace_file(path, text.encode(), 0o640)
+            replace_file(path, text.encode() if isinstance(text, str) else text, 0o640)
         except OSError as e:
             raise HomeError(f"{path}: cannot write: {reason(e)}") from None
         return self._relative(path)
@@ -190,7 +190,7 @@ class FilesConf(Conf):
     def replace(self, name: str, before: bytes | None, after: bytes, action: str) -> str | None:
         kept = self._keep(name, before, action) if before is not None else None
         try:
-            self.write(name, after.decode("utf-8"))
+            self.write(name, after)
         except HavirtError:
             if kept is not None:
                 _forget(kept)          # the history records only what happened

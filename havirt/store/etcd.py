@@ -37,6 +37,7 @@ from havirt.store.interface import Store, entry_line, parse_entry
 from havirt.store.state import FORMAT, State, now_iso, state_from_dict
 
 MAX_ENTRIES = 1 << 20       # audit entries a listing reads at most
+TXN_OPS = 64                # writes in one transaction (etcd takes at most 128)
 
 
 class EtcdStore(Store):
@@ -94,8 +95,9 @@ class EtcdStore(Store):
                 out[self.key("state", kind, name)] = json.dumps(rec).encode()
         return out
 
-    def save_state(self, state: State) -> None:
-        state.updated = now_iso()
+    def save_state(self, state: State, keep_time: bool = False) -> None:
+        if not keep_time:
+            state.updated = now_iso()
         new = self.state_keys(state)
         updated = self.key("state", "updated")
         compare, ops = [], []
@@ -108,7 +110,7 @@ class EtcdStore(Store):
             if key not in new:
                 compare.append(e.unchanged(key, rev))
                 ops.append(e.delete(key))
-        if not ops:            # no record changed: nothing worth a write
+        if not ops and not keep_time:      # no record changed: nothing worth a write
             return
         result = self.write(compare, ops + [e.put(updated, new[updated])], "the state")
         rev = int(result.get("header", {}).get("revision", 0))
@@ -147,17 +149,33 @@ class EtcdStore(Store):
         self.audit_append_raw(entry_line(entry))
 
     def audit_append_raw(self, line: bytes) -> None:
-        """A new key (never an existing one), in the order etcd creates them."""
-        self._seq += 1
-        key = self.key("audit", f"{time.time_ns():020d}-{socket.gethostname()}-{os.getpid()}-{self._seq}")
-        result = self.etcd.txn([e.absent(key)], [e.put(key, line.rstrip(b"\n"))])
-        if not result.get("succeeded"):
-            raise HavirtError(f"etcd {key} exists already")
+        self.audit_append_many([line])
+
+    def audit_append_many(self, lines: list[bytes]) -> None:
+        """New keys (never an existing one), in the order etcd creates them
+        (ties, in one transaction, in the order of their keys)."""
+        for i in range(0, len(lines), TXN_OPS):
+            compare, ops = [], []
+            for line in lines[i:i + TXN_OPS]:
+                self._seq += 1
+                key = self.key("audit", f"{time.time_ns():020d}-{socket.gethostname()}-{os.getpid()}-"
+                                        f"{self._seq:08d}")
+                compare.append(e.absent(key))
+                ops.append(e.put(key, line.rstrip(b"\n")))
+            if not self.etcd.txn(compare, ops).get("succeeded"):
+                raise HavirtError(f"etcd {self.key('audit')}/: a new entry's key exists already")
 
     def _audit_kvs(self, tail: int | None) -> list[dict]:
         kvs, _ = self.etcd.range(self.key("audit") + "/", prefix=True, sort_target="CREATE",
                                  sort_order="DESCEND", limit=tail or MAX_ENTRIES)
-        return list(reversed(kvs))
+        return sorted(kvs, key=lambda kv: (int(kv.get("create_revision", 0)), kv["key"]))
+
+    def clear(self) -> None:
+        """Every fact under the prefix removed, in one transaction (a move into files)."""
+        ops = [{"request_delete_range": {"key": e.b64(self.key(part) + "/"),
+                                         "range_end": e.prefix_end(self.key(part) + "/")}}
+               for part in ("state", "conf", "history", "audit")]
+        self.write([], ops, "the removal of the copied facts")
 
     def audit_raw(self) -> list[bytes]:
         return [kv["value"] for kv in self._audit_kvs(None)]

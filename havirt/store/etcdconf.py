@@ -48,8 +48,8 @@ class EtcdConf(Conf):
     def _write(self, compare: list, ops: list, what: str) -> None:
         self.store.write(compare, ops, what)
 
-    def write(self, name: str, text: str) -> str:
-        self._write([], [e.put(self.key(name), text.encode())], self.where(name))
+    def write(self, name: str, text: str | bytes) -> str:
+        self._write([], [e.put(self.key(name), text)], self.where(name))
         return self.where(name)
 
     def _same(self, name: str, before: bytes | None) -> dict:

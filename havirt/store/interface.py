@@ -25,8 +25,9 @@ class Store:
         """The state as it is now (no lock: a reader sees one whole version)."""
         raise NotImplementedError
 
-    def save_state(self, state: State) -> None:
-        """Write `state` (under the lock: Work.commit only), whole or not at all."""
+    def save_state(self, state: State, keep_time: bool = False) -> None:
+        """Write `state` (under the lock: Work.commit only), whole or not at all;
+        `keep_time`: its `updated` stays (a copy from another store)."""
         raise NotImplementedError
 
     # -- the lock -------------------------------------------------------------------------
@@ -48,6 +49,14 @@ class Store:
 
     def audit_append(self, entry: dict) -> None:
         """One entry, appended after every entry before it (raises HavirtError or OSError)."""
+        raise NotImplementedError
+
+    def audit_append_many(self, lines: list[bytes]) -> None:
+        """Stored entries (a copy from another store), in their order."""
+        for line in lines:
+            self.audit_append_raw(line)
+
+    def audit_append_raw(self, line: bytes) -> None:
         raise NotImplementedError
 
     def audit_entries(self, tail: int | None = None) -> list[tuple[str, dict | None]]:

@@ -45,8 +45,8 @@ class FilesStore(Store):
     def load_state(self) -> State:
         return load_state(self.home.state_file)
 
-    def save_state(self, state: State) -> None:
-        save_state(self.home.state_file, state)
+    def save_state(self, state: State, keep_time: bool = False) -> None:
+        save_state(self.home.state_file, state, keep_time)
 
     @contextmanager
     def locked(self, timeout: float, what: str):
