@@ -69,15 +69,21 @@ class Etcd:
             try:
                 result = client.post(client.get_url(path), json=body)
             except ex.ConnectionTimeoutError as e:
+                from requests.exceptions import ConnectTimeout
                 said.append(f"{url}: " + (f"no connection within {CONNECT_TIMEOUT:g} s"
-                                          if "connect" in f"{e.detail_text}".lower() else
+                                          if isinstance(e.__context__, ConnectTimeout) else
                                           f"no answer within {ANSWER_TIMEOUT:g} s"))
                 continue
             except ex.ConnectionFailedError as e:
                 said.append(f"{url}: {_why(e)}")
                 continue
             except ex.Etcd3Exception as e:
-                raise HavirtError(f"etcd at {url} refused a request: {_detail(e)}") from None
+                detail = _detail(e)
+                if detail is None:         # not etcd's answer (a proxy, another service)
+                    said.append(f"{url}: answered {str(e.args[0] if e.args else '') or 'an error'} "
+                                "(not etcd?)")
+                    continue
+                raise HavirtError(f"etcd at {url} refused a request: {detail}") from None
             self.answered = url
             return result
         unsure = any("no answer" in x for x in said) and path in ("kv/txn", "kv/put")
@@ -166,10 +172,12 @@ def _why(e) -> str:
     return "cannot connect"
 
 
-def _detail(e) -> str:
+def _detail(e) -> str | None:
+    """etcd's own error message (its gateway answers JSON), or None."""
     import json
-    text = " ".join(str(a) for a in e.args if a)
     try:
-        return json.loads(e.args[0]).get("error", text)[:200]
-    except (ValueError, IndexError, AttributeError, TypeError):
-        return text[:200]
+        doc = json.loads(e.detail_text)
+        return str(doc.get("message") or doc.get("error"))[:200] if doc.get("message") or doc.get("error") \
+            else None
+    except (ValueError, AttributeError, TypeError):
+        return None
