@@ -47,6 +47,8 @@ def known_names(ctx: click.Context, kind: str) -> list[str]:
         store = open_store(home, load_config(home.root / "config.yaml"))
     except Exception:
         return []
+    if store.shared:           # etcd: a TAB waits half a second per member at most
+        store.etcd.connect_timeout = store.etcd.answer_timeout = 0.5
     names: set[str] = set()
     try:
         state = store.load_state()

@@ -44,6 +44,7 @@ class Etcd:
         self.endpoints = list(cfg.endpoints)
         self._clients: dict = {}
         self.answered: str | None = None       # the member that answered last
+        self.connect_timeout, self.answer_timeout = CONNECT_TIMEOUT, ANSWER_TIMEOUT
 
     def _client(self, url: str):
         client = self._clients.get(url)
@@ -52,7 +53,7 @@ class Etcd:
             parts = urlsplit(url)
             client = Etcd3Client(host=parts.hostname, port=parts.port, protocol=parts.scheme,
                                  ca_cert=self.cfg.ca, cert_key=self.cfg.key, cert_cert=self.cfg.cert,
-                                 timeout=(CONNECT_TIMEOUT, ANSWER_TIMEOUT), api_path="/v3/")
+                                 timeout=(self.connect_timeout, self.answer_timeout), api_path="/v3/")
             self._clients[url] = client
         return client
 
@@ -70,9 +71,9 @@ class Etcd:
                 result = client.post(client.get_url(path), json=body)
             except ex.ConnectionTimeoutError as e:
                 from requests.exceptions import ConnectTimeout
-                said.append(f"{url}: " + (f"no connection within {CONNECT_TIMEOUT:g} s"
+                said.append(f"{url}: " + (f"no connection within {self.connect_timeout:g} s"
                                           if isinstance(e.__context__, ConnectTimeout) else
-                                          f"no answer within {ANSWER_TIMEOUT:g} s"))
+                                          f"no answer within {self.answer_timeout:g} s"))
                 continue
             except ex.ConnectionFailedError as e:
                 said.append(f"{url}: {_why(e)}")

@@ -250,3 +250,24 @@ def test_the_audit_log_keeps_its_order_and_the_tail(etcd):
         s.audit_append({"n": i})
     assert [x["n"] for _, x in s.audit_entries()] == list(range(12))
     assert [x["n"] for _, x in s.audit_entries(3)] == [9, 10, 11]
+
+
+def test_completion_offers_the_names_etcd_holds_and_nothing_when_it_is_away(fake, etcd, monkeypatch):
+    from click.shell_completion import ShellComplete
+
+    from havirt.cli import load_commands
+    from havirt.cli.group import cli
+    setup(fake, etcd)
+    load_commands()
+    monkeypatch.setenv("HAVIRT_HOME", str(fake.home))
+
+    def offered(*words):
+        comp = ShellComplete(cli, {}, "havirt", "_HAVIRT_COMPLETE")
+        return [item.value for item in comp.get_completions(list(words[:-1]), words[-1])]
+    assert offered("domain", "start", "w") == ["web1"]
+    assert offered("node", "scan", "") == ["node1", "node2"]
+    from etcd_server import free_port
+    fake.write_config(store={**fake.config["store"], "endpoints": [f"http://127.0.0.1:{free_port()}"]})
+    t = time.monotonic()
+    assert offered("domain", "start", "w") == []
+    assert time.monotonic() - t < 2
