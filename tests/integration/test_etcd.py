@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -101,7 +102,8 @@ def test_two_homes_race_to_start_one_domain(lab, homes):
 def test_what_one_home_does_the_other_sees_at_once(lab, homes, tmp_path):
     a, b, prefix = homes
     src = tmp_path / "extra1.xml"
-    src.write_text(lab.xml("tiny2").read_text().replace("<name>tiny2</name>", "<name>extra1</name>"))
+    src.write_text(re.sub(r"<uuid>[^<]*</uuid>", "", lab.xml("tiny2").read_text())
+                   .replace("<name>tiny2</name>", "<name>extra1</name>"))
     a.ok("domain", "define", "extra1", "--file", src)
     a.yes("domain", "start", "tiny1", "node2")
     assert lab.where("tiny1") == ["node2"]

@@ -14,7 +14,7 @@ import yaml
 from conftest import domain_xml, move_to_etcd
 
 from havirt.cli import run
-from havirt.errors import HavirtError, LockBusy
+from havirt.errors import HavirtError, LockBusy, LockLost
 from havirt.store import etcdclient as e
 from havirt.store.etcd import EtcdStore
 from havirt.store.state import DomainRecord
@@ -271,3 +271,16 @@ def test_completion_offers_the_names_etcd_holds_and_nothing_when_it_is_away(fake
     t = time.monotonic()
     assert offered("domain", "start", "w") == []
     assert time.monotonic() - t < 2
+
+
+def test_a_commit_after_the_lock_was_lost_writes_nothing(etcd):
+    a = store_of(etcd)
+    with pytest.raises(LockLost, match="was lost"):
+        with a.locked(5, "a"):
+            st = a.load_state()
+            st.domains["d1"] = DomainRecord("d1")
+            lock = keys(etcd, "lock")
+            assert lock
+            e.Etcd(StoreConfig("etcd", [etcd.url])).revoke(a._lock.lease)
+            a.save_state(st)
+    assert "d1" not in store_of(etcd).load_state().domains and keys(etcd, "state/") == {}
