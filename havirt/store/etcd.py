@@ -245,6 +245,10 @@ class _Lease:
                 shown = printable(holder[0]["value"].decode(errors="replace"))[:300] if holder else "unknown"
                 raise LockBusy(f"etcd {key} is held by {shown}; gave up after {timeout:g} s")
             time.sleep(0.2)
+            if time.monotonic() - self.renewed >= self.ttl / 3:    # the lease waits with us
+                if etcd.keepalive(self.lease) <= 0:
+                    self.lease = etcd.grant(self.ttl)
+                self.renewed = time.monotonic()
 
     def _keep(self) -> None:
         """Renew the lease every third of its TTL until told to stop, or until it

@@ -284,3 +284,23 @@ def test_a_commit_after_the_lock_was_lost_writes_nothing(etcd):
             e.Etcd(StoreConfig("etcd", [etcd.url])).revoke(a._lock.lease)
             a.save_state(st)
     assert "d1" not in store_of(etcd).load_state().domains and keys(etcd, "state/") == {}
+
+
+def test_a_wait_for_the_lock_longer_than_lock_ttl_keeps_its_lease(etcd):
+    """B waits 7 s (lock_ttl 5 s) for A: its own lease must still hold the lock it then takes."""
+    import threading
+    a, b = store_of(etcd), store_of(etcd)
+    took = threading.Event()
+
+    def hold():
+        with a.locked(5, "a"):
+            took.set()
+            time.sleep(7)
+    t = threading.Thread(target=hold)
+    t.start()
+    took.wait(5)
+    with b.locked(15, "b"):
+        (lock,) = e.Etcd(StoreConfig("etcd", [etcd.url])).range(etcd.prefix + "/lock")[0]
+        assert int(lock["lease"]) == b._lock.lease
+        b.check_lock()
+    t.join()
