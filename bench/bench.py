@@ -341,8 +341,7 @@ def write_report(r: dict, n_nodes: int, n_domains: int) -> None:
         "",
         "## State file of 1,000 nodes and 20,000 domains (target: under 1 s each)",
         "",
-        f"load {r['state_load']:.3f} s, save {r['state_save']:.3f} s "
-        f"({r['state_bytes'] / 1e6:.1f} MB)",
+        f"load {r['state_load']:.3f} s, save {r['state_save']:.3f} s ({r['state_bytes'] / 1e6:.1f} MB)",
         "",
         "## Failover of a node that answers nothing (target: under 10 s)",
         "",
