@@ -71,12 +71,13 @@ class AuditLog:
         raised mid-plan: what happened on the nodes must still be verified and
         recorded."""
         entry = {"time": now_iso(), "user": _user(), "command": command_line(), **entry}
+        step = f"{entry.get('node')}: {(str(entry.get('remote')).splitlines() or [''])[0]}"
         try:
             self.store.audit_append(entry)
         except HavirtError as e:
-            self.failures.append(f"{entry.get('node')}: {entry.get('remote')}: {e}")
+            self.failures.append(f"{step}: {e}")
         except OSError as e:
-            self.failures.append(f"{entry.get('node')}: {entry.get('remote')}: {reason(e)}")
+            self.failures.append(f"{step}: {reason(e)}")
 
 
 def _user() -> str:

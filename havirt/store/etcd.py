@@ -38,6 +38,7 @@ from havirt.store.state import FORMAT, State, now_iso, state_from_dict
 
 MAX_ENTRIES = 1 << 20       # audit entries a listing reads at most
 TXN_OPS = 64                # writes in one transaction (etcd takes at most 128)
+UNSENT = "audit-unsent.log"  # in the home's var/: audit entries etcd did not take
 
 
 class EtcdStore(Store):
@@ -46,6 +47,7 @@ class EtcdStore(Store):
 
     def __init__(self, cfg, home=None):
         self.cfg = cfg
+        self.home = home            # where audit entries etcd did not take are kept
         self.prefix = cfg.prefix
         self.etcd = e.Etcd(cfg)
         self._lock = _Lease(self)
@@ -149,7 +151,24 @@ class EtcdStore(Store):
         self.audit_append_raw(entry_line(entry))
 
     def audit_append_raw(self, line: bytes) -> None:
-        self.audit_append_many([line])
+        """One entry of a step that ran; if etcd does not take it, it is kept in
+        the home's var/audit-unsent.log (and the error says so): never lost."""
+        try:
+            self.audit_append_many([line])
+        except StoreUnavailable as err:
+            if self.home is None:
+                raise
+            from havirt.store.files import open_to_write
+            path = self.home.var / UNSENT
+            try:
+                fd = open_to_write(path, os.O_WRONLY | os.O_APPEND, "the unsent audit entries")
+                try:
+                    os.write(fd, line.rstrip(b"\n") + b"\n")
+                finally:
+                    os.close(fd)
+            except (HavirtError, OSError):
+                raise err from None
+            raise StoreUnavailable(f"{err}; the entry is kept in {path}") from None
 
     def audit_append_many(self, lines: list[bytes]) -> None:
         """New keys (never an existing one), in the order etcd creates them

@@ -304,3 +304,27 @@ def test_a_wait_for_the_lock_longer_than_lock_ttl_keeps_its_lease(etcd):
         assert int(lock["lease"]) == b._lock.lease
         b.check_lock()
     t.join()
+
+
+def test_an_audit_entry_etcd_does_not_take_is_kept_in_the_home(fake, etcd):
+    """etcd gone between the lock and the step's audit entry: the step ran, its
+    entry waits in var/audit-unsent.log, and the command says so (exit 1)."""
+    a, b, _ = setup(fake, etcd)
+    from etcd_server import free_port
+    dead = e.Etcd(StoreConfig("etcd", [f"http://127.0.0.1:{free_port()}"]))
+
+    class Cut(fake.runner_class):
+        def run(self, node, command, **kw):
+            res = super().run(node, command, **kw)
+            if "create" in command.text():
+                self.app.store.etcd = dead            # etcd away from now on
+                self.app.store._lock.check = lambda: None
+            return res
+    fake.runner_class = Cut
+    rc, out, err = fake.havirt("--yes", "domain", "start", "web1", "node2")
+    assert rc != 0 and "web1" in b.domains
+    unsent = (fake.home / "var" / "audit-unsent.log").read_text().splitlines()
+    assert len(unsent) == 1 and json.loads(unsent[0])["node"] == "node2"
+    (line,) = [x for x in err.splitlines() if "audit log" in x]
+    assert "could not write 1 entry of the audit log: node2: virsh -c qemu:///system create " \
+           "/dev/stdin <<'EOF': etcd did not answer" in line and line.endswith("audit-unsent.log"), err
