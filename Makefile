@@ -15,7 +15,7 @@ TOOL_PACKAGES := prometheus prometheus-node-exporter man-db groff-base bash syst
 	libvirt-clients libxml2-utils qemu-utils etcd-server etcd-client
 # (mount: losetup for the lab's volumes; python3: the lab removes the loop
 # devices it made the kernel create)
-DEB_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu \
+DEB_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu libvirt-daemon-driver-lxc \
 	qemu-system-x86 qemu-utils openssh-server openssh-client iproute2 mount python3 \
 	$(TOOL_PACKAGES)
 # make bench only: Ganeti's hbal, to compare cluster balance with

@@ -37,6 +37,7 @@ from havirt.plan.editing import DETACH_DISK, DETACH_NIC, apply_edits, changing, 
 from havirt.plan.making import DiskRequest, pool_for
 from havirt.remote.steps import Plan
 from havirt.rules.drift import live_spec
+from havirt.rules.drivers import vm_only
 
 WAIT = 20     # seconds a guest has to follow the balloon or let go of a device (--timeout)
 
@@ -170,10 +171,12 @@ def _waiting(change: Change, saved, out: Outcome) -> None:
 
 # -- the operations ------------------------------------------------------------------------
 
-def _open(w, name: str, paths=()):
+def _open(w, name: str, verb: str, paths=()):
     """conf/NAME.xml, every conf/ definition, and a fresh scan that reads NAME's
-    running definition and checks `paths`."""
+    running definition and checks `paths`; `havirt domain VERB` of a container
+    is refused (rules.drivers.vm_only)."""
     spec = w.conf.load(name)
+    vm_only(spec, verb)
     specs, _ = w.conf.load_all()
     cluster, findings = w.scan(paths=sorted(set(paths)), dump_running=[name])
     return spec, specs, cluster, findings
@@ -186,7 +189,7 @@ def domain_set(app, name: str, memory: int | None = None, vcpus: int | None = No
     if memory is None and vcpus is None:
         raise UsageError("nothing to set: give --memory, --vcpus or both")
     with app.work() as w:
-        spec, _, cluster, findings = _open(w, name)
+        spec, _, cluster, findings = _open(w, name, "set")
         change = plan_set(w.cfg, w.state, cluster, spec, memory, vcpus, wait)
         return carry_out(w, spec, change, cluster, findings, "set")
 
@@ -197,7 +200,7 @@ def attach_disk(app, name: str, disk: DiskRequest, target: str | None = None) ->
     with app.work() as w:
         folders = [w.cfg.pools[pool_for(w.cfg, disk)]] if disk.path is None else []
         paths = [disk.path] if disk.path is not None else []
-        spec, specs, cluster, findings = _open(w, name, folders + paths)
+        spec, specs, cluster, findings = _open(w, name, "attach-disk", folders + paths)
         images = w.images(cluster, folders, paths)
         change = plan_attach_disk(w.cfg, cluster, images, specs, spec, disk, target)
         return carry_out(w, spec, change, cluster, findings, "attach-disk")
@@ -206,7 +209,7 @@ def attach_disk(app, name: str, disk: DiskRequest, target: str | None = None) ->
 def detach_disk(app, name: str, target: str, wait: float = WAIT) -> Outcome:
     check_name("domain", name)
     with app.work() as w:
-        spec, _, cluster, findings = _open(w, name)
+        spec, _, cluster, findings = _open(w, name, "detach-disk")
         change = plan_detach_disk(w.cfg, cluster, spec, target, wait)
         return carry_out(w, spec, change, cluster, findings, "detach-disk")
 
@@ -214,7 +217,7 @@ def detach_disk(app, name: str, target: str, wait: float = WAIT) -> Outcome:
 def attach_nic(app, name: str, network: tuple[str, str]) -> Outcome:
     check_name("domain", name)
     with app.work() as w:
-        spec, specs, cluster, findings = _open(w, name)
+        spec, specs, cluster, findings = _open(w, name, "attach-nic")
         change = plan_attach_nic(w.cfg, cluster, specs, spec, network)
         return carry_out(w, spec, change, cluster, findings, "attach-nic")
 
@@ -222,7 +225,7 @@ def attach_nic(app, name: str, network: tuple[str, str]) -> Outcome:
 def detach_nic(app, name: str, mac: str, wait: float = WAIT) -> Outcome:
     check_name("domain", name)
     with app.work() as w:
-        spec, _, cluster, findings = _open(w, name)
+        spec, _, cluster, findings = _open(w, name, "detach-nic")
         change = plan_detach_nic(w.cfg, cluster, spec, mac, wait)
         return carry_out(w, spec, change, cluster, findings, "detach-nic")
 
@@ -232,7 +235,7 @@ def resize_disk(app, name: str, target: str, size_mib: int) -> Outcome:
     check_name("domain", name)
     with app.work() as w:
         path = resize_path(w.conf.load(name), target)
-        spec, specs, cluster, findings = _open(w, name, [path] if path else [])
+        spec, specs, cluster, findings = _open(w, name, "resize-disk", [path] if path else [])
         images = w.images(cluster, [], [path] if path else [])
         change = plan_resize_disk(w.cfg, cluster, images, specs, spec, target, size_mib)
         return carry_out(w, spec, change, cluster, findings, "resize-disk")

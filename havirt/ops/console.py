@@ -24,7 +24,7 @@ import tempfile
 
 from havirt.errors import ConfigError, RemoteError
 from havirt.names import check_name
-from havirt.plan.domains import where_running
+from havirt.plan.domains import running_copy, uri_of
 from havirt.remote import commands as remote
 
 ESCAPE_KEY = "Ctrl-]"
@@ -38,11 +38,11 @@ def console_session(app, name: str):
     check_name("domain", name)
     with app.work(dry_run=True, record=True) as w:    # a read: the scan is recorded
         cluster, _ = w.scan()
-        node = where_running(cluster, name)
+        node, fact = running_copy(cluster, name)     # a VM, or a container (its own driver)
         rec = w.state.nodes[node]
     ssh = OpenSSHRunner(app.cfg.ssh, {node: Target(node, rec.address, rec.user, rec.port)},
                         sharing=app.cfg.ssh.backend == "openssh")
-    return node, ssh.argv(node, remote.console(app.cfg, name).text(), tty=True), ssh
+    return node, ssh.argv(node, remote.console(app.cfg, name, uri=uri_of(app.cfg, fact)).text(), tty=True), ssh
 
 
 def attach(node: str, argv: list[str], ssh) -> None:

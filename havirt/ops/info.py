@@ -69,8 +69,10 @@ def describe(name, cluster, rec, spec, xml_error, conf_file, base_of=()) -> dict
         drift = definition_drift(spec, live)
     else:
         drift = recorded_drift(rec, spec)
+    container = fact.container if fact is not None else bool(spec is not None and spec.container)
     return {
         "name": name,
+        "kind": "container" if container else "vm",
         "state": state,
         "node": node,
         "nodes": [n for n, _ in copies],
@@ -137,6 +139,8 @@ def _either(running, conf, unit="") -> str:
 def info_rows(doc: dict) -> list[dict]:
     """The document as (field, value) rows, for the screen and tsv formats."""
     rows = [("domain", doc["name"])]
+    if doc["kind"] == "container":
+        rows.append(("kind", "container (libvirt's LXC driver)"))
     state = doc["state"]
     if len(doc["nodes"]) > 1:
         state += f" on {', '.join(doc['nodes'])} (MORE THAN ONE NODE)"

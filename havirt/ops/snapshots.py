@@ -29,6 +29,7 @@ from havirt.plan.snapshots import (
     undo_step,
 )
 from havirt.remote.steps import Plan
+from havirt.rules.drivers import vm_only
 from havirt.scan.images import parent
 
 DONE = {"create": "taken", "revert": "reverted to", "delete": "deleted"}
@@ -40,6 +41,7 @@ def snapshot_list(app, name: str) -> tuple[list[dict], list[str], list]:
     check_name("domain", name)
     with app.work(dry_run=True, record=True) as w:      # a read: the scan is recorded
         spec = w.conf.load(name)
+        vm_only(spec, "snapshot")
         cluster, findings = w.scan(paths=spec.disks)
         copies = cluster.copies(name)
         p = Place(copies[0][0] if len(copies) == 1 else None,
@@ -59,6 +61,7 @@ def snapshot_change(app, name: str, action: str, snapshot: str) -> Outcome:
         raise UsageError(f"unknown snapshot change {action!r}: one of {', '.join(DONE)}")
     with app.work() as w:
         spec = w.conf.load(name)
+        vm_only(spec, "snapshot")
         specs, _ = w.conf.load_all()
         folders = sorted(w.cfg.pools.values())          # the rule of ownership: linked clones
         cluster, findings = w.scan(paths=[*folders, *spec.disks], dump_running=[name])
@@ -135,6 +138,7 @@ def domain_backup(app, name: str, folder: str, copy: str | None = None,
         raise UsageError("the copy needs a name of its own (--as)")
     with app.work() as w:
         spec = w.conf.load(name)
+        vm_only(spec, "backup")
         specs, _ = w.conf.load_all()
         files, definition = backup_paths(spec.disk_specs, folder, copy)
         cluster, findings = w.scan(paths=[*spec.disks, folder, *files, definition], dump_running=[name])

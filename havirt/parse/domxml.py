@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from havirt.errors import DomainXMLError
 from havirt.names import check_name
 from havirt.parse.numbers import DOMAIN_MEMORY_MIB, DOMAIN_VCPUS, whole, whole_in
+from havirt.parse.virsh import LXC, QEMU
 
 _UNITS = {
     "b": 1, "bytes": 1, "kb": 1000, "k": 1024, "kib": 1024, "mb": 1000**2,
@@ -46,6 +47,11 @@ class DomainSpec:
     path: str | None = None      # the conf/ file it was read from
     raw: bytes | None = None     # its exact bytes: what is sent on stdin, read once
     disk_specs: list[DiskSpec] = field(default_factory=list)   # the disks with a path
+    driver: str = QEMU           # <domain type='lxc'>: LXC, a container; else a virtual machine
+
+    @property
+    def container(self) -> bool:
+        return self.driver == LXC
 
 
 def _memory_mib(where: str, el) -> int:
@@ -138,8 +144,26 @@ def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
                 and disk.get("device", "disk") not in ("cdrom", "floppy"):
             leased.append(path)
     interfaces = [":".join(interface_fields(i)) for i in root.findall("devices/interface")]
+    driver = LXC if root.get("type") == "lxc" else QEMU
+    if driver == LXC:    # a container's folders (its root...) must be seen where it starts
+        disks += [p for p in _mounted_folders(where, root) if p not in disks]
     return DomainSpec(name=name, memory_mib=memory, vcpus=vcpus, disks=disks,
-                      interfaces=interfaces, leased=leased, lease_gaps=gaps, disk_specs=details)
+                      interfaces=interfaces, leased=leased, lease_gaps=gaps, disk_specs=details,
+                      driver=driver)
+
+
+def _mounted_folders(where: str, root) -> list[str]:
+    """The host folders and files a container mounts (<filesystem type='mount'>
+    or 'file': its root, its shares), as the rule of disks sees them."""
+    out = []
+    for fs in root.findall("devices/filesystem"):
+        src = fs.find("source")
+        path = (src.get("dir") or src.get("file") or "") if src is not None else ""
+        if path and fs.get("type", "mount") in ("mount", "file"):
+            if any(ord(c) < 32 for c in path):
+                raise DomainXMLError(f"{where}: a filesystem source holds a control character")
+            out.append(path)
+    return out
 
 
 def maxima(text: str, where: str = "domain XML") -> tuple[int, int]:

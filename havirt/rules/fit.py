@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from havirt.rules.disks import disk_problems
+from havirt.rules.drivers import driver_problems
 
 
 def vcpu_cap(cpus: int, max_ratio: float) -> int:
@@ -62,11 +63,12 @@ class Need:
     memory_mib: int
     vcpus: int
     disks: tuple[str, ...] = ()
+    container: bool = False       # needs libvirt's LXC driver on the node (rules/drivers.py)
 
 
 def need_to_start(spec) -> Need:
     """A domain started from conf/ (start, offline migration, failover)."""
-    return Need(spec.name, spec.memory_mib, spec.vcpus, tuple(spec.disks))
+    return Need(spec.name, spec.memory_mib, spec.vcpus, tuple(spec.disks), spec.container)
 
 
 def held(fact) -> tuple[int, int]:
@@ -90,7 +92,7 @@ def allocated(domains) -> tuple[int, int, int]:
 def need_to_move(fact, spec) -> Need:
     """A running domain moved live: it takes what it holds; its disks are conf/'s."""
     mem, vcpus = held(fact)
-    return Need(fact.name, mem, vcpus, tuple(spec.disks) if spec is not None else ())
+    return Need(fact.name, mem, vcpus, tuple(spec.disks) if spec is not None else (), fact.container)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,8 @@ class Load:
     vcpus: int = 0
     count: int = 0
     paths: Mapping[str, bool] = field(default_factory=dict)   # disk paths checked there (rules.disks)
+    lxc: bool | None = None           # it offers containers (rules.drivers)
+    lxc_error: str | None = None
 
     @property
     def vcpu_cap(self) -> int:
@@ -150,6 +154,7 @@ def fit_problems(load: Load, need: Need, extra_mib: int = 0, extra_vcpus: int = 
     if not load.reachable:
         return [f"target {node} is unreachable ({load.error or 'not scanned'})"]
     problems = [f"node {node} is in maintenance"] if load.maintenance else []
+    problems += driver_problems(node, load.lxc, load.lxc_error, need.container)
     unknown = capacity_problems(load)
     if unknown:
         return problems + unknown + disk_problems(node, load.paths, need.disks)
@@ -223,8 +228,8 @@ def load_of(cluster, state, cfg, node: str) -> Load:
     total = facts.memory_mib or rec.memory_mib
     basis = (f"cap {rec.memory_cap_mib} MiB" if rec.memory_cap_mib is not None
              else f"{total} MiB total - {cfg.reserve_mib} MiB reserve")
-    mem, vcpus, count = allocated(facts.domains.values())
+    mem, vcpus, count = allocated(facts.every_domain())
     return Load(node, True, None, rec.maintenance,
                 usable_memory(rec.memory_cap_mib, total, cfg.reserve_mib), basis,
                 facts.cpus or 0, cfg.vcpu_ratio, mem, vcpus, count,
-                facts.paths)
+                facts.paths, facts.lxc, facts.lxc_error)

@@ -41,6 +41,7 @@ SCHEMA: dict[str, object] = {
     },
     "virsh": {
         "uri": (str, "qemu:///system"),
+        "lxc_uri": (str, "lxc:///system"),
         "command": (str, "virsh"),
     },
     "reserve": {
@@ -167,6 +168,7 @@ class Config:
     migrate_timeout: float
     migrate_unsafe: bool
     metrics_textfile: str | None = None   # Prometheus text file every scan writes
+    lxc_uri: str = "lxc:///system"        # libvirt's LXC driver on every node (containers)
     recover_enabled: bool = False
     recover_after: int = 3
     fence: dict = field(default_factory=dict)   # node -> Fence
@@ -357,6 +359,7 @@ def load_config(path: Path) -> Config:
         ),
         virsh_uri=merged["virsh"]["uri"],
         virsh_command=merged["virsh"]["command"],
+        lxc_uri=merged["virsh"]["lxc_uri"],
         reserve_mib=merged["reserve"]["memory_mib"],
         vcpu_ratio=float(merged["reserve"]["vcpu_ratio"]),
         balance_min_gain=float(merged["balance"]["min_gain"]),
