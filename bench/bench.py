@@ -16,7 +16,9 @@ ratios compare like with like on this shared, noisy machine):
   - state load and save at 1,000 nodes and 20,000 domains;
   - failover of three block-volume domains (leases) of a node powered off
     (`lab fault NODE power-off`: its packets go unanswered), from the command
-    to all three verified running elsewhere.
+    to all three verified running elsewhere;
+  - read-only commands and a start with the etcd store against files
+    (bench_etcd.py: the lab's three-member etcd).
 Writes docs/BENCHMARK.md, keeping the balance section (bench_balance.py writes it).
 """
 
@@ -33,7 +35,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from machine import machine  # bench/ is on the path: the script runs from there
+import bench_etcd  # bench/ is on the path: the script runs from there
+from machine import machine
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -264,6 +267,7 @@ def main() -> None:
     results["readonly"] = readonly_times(havirt)
     results["state_load"], results["state_save"], results["state_bytes"] = state_io()
     results["failover"] = failover_time(env, nodes, havirt, home)
+    results["etcd"] = bench_etcd.measure(env, home, "bench-start", nodes[0])
     write_report(results, len(nodes), len(names))
     shutil.rmtree(home, ignore_errors=True)
 
@@ -337,8 +341,7 @@ def write_report(r: dict, n_nodes: int, n_domains: int) -> None:
         "",
         "## State file of 1,000 nodes and 20,000 domains (target: under 1 s each)",
         "",
-        f"load {r['state_load']:.3f} s, save {r['state_save']:.3f} s "
-        f"({r['state_bytes'] / 1e6:.1f} MB)",
+        f"load {r['state_load']:.3f} s, save {r['state_save']:.3f} s ({r['state_bytes'] / 1e6:.1f} MB)",
         "",
         "## Failover of a node that answers nothing (target: under 10 s)",
         "",
@@ -348,6 +351,7 @@ def write_report(r: dict, n_nodes: int, n_domains: int) -> None:
         f"({', '.join(f'{d} on {w[0]}' for d, w in sorted(r['failover']['where'].items()))}): "
         f"{'met' if r['failover']['seconds'] < 10 else 'NOT met'}.",
         "",
+        *bench_etcd.report(r["etcd"], n_nodes),
     ]
     out = REPO / "docs" / "BENCHMARK.md"
     out.parent.mkdir(exist_ok=True)

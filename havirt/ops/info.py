@@ -23,9 +23,9 @@ from havirt.rules.ownership import bases
 def domain_info(app, name: str) -> tuple[dict, list]:
     """(the document, the anomalies the scan found) for `name`."""
     check_name("domain", name)
-    path = app.conf.path(name)
+    defined = app.conf.exists(name)
     spec, xml_error = None, None
-    if path.exists():
+    if defined:
         try:
             spec = app.conf.load(name)
         except HavirtError as e:
@@ -36,13 +36,10 @@ def domain_info(app, name: str) -> tuple[dict, list]:
         cluster, findings = w.scan(paths=sorted(paths), dump_running=[name])
         rec = w.state.domains.get(name)
     if spec is None and xml_error is None and rec is None and not cluster.copies(name):
-        raise UsageError(f"unknown domain {name!r}: no {path}, and no node that answered runs it")
-    try:
-        conf_file = str(path.relative_to(app.home.root))
-    except ValueError:
-        conf_file = str(path)
+        raise UsageError(f"unknown domain {name!r}: no {app.conf.where(name)}, and no node that "
+                         "answered runs it")
     specs, _ = app.conf.load_all()
-    return describe(name, cluster, rec, spec, xml_error, conf_file if path.exists() else None,
+    return describe(name, cluster, rec, spec, xml_error, app.conf.shown(name) if defined else None,
                     bases(specs).get(name, [])), findings
 
 

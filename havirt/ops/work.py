@@ -34,7 +34,7 @@ from havirt.scan.cluster import Finding
 from havirt.scan.fresh import Scan, fresh_scan
 from havirt.scan.images import Images, read_images
 from havirt.scan.record import record_scan
-from havirt.store.state import State, save_state
+from havirt.store.state import State
 
 
 class Work:
@@ -56,6 +56,7 @@ class Work:
         """A fresh scan (one session per node, in parallel), folded into w.state.
         `names` None: every node, but those that did not answer earlier in this
         work (see the module docstring); named nodes are always asked."""
+        self.app.store.check_lock()       # a lock lost: stop before asking the nodes
         every = names is None
         names = sorted(names or self.state.nodes)
         for n in names:
@@ -81,7 +82,7 @@ class Work:
             self.out.note(f"scan {n}: not asked again ({f.error})")
             cluster.nodes[n] = f
         if unreadable is not None:
-            findings.append(Finding("error", "conf-unreadable", str(self.conf.folder), str(unreadable),
+            findings.append(Finding("error", "conf-unreadable", self.conf.label, str(unreadable),
                                     "make conf/ readable by the user running havirt"))
         note_running_definitions(self.state, cluster)
         self._scanned = True
@@ -115,4 +116,4 @@ class Work:
     # -- the one commit ---------------------------------------------------------------------
     def commit(self) -> None:
         if self._admin or (self._scanned and self.record):
-            save_state(self.app.home.state_file, self.state)
+            self.app.store.save_state(self.state)

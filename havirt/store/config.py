@@ -14,6 +14,7 @@ from havirt.errors import ConfigError
 from havirt.parse import numbers as n
 from havirt.store import strictyaml
 from havirt.store.files import MAX_CONFIG
+from havirt.store.storeconfig import StoreConfig, store_config
 
 HOST_KEY_POLICIES = ("reject", "accept-new", "ignore")
 SSH_BACKENDS = ("paramiko", "openssh")      # remote/transport.py: paramiko_ssh.py, openssh.py
@@ -65,6 +66,15 @@ SCHEMA: dict[str, object] = {
     "metrics": {
         "textfile": ((str, type(None)), None),
     },
+    "store": {
+        "backend": (str, "files"),
+        "endpoints": ((list, type(None)), None),     # checked by _store: a list of URLs
+        "prefix": (str, "/havirt"),
+        "ca": ((str, type(None)), None),
+        "cert": ((str, type(None)), None),
+        "key": ((str, type(None)), None),
+        "lock_ttl": (int, 30, n.LOCK_TTL),
+    },
 }
 # fence: NODE: {power_off: COMMAND, power_status: COMMAND, off_when: REGEX, timeout: SECONDS}
 # (not `off:` as a key: YAML 1.1 reads a bare off as false)
@@ -75,7 +85,7 @@ FENCE_PLACEHOLDERS = ("node", "address")
 def _type_name(t) -> str:
     ts = t if isinstance(t, tuple) else (t,)
     names = {bool: "true/false", int: "an integer", float: "a number", str: "a string",
-             type(None): "null"}
+             type(None): "null", list: "a list"}
     return " or ".join(names.get(x, x.__name__) for x in ts)
 
 
@@ -163,6 +173,7 @@ class Config:
     recover_after: int = 3
     fence: dict = field(default_factory=dict)   # node -> Fence
     pools: dict = field(default_factory=dict)   # pool name -> its folder (absolute, normalised)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
     def pool_of(self, path: str) -> str | None:
         """The pool whose folder holds the file `path` (directly), or None."""
@@ -362,4 +373,5 @@ def load_config(path: Path) -> Config:
         fence=_fences(path, fence),
         pools=_pools(path, pools),
         metrics_textfile=_expand(merged["metrics"]["textfile"]),
+        store=store_config(path, merged["store"]),
     )

@@ -273,9 +273,11 @@ def load_state(path: Path) -> State:
     return state_from_dict(path, data)
 
 
-def save_state(path: Path, state: State) -> None:
-    """Atomic replace: temporary file in the same folder, fsync, rename."""
-    state.updated = now_iso()
+def save_state(path: Path, state: State, keep_time: bool = False) -> None:
+    """Atomic replace: temporary file in the same folder, fsync, rename.
+    `keep_time`: `updated` stays as it is (a copy from another store)."""
+    if not keep_time:
+        state.updated = now_iso()
     text = dump_state(state.to_dict())
     writable_folder(path.parent, path.parent)
     try:

@@ -94,7 +94,7 @@ def test_unknown_top_level_key(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert str(e.value) == (f"{p}: unknown key 'sssh' (allowed here: balance, dryrun, fence, "
-                            "lock_timeout, metrics, migrate, pools, recover, reserve, ssh, virsh)")
+                            "lock_timeout, metrics, migrate, pools, recover, reserve, ssh, store, virsh)")
 
 
 def test_unknown_nested_key(tmp_path):
@@ -234,3 +234,49 @@ def test_the_sample_shows_every_default(tmp_path):
     from pathlib import Path
     sample = Path(__file__).resolve().parents[2] / "config.sample.yaml"
     assert replace(load_config(sample), path="") == replace(load_config(tmp_path / "none.yaml"), path="")
+
+
+def test_store_defaults_to_the_home_files(tmp_path):
+    s = load_config(tmp_path / "none.yaml").store
+    assert (s.backend, s.endpoints, s.prefix, s.ca, s.cert, s.key, s.lock_ttl) == \
+        ("files", [], "/havirt", None, None, None, 30)
+
+
+def test_store_etcd(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    s = load_config(write(tmp_path, f"store: {{backend: etcd, endpoints: [https://10.0.0.1:2379/, "
+                                     f"'https://[fd00::1]:2379'], prefix: /lab/havirt, ca: {ca}, "
+                                     "lock_ttl: 10}\n")).store
+    assert (s.backend, s.endpoints, s.prefix, s.ca, s.lock_ttl) == \
+        ("etcd", ["https://10.0.0.1:2379", "https://[fd00::1]:2379"], "/lab/havirt", str(ca), 10)
+
+
+@pytest.mark.parametrize("text,words", [
+    ("store: {backend: nfs}", "key 'store.backend' must be one of files, etcd, not 'nfs'"),
+    ("store: {backend: etcd}", "key 'store.endpoints' must list the etcd members' client URLs"),
+    ("store: {backend: etcd, endpoints: http://a:2379}", "key 'store.endpoints' must be a list or null"),
+    ("store: {endpoints: [10.0.0.1:2379]}", "must list URLs such as http://10.0.0.1:2379, not '10.0.0.1:2379'"),
+    ("store: {endpoints: ['http://a:99999']}", "must list URLs such as"),
+    ("store: {endpoints: [http://a:1, http://a:1]}", "names an endpoint twice"),
+    ("store: {prefix: havirt}", "key 'store.prefix' must be a key path such as /havirt"),
+    ("store: {prefix: /havirt/}", "key 'store.prefix' must be a key path"),
+    ("store: {lock_ttl: 2}", "key 'store.lock_ttl' must be 5 to 3600, not 2"),
+    ("store: {lock_ttl: true}", "key 'store.lock_ttl' must be an integer, not True"),
+    ("store: {cert: /x}", "keys 'store.cert' and 'store.key' go together"),
+    ("store: {ca: /no/such/ca.pem, endpoints: [https://a:1]}", "key 'store.ca': no such file: /no/such/ca.pem"),
+    ("store: {etcd: {}}", "unknown key 'store.etcd' (allowed here: backend, ca, cert, endpoints, key, "
+                          "lock_ttl, prefix)"),
+])
+def test_bad_store(tmp_path, text, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text + "\n"))
+    assert words in str(e.value)
+
+
+def test_store_tls_needs_https(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, f"store: {{endpoints: [http://a:2379], ca: {ca}}}\n"))
+    assert "need https:// endpoints" in str(e.value)
