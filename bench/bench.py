@@ -20,6 +20,8 @@ ratios compare like with like on this shared, noisy machine):
   - read-only commands and a start with the etcd store against files
     (bench_etcd.py: the lab's three-member etcd).
 Writes docs/BENCHMARK.md, keeping the balance section (bench_balance.py writes it).
+`bench.py failover` runs the failover scenario alone (any lab of 3 nodes or more) and
+only prints its time.
 """
 
 from __future__ import annotations
@@ -227,8 +229,9 @@ def failover_time(env, nodes, havirt, home: Path) -> dict:
     return {"seconds": seconds, "node": dead, "where": where}
 
 
-def main() -> None:
-    env = lab_env()
+def bench_home(env) -> tuple[list[str], Path, str]:
+    """The lab's nodes, a new havirt home that knows them all, and the
+    command line of havirt on that home."""
     nodes = [f"node{i}" for i in range(1, int(env["LAB_NODES"]) + 1)]
     home = Path(tempfile.mkdtemp(prefix="havirt-bench-"))
     os.environ["BENCH_HOME"] = str(home)
@@ -236,6 +239,12 @@ def main() -> None:
     havirt = f"{REPO / '.venv/bin/python'} {REPO / 'havirt.py'} --home {home}"
     for i, n in enumerate(nodes, 1):
         sh(f"{havirt} node add {n} --address 10.231.0.{10 + i}")
+    return nodes, home, havirt
+
+
+def main() -> None:
+    env = lab_env()
+    nodes, home, havirt = bench_home(env)
     print(f"bench: {len(nodes)} nodes; starting {PER_NODE} domains on each", flush=True)
     names = start_domains(env, nodes, home)
     spare = re.sub(r"<name>[^<]+</name>", "<name>bench-start</name>",
@@ -363,5 +372,21 @@ def write_report(r: dict, n_nodes: int, n_domains: int) -> None:
     print(f"bench: written to {out}")
 
 
+def failover_only() -> None:
+    """`bench.py failover`: the failover scenario alone, printed (no report
+    written); any lab of 3 nodes or more."""
+    env = lab_env()
+    nodes, home, havirt = bench_home(env)
+    r = failover_time(env, nodes, havirt, home)
+    print(f"bench: failover of 3 domains of {r['node']} (powered off): {r['seconds']:.2f} s "
+          f"({', '.join(f'{d} on {w[0]}' for d, w in sorted(r['where'].items()))})")
+    shutil.rmtree(home, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["failover"]:
+        failover_only()
+    elif sys.argv[1:]:
+        raise SystemExit("usage: bench.py [failover]   (failover: that scenario alone)")
+    else:
+        main()
