@@ -206,8 +206,13 @@ def readonly_times(havirt) -> dict:
 
 def failover_time(env, nodes, havirt, home: Path) -> dict:
     """Three block-volume domains on the last node, that node powered off, then
-    `havirt --yes node failover NODE`; each must then run on exactly one other node."""
+    `havirt --yes node failover NODE` with havirt's default connect timeout
+    (5 s; the lab's config.yaml says 3); each must then run on exactly one
+    other node."""
+    import yaml
     dead, vols = nodes[-1], ["vol1", "vol2", "vol3"]
+    cfg = yaml.safe_load((home / "config.yaml").read_text())
+    (home / "failover.yaml").write_text(yaml.safe_dump({**cfg, "ssh": {**cfg["ssh"], "connect_timeout": 5}}))
     for v in vols:
         shutil.copy(Path(env["LAB_HOME"]) / "conf" / f"{v}.xml", home / "conf" / f"{v}.xml")
         sh(f"{havirt} --yes domain start {v} {dead} >/dev/null")
@@ -215,7 +220,7 @@ def failover_time(env, nodes, havirt, home: Path) -> dict:
     sh(f"{env['LAB_SCRIPT']} fault {dead} power-off")
     try:
         t = time.perf_counter()
-        p = sh(f"{havirt} --yes node failover {dead}", check=False)
+        p = sh(f"{havirt} --config {home / 'failover.yaml'} --yes node failover {dead}", check=False)
         seconds = time.perf_counter() - t
         running = {n: sh(f"{env['LAB_SCRIPT']} exec {n} virsh -q -c qemu:///system list --name").stdout.split()
                    for n in nodes[:-1]}
