@@ -8,7 +8,7 @@ import threading
 
 import pytest
 from fakes import FakeRunner
-from test_failover import power_off, setup, where
+from test_failover import intruder_before_the_recheck, power_off, setup, where
 
 from havirt.errors import NodeUnreachable
 from havirt.remote import commands as remote
@@ -124,23 +124,15 @@ def test_a_start_that_fails_while_the_others_run_hides_none_of_them(fake, starts
 
 def test_a_start_refused_by_its_lease_leaves_its_room_to_the_next_as_one_by_one(fake, starts,
                                                                                 monkeypatch):
-    """Planned while node1 had room for both; before the re-check something
-    takes half of it: vol2 fits only if vol1 takes nothing. vol1 still runs
-    on node3 (alive behind a cut link: its lease refuses the start), vol2
-    died there: vol2 waits for vol1's answer, then starts, as when the
-    restarts ran one after the other."""
-    from havirt.ops.work import Work
+    """Planned while node1 had room for both; before the re-check a domain
+    started there by hand leaves room for one: vol2 fits only if vol1 takes
+    nothing. vol1 still runs on node3 (alive behind a cut link: its lease
+    refuses the start), vol2 died there: vol2 waits for vol1's answer, then
+    starts, as when the restarts ran one after the other."""
     node3 = setup(fake, domains=(("vol1", 1024), ("vol2", 1024)))
     node3.reachable = False
     del node3.domains["vol2"]
-    scan, scans = Work.scan, []
-
-    def scan_then_intruder(self, *a, **kw):
-        scans.append(a or kw)
-        if len(scans) == 2:       # after the plan, before the re-check
-            fake.nodes["node1"].add("intruder", memory_mib=2048)
-        return scan(self, *a, **kw)
-    monkeypatch.setattr(Work, "scan", scan_then_intruder)
+    intruder_before_the_recheck(fake, monkeypatch)
     rc, out, err = fake.havirt("--yes", "node", "failover", "node3", "--to", "node1")
     assert rc == 1, (out, err)
     assert "vol1: refused by its lease: it still runs on node3, which is alive" in out, out
