@@ -149,3 +149,28 @@ def test_with_ssh_parallel_1_the_starts_run_one_after_the_other(fake, starts):
     assert rc == 0, (out, err)
     assert [e[0] for e in starts.events] == ["begin", "end"] * 3, starts.events
     assert all(len(where(fake, d)) == 1 for d in ("vol1", "vol2", "vol3"))
+
+
+def test_on_an_etcd_home_the_starts_overlap_each_one_whole_audit_entry(fake, starts, etcd):
+    """On a home whose facts are in etcd the starts run at once too: the lock
+    is checked before each, and each start's audit entry is in etcd, whole."""
+    from conftest import move_to_etcd
+
+    from havirt.store import etcdclient as e
+    from havirt.store.storeconfig import StoreConfig
+    node3 = setup(fake)
+    move_to_etcd(fake, etcd)
+    power_off(node3)
+    starts.meet = threading.Barrier(3, timeout=5)
+    rc, out, err = fake.havirt("--yes", "node", "failover", "node3")
+    assert rc == 0, (out, err)
+    assert [x[0] for x in starts.events] == ["begin"] * 3 + ["end"] * 3, starts.events
+    kvs, _ = e.Etcd(StoreConfig("etcd", [etcd.url])).range(etcd.prefix + "/audit/", prefix=True)
+    kvs.sort(key=lambda kv: int(kv["create_revision"]))
+    log = [json.loads(kv["value"]) for kv in kvs]
+    assert sorted(x["remote"].split("<<'EOF'")[0] for x in log) == [f"{V} create /dev/stdin "] * 3
+    assert sorted(re.search(r"<name>(\w+)</name>", x["remote"]).group(1) for x in log) == [
+        "vol1", "vol2", "vol3"]
+    assert [x["time"] for x in log] == sorted(x["time"] for x in log)
+    assert all(x["outcome"] == "ok" for x in log)
+    assert all(len(where(fake, d)) == 1 for d in ("vol1", "vol2", "vol3"))
