@@ -1,0 +1,91 @@
+"""The etcd store when etcd misbehaves as real members do: an answer lost
+after etcd did the request, an answer cut short, a client cut off from a
+member that still serves the others, a holder terminated, a commit larger
+than one transaction takes (tests/unit/etcd_server.py: EtcdProxy)."""
+
+import time
+
+import pytest
+from etcd_server import EtcdProxy
+from test_store_etcd import keys, setup
+
+from havirt.errors import LockBusy, StoreUnavailable
+from havirt.store import etcdclient as e
+from havirt.store.etcd import EtcdStore
+from havirt.store.state import DomainRecord
+from havirt.store.storeconfig import StoreConfig
+
+
+@pytest.fixture
+def proxy(etcd):
+    p = EtcdProxy(etcd)
+    yield p
+    p.stop()
+
+
+def store_via(etcd, *urls, lock_ttl=5):
+    return EtcdStore(StoreConfig("etcd", list(urls), etcd.prefix, lock_ttl=lock_ttl))
+
+
+def test_an_answer_cut_short_is_one_line_exit_6(fake, etcd, proxy):
+    setup(fake, etcd)
+    fake.write_config(store={**fake.config["store"], "endpoints": [proxy.url]})
+    proxy.cut_short.add("kv/range")
+    rc, out, err = fake.havirt("node", "list")
+    assert rc == 6 and out == "" and err.count("\n") == 1, (out, err)
+    assert err.startswith(f"havirt: etcd did not answer (unreachable, or without quorum): {proxy.url}: "
+                          "its answer was cut short"), err
+
+
+def test_a_lock_whose_answer_was_lost_is_not_asked_for_again(etcd, proxy):
+    """etcd created P/lock, the answer was lost: sent again to the next member,
+    the request found the lock taken (by itself) and waited for it to the end.
+    A write that a member may have done is never sent again (as etcd's own
+    client does); the lease is revoked, so the lock is free at once."""
+    a = store_via(etcd, proxy.url, etcd.url)
+    proxy.lose.add("kv/txn")
+    t = time.monotonic()
+    with pytest.raises(StoreUnavailable, match=rf"{proxy.url}: closed the connection without an answer; "
+                                               "etcd may have done it or not"):
+        with a.locked(3, "a"):
+            pass
+    assert time.monotonic() - t < 2
+    assert "lock" not in keys(etcd, "lock")
+    with store_via(etcd, etcd.url).locked(0.5, "b"):
+        pass
+
+
+def test_a_commit_whose_answer_was_lost_does_not_say_nothing_was_written(etcd, proxy):
+    a = store_via(etcd, proxy.url, etcd.url)
+    with a.locked(5, "a"):
+        st = a.load_state()
+        st.domains["d1"] = DomainRecord("d1", node="node1", state="running")
+        proxy.lose.add("kv/txn")
+        with pytest.raises(StoreUnavailable) as got:
+            a.save_state(st)
+    assert "nothing was written" not in str(got.value) and "may have done it" in str(got.value)
+    assert "state/domains/d1" in keys(etcd, "state/")       # it was: the message may not deny it
+
+
+def test_the_lease_is_kept_when_a_renewal_is_cut_short(etcd, proxy):
+    """The first member cuts its keepalive answers short: the renewal goes on to
+    the next member (renewing twice is harmless), the lock stays held."""
+    a = store_via(etcd, proxy.url, etcd.url, lock_ttl=2)
+    proxy.cut_short.add("lease/keepalive")
+    with a.locked(5, "a"):
+        time.sleep(4.5)
+        a.check_lock()
+        (lock,) = e.Etcd(StoreConfig("etcd", [etcd.url])).range(etcd.prefix + "/lock")[0]
+        assert int(lock["lease"]) == a._lock.lease
+
+
+def test_lock_busy_is_still_said_when_a_member_is_away(etcd):
+    """(The lost-answer rule above does not turn a lock held by another into
+    a store error: a member that refuses the connection never got the request.)"""
+    from etcd_server import free_port
+    dead = f"http://127.0.0.1:{free_port()}"
+    a, b = store_via(etcd, etcd.url), store_via(etcd, dead, etcd.url)
+    with a.locked(5, "a"):
+        with pytest.raises(LockBusy):
+            with b.locked(0.5, "b"):
+                pass
