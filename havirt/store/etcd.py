@@ -205,18 +205,28 @@ class EtcdStore(Store):
 
 
 class _Lease:
-    """The operation lock: P/lock on a lease kept alive by a thread."""
+    """The operation lock: P/lock on a lease kept alive by a thread.
+
+    `until` is when the lease runs out at the latest, as far as this process
+    knows: the TTL etcd gave, counted from when the renewal was sent (etcd
+    counts from when it got it, later; the PD lease of TiKV counts so too). A
+    step starts only while at least half of lock_ttl is sure to be left (see
+    check): a holder cut off from etcd stops half a TTL before another home
+    can take the lock, not at the last second."""
 
     def __init__(self, store: EtcdStore):
         self.store = store
         self.lease: int | None = None
         self.lost = False
-        self.renewed = 0.0          # time.monotonic() of the last renewal etcd confirmed
+        self.until = 0.0            # time.monotonic() by which the lease runs out at the latest
         self._stop = threading.Event()
 
     @property
     def ttl(self) -> int:
         return self.store.cfg.lock_ttl
+
+    def left(self) -> float:
+        return self.until - time.monotonic()
 
     def fence(self) -> list[dict]:
         """The compare that makes a write hold only while the lock is ours."""
@@ -225,13 +235,29 @@ class _Lease:
         self.check()
         return [e.leased(self.store.key("lock"), self.lease)]
 
+    def _grant(self, etcd) -> None:
+        sent = time.monotonic()
+        self.lease = etcd.grant(self.ttl)
+        self.until = sent + self.ttl
+
+    def renew(self, etcd) -> None:
+        """Renew the lease (raises HavirtError when etcd does not answer)."""
+        sent, lease = time.monotonic(), self.lease
+        left = etcd.keepalive(lease)
+        if lease != self.lease:      # released meanwhile
+            return
+        if left <= 0:
+            self.lost = True
+        else:
+            self.until = max(self.until, sent + left)
+
     @contextmanager
     def held(self, timeout: float, what: str):
         etcd, key = self.store.etcd, self.store.key("lock")
-        self.lease, self.lost = etcd.grant(self.ttl), False
-        self.renewed = time.monotonic()
         info = (f"pid {os.getpid()} on {socket.gethostname()} ({_user()}, since {now_iso()}"
                 f"{', ' + what if what else ''})")
+        self.lost = False
+        self._grant(etcd)
         try:
             self._acquire(etcd, key, info, timeout)
         except BaseException:
@@ -264,48 +290,50 @@ class _Lease:
                 shown = printable(holder[0]["value"].decode(errors="replace"))[:300] if holder else "unknown"
                 raise LockBusy(f"etcd {key} is held by {shown}; gave up after {timeout:g} s")
             time.sleep(0.2)
-            if time.monotonic() - self.renewed >= self.ttl / 3:    # the lease waits with us
-                if etcd.keepalive(self.lease) <= 0:
-                    self.lease = etcd.grant(self.ttl)
-                self.renewed = time.monotonic()
+            if self.left() <= self.ttl * 2 / 3:     # the lease waits with us
+                self.renew(etcd)
+                if self.lost:
+                    self.lost = False
+                    self._grant(etcd)
 
     def _keep(self) -> None:
         """Renew the lease every third of its TTL until told to stop, or until it
-        is lost (a client of its own: the operation's requests go on meanwhile)."""
+        is lost (a client of its own: the operation's requests go on meanwhile).
+        Whatever goes wrong in a renewal counts as no answer: the thread never
+        dies while the lease may still be renewed."""
         etcd = e.Etcd(self.store.cfg)
         while not self._stop.wait(self.ttl / 3):
             try:
-                left = etcd.keepalive(self.lease)
-            except HavirtError:
-                if time.monotonic() - self.renewed >= self.ttl:
-                    self.lost = True
-                    return
-                continue
-            if left <= 0:
+                self.renew(etcd)
+            except Exception:        # no answer (HavirtError), or anything unforeseen
+                pass
+            if self.lost or self.left() <= 0:
                 self.lost = True
                 return
-            self.renewed = time.monotonic()
 
     def check(self) -> None:
         """Whether the lock is still ours, as etcd says now (when it answers: a
-        lease can be revoked, or run out while this process was stopped);
-        without an answer, whether it was renewed within its TTL."""
+        lease can be revoked, or run out while this process was stopped), and
+        whether at least half of lock_ttl is sure to be left (else the lease is
+        renewed here, when the thread fell behind and etcd answers)."""
         if self.lease is None:
             return
         if not self.lost:
             try:
                 kvs, _ = self.store.etcd.range(self.store.key("lock"))
                 self.lost = not kvs or int(kvs[0].get("lease", 0)) != self.lease
+                if not self.lost and self.left() < self.ttl / 2:
+                    self.renew(self.store.etcd)
             except StoreUnavailable:
                 pass
-        quiet = time.monotonic() - self.renewed
-        if self.lost or quiet >= self.ttl - 1:
+        if self.lost or self.left() < self.ttl / 2:
             self.lost = True
+            quiet = self.ttl - self.left()
             raise LockLost(f"the lock in etcd ({self.store.key('lock')}) was lost: its lease ran out or "
-                           f"was revoked (last renewed {quiet:.0f} s ago, lock_ttl {self.ttl} s; etcd "
-                           "unreachable, or this process stopped for longer); stopped before the next "
-                           "step: what was done is in the audit log, `havirt node scan` shows where "
-                           "things are")
+                           f"was revoked, or could run out within half of lock_ttl (last renewed "
+                           f"{quiet:.0f} s ago, lock_ttl {self.ttl} s; etcd unreachable, or this "
+                           "process stopped for longer); stopped before the next step: what was done "
+                           "is in the audit log, `havirt node scan` shows where things are")
 
 
 def _user() -> str:

@@ -3,13 +3,14 @@ after etcd did the request, an answer cut short, a client cut off from a
 member that still serves the others, a holder terminated, a commit larger
 than one transaction takes (tests/unit/etcd_server.py: EtcdProxy)."""
 
+import threading
 import time
 
 import pytest
 from etcd_server import EtcdProxy
 from test_store_etcd import keys, setup
 
-from havirt.errors import LockBusy, StoreUnavailable
+from havirt.errors import LockBusy, LockLost, StoreUnavailable
 from havirt.store import etcdclient as e
 from havirt.store.etcd import EtcdStore
 from havirt.store.state import DomainRecord
@@ -77,6 +78,35 @@ def test_the_lease_is_kept_when_a_renewal_is_cut_short(etcd, proxy):
         a.check_lock()
         (lock,) = e.Etcd(StoreConfig("etcd", [etcd.url])).range(etcd.prefix + "/lock")[0]
         assert int(lock["lease"]) == a._lock.lease
+
+
+def test_a_holder_cut_off_stops_half_a_lock_ttl_before_another_can_take_it(etcd, proxy):
+    """Home A is cut off from etcd (the members serve home B): A may not start a
+    step when its lease could run out before the step has done its work.
+    It stops once less than half of lock_ttl is sure to be left, counted from
+    when its last renewal was sent; B takes the lock only when the lease ran out."""
+    ttl = 6
+    a, b = store_via(etcd, proxy.url, lock_ttl=ttl), store_via(etcd, etcd.url, lock_ttl=ttl)
+    took = {}
+
+    def other():
+        with b.locked(30, "b"):
+            took["b"] = time.monotonic()
+    with pytest.raises(LockLost):
+        with a.locked(5, "a"):
+            time.sleep(1)
+            proxy.cut = True
+            t = threading.Thread(target=other)
+            t.start()
+            while True:
+                try:
+                    a.check_lock()
+                except LockLost:
+                    took["a stopped"] = time.monotonic()
+                    raise
+                time.sleep(0.05)
+    t.join(30)
+    assert took["b"] - took["a stopped"] >= ttl / 2 - 0.5, took
 
 
 def test_lock_busy_is_still_said_when_a_member_is_away(etcd):
