@@ -256,28 +256,29 @@ class _Lease:
         etcd, key = self.store.etcd, self.store.key("lock")
         info = (f"pid {os.getpid()} on {socket.gethostname()} ({_user()}, since {now_iso()}"
                 f"{', ' + what if what else ''})")
-        self.lost = False
-        self._grant(etcd)
-        try:
-            self._acquire(etcd, key, info, timeout)
-        except BaseException:
-            etcd.revoke(self.lease)
-            self.lease = None
-            raise
-        self._stop.clear()
-        thread = threading.Thread(target=self._keep, name="havirt-lock", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            self._stop.set()
-            thread.join(timeout=1)
-            lease, self.lease = self.lease, None
+        with _terminated_as_interrupted():
+            self.lost = False
+            self._grant(etcd)
             try:
-                etcd.txn([e.leased(key, lease)], [e.delete(key)])
-            except HavirtError:      # etcd gone: the lease runs out by itself
-                pass
-            etcd.revoke(lease)
+                self._acquire(etcd, key, info, timeout)
+            except BaseException:
+                etcd.revoke(self.lease)
+                self.lease = None
+                raise
+            self._stop.clear()
+            thread = threading.Thread(target=self._keep, name="havirt-lock", daemon=True)
+            thread.start()
+            try:
+                yield
+            finally:
+                self._stop.set()
+                thread.join(timeout=1)
+                lease, self.lease = self.lease, None
+                try:
+                    etcd.txn([e.leased(key, lease)], [e.delete(key)])
+                except HavirtError:      # etcd gone: the lease runs out by itself
+                    pass
+                etcd.revoke(lease)
 
     def _acquire(self, etcd, key: str, info: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -334,6 +335,25 @@ class _Lease:
                            f"{quiet:.0f} s ago, lock_ttl {self.ttl} s; etcd unreachable, or this "
                            "process stopped for longer); stopped before the next step: what was done "
                            "is in the audit log, `havirt node scan` shows where things are")
+
+
+@contextmanager
+def _terminated_as_interrupted():
+    """While the lock is held, SIGTERM ends the process as Ctrl-C does (the lock
+    released, what the work found committed), not at once with the lock left
+    to run out (a flock is freed by the kernel; a lease is not)."""
+    import signal
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _user() -> str:

@@ -3,12 +3,16 @@ after etcd did the request, an answer cut short, a client cut off from a
 member that still serves the others, a holder terminated, a commit larger
 than one transaction takes (tests/unit/etcd_server.py: EtcdProxy)."""
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 from etcd_server import EtcdProxy
-from test_store_etcd import keys, setup
+from test_store_etcd import HOLDER, keys, setup
 
 from havirt.errors import LockBusy, LockLost, StoreUnavailable
 from havirt.store import etcdclient as e
@@ -107,6 +111,25 @@ def test_a_holder_cut_off_stops_half_a_lock_ttl_before_another_can_take_it(etcd,
                 time.sleep(0.05)
     t.join(30)
     assert took["b"] - took["a stopped"] >= ttl / 2 - 0.5, took
+
+
+def test_a_holder_terminated_frees_the_lock_at_once(etcd):
+    """SIGTERM (kill, systemd stopping a unit): the lock is released as on
+    Ctrl-C, not left to run out (a flock is freed at once too)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, root, etcd.url, etcd.prefix],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert p.stdout.readline() == "held\n"
+        p.send_signal(signal.SIGTERM)
+        p.wait(10)
+        t = time.monotonic()
+        with store_via(etcd, etcd.url).locked(10, "the other home"):
+            waited = time.monotonic() - t
+    finally:
+        p.kill()
+        p.wait()
+    assert waited < 1, waited
 
 
 def test_lock_busy_is_still_said_when_a_member_is_away(etcd):
