@@ -14,7 +14,9 @@ Keys, all under store.prefix (P, /havirt by default):
 A commit writes only the records that changed, in one transaction that holds
 only while the lock's key is still on this process's lease and every record
 it writes is as it was read: two homes never overwrite each other, and a
-process that lost the lock writes nothing. The lock is a key on a lease of
+process that lost the lock writes nothing. (etcd takes at most 128
+operations in a transaction: more than TXN_OPS records are written in
+several, each so guarded.) The lock is a key on a lease of
 store.lock_ttl seconds, kept alive by a thread while the operation runs: a
 killed or cut-off holder frees it within lock_ttl; a holder whose lease ran
 out stops before its next step (check_lock, LockLost).
@@ -98,26 +100,40 @@ class EtcdStore(Store):
         return out
 
     def save_state(self, state: State, keep_time: bool = False) -> None:
+        """The records that changed, TXN_OPS to a transaction (etcd takes at most
+        128 operations in one), `updated` with the last: a commit of up to
+        TXN_OPS records is whole or not at all; a larger one (a scan of a big
+        cluster) is written in parts, each under the lock, and a failure says how
+        far it got (each record stays whole: the old one or the new one)."""
         if not keep_time:
             state.updated = now_iso()
         new = self.state_keys(state)
         updated = self.key("state", "updated")
-        compare, ops = [], []
-        for key, value in new.items():
-            seen = self._seen.get(key)
-            if key != updated and (seen is None or seen[0] != value):
-                compare.append(e.unchanged(key, seen[1] if seen else 0))
-                ops.append(e.put(key, value))
-        for key, (_, rev) in self._seen.items():
-            if key not in new:
-                compare.append(e.unchanged(key, rev))
-                ops.append(e.delete(key))
-        if not ops and not keep_time:      # no record changed: nothing worth a write
+        changes: list[tuple[str, bytes | None]] = [
+            (key, value) for key, value in new.items()
+            if key != updated and (key not in self._seen or self._seen[key][0] != value)]
+        changes += [(key, None) for key in self._seen if key not in new]
+        if not changes and not keep_time:      # no record changed: nothing worth a write
             return
-        result = self.write(compare, ops + [e.put(updated, new[updated])], "the state")
-        rev = int(result.get("header", {}).get("revision", 0))
-        self._seen = {k: (v, rev if k not in self._seen or self._seen[k][0] != v else self._seen[k][1])
-                      for k, v in new.items()}
+        changes.append((updated, new[updated]))
+        for i in range(0, len(changes), TXN_OPS):
+            part = changes[i:i + TXN_OPS]
+            compare = [e.unchanged(k, self._seen[k][1] if k in self._seen else 0) for k, _ in part
+                       if k != updated]
+            ops = [e.delete(k) if v is None else e.put(k, v) for k, v in part]
+            try:
+                result = self.write(compare, ops, "the state")
+            except HavirtError as err:
+                if i:
+                    raise type(err)(f"{err} (this part; {i} of the {len(changes)} records changed "
+                                    "were written before it, each whole)") from None
+                raise
+            rev = int(result.get("header", {}).get("revision", 0))
+            for k, v in part:
+                if v is None:
+                    self._seen.pop(k, None)
+                else:
+                    self._seen[k] = (v, rev)
 
     def write(self, compare: list, ops: list, what: str) -> dict:
         """One transaction, under this process's lock (when it holds one):

@@ -132,6 +132,22 @@ def test_a_holder_terminated_frees_the_lock_at_once(etcd):
     assert waited < 1, waited
 
 
+def test_a_commit_of_more_records_than_one_transaction_takes(etcd):
+    """etcd takes at most 128 operations in a transaction (--max-txn-ops): a
+    scan of 150 domains is still recorded, every record of it."""
+    a = store_via(etcd, etcd.url)
+    with a.locked(5, "a"):
+        st = a.load_state()
+        for i in range(150):
+            st.domains[f"d{i:03d}"] = DomainRecord(f"d{i:03d}", node="node1", state="running")
+        a.save_state(st)
+        st.domains["d007"].maintenance = True
+        a.save_state(st)
+    got = store_via(etcd, etcd.url).load_state()
+    assert len(got.domains) == 150 and got.domains["d149"].node == "node1"
+    assert got.domains["d007"].maintenance is True and got.updated == st.updated
+
+
 def test_lock_busy_is_still_said_when_a_member_is_away(etcd):
     """(The lost-answer rule above does not turn a lock held by another into
     a store error: a member that refuses the connection never got the request.)"""
