@@ -121,7 +121,8 @@ class LockLost(HavirtError):
 
 class StoreUnavailable(HavirtError):
     """The shared store (etcd) did not answer, or has no quorum: nothing was
-    read or written by the request that failed."""
+    read or written by the request that failed, unless the message says that
+    a write was not confirmed (a member got it: etcd may have done it)."""
 
     exit_code = EXIT_STORE
 
