@@ -31,7 +31,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from havirt.errors import HavirtError, LockBusy, LockLost, StoreUnavailable
+from havirt.errors import HavirtError, LockBusy, LockLost, StoreRefused, StoreUnavailable
 from havirt.names import printable
 from havirt.store import etcdclient as e
 from havirt.store.etcdconf import EtcdConf
@@ -139,7 +139,10 @@ class EtcdStore(Store):
         """One transaction, under this process's lock (when it holds one):
         all of `ops` or nothing. Raises LockLost, or HavirtError on a conflict."""
         fence = self._lock.fence()
-        result = self.etcd.txn(fence + compare, ops, [e.get(self.key("lock"))])
+        try:
+            result = self.etcd.txn(fence + compare, ops, [e.get(self.key("lock"))])
+        except StoreRefused as err:          # too large, ...: say what it was
+            raise StoreRefused(f"{what}: {err}") from None
         if not result.get("succeeded"):
             holder = e.ranged(result)
             if fence and (not holder or int(holder[0].get("lease", 0)) != self._lock.lease):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 from urllib.parse import urlsplit
 
-from havirt.errors import HavirtError, StoreUnavailable
+from havirt.errors import HavirtError, StoreRefused, StoreUnavailable
 
 CONNECT_TIMEOUT = 2.0       # seconds to open a connection to one member
 ANSWER_TIMEOUT = 5.0        # seconds one member may take to answer (an election takes ~1 s)
@@ -83,7 +83,7 @@ class Etcd:
 
     def _post(self, url: str, path: str, body: dict) -> tuple[dict | None, str | None, bool]:
         """(etcd's answer, None, True), or (None, what went wrong, whether the
-        member may have got the request); raises HavirtError when etcd refused it."""
+        member may have got the request); raises StoreRefused when etcd refused it."""
         from etcd3gw import exceptions as ex
         from requests.exceptions import RequestException
         client = self._client(url)
@@ -95,7 +95,7 @@ class Etcd:
             detail = _detail(e)
             if detail is None:         # not etcd's answer (a proxy, another service)
                 return None, f"answered {str(e.args[0] if e.args else '') or 'an error'} (not etcd?)", True
-            raise HavirtError(f"etcd at {url} refused a request: {detail}") from None
+            raise StoreRefused(f"etcd at {url} refused a request: {detail}") from None
         except RequestException:       # the connection broke while the answer came
             return None, "its answer was cut short", True
         except ValueError:             # an answer, but not JSON
