@@ -194,19 +194,23 @@ class EtcdStore(Store):
         (ties, in one transaction, in the order of their keys)."""
         for i in range(0, len(lines), TXN_OPS):
             compare, ops = [], []
+            when = f"{time.time_ns():020d}-{socket.gethostname()}-{os.getpid()}"   # one per transaction
             for line in lines[i:i + TXN_OPS]:
                 self._seq += 1
-                key = self.key("audit", f"{time.time_ns():020d}-{socket.gethostname()}-{os.getpid()}-"
-                                        f"{self._seq:08d}")
+                key = self.key("audit", f"{when}-{self._seq:08d}")
                 compare.append(e.absent(key))
                 ops.append(e.put(key, line.rstrip(b"\n")))
             if not self.etcd.txn(compare, ops).get("succeeded"):
                 raise HavirtError(f"etcd {self.key('audit')}/: a new entry's key exists already")
 
     def _audit_kvs(self, tail: int | None) -> list[dict]:
+        """The last `tail` entries (None: all), oldest first. etcd orders by the
+        revision only; entries of one transaction (TXN_OPS at most) share it, so a
+        tail asks for TXN_OPS more and orders the ties by their keys here."""
         kvs, _ = self.etcd.range(self.key("audit") + "/", prefix=True, sort_target="CREATE",
-                                 sort_order="DESCEND", limit=tail or MAX_ENTRIES)
-        return sorted(kvs, key=lambda kv: (int(kv.get("create_revision", 0)), kv["key"]))
+                                 sort_order="DESCEND", limit=tail + TXN_OPS if tail else MAX_ENTRIES)
+        kvs.sort(key=lambda kv: (int(kv.get("create_revision", 0)), kv["key"]))
+        return kvs[-tail:] if tail else kvs
 
     def clear(self) -> None:
         """Every fact under the prefix removed, in one transaction (a move into files)."""

@@ -158,3 +158,16 @@ def test_lock_busy_is_still_said_when_a_member_is_away(etcd):
         with pytest.raises(LockBusy):
             with b.locked(0.5, "b"):
                 pass
+
+
+def test_the_tail_of_entries_written_in_one_transaction(etcd, monkeypatch):
+    """A copy writes 64 audit entries to a transaction (one revision): the tail
+    is still the last entries in order, and a wall clock stepping back while a
+    batch is made does not reorder it."""
+    import json
+    s = store_via(etcd, etcd.url)
+    clock = iter(range(10 ** 12, 0, -1000))
+    monkeypatch.setattr(time, "time_ns", lambda: next(clock))
+    s.audit_append_many([json.dumps({"n": i}).encode() for i in range(100)])
+    assert [x["n"] for _, x in s.audit_entries()] == list(range(100))
+    assert [x["n"] for _, x in s.audit_entries(20)] == list(range(80, 100))
