@@ -3,6 +3,7 @@ after etcd did the request, an answer cut short, a client cut off from a
 member that still serves the others, a holder terminated, a commit larger
 than one transaction takes (tests/unit/etcd_server.py: EtcdProxy)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import threading
 import time
 
 import pytest
+from conftest import domain_xml
 from etcd_server import EtcdProxy
 from test_store_etcd import HOLDER, keys, setup
 
@@ -164,10 +166,23 @@ def test_the_tail_of_entries_written_in_one_transaction(etcd, monkeypatch):
     """A copy writes 64 audit entries to a transaction (one revision): the tail
     is still the last entries in order, and a wall clock stepping back while a
     batch is made does not reorder it."""
-    import json
     s = store_via(etcd, etcd.url)
     clock = iter(range(10 ** 12, 0, -1000))
     monkeypatch.setattr(time, "time_ns", lambda: next(clock))
     s.audit_append_many([json.dumps({"n": i}).encode() for i in range(100)])
     assert [x["n"] for _, x in s.audit_entries()] == list(range(100))
     assert [x["n"] for _, x in s.audit_entries(20)] == list(range(80, 100))
+
+
+def test_a_listing_reads_every_definition_in_one_request(fake, etcd, monkeypatch):
+    setup(fake, etcd)
+    store = store_via(etcd, etcd.url)
+    with store.locked(5, "seed"):
+        for i in range(5):
+            store.conf.write(f"more{i}", domain_xml(f"more{i}", memory_mib=64))
+    asked = []
+    call = e.Etcd.call
+    monkeypatch.setattr(e.Etcd, "call", lambda self, path, body: asked.append(path) or call(self, path, body))
+    rc, out, err = fake.havirt("-f", "json", "domain", "list")
+    assert rc == 0 and {r["name"] for r in json.loads(out)} == {"web1"} | {f"more{i}" for i in range(5)}
+    assert asked == ["kv/range", "kv/range"], asked        # the state; the definitions
