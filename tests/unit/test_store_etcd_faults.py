@@ -186,3 +186,25 @@ def test_a_listing_reads_every_definition_in_one_request(fake, etcd, monkeypatch
     rc, out, err = fake.havirt("-f", "json", "domain", "list")
     assert rc == 0 and {r["name"] for r in json.loads(out)} == {"web1"} | {f"more{i}" for i in range(5)}
     assert asked == ["kv/range", "kv/range"], asked        # the state; the definitions
+
+
+def test_etcd_gone_after_a_step_ran_does_not_say_nothing_was_changed(fake, etcd, proxy):
+    """This host loses etcd right after the start was sent: web1 runs, its
+    audit entry waits in var/audit-unsent.log, the state cannot be written.
+    The command says the step ran, never that nothing was changed."""
+    a, b, _ = setup(fake, etcd)
+    fake.write_config(store={**fake.config["store"], "endpoints": [proxy.url]})
+
+    class Cut(fake.runner_class):
+        def run(self, node, command, **kw):
+            res = super().run(node, command, **kw)
+            if "create" in command.text():
+                proxy.cut = True
+            return res
+    fake.runner_class = Cut
+    rc, out, err = fake.havirt("--yes", "domain", "start", "web1", "node2")
+    assert rc == 6 and "web1" in b.domains, (out, err)
+    first = [x for x in err.splitlines() if x.startswith("havirt: ")][0]
+    assert first.startswith("havirt: the steps above ran on the nodes, but the state could not be written: "
+                            "etcd did not "), err
+    assert "audit-unsent.log" in err
