@@ -170,11 +170,12 @@ class EtcdStore(Store):
         self.audit_append_raw(entry_line(entry))
 
     def audit_append_raw(self, line: bytes) -> None:
-        """One entry of a step that ran; if etcd does not take it, it is kept in
-        the home's var/audit-unsent.log (and the error says so): never lost."""
+        """One entry of a step that ran; if etcd does not take it (no answer, or
+        refused: too large), it is kept in the home's var/audit-unsent.log (and
+        the error says so): never lost."""
         try:
             self.audit_append_many([line])
-        except StoreUnavailable as err:
+        except (StoreUnavailable, StoreRefused) as err:
             if self.home is None:
                 raise
             from havirt.store.files import open_to_write
@@ -187,7 +188,7 @@ class EtcdStore(Store):
                     os.close(fd)
             except (HavirtError, OSError):
                 raise err from None
-            raise StoreUnavailable(f"{err}; the entry is kept in {path}") from None
+            raise type(err)(f"{err}; the entry is kept in {path}") from None
 
     def audit_append_many(self, lines: list[bytes]) -> None:
         """New keys (never an existing one), in the order etcd creates them

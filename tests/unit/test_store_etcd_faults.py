@@ -16,7 +16,7 @@ from conftest import domain_xml
 from etcd_server import EtcdProxy
 from test_store_etcd import HOLDER, keys, setup
 
-from havirt.errors import LockBusy, LockLost, StoreUnavailable
+from havirt.errors import LockBusy, LockLost, StoreRefused, StoreUnavailable
 from havirt.store import etcdclient as e
 from havirt.store.etcd import EtcdStore
 from havirt.store.state import DomainRecord
@@ -208,3 +208,16 @@ def test_etcd_gone_after_a_step_ran_does_not_say_nothing_was_changed(fake, etcd,
     assert first.startswith("havirt: the steps above ran on the nodes, but the state could not be written: "
                             "etcd did not "), err
     assert "audit-unsent.log" in err
+
+
+def test_an_audit_entry_etcd_refuses_is_kept_in_the_home(etcd, tmp_path):
+    """An entry larger than etcd takes (a step's stdin is in it) is kept in
+    var/audit-unsent.log as one etcd does not answer for: never lost."""
+    from havirt.store.home import Home
+    home = Home(tmp_path / "home")
+    home.ensure()
+    s = EtcdStore(StoreConfig("etcd", [etcd.url], etcd.prefix, lock_ttl=5), home)
+    with pytest.raises(StoreRefused, match="larger than max.*; the entry is kept in .*audit-unsent.log"):
+        s.audit_append({"node": "node1", "remote": "x" * (3 << 20)})
+    (line,) = (home.var / "audit-unsent.log").read_text().splitlines()
+    assert json.loads(line)["node"] == "node1"
