@@ -22,6 +22,8 @@ domains on each of node1..node8, lets them settle, then measures in one run
     etcd in node1..node3);
   - state load and save at 1,000 nodes and 20,000 domains (no lab).
 Writes docs/BENCHMARK.md, keeping the balance section (bench_balance.py writes it).
+`bench.py failover` runs the failover scenario alone (any lab of 3 nodes or more) and
+only prints its time.
 """
 
 from __future__ import annotations
@@ -171,8 +173,13 @@ def readonly_times(havirt) -> dict:
 
 def failover_time(env, nodes, havirt, home: Path) -> dict:
     """Three block-volume domains on the last node, that node powered off, then
-    `havirt --yes node failover NODE`; each must then run on exactly one other node."""
+    `havirt --yes node failover NODE` with havirt's default connect timeout
+    (5 s; the lab's config.yaml says 3); each must then run on exactly one
+    other node."""
+    import yaml
     dead, vols = nodes[-1], ["vol1", "vol2", "vol3"]
+    cfg = yaml.safe_load((home / "config.yaml").read_text())
+    (home / "failover.yaml").write_text(yaml.safe_dump({**cfg, "ssh": {**cfg["ssh"], "connect_timeout": 5}}))
     for v in vols:
         shutil.copy(Path(env["LAB_HOME"]) / "conf" / f"{v}.xml", home / "conf" / f"{v}.xml")
         sh(f"{havirt} --yes domain start {v} {dead} >/dev/null")
@@ -180,7 +187,7 @@ def failover_time(env, nodes, havirt, home: Path) -> dict:
     sh(f"{env['LAB_SCRIPT']} fault {dead} power-off")
     try:
         t = time.perf_counter()
-        p = sh(f"{havirt} --yes node failover {dead}", check=False)
+        p = sh(f"{havirt} --config {home / 'failover.yaml'} --yes node failover {dead}", check=False)
         seconds = time.perf_counter() - t
         running = {n: sh(f"{env['LAB_SCRIPT']} exec {n} virsh -q -c qemu:///system list --name").stdout.split()
                    for n in nodes[:-1]}
@@ -194,17 +201,24 @@ def failover_time(env, nodes, havirt, home: Path) -> dict:
     return {"seconds": seconds, "node": dead, "where": where}
 
 
+def bench_home(env, nodes: list[str]) -> tuple[Path, str]:
+    """A new havirt home (the lab's config.yaml) that knows `nodes`, and the
+    command line of havirt on that home."""
+    home = Path(tempfile.mkdtemp(prefix="havirt-bench-"))
+    os.environ["BENCH_HOME"] = str(home)
+    shutil.copy(Path(env["LAB_HOME"]) / "config.yaml", home / "config.yaml")
+    havirt = f"{REPO / '.venv/bin/python'} {REPO / 'havirt.py'} --home {home}"
+    bench_transport.add_nodes(havirt, nodes)
+    return home, havirt
+
+
 def homes(env, nodes: list[str]) -> tuple[Path, str, Path, str, list[str]]:
     """A home of the first DOMAIN_NODES nodes, with PER_NODE domains started on
     each (and bench-start, not running, in conf/), and one of every lab node
     with the same conf/: (home, its havirt command, home of all, its command,
     the domains)."""
     small = nodes[:DOMAIN_NODES]
-    home = Path(tempfile.mkdtemp(prefix="havirt-bench-"))
-    os.environ["BENCH_HOME"] = str(home)
-    shutil.copy(Path(env["LAB_HOME"]) / "config.yaml", home / "config.yaml")
-    havirt = f"{REPO / '.venv/bin/python'} {REPO / 'havirt.py'} --home {home}"
-    bench_transport.add_nodes(havirt, small)
+    home, havirt = bench_home(env, small)
     print(f"bench: {len(nodes)} nodes; starting {PER_NODE} domains on each of {len(small)}", flush=True)
     names = start_domains(env, small, home)
     spare = re.sub(r"<name>[^<]+</name>", "<name>bench-start</name>",
@@ -318,5 +332,22 @@ def write_report(r: dict, n_nodes: int, n_lab: int, n_domains: int) -> None:
     print(f"bench: written to {out}")
 
 
+def failover_only() -> None:
+    """`bench.py failover`: the failover scenario alone, printed (no report
+    written); any lab of 3 nodes or more."""
+    env = lab_env()
+    nodes = [f"node{i}" for i in range(1, int(env["LAB_NODES"]) + 1)]
+    home, havirt = bench_home(env, nodes)
+    r = failover_time(env, nodes, havirt, home)
+    print(f"bench: failover of 3 domains of {r['node']} (powered off): {r['seconds']:.2f} s "
+          f"({', '.join(f'{d} on {w[0]}' for d, w in sorted(r['where'].items()))})")
+    shutil.rmtree(home, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["failover"]:
+        failover_only()
+    elif sys.argv[1:]:
+        raise SystemExit("usage: bench.py [failover]   (failover: that scenario alone)")
+    else:
+        main()
