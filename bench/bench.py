@@ -41,6 +41,7 @@ from pathlib import Path
 
 import bench_etcd  # bench/ is on the path: the script runs from there
 import bench_transport
+from benchkit import lab_env
 from machine import machine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,15 +51,6 @@ PER_NODE = 5
 DOMAIN_NODES = 8                 # the nodes with domains; the other lab nodes have none
 RUNS = 5
 NAIVE_RUNS = 3
-
-
-def lab_env() -> dict:
-    env = {}
-    for line in (REPO / "tests/lab/run/lab.env").read_text().splitlines():
-        if "=" in line:
-            k, v = line.split("=", 1)
-            env[k] = v
-    return env
 
 
 def sh(cmd: str, check=True) -> subprocess.CompletedProcess:

@@ -28,26 +28,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from benchkit import median_of
+from benchkit import sh as _sh
+from benchkit import timed as _timed
+
 RUNS = 3
 ROUNDS = 3
 START = "bench-start"
 
 
-def _sh(cmd: str) -> subprocess.CompletedProcess:
-    p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
-    if p.returncode != 0:
-        raise SystemExit(f"bench: command failed ({p.returncode}): {cmd}\n{p.stderr[-800:]}")
-    return p
-
-
-def _timed(cmd: str) -> float:
-    t = time.perf_counter()
-    _sh(cmd)
-    return time.perf_counter() - t
-
-
 def _median(cmd: str, runs: int = RUNS) -> float:
-    return statistics.median(_timed(cmd) for _ in range(runs))
+    return median_of(cmd, runs)
 
 
 def add_nodes(havirt: str, nodes: list[str]) -> None:
