@@ -254,6 +254,13 @@ def parse_paths(text: str) -> dict[str, bool]:
     return out
 
 
+# The sections of the scan's one virsh process that its VM driver printed
+# ('virsh': what it said before its first command, such as a failed
+# connection). virsh's errors are merged into its output where they happen, so
+# an error line in any of them means the node's VMs are not known.
+VM_SECTIONS = ("virsh", "version", "nodeinfo", "persistent", "autostart", "domstats", "end")
+
+
 def parse_scan(node: str, text: str, stderr: str = "", exit_code: int = 0) -> NodeFacts:
     """The output of the scan script (see remote.scan_script) -> NodeFacts.
 
@@ -267,8 +274,8 @@ def parse_scan(node: str, text: str, stderr: str = "", exit_code: int = 0) -> No
     facts = NodeFacts(name=node)
     facts.hostname = (s.get("hostname") or "").strip() or None
     status = (s.get("virsh-exit") or "").strip()
-    err = [ln.strip() for ln in (s.get("virsh-error", "") + "\n" + stderr).splitlines()
-           if ln.strip() and not ln.startswith("@@")]
+    err = [ln.strip() for k in VM_SECTIONS for ln in _lines(s.get(k, "")) if ln.startswith("error:")]
+    err += [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith("@@")]
     failed = [ln for ln in err if ln.startswith("error:")]
     complete = all(k in s for k in ("nodeinfo", "domstats", "end"))
     if not complete or failed or status != "0" or exit_code != 0:
@@ -305,7 +312,7 @@ _GONE = ("failed to get domain", "Domain not found")
 
 
 def parse_lxc(sections: dict[str, str], facts: NodeFacts) -> str | None:
-    """The containers part of the scan (see remote.lxc_probe) -> facts: the
+    """The containers part of the scan (see remote.lxc_part) -> facts: the
     node's containers join `facts.domains` (or `twins`, named like a VM of
     the node). A node without the driver offers none; any other failure of
     the driver makes its containers unknown: the error returned (the node

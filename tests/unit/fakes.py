@@ -282,9 +282,10 @@ class FakeRunner(Runner):
             return Result(n.name, text, n.scan_exit, n.scan_stdout, n.scan_stderr)
         out = [f"@@hostname\n{n.hostname or n.name}"]
         if not n.libvirt_up:
-            out.append("@@virsh-exit\n1\n@@virsh-error\n" + VIRSH_DOWN.rstrip("\n"))
+            out.append("@@virsh\n" + VIRSH_DOWN.rstrip("\n") + "\n@@virsh-exit\n1\n"
+                       "@@lxc\nfailed\nvirsh ended before the LXC driver answered")
             return Result(n.name, text, remote.SCAN_FAILED, "\n".join(out) + "\n", "")
-        out.append("@@version\nCompiled against library: libvirt 9.0.0\nUsing library: libvirt 9.0.0\n"
+        out.append("@@virsh\n@@version\nCompiled against library: libvirt 9.0.0\nUsing library: libvirt 9.0.0\n"
                    "Using API: QEMU 9.0.0\nRunning hypervisor: QEMU 7.2.22\nRunning against daemon: 9.0.0\n")
         out.append(f"@@nodeinfo\nCPU model:           x86_64\nCPU(s):              {n.cpus}\n"
                    "CPU frequency:       2596 MHz\nCPU socket(s):       1\n"
@@ -303,7 +304,7 @@ class FakeRunner(Runner):
                              "  vcpu.0.state=1\n")
             stats.append("\n")
         out.append("@@domstats\n" + "".join(stats))
-        out.append("@@end\n@@virsh-exit\n0\n@@virsh-error\n")
+        out.append("@@end\n@@virsh-exit\n0")
         out.append(self._lxc_scan(n))
         if paths:
             out.append("@@paths\n" + "\n".join(
@@ -321,7 +322,7 @@ class FakeRunner(Runner):
 
     @staticmethod
     def _lxc_scan(n: FakeNode) -> str:
-        """What remote.lxc_probe prints: the LXC driver's list, then each one's dominfo."""
+        """What remote.lxc_part prints: the LXC driver's list, then each one's dominfo."""
         if n.lxc_broken or not n.lxc:
             return "@@lxc\nfailed\n" + (n.lxc_broken or NO_LXC).rstrip("\n")
         out = ["@@lxc\nok"]
