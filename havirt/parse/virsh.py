@@ -314,25 +314,33 @@ _GONE = ("failed to get domain", "Domain not found")
 def parse_lxc(sections: dict[str, str], facts: NodeFacts) -> str | None:
     """The containers part of the scan (see remote.lxc_part) -> facts: the
     node's containers join `facts.domains` (or `twins`, named like a VM of
-    the node). A node without the driver offers none; any other failure of
-    the driver makes its containers unknown: the error returned (the node
-    then counts as not answering, since a container may run there)."""
-    head = _lines(sections.get("lxc", ""))
-    if not head:
-        facts.lxc, facts.lxc_error = False, "no answer from the LXC driver"
-        return None
-    said = " ".join(ln.strip() for ln in head[1:] if ln.strip())
-    if head[0] != "ok":
+    the node). Sections: 'lxc-connect' (what virsh's `connect` said),
+    'lxc-list' (the names), 'lxc-end', and 'lxc-domain NAME' (dominfo). A
+    node without the driver offers none; any other failure of the driver, or
+    a listed container without its dominfo, makes its containers unknown: the
+    error returned (the node then counts as not answering, since a container
+    may run there)."""
+    if "lxc-end" not in sections:
+        return "libvirt's LXC driver did not answer (virsh ended before it)"
+    lines = [ln.strip() for ln in _lines(sections.get("lxc-connect", "")) if ln.strip()]
+    said = " ".join(lines)
+    if any(ln.startswith("error:") for ln in lines):
         if any(m in said for m in _NO_LXC):
-            facts.lxc, facts.lxc_error = False, said or "no LXC driver"
+            facts.lxc, facts.lxc_error = False, said
             return None
-        return "libvirt's LXC driver failed: " + (said or "no output")
+        return "libvirt's LXC driver failed: " + said
+    listed = sections.get("lxc-list", "")
+    failed = [ln.strip() for ln in _lines(listed) if ln.startswith("error:")]
+    if failed:
+        return "libvirt's LXC driver failed: " + " ".join(failed)
     facts.lxc = True
-    for key in sorted(k for k in sections if k.startswith("lxc-domain ")):
-        text = sections[key]
+    for name in parse_names(listed):
+        text = sections.get(("lxc-domain " + name).strip())   # split_sections strips marker lines
+        if text is None:
+            return f"libvirt's LXC driver failed: no dominfo of the container {name!r} it listed"
         if any(m in text for m in _GONE):
             continue    # gone between the list and its dominfo (a transient container stopped)
-        d = parse_dominfo(key[len("lxc-domain "):], text)
+        d = parse_dominfo(name, text)
         if d.name in facts.domains:
             facts.twins.append(d)
         else:

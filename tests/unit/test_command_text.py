@@ -77,12 +77,11 @@ def test_dump_inactive_named_and_all():
 # -- the scan ---------------------------------------------------------------------------
 
 SCAN_HEAD = r"""printf '@@hostname\n'; h=$(hostname); printf '%s\n' "$h"
-nl='
+LC_ALL=C; export LC_ALL; nl='
 '; said_error() { case "$nl$1" in *"${nl}error:"*) return 0;; esac; return 1; }
 o=$(virsh -c qemu:///system 'echo @@version; version --daemon; echo @@nodeinfo; nodeinfo; echo @@persistent; list --all --persistent --name; echo @@autostart; list --all --autostart --name; echo @@domstats; domstats --state --balloon --vcpu; echo @@end; echo @@lxc-connect; connect lxc:///system; echo @@lxc-list; list --all --name; echo @@lxc-end' 2>&1); rc=$?
-q=${o%%@@lxc-connect*}; x=${o#"$q"}
-printf '@@virsh\n%s\n@@virsh-exit\n%s\n' "$q" "$rc"
-printf '@@lxc\n'; case $x in *@@lxc-end*) c=${x#@@lxc-connect}; c=${c%%@@lxc-list*}; l=${x#*@@lxc-list}; l=${l%%@@lxc-end*}; if said_error "$c"; then printf 'failed\n%s\n' "$c"; elif said_error "$l"; then printf 'failed\n%s\n' "$l"; else printf 'ok\n'; set -f; IFS=$nl; for d in $l; do unset IFS; printf '@@lxc-domain %s\n' "$d"; virsh -c lxc:///system dominfo --domain "$d" 2>&1; done; unset IFS; set +f; fi;; *) printf 'failed\nvirsh ended before the LXC driver answered\n';; esac
+printf '@@virsh\n%s\n@@virsh-exit\n%s\n' "$o" "$rc"
+q=${o%%"$nl"@@lxc-connect"$nl"*}; x=${o##*"$nl"@@lxc-connect"$nl"}; case $x in "$o") ;; *) c=${x%%"$nl"@@lxc-list*}; l=${x#*"$nl"@@lxc-list"$nl"}; l=${l%%@@lxc-end*}; if ! said_error "$c" && ! said_error "$l"; then set -f; IFS=$nl; for d in $l; do unset IFS; printf '@@lxc-domain %s\n' "$d"; virsh -c lxc:///system dominfo --domain "$d" 2>&1; done; unset IFS; set +f; fi;; esac
 """
 SCAN_TAIL = r"""if [ "$rc" != 0 ] || said_error "$q"; then exit 3; fi
 """

@@ -7,7 +7,7 @@ from fakes import FakeRunner
 
 EMPTY_NODE = ("@@hostname\nnode1\n@@virsh\n@@version\n@@nodeinfo\nCPU(s): 4\n"
               "Memory size: 8388608 KiB\n@@persistent\n@@autostart\n@@domstats\n")
-END = "@@end\n@@virsh-exit\n0\n@@lxc\nok\n"
+END = "@@end\n@@lxc-connect\n\n@@lxc-list\n\n@@lxc-end\n@@virsh-exit\n0\n"
 
 
 @pytest.mark.parametrize("relayed, says", [
