@@ -164,7 +164,9 @@ def scan_script(cfg, paths=(), dump_running=False, node: str | None = None) -> C
         dump_running = tuple(sorted(set(dump_running or ()))) or False
     lxc = driver_uri(cfg, LXC)
     lines = [
-        "printf '@@hostname\\n'; h=$(hostname); printf '%s\\n' \"$h\"",
+        # the kernel's host name (what hostname prints), read by the shell itself
+        "printf '@@hostname\\n'; h=; IFS= read -r h </proc/sys/kernel/hostname || h=$(hostname); "
+        "printf '%s\\n' \"$h\"",
         "LC_ALL=C; export LC_ALL; nl='\n'; "
         "said_error() { case \"$nl$1\" in *\"${nl}error:\"*) return 0;; esac; return 1; }",
         "o=$(" + virsh(cfg, SCAN_VIRSH.format(lxc=virsh_word(lxc), vm=virsh_word(cfg.virsh_uri)))

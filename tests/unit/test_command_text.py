@@ -76,7 +76,7 @@ def test_dump_inactive_named_and_all():
 
 # -- the scan ---------------------------------------------------------------------------
 
-SCAN_HEAD = r"""printf '@@hostname\n'; h=$(hostname); printf '%s\n' "$h"
+SCAN_HEAD = r"""printf '@@hostname\n'; h=; IFS= read -r h </proc/sys/kernel/hostname || h=$(hostname); printf '%s\n' "$h"
 LC_ALL=C; export LC_ALL; nl='
 '; said_error() { case "$nl$1" in *"${nl}error:"*) return 0;; esac; return 1; }
 o=$(virsh -c qemu:///system 'echo @@lxc-connect; connect lxc:///system; echo @@lxc-list; list --all --name; echo @@lxc-end; echo @@vm-connect; connect qemu:///system; echo @@version; version --daemon; echo @@nodeinfo; nodeinfo; echo @@persistent; list --all --persistent --name; echo @@autostart; list --all --autostart --name; echo @@domstats; domstats --state --balloon --vcpu; echo @@end' 2>&1); rc=$?
