@@ -167,7 +167,7 @@ def report(r: dict, n_nodes: int, n_domains: int) -> list[str]:
         f"Where a warm scan's CPU goes (openssh, second scan, {r['cpu_wall']:.2f} s): havirt and the "
         f"ssh processes it starts used {r['cpu_own']:.2f} s of CPU, the whole machine "
         f"{r['cpu_all']:.2f} s. The rest ({r['cpu_all'] - r['cpu_own']:.2f} s) is the nodes' side "
-        "(sshd's sessions, the shell, two virsh processes and the lease probe on each node, "
+        "(sshd's sessions, the shell, one virsh process and the lease probe on each node, "
         f"libvirtd) and the shared connections, which on this lab share the same {os.cpu_count()} cores "
         "(and any other work on the machine): a real cluster spreads it over its nodes.",
         "",

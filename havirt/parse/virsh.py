@@ -254,11 +254,30 @@ def parse_paths(text: str) -> dict[str, bool]:
     return out
 
 
-# The sections of the scan's one virsh process that its VM driver printed
-# ('virsh': what it said before its first command, such as a failed
-# connection). virsh's errors are merged into its output where they happen, so
-# an error line in any of them means the node's VMs are not known.
-VM_SECTIONS = ("virsh", "version", "nodeinfo", "persistent", "autostart", "domstats", "end")
+# The marker lines of the scan's one virsh process, in order (remote.SCAN_VIRSH),
+# and the sections of its VM driver ('virsh': what it said before its first
+# command, such as a failed connection). virsh's errors are merged into its
+# output where they happen, so an error line in any of these sections means
+# the node's VMs are not known.
+VIRSH_MARKERS = ("lxc-connect", "lxc-list", "lxc-end", "vm-connect", "version", "nodeinfo",
+                 "persistent", "autostart", "domstats", "end")
+VM_SECTIONS = ("virsh", "vm-connect", "version", "nodeinfo", "persistent", "autostart", "domstats", "end")
+
+
+def virsh_markers(text: str) -> list[str]:
+    """The marker lines of the scan's virsh output: those between '@@virsh'
+    and the first '@@virsh-exit', in order."""
+    out, inside = [], False
+    for line in _lines(text):
+        if line.startswith("@@"):
+            name = line[2:].strip()
+            if not inside:
+                inside = name == "virsh"
+            elif name == "virsh-exit":
+                break
+            else:
+                out.append(name)
+    return out
 
 
 def parse_scan(node: str, text: str, stderr: str = "", exit_code: int = 0) -> NodeFacts:
@@ -273,6 +292,14 @@ def parse_scan(node: str, text: str, stderr: str = "", exit_code: int = 0) -> No
     s = split_sections(text)
     facts = NodeFacts(name=node)
     facts.hostname = (s.get("hostname") or "").strip() or None
+    markers = virsh_markers(text)
+    if markers != list(VIRSH_MARKERS[:len(markers)]):
+        # a domain whose name starts with '@@' (names hold no newline): its
+        # list cannot be told from the markers, so nothing of it is trusted
+        facts.reachable = False
+        facts.error = ("virsh listed a name that starts with '@@' (havirt cannot tell it from its "
+                       "own markers: rename that domain)")
+        return facts
     status = (s.get("virsh-exit") or "").strip()
     err = [ln.strip() for k in VM_SECTIONS for ln in _lines(s.get(k, "")) if ln.startswith("error:")]
     err += [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith("@@")]
@@ -338,7 +365,7 @@ def parse_lxc(sections: dict[str, str], facts: NodeFacts) -> str | None:
         text = sections.get(("lxc-domain " + name).strip())   # split_sections strips marker lines
         if text is None:
             return f"libvirt's LXC driver failed: no dominfo of the container {name!r} it listed"
-        if any(m in text for m in _GONE):
+        if any(ln.startswith("error:") and any(m in ln for m in _GONE) for ln in _lines(text)):
             continue    # gone between the list and its dominfo (a transient container stopped)
         d = parse_dominfo(name, text)
         if d.name in facts.domains:

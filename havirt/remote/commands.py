@@ -39,17 +39,20 @@ class Command:
 
 
 # One virsh process per scan, for both drivers: several commands separated
-# by ';', the virtual machines' (virsh.uri) first, then `connect` to the
-# containers' driver (virsh.lxc_uri) and its list. Its stderr is merged into
-# its stdout: virsh flushes its output before every error line (vshError), so
-# each error stands in the section of the command that failed. A failed
-# `connect` keeps the first connection, so a list after it would be the VMs':
-# the script reads that list only when the connect said no error.
-SCAN_VIRSH = ("echo @@version; version --daemon; echo @@nodeinfo; nodeinfo; "
+# by ';'. It starts on the VMs' driver (virsh.uri: if that fails, virsh stops
+# at once), `connect`s to the containers' (virsh.lxc_uri) for their list, then
+# back to the VMs'. Its stderr is merged into its stdout: virsh flushes its
+# output before every error line (vshError), so each error stands in the
+# section of the command that failed. A failed `connect` keeps the connection
+# before it, so the list after a failed one is the VMs' and is never read as
+# containers, and an error in 'vm-connect' fails the node. The containers'
+# part comes first so that the shell cuts it off the front cheaply.
+SCAN_VIRSH = ("echo @@lxc-connect; connect {lxc}; echo @@lxc-list; list --all --name; echo @@lxc-end; "
+              "echo @@vm-connect; connect {vm}; "
+              "echo @@version; version --daemon; echo @@nodeinfo; nodeinfo; "
               "echo @@persistent; list --all --persistent --name; "
               "echo @@autostart; list --all --autostart --name; "
-              "echo @@domstats; domstats --state --balloon --vcpu; echo @@end; "
-              "echo @@lxc-connect; connect {lxc}; echo @@lxc-list; list --all --name; echo @@lxc-end")
+              "echo @@domstats; domstats --state --balloon --vcpu; echo @@end")
 
 # Exit codes of wait_off().
 WAIT_OFF, WAIT_RUNNING, WAIT_UNKNOWN = 0, 1, 2
@@ -77,7 +80,7 @@ def virsh_op(cfg, verb: str, *args, uri: str | None = None) -> Command:
     return Command(op=verb, argv=tuple(virsh_argv(cfg, verb, *args, uri=uri)))
 
 
-SCAN_FAILED = 3   # the scan script's exit code when any virsh command in it failed
+SCAN_FAILED = 3   # the scan script's exit code when its virsh did not end well (it stopped, or was killed)
 
 
 # Leases: is libvirt's lock manager in force, in which lockspace, and which
@@ -123,14 +126,13 @@ def lxc_part(cfg) -> str:
     `$o`: libvirt's LXC driver has no `domstats`, so the names it listed,
     then '@@lxc-domain NAME' with `dominfo` of each, unless its connect or
     its list said an error (parse.virsh.parse_lxc reads the sections). No
-    process is started for a node without containers. Only expansions that
-    take time in proportion to the text: bash takes time in its square for
-    some (`${o#"$q"}` took 120 ms of 8 KiB)."""
+    process is started for a node without containers. Only cuts of the short
+    front of `$o`: bash takes time in the square of the text for some
+    expansions (`${o#"$q"}` took 120 ms of 8 KiB)."""
     info = virsh(cfg, "dominfo", "--domain", uri=driver_uri(cfg, LXC))
     return (
-        "q=${o%%\"$nl\"@@lxc-connect\"$nl\"*}; x=${o##*\"$nl\"@@lxc-connect\"$nl\"}; "
-        "case $x in \"$o\") ;; *) c=${x%%\"$nl\"@@lxc-list*}; l=${x#*\"$nl\"@@lxc-list\"$nl\"}; "
-        "l=${l%%@@lxc-end*}; if ! said_error \"$c\" && ! said_error \"$l\"; then "
+        "lx=${o%%\"$nl\"@@lxc-end*}; case $lx in \"$o\") ;; *) c=${lx%%\"$nl\"@@lxc-list*}; "
+        "l=${lx#*\"$nl\"@@lxc-list\"$nl\"}; if ! said_error \"$c\" && ! said_error \"$l\"; then "
         "set -f; IFS=$nl; for d in $l; do unset IFS; printf '@@lxc-domain %s\\n' \"$d\"; "
         f"{info} \"$d\" 2>&1; done; unset IFS; set +f; fi;; esac")
 
@@ -150,22 +152,30 @@ def scan_script(cfg, paths=(), dump_running=False, node: str | None = None) -> C
     needs a second round of connections.
 
     virsh goes on after a failed command and exits with the status of the
-    last one, so its stderr is caught and relayed on stdout (section
-    virsh-error), and the script exits SCAN_FAILED when virsh said `error:`
-    or exited non-zero: a failure never rests on stderr alone.
+    last one, so its stderr is merged into its stdout, each error line in the
+    section of the command that failed (parse.virsh reads them there: a
+    failure never rests on stderr alone); the script exits SCAN_FAILED when
+    virsh itself ended badly. The lease part comes before the domains' XML,
+    whose text the domains' owners write (a marker line in it could only
+    repeat a section, and the first of a name wins).
     """
     paths = tuple(sorted(set(paths)))
     if dump_running is not True:
         dump_running = tuple(sorted(set(dump_running or ()))) or False
     lxc = driver_uri(cfg, LXC)
     lines = [
-        "printf '@@hostname\\n'; h=$(hostname); printf '%s\\n' \"$h\"",
+        # the kernel's host name (what hostname prints), read by the shell itself
+        "printf '@@hostname\\n'; h=; IFS= read -r h </proc/sys/kernel/hostname || h=$(hostname); "
+        "printf '%s\\n' \"$h\"",
         "LC_ALL=C; export LC_ALL; nl='\n'; "
         "said_error() { case \"$nl$1\" in *\"${nl}error:\"*) return 0;; esac; return 1; }",
-        "o=$(" + virsh(cfg, SCAN_VIRSH.format(lxc=virsh_word(lxc))) + " 2>&1); rc=$?",
+        "o=$(" + virsh(cfg, SCAN_VIRSH.format(lxc=virsh_word(lxc), vm=virsh_word(cfg.virsh_uri)))
+        + " 2>&1); rc=$?",
         "printf '@@virsh\\n%s\\n@@virsh-exit\\n%s\\n' \"$o\" \"$rc\"",
         lxc_part(cfg),
     ]
+    if node is not None:     # before any text a domain's owner writes (its XML)
+        lines.append(lease_probe(node).rstrip("\n"))
     if paths:
         lines.append("printf '@@paths\\n'")
         lines.append("for p in " + quote_argv(paths) + "; do "
@@ -184,9 +194,7 @@ def scan_script(cfg, paths=(), dump_running=False, node: str | None = None) -> C
         # the domains named; a section stays empty where one is not defined
         lines.append("for d in " + quote_argv(dump_running) + "; do "
                      f"printf '@@xml %s\\n' \"$d\"; {dump}; done")
-    if node is not None:
-        lines.append(lease_probe(node).rstrip("\n"))
-    lines.append(f"if [ \"$rc\" != 0 ] || said_error \"$q\"; then exit {SCAN_FAILED}; fi")
+    lines.append(f"[ \"$rc\" = 0 ] || exit {SCAN_FAILED}")
     return Command(op="scan", script="\n".join(lines) + "\n", args=(paths, dump_running, node))
 
 

@@ -137,6 +137,10 @@ class Process:
             self.proc.wait()
         for obj in list(self.open):
             self.close(obj, sel)
+        if self.proc is not None:       # started, never attached (the batch was interrupted)
+            for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+                if pipe is not None and not pipe.closed:
+                    pipe.close()
 
     def wake_at(self, now: float) -> float:
         at = self.deadline if self.exited is None else min(self.deadline, self.exited + DRAIN)
@@ -153,9 +157,12 @@ def spawn_all(batch: list[Process]) -> None:
     if len(batch) == 1:
         batch[0].spawn()
         return
-    with ThreadPoolExecutor(min(SPAWNERS, len(batch))) as pool:
+    pool = ThreadPoolExecutor(min(SPAWNERS, len(batch)))
+    try:
         for _ in pool.map(Process.spawn, batch):
             pass
+    finally:        # interrupted: start no more, and wait for those being started (drive ends them)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def drive(processes: list[Process], limit: int) -> None:

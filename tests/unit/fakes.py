@@ -284,7 +284,7 @@ class FakeRunner(Runner):
         if not n.libvirt_up:
             out.append("@@virsh\n" + VIRSH_DOWN.rstrip("\n") + "\n@@virsh-exit\n1")
             return Result(n.name, text, remote.SCAN_FAILED, "\n".join(out) + "\n", "")
-        out.append("@@virsh\n@@version\nCompiled against library: libvirt 9.0.0\nUsing library: libvirt 9.0.0\n"
+        out.append("@@virsh\n" + self._lxc_list(n) + "\n@@vm-connect\n\n@@version\nCompiled against library: libvirt 9.0.0\nUsing library: libvirt 9.0.0\n"
                    "Using API: QEMU 9.0.0\nRunning hypervisor: QEMU 7.2.22\nRunning against daemon: 9.0.0\n")
         out.append(f"@@nodeinfo\nCPU model:           x86_64\nCPU(s):              {n.cpus}\n"
                    "CPU frequency:       2596 MHz\nCPU socket(s):       1\n"
@@ -303,8 +303,9 @@ class FakeRunner(Runner):
                              "  vcpu.0.state=1\n")
             stats.append("\n")
         out.append("@@domstats\n" + "".join(stats))
-        out.append("@@end\n" + self._lxc_list(n) + "\n@@virsh-exit\n0")
+        out.append("@@end\n@@virsh-exit\n0")
         out.append(self._lxc_info(n))
+        out.append(self._lease_probe(n))
         if paths:
             out.append("@@paths\n" + "\n".join(
                 f"{1 if p in n.paths or self.storage.sees(n.name, p) else 0} {p}" for p in sorted(set(paths))))
@@ -316,7 +317,6 @@ class FakeRunner(Runner):
             for name in sorted(set(dump_running)):     # dumpxml fails (silently) where undefined
                 there = name in n.domains or name in n.containers
                 out.append(f"@@xml {name}\n{n.xml.get(name, '') if there else ''}")
-        out.append(self._lease_probe(n))
         return Result(n.name, text, 0, "\n".join(out) + "\n", "")
 
     @staticmethod

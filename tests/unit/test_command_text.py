@@ -76,14 +76,14 @@ def test_dump_inactive_named_and_all():
 
 # -- the scan ---------------------------------------------------------------------------
 
-SCAN_HEAD = r"""printf '@@hostname\n'; h=$(hostname); printf '%s\n' "$h"
+SCAN_HEAD = r"""printf '@@hostname\n'; h=; IFS= read -r h </proc/sys/kernel/hostname || h=$(hostname); printf '%s\n' "$h"
 LC_ALL=C; export LC_ALL; nl='
 '; said_error() { case "$nl$1" in *"${nl}error:"*) return 0;; esac; return 1; }
-o=$(virsh -c qemu:///system 'echo @@version; version --daemon; echo @@nodeinfo; nodeinfo; echo @@persistent; list --all --persistent --name; echo @@autostart; list --all --autostart --name; echo @@domstats; domstats --state --balloon --vcpu; echo @@end; echo @@lxc-connect; connect lxc:///system; echo @@lxc-list; list --all --name; echo @@lxc-end' 2>&1); rc=$?
+o=$(virsh -c qemu:///system 'echo @@lxc-connect; connect lxc:///system; echo @@lxc-list; list --all --name; echo @@lxc-end; echo @@vm-connect; connect qemu:///system; echo @@version; version --daemon; echo @@nodeinfo; nodeinfo; echo @@persistent; list --all --persistent --name; echo @@autostart; list --all --autostart --name; echo @@domstats; domstats --state --balloon --vcpu; echo @@end' 2>&1); rc=$?
 printf '@@virsh\n%s\n@@virsh-exit\n%s\n' "$o" "$rc"
-q=${o%%"$nl"@@lxc-connect"$nl"*}; x=${o##*"$nl"@@lxc-connect"$nl"}; case $x in "$o") ;; *) c=${x%%"$nl"@@lxc-list*}; l=${x#*"$nl"@@lxc-list"$nl"}; l=${l%%@@lxc-end*}; if ! said_error "$c" && ! said_error "$l"; then set -f; IFS=$nl; for d in $l; do unset IFS; printf '@@lxc-domain %s\n' "$d"; virsh -c lxc:///system dominfo --domain "$d" 2>&1; done; unset IFS; set +f; fi;; esac
+lx=${o%%"$nl"@@lxc-end*}; case $lx in "$o") ;; *) c=${lx%%"$nl"@@lxc-list*}; l=${lx#*"$nl"@@lxc-list"$nl"}; if ! said_error "$c" && ! said_error "$l"; then set -f; IFS=$nl; for d in $l; do unset IFS; printf '@@lxc-domain %s\n' "$d"; virsh -c lxc:///system dominfo --domain "$d" 2>&1; done; unset IFS; set +f; fi;; esac
 """
-SCAN_TAIL = r"""if [ "$rc" != 0 ] || said_error "$q"; then exit 3; fi
+SCAN_TAIL = r"""[ "$rc" = 0 ] || exit 3
 """
 PATHS = r"""printf '@@paths\n'
 for p in -x.img '/srv/a b.img' /srv/b.img '/srv/it'"'"'s.img'; do if [ -e "$p" ]; then printf '1 %s\n' "$p"; else printf '0 %s\n' "$p"; fi; done
@@ -116,7 +116,7 @@ ODD_NAMES = ["web 1", "db1", "-x"]
     ((), True, None, SCAN_HEAD + EVERY_RUNNING + SCAN_TAIL),
     ((), ODD_NAMES, None, SCAN_HEAD + NAMED + SCAN_TAIL),
     ((), False, "node1", SCAN_HEAD + LEASES_NODE1 + SCAN_TAIL),
-    (ODD_PATHS, True, "node1", SCAN_HEAD + PATHS + EVERY_RUNNING + LEASES_NODE1 + SCAN_TAIL),
+    (ODD_PATHS, True, "node1", SCAN_HEAD + LEASES_NODE1 + PATHS + EVERY_RUNNING + SCAN_TAIL),
 ])
 def test_the_scan_script(paths, dump_running, node, text):
     assert remote.scan_script(cfg(), paths, dump_running, node).text() == text

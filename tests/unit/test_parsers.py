@@ -138,9 +138,9 @@ def test_split_sections():
 
 def test_split_sections_real_scan_output():
     s = split_sections(fx("scan-node1.out"))
-    assert list(s) == ["hostname", "virsh", "version", "nodeinfo", "persistent", "autostart",
-                       "domstats", "end", "lxc-connect", "lxc-list", "lxc-end", "virsh-exit",
-                       "paths", "leases"]
+    assert list(s) == ["hostname", "virsh", "lxc-connect", "lxc-list", "lxc-end", "vm-connect",
+                       "version", "nodeinfo", "persistent", "autostart", "domstats", "end",
+                       "virsh-exit", "leases", "paths"]
     assert s["hostname"] == "node1"
     assert s["virsh-exit"] == "0"
 

@@ -5,9 +5,10 @@ import pytest
 from conftest import domain_xml
 from fakes import FakeRunner
 
-EMPTY_NODE = ("@@hostname\nnode1\n@@virsh\n@@version\n@@nodeinfo\nCPU(s): 4\n"
+EMPTY_NODE = ("@@hostname\nnode1\n@@virsh\n@@lxc-connect\n\n@@lxc-list\n\n@@lxc-end\n@@vm-connect\n"
+              "@@version\n@@nodeinfo\nCPU(s): 4\n"
               "Memory size: 8388608 KiB\n@@persistent\n@@autostart\n@@domstats\n")
-END = "@@end\n@@lxc-connect\n\n@@lxc-list\n\n@@lxc-end\n@@virsh-exit\n0\n"
+END = "@@end\n@@virsh-exit\n0\n"
 
 
 @pytest.mark.parametrize("relayed, says", [

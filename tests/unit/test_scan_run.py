@@ -35,15 +35,6 @@ if [ "$SCENARIO" = down ]; then
   echo "error: Failed to connect socket to '/run/libvirt/libvirt-sock': Connection refused" >&2
   exit 1
 fi
-echo @@version; echo 'Running against daemon: 9.0.0'
-echo @@nodeinfo; printf 'CPU(s):              4\nMemory size:         8388608 KiB\n'
-echo @@persistent; echo web1; echo
-echo @@autostart; echo
-echo @@domstats
-printf "Domain: 'web1'\n  state.state=1\n  state.reason=1\n  balloon.current=1048576\n"
-[ "$SCENARIO" = midway ] && echo 'error: Disconnected from qemu:///system due to end of file' >&2
-printf '  balloon.maximum=1048576\n  vcpu.current=1\n  vcpu.maximum=1\n\n'
-echo @@end
 echo @@lxc-connect
 case $SCENARIO in
   nolxc|nolxc-lists)
@@ -55,10 +46,24 @@ echo @@lxc-list
 case $SCENARIO in
   nolxc-lists) echo web1; echo;;          # a failed connect keeps the VMs' connection
   lxcbroken) echo 'error: internal error: cgroup controllers unavailable' >&2;;
-  nolxc|down) ;;
+  nolxc) ;;
+  at-name) echo '@@x'; echo 'ct 1'; echo;;
+  notfound) echo 'Domain not found'; echo;;
   *) echo 'ct 1'; echo -x; echo;;
 esac
 echo @@lxc-end
+echo @@vm-connect
+[ "$SCENARIO" = vmgone ] && { echo 'error: failed to connect to the hypervisor' >&2; }
+echo
+echo @@version; echo 'Running against daemon: 9.0.0'
+echo @@nodeinfo; printf 'CPU(s):              4\nMemory size:         8388608 KiB\n'
+echo @@persistent; echo web1; [ "$SCENARIO" = vm-at-name ] && echo '@@domstats'; echo
+echo @@autostart; [ "$SCENARIO" = vm-at-lxc ] && echo '@@lxc-list'; echo
+echo @@domstats
+printf "Domain: 'web1'\n  state.state=1\n  state.reason=1\n  balloon.current=1048576\n"
+[ "$SCENARIO" = midway ] && echo 'error: Disconnected from qemu:///system due to end of file' >&2
+printf '  balloon.maximum=1048576\n  vcpu.current=1\n  vcpu.maximum=1\n\n'
+echo @@end
 """
 
 
@@ -105,17 +110,36 @@ def test_a_failing_lxc_driver_makes_the_node_unknown(tmp_path, shell):
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-@pytest.mark.parametrize("scenario, says", [
-    ("down", "virsh failed: error: Failed to connect socket to '/run/libvirt/libvirt-sock': "
-             "Connection refused"),
-    ("midway", "virsh failed: error: Disconnected from qemu:///system due to end of file"),
+@pytest.mark.parametrize("scenario, code, says", [
+    ("down", remote.SCAN_FAILED, "virsh failed: error: Failed to connect socket to "
+                                 "'/run/libvirt/libvirt-sock': Connection refused"),
+    ("midway", 0, "virsh failed: error: Disconnected from qemu:///system due to end of file"),
+    ("vmgone", 0, "virsh failed: error: failed to connect to the hypervisor"),
 ])
-def test_a_failed_vm_driver_fails_the_scan(tmp_path, shell, scenario, says):
-    """An error in the VMs' part, at the start or in the middle of a list:
-    the script exits SCAN_FAILED and the node's domains are unknown."""
+def test_a_failed_vm_driver_fails_the_scan(tmp_path, shell, scenario, code, says):
+    """An error in the VMs' part, at the start (virsh stops: SCAN_FAILED), in
+    the middle of a list, or when virsh could not connect back to the VMs'
+    driver after the containers' list: the node's domains are unknown."""
     p, f = scan(tmp_path, shell, scenario)
-    assert p.returncode == remote.SCAN_FAILED
+    assert p.returncode == code
     assert not f.reachable and f.error == says and f.domains == {}
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("scenario", ["at-name", "vm-at-name", "vm-at-lxc"])
+def test_a_name_that_starts_like_a_marker_makes_the_node_unknown(tmp_path, shell, scenario):
+    """A container '@@x', a VM '@@domstats' in the persistent list (it would
+    empty the domstats section: every VM hidden), a VM '@@lxc-list' (it would
+    empty the containers' list): never read as markers, nothing trusted."""
+    p, f = scan(tmp_path, shell, scenario)
+    assert not f.reachable and f.domains == {}
+    assert f.error.startswith("virsh listed a name that starts with '@@'")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_container_named_like_an_error_is_still_counted(tmp_path, shell):
+    p, f = scan(tmp_path, shell, "notfound")
+    assert f.reachable and f.domains["Domain not found"].driver == "lxc"
 
 
 @pytest.mark.parametrize("shell", SHELLS)
