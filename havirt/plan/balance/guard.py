@@ -105,6 +105,12 @@ class Guard:
         self._bounds: dict[str, tuple[_Need, _Slots]] = {}
         self._traces: dict[str, Trace | None] = {}
         self._pending: tuple[list[tuple[int, int]], dict, dict] | None = None
+        # safe nodes whose loss made a move refused: the latest, the lowest number
+        self._suspects: dict[str, int] = {}
+        self._refusals = 0
+        # _short's sums over every node, for the allocation of one layout.version
+        self._sums: dict[tuple[int, int, frozenset[int] | None], int] = {}
+        self._sums_version = -1
         for name, loss in now.nodes.items():
             if all(not layout.doms[layout.dindex[s.domain]].movable for s in loss.stranded):
                 self.adopt(name)
@@ -115,9 +121,13 @@ class Guard:
 
     def places_all(self, name: str) -> bool:
         """Failover would place every movable domain of ``name`` (computed)."""
-        return self._place(name)[0]
+        leaving, exclude = lost_domains(self.layout, name)
+        movable = [k for k in leaving if self.layout.doms[k].movable]
+        return not place(self.layout, movable, exclude, True, first=True)[1]
 
     def _place(self, name: str) -> tuple[bool, Trace]:
+        """Whether failover would place every movable domain of ``name``, and
+        each step of that placement (the whole of it)."""
         leaving, exclude = lost_domains(self.layout, name)
         trace: Trace = []
         movable = [k for k in leaving if self.layout.doms[k].movable]
@@ -174,7 +184,9 @@ class Guard:
             after = [lay.headroom(j) for j in touched]
             bounds: dict[str, tuple[_Need, _Slots]] = {}
             traces: dict[str, Trace | None] = {}
-            for name in sorted(self.safe):
+            # the nodes that made the last moves refused first: the verdict is
+            # the same in any order, and a refusal is found sooner
+            for name in sorted(self.safe, key=lambda x: (self._suspects.get(x, 0), x)):
                 if name in inside:
                     bounds[name] = self._bound(name)
                 else:
@@ -187,6 +199,8 @@ class Guard:
                 trace = self._traces[name] if name not in inside else None
                 ok, traces[name] = self._steps_taken(name, need, slots, trace, touched)
                 if not ok:
+                    self._refusals -= 1
+                    self._suspects[name] = self._refusals
                     return False
         finally:
             for k, i in reversed(undo):
@@ -268,23 +282,44 @@ class Guard:
     ) -> int:
         """The bound for the ``count`` domains still to place (none larger
         than ``m`` MiB, nor wider than ``vx`` vCPUs), for the sets of nodes
-        ``sets``, with ``extra_*`` promised: how much it falls short for one
-        of them (0: none, so every one of the domains will find a place)."""
+        ``sets``, with ``extra_*`` promised (the same nodes in both): how much
+        it falls short for one of them (0: none, so every one of the domains
+        will find a place). The sum over every node of the set is kept for the
+        allocation as it is; the node lost and those promised something are
+        then counted as they are for this placement."""
         lay = self.layout
-        usable, mem, vcap, vcpu = lay.usable, lay.mem, lay.vcap, lay.vcpu
+        changed = [exclude, *extra_m] if exclude >= 0 else list(extra_m)
         for allowed in sets:
-            total = 0
-            for j in range(lay.n) if allowed is None else allowed:
-                free = usable[j] - mem[j] - extra_m.get(j, 0)
-                room = vcap[j] - vcpu[j] - extra_v.get(j, 0)
-                if j == exclude or free < 0 or room < 0:
+            total = self._slot_sum(m, vx, allowed)
+            for j in changed:
+                if allowed is not None and j not in allowed:
                     continue
-                total += min(free // m if m else _ANY, room // vx if vx else _ANY)
-                if total >= count:
-                    break
+                free, room = lay.headroom(j)
+                total -= _slots(free, room, m, vx)
+                if j != exclude:
+                    total += _slots(free - extra_m[j], room - extra_v[j], m, vx)
             if total < count:
                 return count - total
         return 0
+
+    def _slot_sum(self, m: int, vx: int, allowed: frozenset[int] | None) -> int:
+        """How many domains of ``m`` MiB and ``vx`` vCPUs the nodes of
+        ``allowed`` (None: all) could take, each as it is now."""
+        lay = self.layout
+        if self._sums_version != lay.version:
+            self._sums.clear()
+            self._sums_version = lay.version
+        key = (m, vx, allowed)
+        total = self._sums.get(key)
+        if total is None:
+            usable, mem, vcap, vcpu = lay.usable, lay.mem, lay.vcap, lay.vcpu
+            total = 0
+            for j in range(lay.n) if allowed is None else allowed:
+                free, room = usable[j] - mem[j], vcap[j] - vcpu[j]
+                if free >= 0 and room >= 0:
+                    total += min(free // m if m else _ANY, room // vx if vx else _ANY)
+            self._sums[key] = total
+        return total
 
     def commit(self, moves: list[tuple[int, int]]) -> None:
         """``moves``, just allowed, are now done in the layout."""

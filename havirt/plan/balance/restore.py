@@ -73,7 +73,7 @@ def _fixable(layout: Layout, name: str) -> bool:
 def _candidates(layout: Layout, name: str) -> list[tuple[int, int]]:
     """Moves that might let failover place the first domain it strands."""
     leaving, exclude = lost_domains(layout, name)
-    _, stranded = place(layout, [k for k in leaving if layout.doms[k].movable], exclude, restart=True)
+    _, stranded = place(layout, [k for k in leaving if layout.doms[k].movable], exclude, restart=True, first=True)
     k = layout.dindex[stranded[0].domain]
     out: list[tuple[int, int]] = []
     every = [j for j in range(layout.n) if j != exclude]
