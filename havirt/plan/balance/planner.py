@@ -26,15 +26,11 @@ from havirt.plan.balance.model import BDomain, BNode, Hop, Layout
 from havirt.plan.balance.nplus1 import verdict
 from havirt.plan.balance.plans import BalancePlan, Move
 from havirt.plan.balance.restore import restore
-from havirt.plan.balance.score import score_of
-from havirt.plan.balance.search import Single, scan_single, scan_swap
+from havirt.plan.balance.score import DEFAULT_WEIGHTS, Weights, score_of
+from havirt.plan.balance.search import Single, scan_best, scan_swaps
 
 # Gains below this are rounding noise, whatever min_gain says.
 TINY_GAIN = 1e-12
-# Candidate sources and targets: the PRUNE_K most and least loaded nodes by
-# each measure; a wider scan, then every node, only when nothing is worth it.
-PRUNE_K = 8
-SWAP_K = 5
 # How many best single moves are weighed against each other for their cost,
 # and how much gain a cheaper one may give up (a fraction of the best gain).
 KEEP = 12
@@ -52,6 +48,7 @@ def plan_balance(
     max_moves: int | None,
     min_gain: float,
     keep_n_plus_1: bool = True,
+    weights: Weights = DEFAULT_WEIGHTS,
 ) -> BalancePlan:
     """Plan migrations that lower the cluster score (see the module docstring).
 
@@ -62,15 +59,16 @@ def plan_balance(
     least ``min_gain`` divided by the number of nodes not in maintenance
     (any float: <= 0 takes any gain, ``inf`` none), so one value means the
     same on 5 nodes and on 100. ``keep_n_plus_1``: guard and restore N+1.
+    ``weights``: those of the score (``score.Weights``).
     Deterministic: the same input in any order gives the same plan.
     """
     if max_moves is not None and max_moves < 0:
         raise ValueError("max_moves must be >= 0 or None")
     if math.isnan(min_gain):
         raise ValueError("min_gain must be a number")
-    layout = Layout(nodes, domains)
+    layout = Layout(nodes, domains, weights)
     base = (list(layout.mem), list(layout.vcpu))
-    before = score_of(layout.usable, layout.cpus, layout.mem, layout.vcpu)
+    before = layout.score_now()
     n1_before = verdict(layout) if keep_n_plus_1 else None
     guard = Guard(layout, n1_before) if n1_before is not None else None
     thr = max(min_gain / layout.n, TINY_GAIN) if layout.n else math.inf
@@ -100,7 +98,7 @@ def _balance(layout: Layout, guard: Guard | None, budget: float, thr: float) -> 
     width = LOOKAHEAD if layout.n * sum(len(layout.groups(i)) for i in range(layout.n)) <= LOOKAHEAD_MAX_WORK else 0
     swept = True
     while len(steps) < budget:
-        cands = [c for c in _best_single(layout, thr, refused) if c[0] >= thr]
+        cands = _best_single(layout, thr, refused)
         if cands:
             for _, k, j in _choose(layout, cands, thr, width):
                 if guard is None or guard.allows([(k, j)]):
@@ -152,25 +150,18 @@ def _follow_up(layout: Layout, cand: Single, thr: float) -> float:
 
 
 def _best_swap(layout: Layout, guard: Guard | None, thr: float) -> list[tuple[int, int]] | None:
-    """The best swap between likely nodes, if it gains ``2 * thr`` and the guard allows it."""
-    sources, targets = layout.loaded_order(SWAP_K)
-    sw = scan_swap(layout, sources, targets)
-    if sw is None or sw[0] < 2 * thr:
-        return None
-    pair = [(sw[1], sw[2]), (sw[3], sw[4])]
-    return pair if guard is None or guard.allows(pair) else None
+    """The best swap that gains ``2 * thr`` and that the guard allows (of the
+    ``KEEP`` best), if any."""
+    for sw in scan_swaps(layout, 2 * thr, KEEP):
+        pair = [(sw[1], sw[2]), (sw[3], sw[4])]
+        if guard is None or guard.allows(pair):
+            return pair
+    return None
 
 
 def _best_single(layout: Layout, thr: float, refused: set[tuple[int, int]]) -> list[Single]:
-    """The best single moves; the pruned scan widens, then goes over every
-    node, only when it finds nothing worth ``thr`` (so stopping is exact)."""
-    found: list[Single] = []
-    for k in (PRUNE_K, 3 * PRUNE_K, layout.n):
-        sources, targets = layout.loaded_order(k)
-        found = scan_single(layout, sources, targets, KEEP, refused)
-        if (found and found[0][0] >= thr) or len(sources) == layout.n:
-            return found
-    return found
+    """The best single moves that gain ``thr``, over every domain and node."""
+    return scan_best(layout, thr, KEEP, refused)
 
 
 def _do(layout: Layout, guard: Guard | None, pairs: list[tuple[int, int]]) -> list[Hop]:
@@ -194,6 +185,6 @@ def _moves(layout: Layout, base: tuple[list[int], list[int]], steps: list[Hop]) 
         vcpu[i] -= v
         mem[j] += m
         vcpu[j] += v
-        score = score_of(layout.usable, layout.cpus, mem, vcpu)
+        score = score_of(layout.usable, layout.cpus, mem, vcpu, layout.weights)
         moves.append(Move(layout.doms[k].name, layout.names[i], layout.names[j], m, score))
     return moves
