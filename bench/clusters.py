@@ -18,6 +18,7 @@ from dataclasses import dataclass
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from havirt.plan.balance import BDomain, BNode  # noqa: E402
+from havirt.rules.fit import vcpu_cap  # noqa: E402
 
 # (usable MiB, CPUs)
 SMALL = [(128 * 1024, 32), (192 * 1024, 48)]
@@ -40,6 +41,7 @@ class Shape:
     node_kinds: tuple = tuple(MIXED)
     domain_kinds: tuple = tuple(FLEET)
     fill: float = 0.0  # > 0: grow or shrink domains so memory use is about this share
+    vcpu_fill: float = 0.0  # > 0: scale vCPUs so their sum is about this share of every node's cap
     skew: float = 3.0  # higher: domains crowd the first nodes more
     allowed_share: float = 0.0  # share of domains on storage only some nodes see (one of 3 pools)
     allowed_nodes: tuple[int, int] | None = None  # (a, b): each of those sees a nodes to b, drawn for it
@@ -59,6 +61,10 @@ def generate(shape: Shape, seed: int) -> tuple[list[BNode], list[BDomain]]:
     if shape.fill > 0:
         scale = shape.fill * sum(n.usable_mib for n in nodes) / sum(m for m, _ in sizes)
         sizes = [(max(256, int(m * scale) // 256 * 256), v) for m, v in sizes]
+    if shape.vcpu_fill > 0:
+        cap = sum(vcpu_cap(n.cpus, n.max_ratio) for n in nodes)
+        scale = shape.vcpu_fill * cap / sum(v for _, v in sizes)
+        sizes = [(m, max(1, round(v * scale))) for m, v in sizes]
     return nodes, _place(shape, nodes, sizes, rng)
 
 
