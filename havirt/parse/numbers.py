@@ -53,6 +53,7 @@ SECONDS = Range(0, 86400, above=True)        # every timeout, and waits given on
 LOCK_WAIT = Range(0, 86400)                  # lock_timeout (0: do not wait)
 PARALLEL = Range(1, 1024)                    # ssh.parallel
 MIN_GAIN = Range(0, 100)                     # balance.min_gain, --min-gain
+WEIGHT = Range(0, 1000)                      # balance.weights.memory, .vcpu (not both 0)
 MOVES = Range(1, 100000)                     # balance.max_moves, --max-moves
 SCANS = Range(1, 100000)                     # recover.after
 COUNT = Range(0, 1 << 53)                    # anything else counted (silent scans in a row)

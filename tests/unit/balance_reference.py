@@ -11,7 +11,7 @@ import dataclasses
 import random
 
 from havirt.plan.balance import BDomain, BNode, Move
-from havirt.plan.balance.score import score_of
+from havirt.plan.balance.score import DEFAULT_WEIGHTS, Weights, score_of
 from havirt.rules import fit as rules
 
 
@@ -41,16 +41,16 @@ def fits(nodes: list[BNode], domains: list[BDomain], d: BDomain, target: str) ->
     return not rules.fit_problems(loads(nodes, domains)[target], need(d))
 
 
-def cluster_score(nodes: list[BNode], domains: list[BDomain]) -> float:
+def cluster_score(nodes: list[BNode], domains: list[BDomain], weights: Weights = DEFAULT_WEIGHTS) -> float:
     """The score from its definition, over the nodes not in maintenance."""
     active = sorted((n for n in nodes if not n.maintenance), key=lambda n: n.name)
     mem = [sum(d.memory_mib for d in domains if d.node == n.name) for n in active]
     vcpu = [sum(d.vcpus for d in domains if d.node == n.name) for n in active]
-    return score_of([n.usable_mib for n in active], [n.cpus for n in active], mem, vcpu)
+    return score_of([n.usable_mib for n in active], [n.cpus for n in active], mem, vcpu, weights)
 
 
 def replay(nodes: list[BNode], domains: list[BDomain], moves: list[Move], *,
-           restart: bool = False, source: str | None = None) -> list[BDomain]:
+           restart: bool = False, source: str | None = None, weights: Weights = DEFAULT_WEIGHTS) -> list[BDomain]:
     """Do ``moves`` in order, asserting every hard limit (``havirt.rules``)
     at every step and each move's ``score_after``; returns where the
     domains end. ``restart``: domains take their restart size (failover);
@@ -68,7 +68,7 @@ def replay(nodes: list[BNode], domains: list[BDomain], moves: list[Move], *,
         assert not problems, problems
         now[k] = dataclasses.replace(d, node=mv.target, memory_mib=mem, vcpus=vcpus)
         left = [n for n in nodes if n.name != source]
-        assert abs(mv.score_after - cluster_score(left, [x for x in now if x.node != source])) < 1e-9
+        assert abs(mv.score_after - cluster_score(left, [x for x in now if x.node != source], weights)) < 1e-9
     return now
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from havirt.plan.balance import BalancePlan, BDomain, BNode, plan_balance, score
+from havirt.plan.balance import BalancePlan, BDomain, BNode, Weights, plan_balance, score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from balance_reference import cluster_score, plan_greedy, random_cluster, replay  # noqa: E402
@@ -311,3 +311,40 @@ def test_plan_as_data() -> None:
     off = plan(nodes, doms, keep_n_plus_1=False).as_dict()
     assert off["n_plus_1_before"] is None and off["n_plus_1_after"] is None
     assert off["moves"] == data["moves"]
+
+
+# -- the weights --------------------------------------------------------------------
+
+
+def test_weights_are_the_score_s_and_are_checked() -> None:
+    nodes = [BNode("a", 1000, 4, 4.0), BNode("b", 1000, 4, 4.0)]
+    doms = [BDomain("x", "a", 500, 4)]  # free shares 0.5 and 1.0, ratios 1.0 and 0.0
+    assert score(nodes, doms) == pytest.approx(0.25 + 0.5 * 0.5)
+    assert score(nodes, doms, Weights(1, 1)) == pytest.approx(0.25 + 0.5)
+    assert score(nodes, doms, Weights(0, 3)) == pytest.approx(1.5)
+    assert score(nodes, doms, Weights(2, 0)) == pytest.approx(0.5)
+    for bad in ((-1, 1), (1, -0.1), (0, 0), (math.nan, 1), (1, math.inf), (True, 1), ("1", 1)):
+        with pytest.raises(ValueError):
+            Weights(*bad)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_plans_with_other_weights_keep_every_rule(seed: int) -> None:
+    """Without N+1 (whose restoring moves may raise it), each move lowers the
+    score of the weights given (a swap's first half by no more than the swap
+    gains), every limit holds, and the scores the plan reports are those
+    weights' scores."""
+    nodes, doms = generate(Shape("weights", 10, 120, fill=0.85, vcpu_fill=0.8), seed)
+    for w in (Weights(1, 1), Weights(1, 0), Weights(0, 1), Weights(0.2, 3)):
+        p = plan(nodes, doms, min_gain=0.001, weights=w, keep_n_plus_1=False)
+        now = replay(nodes, doms, p.moves, weights=w)
+        assert p.score_before == pytest.approx(score(nodes, doms, w))
+        assert p.score_after == pytest.approx(score(nodes, now, w)) and p.score_after < p.score_before
+        scores = [p.score_before] + [m.score_after for m in p.moves]
+        k = 1
+        while k < len(scores):
+            if scores[k] > scores[k - 1]:
+                assert scores[k] - scores[k - 1] <= scores[k - 1] - scores[k + 1] + 1e-12
+                k += 1
+            assert scores[k] < scores[k - 1]
+            k += 1

@@ -24,6 +24,7 @@ from havirt.plan.balance.nplus1 import n_plus_1
 from havirt.plan.balance.placement import plan_evacuation, plan_failover
 from havirt.plan.balance.planner import plan_balance
 from havirt.plan.balance.plans import BalancePlan, Move, NodeLoss, NPlus1, PlacementPlan, Stranded
+from havirt.plan.balance.score import Weights
 
 __all__ = [
     "BDomain",
@@ -34,6 +35,7 @@ __all__ = [
     "NodeLoss",
     "PlacementPlan",
     "Stranded",
+    "Weights",
     "n_plus_1",
     "plan_balance",
     "plan_evacuation",
