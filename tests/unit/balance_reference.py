@@ -128,3 +128,55 @@ def random_cluster(seed: int, n_nodes: int | None = None, n_domains: int | None 
         doms.append(BDomain(f"d{k:03d}", home, m, v, movable=rng.random() >= fixed,
                             why_fixed="in maintenance", allowed=allow, restart_memory_mib=rm))
     return nodes, doms
+
+
+def moves_plain(layout, floor: float) -> list[tuple[float, int, int, int]]:
+    """Every single move of ``layout`` (of the domains ``Layout.groups``
+    stands for) that gains at least ``floor``, as (gain, source, domain,
+    target), best first then by index: each pair tried, each fit asked of
+    ``Layout.fits``, each gain from the score's definition."""
+    out = []
+    before = score_of(layout.usable, layout.cpus, layout.mem, layout.vcpu, layout.weights)
+    for i in range(layout.n):
+        for m, v, allowed, k in layout.groups(i):
+            for j in range(layout.n):
+                if j == i or not layout.fits(j, m, v, allowed):
+                    continue
+                with layout.trial(k, j):
+                    gain = before - score_of(layout.usable, layout.cpus, layout.mem, layout.vcpu, layout.weights)
+                if gain >= floor:
+                    out.append((gain, i, k, j))
+    return sorted(out, key=lambda c: (-c[0], c[1], c[2], c[3]))
+
+
+def exchanges_plain(layout, floor: float) -> list[tuple[float, int, int]]:
+    """Every exchange of two domains (those ``Layout.groups`` stands for) on
+    two nodes that gains at least ``floor``, as (gain, one, the other), best
+    first: both nodes within ``Layout.fits`` once exchanged, and one of the
+    two migrations fits first, leaving a score at most the gain above the
+    current one."""
+    before = score_of(layout.usable, layout.cpus, layout.mem, layout.vcpu, layout.weights)
+
+    def now() -> float:
+        return score_of(layout.usable, layout.cpus, layout.mem, layout.vcpu, layout.weights)
+
+    out = []
+    for i in range(layout.n):
+        for j in range(i + 1, layout.n):
+            for m1, v1, al1, k1 in layout.groups(i):
+                for m2, v2, al2, k2 in layout.groups(j):
+                    if (m1, v1) == (m2, v2):
+                        continue
+                    if not (layout.fits(i, m2 - m1, v2 - v1, al2) and layout.fits(j, m1 - m2, v1 - v2, al1)):
+                        continue
+                    with layout.trial(k1, j), layout.trial(k2, i):
+                        gain = before - now()
+                    halves = []
+                    for (a, to_a), (b, to_b) in (((k1, j), (k2, i)), ((k2, i), (k1, j))):
+                        m, v = layout.dmem[a], layout.dvcpu[a]
+                        if layout.fits(to_a, m, v, layout.allowed[a]):
+                            with layout.trial(a, to_a):
+                                halves.append(now())
+                    if gain >= floor and halves and min(halves) <= before + gain + 1e-12:
+                        out.append((gain, k1, k2))
+    return sorted(out, key=lambda c: -c[0])
