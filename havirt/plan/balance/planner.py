@@ -1,9 +1,12 @@
 """``cluster balance``: the plan of migrations that lowers the score.
 
 The plan is built one move at a time, each the best the search finds from
-the state the earlier moves leave, so cutting the plan after k moves leaves
-what planning k moves gives (a swap is never cut in two), and:
+the state the earlier moves leave (``search``: every movable domain to every
+node where it fits, and every exchange of two domains between two nodes,
+weighed exactly), so cutting the plan after k moves leaves what planning k
+moves gives (a swap is never cut in two), and:
 
+* the score is that of the ``weights`` given (``score.Weights``);
 * the stop rule: a move is made only if it lowers the score by at least
   ``min_gain / number of nodes``; when no single move does, the best
   exchange of two domains between two nodes may (it must gain twice that;

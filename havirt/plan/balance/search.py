@@ -3,6 +3,10 @@
 Scans read the layout (what fits: the compiled rule of ``model``) and the
 score sums (what a move would gain: ``score.Sums``); they change nothing.
 Domains already moved by the plan are not candidates (``Layout.groups``).
+Both scans answer what trying every domain on every node (every exchange
+between every two nodes) would: a bound of what a source, or a pair of
+nodes, can gain, cheap to work out, skips those that cannot win (unit tests
+check the answers against trying them all, and the bounds).
 """
 
 from __future__ import annotations
