@@ -57,21 +57,24 @@ def scan_best(layout: Layout, floor: float, keep: int, skip: Set[tuple[int, int]
         if not groups:
             continue
         df2, dr2, iu, ic = 2.0 * (f[i] - mf), 2.0 * (r[i] - mr), inv_u[i], inv_c[i]
+        seen: dict[tuple[int, int], tuple[float, float, float] | None] = {}  # by size, on this node
         for m, v, allowed, k in groups:
-            t = targets.get((m, v))
-            if t is None:
-                t = targets[(m, v)] = _Targets(layout, base, m, v)
-            if not t.terms:
-                continue  # fits nowhere
-            a, c = m * iu, v * ic
-            sf, sr = df2 * a + cc * a * a, cc * c * c - dr2 * c  # _source_terms, inlined
-            xf, xr = sf + t.low_f, sr + t.low_r
-            if xf >= 0.0 and xr >= 0.0 and low > 0.0:
-                continue  # neither spread can shrink: no gain
-            vf, vr = vf0 + xf * inv, vr0 + xr * inv  # Base.gain_at_most, inlined
-            ub = cur - wm * (sqrt(vf) if vf > 0.0 else 0.0) - wv * (sqrt(vr) if vr > 0.0 else 0.0)
-            if ub >= low:
-                loose.append((-ub, i, k, m, v, allowed, sf, sr))
+            got = seen.get((m, v), ())
+            if got == ():
+                got = seen[(m, v)] = None
+                t = targets.get((m, v))
+                if t is None:
+                    t = targets[(m, v)] = _Targets(layout, base, m, v)
+                a, c = m * iu, v * ic
+                sf, sr = df2 * a + cc * a * a, cc * c * c - dr2 * c  # _source_terms, inlined
+                xf, xr = sf + t.low_f, sr + t.low_r
+                if t.terms and not (xf >= 0.0 and xr >= 0.0 and low > 0.0):  # else it fits nowhere, or
+                    vf, vr = vf0 + xf * inv, vr0 + xr * inv               # neither spread can shrink
+                    ub = cur - wm * (sqrt(vf) if vf > 0.0 else 0.0) - wv * (sqrt(vr) if vr > 0.0 else 0.0)
+                    if ub >= low:  # Base.gain_at_most, inlined
+                        got = seen[(m, v)] = (-ub, sf, sr)
+            if got is not None:
+                loose.append((got[0], i, k, m, v, allowed, got[1], got[2]))
     loose.sort()
     heap: list[tuple[float, int, int, int]] = []  # (gain, -i, -k, -j): the worst kept on top
     for neg_ub, i, k, m, v, allowed, sf, sr in loose:
