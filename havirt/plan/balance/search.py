@@ -216,7 +216,7 @@ def scan_swaps(layout: Layout, floor: float, keep: int) -> list[Swap]:
         worst = (best[-1][0] if len(best) >= keep else floor) - _ROUNDING
         if -neg_ub < worst:
             break
-        best += _exchanges(layout, i, j, worst)
+        best += _exchanges(layout, base, i, j, worst)
         best.sort(key=lambda c: -c[0])
         del best[keep:]
     return best
@@ -259,9 +259,18 @@ def _pair_terms(base: _Base, i: int, j: int, dm: tuple[int, int], dv: tuple[int,
     return _least(a, b, *dm), _least(e, g, *dv)
 
 
-def _exchanges(layout: Layout, i: int, j: int, worst: float) -> list[Swap]:
-    """The exchanges between nodes ``i`` and ``j`` that gain more than ``worst``."""
+def _exchanges(layout: Layout, base: _Base, i: int, j: int, worst: float) -> list[Swap]:
+    """The exchanges between nodes ``i`` and ``j`` that gain more than ``worst``.
+
+    The score after an exchange is worked out from the quadratics of
+    :func:`_pair_terms` (exact: the same as ``Sums.after_exchange``)."""
     sums = layout.sums
+    s, p, q, c, d = sums, sums.inv_u[i], sums.inv_u[j], sums.inv_c[i], sums.inv_c[j]
+    qa = 2.0 * (s.f[j] - base.mf) * q - 2.0 * (s.f[i] - base.mf) * p
+    qb = p * p + q * q - (q - p) * (q - p) * base.inv
+    qe = 2.0 * (s.r[i] - base.mr) * c - 2.0 * (s.r[j] - base.mr) * d
+    qg = c * c + d * d - (d - c) * (d - c) * base.inv
+    inv, vf0, vr0, cur, wm, wv, sqrt = base.inv, base.vf, base.vr, sums.cur, sums.wm, sums.wv, math.sqrt
     out: list[Swap] = []
     gj = layout.groups(j)
     free_i, room_i = layout.headroom(i)
@@ -279,10 +288,12 @@ def _exchanges(layout: Layout, i: int, j: int, worst: float) -> list[Swap]:
                 continue
             gain = gains.get((dm, dv))
             if gain is None:
-                gain = gains[(dm, dv)] = sums.cur - sums.after_exchange(i, j, dm, dv)
+                vf = vf0 + (qa * dm + qb * dm * dm) * inv
+                vr = vr0 + (qe * dv + qg * dv * dv) * inv
+                gain = gains[(dm, dv)] = cur - wm * (sqrt(vf) if vf > 0.0 else 0.0) - wv * (sqrt(vr) if vr > 0.0 else 0.0)
             if gain <= worst:
                 continue
-            order = _swap_order(layout, i, j, (m1, v1, k1), (m2, v2, k2), sums.cur + SWAP_BUMP * gain + _ROUNDING)
+            order = _swap_order(layout, i, j, (m1, v1, k1), (m2, v2, k2), cur + SWAP_BUMP * gain + _ROUNDING)
             if order is not None:
                 out.append((gain, *order))
     return out
