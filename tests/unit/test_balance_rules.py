@@ -24,11 +24,21 @@ from conftest import first_cluster
 from havirt.plan.balance import BDomain, BNode
 from havirt.plan.balance.model import Layout
 from havirt.plan.balance.score import Sums, Weights, score_of
-from havirt.plan.balance.search import _Base, _pair_terms, _source_terms, _Targets, scan_best, scan_swaps
+from havirt.plan.balance.search import (
+    _Base,
+    _Order,
+    _pair_terms,
+    _source_terms,
+    _Targets,
+    scan_best,
+    scan_swaps,
+)
 from havirt.rules import fit as rules
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from balance_reference import cluster_score, exchanges_plain, moves_plain, random_cluster  # noqa: E402
+from clusters import Shape, generate  # noqa: E402
 
 WEIGHTS = [Weights(), Weights(1, 1), Weights(0.3, 2.0), Weights(1, 0), Weights(0, 1)]
 
@@ -174,6 +184,26 @@ def test_the_best_moves_are_those_of_every_pair(seed: int) -> None:
                 assert [g for g, _, _ in got] == pytest.approx([g for g, *_ in every[:keep]], abs=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_the_best_moves_on_nodes_of_few_kinds(seed: int) -> None:
+    """Where nodes are of few kinds (taken kind by kind), on tight clusters
+    too: the same answers, and each kind's order gives the least parts."""
+    shape = Shape(f"kinds{seed}", 12, 90, fill=(0.0, 0.9)[seed % 2], vcpu_fill=(0.0, 0.9, 0.95)[seed % 3],
+                  max_ratio=(4.0, 8.0)[seed % 2])
+    nodes, doms = generate(shape, seed)
+    layout = Layout(nodes, doms, WEIGHTS[seed % len(WEIGHTS)])
+    order = _Order.of(layout)
+    assert order is not None
+    base = _Base(layout.sums)
+    for m, v in {(layout.dmem[k], layout.dvcpu[k]) for k in range(len(layout.doms))} | {(1 << 40, 1), (1, 1 << 20)}:
+        fast, every = _Targets(layout, base, order, m, v), _Targets(layout, base, None, m, v)
+        assert (fast.low_f, fast.low_r) == (every.low_f, every.low_r)
+    for floor in (1e-12, 0.002):
+        every = moves_plain(layout, floor)
+        got = scan_best(layout, floor, 6)
+        assert [(k, j) for _, k, j in got] == [(k, j) for _, _, k, j in every[:6]]
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_the_best_swaps_are_those_of_every_exchange(seed: int) -> None:
     for layout in _stepped(seed, allowed=0.3, fixed=0.0):
@@ -211,7 +241,7 @@ def test_the_bounds_bound(seed: int) -> None:
             j = rng.choice([x for x in range(n) if x != i])
             m, v = layout.dmem[k], layout.dvcpu[k]
             sf, sr = _source_terms(base, i, m, v)
-            low = _Targets(layout, base, m, v)
+            low = _Targets(layout, base, None, m, v)
             with layout.trial(k, j):
                 f1, r1 = n_var()
             if layout.fits(j, m, v, None):

@@ -20,6 +20,8 @@ from havirt.plan.balance.model import Layout
 # Scores closer than this are equal (rounding).
 _ROUNDING = 1e-12
 SWAP_BUMP = 1.0
+# Nodes are taken kind by kind when there are at least this many to a kind.
+KIND_MIN_NODES = 3
 # A single move: (gain, domain index, target index).
 Single = tuple[float, int, int]
 # A swap: (gain, first domain, its target, second domain, its target), in the
@@ -47,6 +49,7 @@ def scan_best(layout: Layout, floor: float, keep: int, skip: Set[tuple[int, int]
     if sums.n == 0:
         return []
     base = _Base(sums)
+    order = _Order.of(layout)
     targets: dict[tuple[int, int], _Targets] = {}
     loose: list[tuple[float, int, int, int, int, frozenset[int] | None, float, float]] = []
     f, r, inv_u, inv_c, mf, mr, cc = sums.f, sums.r, sums.inv_u, sums.inv_c, base.mf, base.mr, base.c
@@ -64,11 +67,11 @@ def scan_best(layout: Layout, floor: float, keep: int, skip: Set[tuple[int, int]
                 got = seen[(m, v)] = None
                 t = targets.get((m, v))
                 if t is None:
-                    t = targets[(m, v)] = _Targets(layout, base, m, v)
+                    t = targets[(m, v)] = _Targets(layout, base, order, m, v)
                 a, c = m * iu, v * ic
                 sf, sr = df2 * a + cc * a * a, cc * c * c - dr2 * c  # _source_terms, inlined
                 xf, xr = sf + t.low_f, sr + t.low_r
-                if t.terms and not (xf >= 0.0 and xr >= 0.0 and low > 0.0):  # else it fits nowhere, or
+                if t.low_f < math.inf and not (xf >= 0.0 and xr >= 0.0 and low > 0.0):  # else: fits nowhere, or
                     vf, vr = vf0 + xf * inv, vr0 + xr * inv               # neither spread can shrink
                     ub = cur - wm * (sqrt(vf) if vf > 0.0 else 0.0) - wv * (sqrt(vr) if vr > 0.0 else 0.0)
                     if ub >= low:  # Base.gain_at_most, inlined
@@ -137,36 +140,83 @@ def _source_terms(base: _Base, i: int, m: int, v: int) -> tuple[float, float]:
 class _Targets:
     """The target parts (see :func:`_source_terms`) of the nodes where a
     domain of ``m`` MiB and ``v`` vCPUs fits now (whatever its disks: a
-    bound), and the least of each."""
+    bound): the least of each (``inf``: it fits nowhere), and on demand
+    those that no other beats on both (the frontier).
 
-    def __init__(self, layout: Layout, base: _Base, m: int, v: int) -> None:
-        s = base.sums
-        f, r, inv_u, inv_c, mf, mr, cc = s.f, s.r, s.inv_u, s.inv_c, base.mf, base.mr, base.c
-        mem, vcpu, usable, vcap = layout.mem, layout.vcpu, layout.usable, layout.vcap
-        terms = []
-        low_f = low_r = math.inf
-        for j in range(layout.n):
-            if mem[j] + m <= usable[j] and vcpu[j] + v <= vcap[j]:  # Layout.fitting, inlined
-                d = m * inv_u[j]
-                e = v * inv_c[j]
-                tf, tr = cc * d * d - 2.0 * (f[j] - mf) * d, 2.0 * (r[j] - mr) * e + cc * e * e
-                terms.append((tf, tr))
-                if tf < low_f:
-                    low_f = tf
-                if tr < low_r:
-                    low_r = tr
-        self.terms, self.low_f, self.low_r = terms, low_f, low_r
+    Nodes alike (usable MiB, CPUs, vCPU cap) have their memory part in the
+    order of their free share and their vCPU part in that of their ratio:
+    with few kinds of nodes, the least of each is the first node that fits
+    in that order, for each kind (``_Order``); else every node is asked."""
+
+    def __init__(self, layout: Layout, base: _Base, order: _Order | None, m: int, v: int) -> None:
+        self.layout, self.base, self.m, self.v = layout, base, m, v
         self._front: list[tuple[float, float]] | None = None
+        if order is None:
+            terms = self._terms()
+            self.low_f = min((t[0] for t in terms), default=math.inf)
+            self.low_r = min((t[1] for t in terms), default=math.inf)
+            return
+        mem, vcpu, usable, vcap = layout.mem, layout.vcpu, layout.usable, layout.vcap
+        low_f = low_r = math.inf
+        for by_free, by_ratio in order.kinds:
+            for j in by_free:
+                if mem[j] + m <= usable[j] and vcpu[j] + v <= vcap[j]:  # Layout.fitting, inlined
+                    tf = self._part(j)[0]
+                    low_f = tf if tf < low_f else low_f
+                    break
+            for j in by_ratio:
+                if mem[j] + m <= usable[j] and vcpu[j] + v <= vcap[j]:
+                    tr = self._part(j)[1]
+                    low_r = tr if tr < low_r else low_r
+                    break
+        self.low_f, self.low_r = low_f, low_r
+
+    def _part(self, j: int) -> tuple[float, float]:
+        s, base = self.base.sums, self.base
+        d = self.m * s.inv_u[j]
+        e = self.v * s.inv_c[j]
+        return base.c * d * d - 2.0 * (s.f[j] - base.mf) * d, 2.0 * (s.r[j] - base.mr) * e + base.c * e * e
+
+    def _terms(self) -> list[tuple[float, float]]:
+        """The parts of every node where it fits (``_part``, inlined)."""
+        s, base, m, v, lay = self.base.sums, self.base, self.m, self.v, self.layout
+        f, r, inv_u, inv_c, mf, mr, cc = s.f, s.r, s.inv_u, s.inv_c, base.mf, base.mr, base.c
+        out = []
+        for j in lay.fitting(m, v, None, range(lay.n)):
+            d = m * inv_u[j]
+            e = v * inv_c[j]
+            out.append((cc * d * d - 2.0 * (f[j] - mf) * d, 2.0 * (r[j] - mr) * e + cc * e * e))
+        return out
 
     def frontier(self) -> list[tuple[float, float]]:
         """The terms no other beats on both."""
         if self._front is None:
             out: list[tuple[float, float]] = []
-            for tf, tr in sorted(self.terms):
+            for tf, tr in sorted(self._terms()):
                 if not out or tr < out[-1][1]:
                     out.append((tf, tr))
             self._front = out
         return self._front
+
+
+class _Order:
+    """The nodes of each kind (usable MiB, CPUs, vCPU cap), most free share
+    first and lowest vCPU ratio first; None when kinds are too many for that
+    to pay (fewer than ``KIND_MIN_NODES`` nodes to a kind)."""
+
+    def __init__(self, kinds: list[tuple[list[int], list[int]]]) -> None:
+        self.kinds = kinds
+
+    @staticmethod
+    def of(layout: Layout) -> _Order | None:
+        by_kind: dict[tuple[int, int, int], list[int]] = {}
+        for j in range(layout.n):
+            by_kind.setdefault((layout.usable[j], layout.cpus[j], layout.vcap[j]), []).append(j)
+        if len(by_kind) * KIND_MIN_NODES > layout.n:
+            return None
+        f, r = layout.sums.f, layout.sums.r
+        return _Order([(sorted(nodes, key=lambda j: (-f[j], j)), sorted(nodes, key=lambda j: (r[j], j)))
+                       for nodes in by_kind.values()])
 
 
 def scan_swaps(layout: Layout, floor: float, keep: int) -> list[Swap]:
