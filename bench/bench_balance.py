@@ -7,7 +7,9 @@
 
 For each generated cluster (``clusters.COMPARISON``) both tools plan from the
 same placement: hbal 3.0.2 (Debian's ganeti-htools, text backend, see
-``hbal.py``; its runs are kept by input, ``hbal.cached_run``) and
+``hbal.py``; its runs are kept by input, ``hbal.cached_run``: on the
+100-node clusters hbal needs from a quarter of an hour to over an hour, so
+the first run of the bench takes hours, the next ones minutes) and
 ``plan_balance`` with config.yaml's defaults (``balance.min_gain``,
 ``balance.weights``, N+1 kept), then with hbal's weights (memory 1, vCPU 1).
 Where hbal's plan makes the loss of some node fatal (havirt never does:
