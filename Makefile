@@ -9,12 +9,13 @@ PY := $(VENV)/bin/python
 NODES ?= 3
 LAB := tests/lab/lab
 # what the tests check havirt's output with: promtool, node_exporter, man, bash,
-# systemd-analyze, virt-xml-validate (and its xmllint), qemu-img
+# systemd-analyze, virt-xml-validate (and its xmllint), qemu-img; etcd (the
+# unit tests of the etcd store run one member, the lab three) and etcdctl
 TOOL_PACKAGES := prometheus prometheus-node-exporter man-db groff-base bash systemd \
-	libvirt-clients libxml2-utils qemu-utils
+	libvirt-clients libxml2-utils qemu-utils etcd-server etcd-client
 # (mount: losetup for the lab's volumes; python3: the lab removes the loop
 # devices it made the kernel create)
-DEB_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu \
+DEB_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu libvirt-daemon-driver-lxc \
 	qemu-system-x86 qemu-utils openssh-server openssh-client iproute2 mount python3 \
 	$(TOOL_PACKAGES)
 # make bench only: Ganeti's hbal, to compare cluster balance with

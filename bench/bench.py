@@ -7,9 +7,18 @@ ratios compare like with like on this shared, noisy machine):
     domain `ssh node virsh dominfo NAME`, node after node;
   - the floor: OpenSSH to all nodes at once, one session and one virsh each;
   - havirt node scan (the whole command, process start included);
+  - the same with the openssh transport (ssh.backend: openssh): fresh
+    connections (persist 0), the first scan (it opens the shared
+    connections) and a second one within ssh.persist (it reuses them), and
+    a dry run of `domain start` on warm connections;
   - havirt scan wall time for 1, 2, 4 and 8 nodes;
   - read-only commands (no paramiko import) wall time;
-  - state load and save at 1,000 nodes and 20,000 domains.
+  - state load and save at 1,000 nodes and 20,000 domains;
+  - failover of three block-volume domains (leases) of a node powered off
+    (`lab fault NODE power-off`: its packets go unanswered), from the command
+    to all three verified running elsewhere;
+  - read-only commands and a start with the etcd store against files
+    (bench_etcd.py: the lab's three-member etcd).
 Writes docs/BENCHMARK.md, keeping the balance section (bench_balance.py writes it).
 """
 
@@ -26,7 +35,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from machine import machine  # bench/ is on the path: the script runs from there
+import bench_etcd  # bench/ is on the path: the script runs from there
+from machine import machine
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -118,6 +128,43 @@ def floor_cmd(env, nodes) -> str:
     return " ".join(f"{ssh} {n} {v} >/dev/null &" for n in nodes) + " wait"
 
 
+def openssh_configs(home: Path) -> dict[str, Path]:
+    """config.yaml with ssh.backend: openssh, sharing (persist 600) and not (0)."""
+    import yaml
+    base = yaml.safe_load((home / "config.yaml").read_text())
+    out = {}
+    for name, persist in (("shared", 600), ("fresh", 0)):
+        cfg = {**base, "ssh": {**base["ssh"], "backend": "openssh", "persist": persist}}
+        out[name] = home / f"openssh-{name}.yaml"
+        out[name].write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return out
+
+
+def close_masters(home: Path, config: Path) -> None:
+    """`ssh -O exit` of every node's shared connection (as havirt names them)."""
+    from havirt.remote.openssh import OpenSSHRunner
+    from havirt.remote.transport import Target
+    from havirt.store.config import load_config
+    from havirt.store.state import load_state
+    nodes = load_state(home / "var" / "state.yaml").nodes
+    r = OpenSSHRunner(load_config(config).ssh,
+                      {n: Target(n, x.address, x.user, x.port) for n, x in nodes.items()})
+    for n in r.targets:
+        subprocess.run(r.control_argv(n, "exit"), capture_output=True, timeout=30)
+
+
+def openssh_times(havirt: str, home: Path, configs: dict[str, Path]) -> dict[str, float]:
+    shared, fresh = (f"{havirt} --config {configs[k]}" for k in ("shared", "fresh"))
+    cold = []
+    for _ in range(RUNS):
+        close_masters(home, configs["shared"])
+        cold.append(timed(f"{shared} node scan -q"))
+    timed(f"{shared} node scan -q")                    # the masters are up
+    return {"fresh": median_of(f"{fresh} node scan -q", RUNS), "first": statistics.median(cold),
+            "second": median_of(f"{shared} node scan -q", RUNS),
+            "start": median_of(f"{shared} domain start bench-start node1 >/dev/null", RUNS)}
+
+
 def state_io(n_nodes=1000, n_domains=20000) -> tuple[float, float, int]:
     from havirt.store.state import DomainRecord, NodeRecord, State, load_state, save_state
     st = State()
@@ -155,6 +202,31 @@ def readonly_times(havirt) -> dict:
     return out
 
 
+def failover_time(env, nodes, havirt, home: Path) -> dict:
+    """Three block-volume domains on the last node, that node powered off, then
+    `havirt --yes node failover NODE`; each must then run on exactly one other node."""
+    dead, vols = nodes[-1], ["vol1", "vol2", "vol3"]
+    for v in vols:
+        shutil.copy(Path(env["LAB_HOME"]) / "conf" / f"{v}.xml", home / "conf" / f"{v}.xml")
+        sh(f"{havirt} --yes domain start {v} {dead} >/dev/null")
+    sh(f"{havirt} node scan -q", check=False)
+    sh(f"{env['LAB_SCRIPT']} fault {dead} power-off")
+    try:
+        t = time.perf_counter()
+        p = sh(f"{havirt} --yes node failover {dead}", check=False)
+        seconds = time.perf_counter() - t
+        running = {n: sh(f"{env['LAB_SCRIPT']} exec {n} virsh -q -c qemu:///system list --name").stdout.split()
+                   for n in nodes[:-1]}
+        where = {v: [n for n, names in running.items() if v in names] for v in vols}
+        if p.returncode != 0 or any(len(w) != 1 for w in where.values()):
+            raise SystemExit(f"bench: failover did not end with each domain once: {where}\n{p.stdout}{p.stderr}")
+    finally:
+        sh(f"{env['LAB_SCRIPT']} fault {dead} power-on")
+    for v in vols:
+        sh(f"{havirt} --yes domain destroy {v} >/dev/null", check=False)
+    return {"seconds": seconds, "node": dead, "where": where}
+
+
 def main() -> None:
     env = lab_env()
     nodes = [f"node{i}" for i in range(1, int(env["LAB_NODES"]) + 1)]
@@ -166,6 +238,10 @@ def main() -> None:
         sh(f"{havirt} node add {n} --address 10.231.0.{10 + i}")
     print(f"bench: {len(nodes)} nodes; starting {PER_NODE} domains on each", flush=True)
     names = start_domains(env, nodes, home)
+    spare = re.sub(r"<name>[^<]+</name>", "<name>bench-start</name>",
+                   (Path(env["LAB_DIR"]) / "xml" / "tiny1.xml").read_text())
+    (home / "conf" / "bench-start.xml").write_text(re.sub(r"<uuid>[^<]+</uuid>", "", spare))
+    configs = openssh_configs(home)
     waited = settle()
     print(f"bench: {len(names)} domains running; settled after {waited:.0f} s", flush=True)
     sh(f"{havirt} node scan", check=False)  # warm: every node's libvirtd answered once
@@ -176,25 +252,60 @@ def main() -> None:
         naive = timed(naive_cmd(env, nodes))
         floor = median_of(floor_cmd(env, nodes), RUNS)
         scan = median_of(f"{havirt} node scan -q", RUNS)
-        rounds.append((naive, floor, scan))
-        print(f"bench: round {r + 1}: naive {naive:.2f} s, floor {floor:.3f} s, havirt {scan:.3f} s",
-              flush=True)
+        ossh = openssh_times(havirt, home, configs)
+        rounds.append((naive, floor, scan, ossh))
+        print(f"bench: round {r + 1}: naive {naive:.2f} s, floor {floor:.3f} s, havirt {scan:.3f} s, "
+              f"openssh fresh {ossh['fresh']:.3f} s, first {ossh['first']:.3f} s, "
+              f"second {ossh['second']:.3f} s", flush=True)
     results["naive"] = statistics.median(x[0] for x in rounds)
     results["floor"] = statistics.median(x[1] for x in rounds)
     results["scan"] = statistics.median(x[2] for x in rounds)
+    results["openssh"] = {k: statistics.median(x[3][k] for x in rounds) for k in rounds[0][3]}
+    close_masters(home, configs["shared"])
     results["by_nodes"] = {k: median_of(f"{havirt} node scan -q {' '.join(nodes[:k])}", RUNS)
                            for k in (1, 2, 4, 8) if k <= len(nodes)}
     results["readonly"] = readonly_times(havirt)
     results["state_load"], results["state_save"], results["state_bytes"] = state_io()
+    results["failover"] = failover_time(env, nodes, havirt, home)
+    results["etcd"] = bench_etcd.measure(env, home, "bench-start", nodes[0])
     write_report(results, len(nodes), len(names))
     shutil.rmtree(home, ignore_errors=True)
+
+
+def openssh_report(r: dict) -> list[str]:
+    o, floor = r["openssh"], r["floor"]
+    return [
+        "## Scan with the openssh transport (`ssh.backend: openssh`)",
+        "",
+        "The same scan, the same nodes, in the same rounds; the floor opens a fresh",
+        "connection to every node, as above.",
+        "",
+        "| way | seconds | ratio to the floor |",
+        "| --- | ---: | ---: |",
+        f"| floor (fresh OpenSSH sessions, all nodes in parallel) | {floor:.3f} | 1 |",
+        f"| `havirt node scan`, paramiko transport | {r['scan']:.3f} | {r['scan'] / floor:.2f}x |",
+        f"| openssh, `persist: 0` (a fresh connection every time) | {o['fresh']:.3f} | "
+        f"{o['fresh'] / floor:.2f}x |",
+        f"| openssh, first scan (opens the shared connections) | {o['first']:.3f} | "
+        f"{o['first'] / floor:.2f}x |",
+        f"| openssh, second scan within `ssh.persist` (reuses them) | {o['second']:.3f} | "
+        f"{o['second'] / floor:.2f}x |",
+        f"| openssh, `havirt domain start` dry run (a scan, the plan) on them | {o['start']:.3f} | "
+        f"{o['start'] / floor:.2f}x |",
+        "",
+        f"Targets: a first scan at most 1.0x the floor ({o['first'] / floor:.2f}x: "
+        f"{'met' if o['first'] <= floor else 'NOT met'}), a second one at most 0.3x "
+        f"({o['second'] / floor:.2f}x: {'met' if o['second'] <= 0.3 * floor else 'NOT met'}), "
+        f"`domain start` under 1 s ({o['start']:.2f} s: {'met' if o['start'] < 1 else 'NOT met'}).",
+        "",
+    ]
 
 
 def write_report(r: dict, n_nodes: int, n_domains: int) -> None:
     lines = [
         "# havirt benchmark",
         "",
-        f"Run on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}, by `make bench`:",
+        f"Run on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}, by `make bench` (`bench/bench.py`):",
         f"a lab of {n_nodes} nodes (namespaces with their own sshd and libvirtd), "
         f"{n_domains} running KVM domains. Medians; all figures from the same run.",
         "",
@@ -213,6 +324,7 @@ def write_report(r: dict, n_nodes: int, n_domains: int) -> None:
         f"{'met' if r['naive'] / r['scan'] >= 10 else 'NOT met'}); within 1.25x of the floor "
         f"({r['scan'] / r['floor']:.2f}x: {'met' if r['scan'] / r['floor'] <= 1.25 else 'NOT met'}).",
         "",
+        *openssh_report(r),
         "## havirt node scan by number of nodes",
         "",
         "| nodes | seconds |",
@@ -229,9 +341,17 @@ def write_report(r: dict, n_nodes: int, n_domains: int) -> None:
         "",
         "## State file of 1,000 nodes and 20,000 domains (target: under 1 s each)",
         "",
-        f"load {r['state_load']:.3f} s, save {r['state_save']:.3f} s "
-        f"({r['state_bytes'] / 1e6:.1f} MB)",
+        f"load {r['state_load']:.3f} s, save {r['state_save']:.3f} s ({r['state_bytes'] / 1e6:.1f} MB)",
         "",
+        "## Failover of a node that answers nothing (target: under 10 s)",
+        "",
+        f"Three block-volume domains (leases) on {r['failover']['node']}, which is then powered off "
+        "(its packets go unanswered: the connect timeout is 5 s): `havirt --yes node failover` "
+        f"took {r['failover']['seconds']:.1f} s to all three verified running elsewhere "
+        f"({', '.join(f'{d} on {w[0]}' for d, w in sorted(r['failover']['where'].items()))}): "
+        f"{'met' if r['failover']['seconds'] < 10 else 'NOT met'}.",
+        "",
+        *bench_etcd.report(r["etcd"], n_nodes),
     ]
     out = REPO / "docs" / "BENCHMARK.md"
     out.parent.mkdir(exist_ok=True)

@@ -5,7 +5,8 @@ EXIT_FAILURE = 1      # a step failed, or a scan/validate found anomalies
 EXIT_USAGE = 2        # bad usage, configuration, home, state file or conf/ XML
 EXIT_REFUSED = 3      # refused by a safety check
 EXIT_UNREACHABLE = 4  # a node needed for the command did not answer
-EXIT_LOCKED = 5       # another havirt holds the lock for too long
+EXIT_LOCKED = 5       # another havirt holds the lock for too long, or the lock was lost
+EXIT_STORE = 6        # the store (etcd) cannot be reached, or has no quorum
 
 
 class HavirtError(Exception):
@@ -108,6 +109,21 @@ class LockBusy(HavirtError):
     """Another havirt held the lock for longer than the configured wait."""
 
     exit_code = EXIT_LOCKED
+
+
+class LockLost(HavirtError):
+    """The lock's lease in the store ran out while an operation held it (the
+    store unreachable, or this process stopped for longer than lock_ttl): the
+    operation stops before its next step."""
+
+    exit_code = EXIT_LOCKED
+
+
+class StoreUnavailable(HavirtError):
+    """The shared store (etcd) did not answer, or has no quorum: nothing was
+    read or written by the request that failed."""
+
+    exit_code = EXIT_STORE
 
 
 class MetricsError(HavirtError):

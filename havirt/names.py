@@ -31,6 +31,21 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
+SNAPSHOT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
+
+
+def check_snapshot_name(name: str) -> str:
+    """A snapshot name: 1 to 64 letters, digits, '.', '_', '-', starting with a
+    letter. qemu finds a snapshot by its name or by its numeric ID, so a name
+    of digits could pick another snapshot; the first letter rules that out,
+    and an option ('-x') too."""
+    if not isinstance(name, str) or not SNAPSHOT_RE.fullmatch(name) or ".." in name:
+        shown = name if isinstance(name, str) and len(name) <= 40 else repr(name)[:40] + "..."
+        raise UsageError(f"invalid snapshot name {shown!r}: use 1-64 letters, digits, '.', '_' "
+                         "or '-', starting with a letter")
+    return name
+
+
 def quote_argv(argv) -> str:
     """Quote an argv list once, for a remote POSIX shell."""
     return " ".join(shlex.quote(str(a)) for a in argv)

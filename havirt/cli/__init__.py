@@ -15,7 +15,7 @@ from havirt.names import printable
 
 
 def load_commands() -> None:
-    from havirt.cli import cluster, domain, image, log, making, node  # noqa: F401  (they register themselves)
+    from havirt.cli import changing, cluster, domain, image, log, making, node, snapshots, store  # noqa: F401  (they register themselves)
 
 
 def run(args, runner_factory=None) -> int:

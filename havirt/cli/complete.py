@@ -36,26 +36,31 @@ def _module(ctx: click.Context) -> str | None:
 
 
 def known_names(ctx: click.Context, kind: str) -> list[str]:
-    """Nodes of the state file, or domains of conf/ and of the state file.
-    A TAB never prints an error: what cannot be read offers nothing."""
-    from havirt.store.conf import Conf
+    """Nodes of the state, or domains of conf/ and of the state, from the
+    home's store (its files, or etcd). A TAB never prints an error: what
+    cannot be read offers nothing."""
+    from havirt.store.config import load_config
     from havirt.store.home import resolve_home
-    from havirt.store.state import load_state
+    from havirt.store.stores import open_store
     try:
         home = resolve_home(ctx.find_root().params.get("home"), script_dir())
+        store = open_store(home, load_config(home.root / "config.yaml"))
     except Exception:
         return []
+    if store.shared:           # etcd: a TAB waits half a second per member at most
+        store.etcd.connect_timeout = store.etcd.answer_timeout = 0.5
     names: set[str] = set()
     try:
-        state = load_state(home.state_file)
+        state = store.load_state()
         names |= set(state.nodes if kind == "node" else state.domains)
     except Exception:
         pass
     if kind == "domain":
         try:
-            names |= Conf(home.conf).names()
+            names |= store.conf.names()
         except Exception:
             pass
+    store.close()
     return sorted(names)
 
 

@@ -14,7 +14,8 @@ SECONDS = Whole(numbers.SECONDS, "a number of seconds")
 @cli.group(epilog="Example: havirt domain list --running")
 def domain():
     """Domains: list, info, new, clone, delete, import, define, edit, undefine,
-    start, shutdown, destroy, reboot, reset, console, migrate, maintenance."""
+    start, shutdown, destroy, reboot, reset, console, migrate, maintenance,
+    set, attach-disk, detach-disk, attach-nic, detach-nic, resize-disk, snapshot, backup."""
 
 
 @domain.command("list", epilog="Example: havirt domain list --node node2 --running")
@@ -265,10 +266,10 @@ def domain_console(opts, name):
     from havirt.ops.console import ESCAPE_KEY, attach, console_session
     if not sys.stdin.isatty():
         raise UsageError("domain console needs a terminal (stdin is not one)")
-    node, argv = console_session(opts.app(), name)
+    node, argv, ssh = console_session(opts.app(), name)
     opts.out.say(f"{name} runs on {node}: its console follows (virsh console over ssh); "
                  f"leave with {ESCAPE_KEY}")
-    attach(node, argv)
+    attach(node, argv, ssh)
 
 
 @domain.command("migrate", epilog="""\b
@@ -282,7 +283,9 @@ Examples: havirt domain migrate web1 node3          # print the command
               help="Give up after SECONDS (default: migrate.timeout).")
 @pass_app
 def domain_migrate(opts, name, target, offline, timeout):
-    """Live-migrate NAME to TARGET (default: the node with most free memory after)."""
+    """Live-migrate NAME to TARGET (default: the node with most free memory after).
+
+    A container cannot move live: it needs --offline (stopped, then started on TARGET)."""
     from havirt.ops.domains import domain_migrate as migrate
     opts.out.outcome(migrate(opts.app(), name, target, offline, timeout))
 

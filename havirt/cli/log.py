@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from havirt.cli.group import cli, pass_app
@@ -18,23 +16,8 @@ LOG_COLUMNS = [("time", "time"), ("user", "user"), ("node", "node"), ("remote", 
 @pass_app
 def log(opts, tail):
     """The audit log: every executed step (never dry runs), newest last."""
-    from havirt.errors import HomeError
-    from havirt.store.files import MAX_LOG, read_file
     app = opts.app()
-    path = app.home.audit_file
-    entries = []
-    try:
-        lines = read_file(path, MAX_LOG).split(b"\n")
-    except FileNotFoundError:
-        lines = []
-    except OSError as e:
-        raise HomeError(f"{path}: cannot read the audit log: {e.strerror or e}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)   # bytes: UTF-8 expected, anything else is unreadable
-        except ValueError:
-            entry = None
-        entries.append(entry if isinstance(entry, dict) else {"outcome": f"(unreadable line {n})"})
-    opts.out.emit(entries[-tail:], LOG_COLUMNS)
+    entries = [entry if entry is not None else {"outcome": f"(unreadable {where})"}
+               for where, entry in app.store.audit_entries(tail)]
+    app.said_source()
+    opts.out.emit(entries, LOG_COLUMNS)

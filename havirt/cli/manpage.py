@@ -45,6 +45,8 @@ FILES = (
     ("HOME/var/state.yaml", "The admin's facts about nodes and a cache of the last scan."),
     ("HOME/var/audit.log", "One JSON line per executed step."),
     ("HOME/var/havirt.lock", "The lock; while held it names the holder."),
+    ("HOME/var/moved-STAMP/", "What store migrate moved out of the home (store.backend: etcd keeps "
+                              "the state, conf/, the audit log and the lock in etcd instead)."),
 )
 
 SEE_ALSO = "virsh(1), ssh(1), ssh_config(5), prometheus\\-node\\-exporter(1), systemd.timer(5)"

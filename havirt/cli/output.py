@@ -37,6 +37,11 @@ class Console(Reporter):
         if self.verbose:
             print(_lines(text), file=sys.stderr, flush=True)
 
+    def source(self, text: str, shared: bool) -> None:
+        """A shared store (etcd) is named on stderr (-q: not); the home's files under -v."""
+        if (shared and not self.quiet) or self.verbose:
+            print(_lines(text), file=sys.stderr, flush=True)
+
     def progress(self, chunk: str) -> None:
         if not self.quiet:
             sys.stderr.write(chunk)

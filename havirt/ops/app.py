@@ -1,8 +1,9 @@
-"""What every command works with: home, configuration, conf/, runner, output.
+"""What every command works with: home, configuration, the store (state,
+lock, conf/, audit log: store/stores.py), runner, output.
 
 The App never prints: core code reports through `app.out` (a Reporter the
 command line provides) or returns what it found. Everything that changes the
-state file happens inside `app.work()` (ops/work.py).
+state happens inside `app.work()` (ops/work.py).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from pathlib import Path
 
 from havirt.errors import ConfigError
 from havirt.ops.work import Work
-from havirt.store.conf import Conf
 from havirt.store.config import Config, load_config
 from havirt.store.home import Home
-from havirt.store.state import State, command_line, load_state, locked
+from havirt.store.state import State, command_line
+from havirt.store.stores import Store, open_store
 
 
 class Reporter:
@@ -38,16 +39,22 @@ class Reporter:
     def end_progress(self) -> None:
         """End a line of progress, if one was left open."""
 
+    def source(self, text: str, shared: bool) -> None:
+        """Where the facts a command shows come from (`shared`: a store other
+        homes write too, said; the home's own files: a detail)."""
+
 
 class App:
     def __init__(self, home: Home, cfg: Config, *, yes=False, dryrun=False, out=None,
-                 runner_factory=None):
+                 runner_factory=None, store: Store | None = None):
         self.home = home
         self.cfg = cfg
         self.yes = yes
         self.force_dryrun = dryrun
         self.out = out or Reporter()
-        self.conf = Conf(home.conf)
+        self.store = store or open_store(home, cfg)
+        self.conf = self.store.conf
+        self._said = False
         self._read: State | None = None
         self._work: Work | None = None
         self._runner = None
@@ -77,8 +84,15 @@ class App:
         if self._work is not None:
             return self._work.state
         if self._read is None:
-            self._read = load_state(self.home.state_file)
+            self._read = self.store.load_state()
+            self.said_source()
         return self._read
+
+    def said_source(self) -> None:
+        """Say once which store the facts come from."""
+        if not self._said:
+            self._said = True
+            self.out.source(f"facts from {self.store.describe()}", self.store.shared)
 
     @contextmanager
     def work(self, *, dry_run: bool | None = None, record: bool | None = None):
@@ -89,8 +103,9 @@ class App:
             raise RuntimeError("a unit of work is already open: operations do not nest "
                                "(pass the open Work down instead)")
         dry = self.dry_run if dry_run is None else dry_run
-        with locked(self.home.lock_file, self.cfg.lock_timeout, command_line()):
-            w = Work(self, load_state(self.home.state_file), dry, not dry if record is None else record)
+        with self.store.locked(self.cfg.lock_timeout, command_line()):
+            w = Work(self, self.store.load_state(), dry, not dry if record is None else record)
+            self.said_source()
             self._work = w
             try:
                 yield w
@@ -109,20 +124,22 @@ class App:
             if self._runner_factory is not None:
                 self._runner = self._runner_factory(self)
             else:
-                from havirt.remote.transport import SSHRunner, Target
+                from havirt.remote.backends import make_runner
+                from havirt.remote.transport import Target
                 targets = {n: Target(n, r.address, r.user, r.port)
                            for n, r in self.state.nodes.items()}
-                self._runner = SSHRunner(self.cfg.ssh, targets)
+                self._runner = make_runner(self.cfg.ssh, targets)
         return self._runner
 
     @property
     def audit(self):
         if self._audit is None:
             from havirt.remote.executor import AuditLog
-            self._audit = AuditLog(self.home.audit_file)
+            self._audit = AuditLog(self.store)
         return self._audit
 
     def executor(self):
         """The one place that changes nodes, with this command's runner and output."""
         from havirt.remote.executor import Executor
-        return Executor(self.runner, self.cfg, self.home, self.audit, self.out.progress)
+        return Executor(self.runner, self.cfg, self.home, self.audit, self.out.progress,
+                        self.store.check_lock)

@@ -153,10 +153,10 @@ def _imported(conf, res, node, wanted, all_, force):
                 continue
             problems.append(str(e))
             continue
-        path = conf.path(n)
+        path = conf.where(n)
         held = conf.holds(n, xml)
         if held:
-            same.append(str(path))      # conf/ has it already: nothing to write
+            same.append(path)      # conf/ has it already: nothing to write
             continue
         if held is False and not force:
             problems.append(f"{path} exists and differs (--force to overwrite)")
@@ -178,7 +178,8 @@ def domain_import(app, names, node, all_=False, force=False) -> tuple[list[str],
         todo, skipped, same = _imported(w.conf, res, node, list(names), all_, force)
         saved = []
         for xml, spec in todo:
-            saved.append(str(w.conf.write(spec.name, xml + "\n")))
+            w.conf.write(spec.name, xml + "\n")
+            saved.append(w.conf.where(spec.name))
             rec = w.state.domain(spec.name)
             rec.memory_mib = rec.memory_mib or spec.memory_mib
             rec.vcpus = rec.vcpus or spec.vcpus

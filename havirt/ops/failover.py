@@ -62,43 +62,71 @@ def failover(w, node: str, to=(), confirm_off=False,
     rec = w.state.nodes[node]      # down until it answers again (see rules.presence.silent_guards)
     rec.down_since, rec.down_guard = now_iso(), plan.guard.value
     w.changed()
-    start = time.monotonic()
-    results = []
-    for i, m in enumerate(plan.moves, 1):
-        w.out.step(i, len(plan.moves), f"{m.domain}: {node} -> {m.target}", time.monotonic() - start)
-        results.append(_restart(w, plan, m.domain, m.target, specs[m.domain]))
+    results = _restart_all(w, plan, specs)
     out.data["results"] = [{"domain": r.domain, "outcome": r.text, "node": r.node} for r in results]
     out.done += [f"{r.domain}: {r.text}" for r in results]
     out.failed = any(r.result is not Result.STARTED for r in results)
     return out, results
 
 
-def _restart(w, plan: FailoverPlan, name: str, target: str, spec) -> Restart:
-    node = plan.node
-    cluster, _ = w.scan(paths=spec.disks)
+def _restart_all(w, plan: FailoverPlan, specs) -> list[Restart]:
+    """Restart the planned domains in turn, each re-checked against ONE fresh
+    scan taken before the first (what was started since counts on its target,
+    and where a start failed for another reason than its lease, it may run:
+    counted too), then all verified by one scan of their targets. The failed
+    node, silent since the plan's scan, is not asked again (ops/work.py)."""
+    cluster, _ = w.scan(paths=sorted({p for m in plan.moves for p in specs[m.domain].disks}))
+    promised: dict[str, tuple[int, int]] = {}      # target -> (MiB, vCPUs) started there since
+    results, started = {}, []
+    t0 = time.monotonic()
+    for i, m in enumerate(plan.moves, 1):
+        w.out.step(i, len(plan.moves), f"{m.domain}: {plan.node} -> {m.target}", time.monotonic() - t0)
+        spec, need = specs[m.domain], need_to_start(specs[m.domain])
+        problems = _problems(w, plan, cluster, spec, m.target, promised.get(m.target, (0, 0)))
+        if problems:
+            results[m.domain] = Restart(m.domain, Result.DID_NOT_FIT, None, "; ".join(problems))
+            continue
+        results[m.domain] = _start(w, plan, spec, m.target)
+        if results[m.domain].result is not Result.LEASE_REFUSED:
+            mem, vcpus = promised.get(m.target, (0, 0))
+            promised[m.target] = (mem + need.memory_mib, vcpus + need.vcpus)
+        if results[m.domain].result is Result.STARTED:
+            started.append(m)
+    if started:
+        nodes = w.scan(sorted({m.target for m in started})).cluster.nodes
+        for m in started:
+            facts = nodes[m.target]
+            fact = facts.domains.get(m.domain) if facts.reachable else None
+            if fact is None or not fact.active:
+                results[m.domain] = Restart(m.domain, Result.FAILED, None, f"not confirmed on {m.target}: "
+                                            f"{facts.error or 'not running after the start'}")
+            else:
+                w.state.domains[m.domain].maybe_on = []   # the guard proved it does not run on the node
+    return [results[m.domain] for m in plan.moves]
+
+
+def _problems(w, plan: FailoverPlan, cluster, spec, target: str, promised) -> list[str]:
+    """Why `spec` may not start on `target` now (empty: it may)."""
     guards = silent_guards(cluster, w.state, spec, target)
-    problems = presence_problems(cluster, name, force=False, excused={node, *guards},
+    problems = presence_problems(cluster, spec.name, force=False, excused={plan.node, *guards},
                                  can_force=False)
-    problems += placement_problems(cluster, w.state, w.cfg, need_to_start(spec), target)
+    problems += placement_problems(cluster, w.state, w.cfg, need_to_start(spec), target, *promised)
     if plan.guard is Guard.LEASES:
-        problems += lease_guard_problems(cluster, w.state, node, [target])
-    if problems:
-        return Restart(name, Result.DID_NOT_FIT, None, "; ".join(problems))
+        problems += lease_guard_problems(cluster, w.state, plan.node, [target])
+    return problems
+
+
+def _start(w, plan: FailoverPlan, spec, target: str) -> Restart:
+    """`virsh create` on `target`; STARTED means the command succeeded (verified after)."""
     try:
         w.run(Plan(steps=[create_step(w.cfg, spec, target)]))
     except RemoteError as e:
         if is_lease_refusal(str(e)):
-            return Restart(name, Result.LEASE_REFUSED, node)
-        return Restart(name, Result.FAILED, None, f"failed on {target}: {e}")
+            return Restart(spec.name, Result.LEASE_REFUSED, plan.node)
+        return Restart(spec.name, Result.FAILED, None, f"failed on {target}: {e}")
     except HavirtError as e:
-        return Restart(name, Result.FAILED, None, f"failed on {target}: {e}")
-    facts = w.scan([target]).cluster.nodes[target]
-    fact = facts.domains.get(name) if facts.reachable else None
-    if fact is None or not fact.active:
-        return Restart(name, Result.FAILED, None,
-                       f"not confirmed on {target}: {facts.error or 'not running after the start'}")
-    w.state.domains[name].maybe_on = []     # the guard proved it does not run on `node`
-    return Restart(name, Result.STARTED, target)
+        return Restart(spec.name, Result.FAILED, None, f"failed on {target}: {e}")
+    return Restart(spec.name, Result.STARTED, target)
 
 
 def recover(w) -> list[Finding]:

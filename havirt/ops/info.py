@@ -23,9 +23,9 @@ from havirt.rules.ownership import bases
 def domain_info(app, name: str) -> tuple[dict, list]:
     """(the document, the anomalies the scan found) for `name`."""
     check_name("domain", name)
-    path = app.conf.path(name)
+    defined = app.conf.exists(name)
     spec, xml_error = None, None
-    if path.exists():
+    if defined:
         try:
             spec = app.conf.load(name)
         except HavirtError as e:
@@ -36,13 +36,10 @@ def domain_info(app, name: str) -> tuple[dict, list]:
         cluster, findings = w.scan(paths=sorted(paths), dump_running=[name])
         rec = w.state.domains.get(name)
     if spec is None and xml_error is None and rec is None and not cluster.copies(name):
-        raise UsageError(f"unknown domain {name!r}: no {path}, and no node that answered runs it")
-    try:
-        conf_file = str(path.relative_to(app.home.root))
-    except ValueError:
-        conf_file = str(path)
+        raise UsageError(f"unknown domain {name!r}: no {app.conf.where(name)}, and no node that "
+                         "answered runs it")
     specs, _ = app.conf.load_all()
-    return describe(name, cluster, rec, spec, xml_error, conf_file if path.exists() else None,
+    return describe(name, cluster, rec, spec, xml_error, app.conf.shown(name) if defined else None,
                     bases(specs).get(name, [])), findings
 
 
@@ -72,8 +69,10 @@ def describe(name, cluster, rec, spec, xml_error, conf_file, base_of=()) -> dict
         drift = definition_drift(spec, live)
     else:
         drift = recorded_drift(rec, spec)
+    container = fact.container if fact is not None else bool(spec is not None and spec.container)
     return {
         "name": name,
+        "kind": "container" if container else "vm",
         "state": state,
         "node": node,
         "nodes": [n for n, _ in copies],
@@ -140,6 +139,8 @@ def _either(running, conf, unit="") -> str:
 def info_rows(doc: dict) -> list[dict]:
     """The document as (field, value) rows, for the screen and tsv formats."""
     rows = [("domain", doc["name"])]
+    if doc["kind"] == "container":
+        rows.append(("kind", "container (libvirt's LXC driver)"))
     state = doc["state"]
     if len(doc["nodes"]) > 1:
         state += f" on {', '.join(doc['nodes'])} (MORE THAN ONE NODE)"

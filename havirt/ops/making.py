@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from havirt.errors import HavirtError, Interrupted, UsageError
 from havirt.names import check_name
-from havirt.ops.definitions import home_relative, retire
+from havirt.ops.definitions import retire
 from havirt.ops.outcome import Outcome
 from havirt.plan.making import (
     Making,
@@ -33,12 +33,12 @@ from havirt.remote.steps import Plan
 
 
 def _free_in_conf(w, name: str) -> None:
-    if w.conf.path(name).exists():
+    if w.conf.exists(name):
         raise UsageError(f"conf/{name}.xml exists: choose another name (havirt domain delete "
                          f"{name} removes that domain)")
 
 
-def _undo(w, made: list[tuple[str, str]], what: str, domain: str) -> str:
+def undo_images(w, made: list[tuple[str, str]], what: str, domain: str) -> str:
     """Remove the images in `made` (node, path) again; say what happened."""
     left = []
     for node, path in reversed(made):
@@ -69,14 +69,14 @@ def _carry_out(w, name: str, making: Making, findings) -> Outcome:
         try:
             w.run(Plan([step]))
         except HavirtError as e:
-            raise Interrupted(_undo(w, made, f"{step.why} failed: {e}", name), e) from None
+            raise Interrupted(undo_images(w, made, f"{step.why} failed: {e}", name), e) from None
         made.append((step.node, path))
         out.done.append(f"{step.why} on {step.node}: done")
     try:
         path = w.conf.write(name, making.xml)
     except HavirtError as e:
-        raise Interrupted(_undo(w, made, f"writing conf/{name}.xml failed: {e}", name), e) from None
-    out.done.append(f"saved {home_relative(w.app, path)}")
+        raise Interrupted(undo_images(w, made, f"writing conf/{name}.xml failed: {e}", name), e) from None
+    out.done.append(f"saved {path}")
     return out
 
 
@@ -129,7 +129,7 @@ def domain_delete(app, name: str, disks: bool = False) -> Outcome:
         out.data = {"images": making.images}
         if w.dry_run:
             return out
-        kept = home_relative(app, retire(w, name, "delete", spec.raw))
+        kept = retire(w, name, "delete", spec.raw)
         out.done.append(f"removed conf/{name}.xml (kept as {kept})")
         for i, (step, path) in enumerate(zip(making.plan.steps, making.images)):
             try:

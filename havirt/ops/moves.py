@@ -1,5 +1,6 @@
 """Evacuation and balance: the planned live migrations run one by one, each
-re-checked.
+re-checked (a container, which cannot move live, is stopped and started on
+its target by evacuation; balance never moves one).
 
 The planning itself is pure: its input is built from the scan in
 plan/planner_input.py, the plan in plan/balance/.
@@ -13,7 +14,7 @@ from havirt.errors import HavirtError, Interrupted, NodeUnreachable
 from havirt.ops.migration import run_migration
 from havirt.ops.outcome import Outcome
 from havirt.plan.balance import Move, plan_balance, plan_evacuation
-from havirt.plan.domains import migrate_step, plan_migrate
+from havirt.plan.domains import move_steps, plan_migrate
 from havirt.plan.planner_input import (
     disk_paths,
     planner_domains,
@@ -34,16 +35,17 @@ def show_moves(out: Outcome, moves: list[Move]) -> None:
                          for m in moves]
 
 
-def _show(w, out: Outcome, moves: list[Move], cluster: Cluster, executable: bool) -> None:
-    """The plan as a table, as data, and (in a work) as the commands --yes runs."""
+def _show(w, out: Outcome, moves: list[Move], cluster: Cluster, executable: bool, specs) -> None:
+    """The plan as a table, as data, and (in a work) as the commands --yes runs
+    (a container's move: stopped, then started on its target)."""
     show_moves(out, moves)
     down = [f.name for f in cluster.unreachable()] if moves and executable else []
     if down:
         out.notes.append(f"  note: {', '.join(down)} did not answer: each move is refused until "
                          "every node answers (a domain there could be running already)")
     if executable:
-        out.lines = w.show(Plan(steps=[migrate_step(w.state, w.cfg, m.domain, m.source, m.target,
-                                                    w.cfg.migrate_timeout) for m in moves]))
+        out.lines = w.show(Plan(steps=[s for m in moves for s in move_steps(
+            cluster, w.state, w.cfg, specs[m.domain], m.source, m.target, w.cfg.migrate_timeout)]))
 
 
 def run_moves(w, moves: list[Move], out: Outcome) -> None:
@@ -53,7 +55,7 @@ def run_moves(w, moves: list[Move], out: Outcome) -> None:
         try:
             spec = w.conf.load(m.domain)
             cluster, _ = w.scan(paths=spec.disks)
-            plan = plan_migrate(cluster, w.state, w.cfg, spec, m.target, False,
+            plan = plan_migrate(cluster, w.state, w.cfg, spec, m.target, spec.container,
                                 w.cfg.migrate_timeout)
             w.out.step(i, len(moves), f"{m.domain}: {m.source} -> {m.target}",
                        time.monotonic() - start)
@@ -77,7 +79,7 @@ def evacuate(w, node: str) -> Outcome:
                            planner_weights(w.cfg))
     out = Outcome(dry_run=w.dry_run, findings=findings)
     out.notes = [f"evacuating {node}: {len(plan.moves)} domain(s) to move"]
-    _show(w, out, plan.moves, cluster, executable=True)
+    _show(w, out, plan.moves, cluster, executable=True, specs=specs)
     out.notes += [f"  blocking: {d}: {why}" for d, why in plan.blocking]
     out.data["blocking"] = [{"domain": d, "why": why} for d, why in plan.blocking]
     if not w.dry_run:
@@ -115,7 +117,7 @@ def _balance(w, cluster, specs, opts, out: Outcome, executable: bool) -> Outcome
                         None if max_moves == UNLIMITED else max_moves, min_gain, keep_n_plus_1,
                         planner_weights(w.cfg))
     out.notes = [f"score before: {plan.score_before:.4f}"]
-    _show(w, out, plan.moves, cluster, executable)
+    _show(w, out, plan.moves, cluster, executable, specs)
     active = sum(not n.maintenance for n in nodes)
     if not plan.moves:
         out.notes.append(f"  no move lowers the score by {min_gain:g} / {active} node(s) or more")

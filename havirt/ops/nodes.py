@@ -57,7 +57,7 @@ def node_remove(app, name, force=False) -> list[str]:
         if not facts.reachable and not force:
             raise Refusal(f"node {name} did not answer ({facts.error}); domains may run there "
                           "(--force removes it anyway)")
-        running = sorted(d.name for d in facts.domains.values() if d.active)
+        running = sorted(d.name for d in facts.every_domain() if d.active)
         if running:
             raise Refusal(f"domains run on {name}: {', '.join(running)} "
                           "(migrate or shut them down first)")

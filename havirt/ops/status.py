@@ -10,7 +10,8 @@ STATUS_COLUMNS = [("name", "node"), ("cpus", "cpus"), ("allocated_vcpus", "vcpus
                   ("vcpu_ratio", "ratio"), ("memory_mib", "memory"), ("memory_cap_mib", "cap"),
                   ("usable_mib", "usable"), ("allocated_mib", "allocated"), ("free_mib", "free"),
                   ("domains", "domains"), ("maintenance", "maint"), ("reachable", "up"),
-                  ("leases", "leases"), ("survives_loss", "N+1"), ("last_scan", "last scan")]
+                  ("leases", "leases"), ("containers", "containers"), ("survives_loss", "N+1"),
+                  ("last_scan", "last scan")]
 
 
 def cluster_status(app, no_scan: bool):

@@ -20,7 +20,7 @@ def conf_findings(w) -> tuple[dict[str, DomainSpec], list[Finding]]:
     fixes = {"name-mismatch": "rename the file after its <name>, or fix <name>",
              "bad-file-name": "rename or remove the file"}
     for name, (kind, problem) in sorted(problems.items()):
-        fix = fixes.get(kind, f"fix or remove {w.conf.folder / (name + '.xml')}")
+        fix = fixes.get(kind, f"fix or remove {w.conf.where_raw(name)}")
         findings.append(Finding("error", kind, name, problem, fix))
     return specs, findings
 

@@ -14,7 +14,8 @@ NODE_COLUMNS = [("name", "node"), ("address", "address"), ("cpus", "cpus"),
                 ("memory_mib", "memory"), ("memory_cap_mib", "cap"),
                 ("allocated_mib", "mem used"), ("allocated_vcpus", "vcpus used"),
                 ("domains", "domains"), ("maintenance", "maint"), ("reachable", "up"),
-                ("leases", "leases"), ("down_since", "down since"), ("last_scan", "last scan")]
+                ("leases", "leases"), ("containers", "containers"), ("down_since", "down since"),
+                ("last_scan", "last scan")]
 
 DOMAIN_COLUMNS = [("name", "domain"), ("state", "state"), ("node", "node"),
                   ("memory_mib", "memory"), ("vcpus", "vcpus"), ("maintenance", "maint"),
@@ -31,7 +32,7 @@ def node_rows(state: State, reserve_mib: int) -> list[dict]:
     cluster = cluster_from_state(state)
     rows = []
     for name, r in sorted(state.nodes.items()):
-        m, v, c = allocated(cluster.nodes[name].domains.values())
+        m, v, c = allocated(cluster.nodes[name].every_domain())
         rows.append({
             "name": name, "address": r.address, "user": r.user, "port": r.port,
             "cpus": r.cpus, "memory_mib": r.memory_mib, "memory_cap_mib": r.memory_cap_mib,
@@ -41,6 +42,7 @@ def node_rows(state: State, reserve_mib: int) -> list[dict]:
             "last_scan": r.last_scan, "hostname": r.hostname,
             "libvirt_version": r.libvirt_version,
             "leases": r.leases, "lockspace": r.lockspace, "lockspace_peers": r.lockspace_peers,
+            "containers": r.containers,
             "down_since": r.down_since, "down_guard": r.down_guard,
         })
     return rows
@@ -60,6 +62,8 @@ def domain_rows(state: State, conf_specs: dict, node=None, running=None) -> list
         spec_ok = spec is not None and not isinstance(spec, str)
         row = {
             "name": name,
+            "kind": "container" if (spec.container if spec_ok else rec is not None and rec.container)
+            else "vm",
             "state": rec.state if rec else SHUT_OFF,
             "node": rec.node if rec else None,
             "memory_mib": (rec.memory_mib if rec and rec.memory_mib else None)

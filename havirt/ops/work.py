@@ -18,6 +18,12 @@ The commit follows one policy, decided when the work opens:
   * nothing else: a dry run of a change writes nothing (but its admin facts).
 Works do not nest: opening one inside another is a programming error, said
 loudly, never a second flock on the same file.
+
+A node that did not answer a scan (no session: refused, timed out) is not
+asked again by the later scans of the same work that ask every node: its
+first answer stands ("did not answer"), so a dead node's connect timeout is
+paid once per operation, not once per step. A scan that names its nodes
+asks them whatever they did before (the operation needs that answer).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from havirt.scan.cluster import Finding
 from havirt.scan.fresh import Scan, fresh_scan
 from havirt.scan.images import Images, read_images
 from havirt.scan.record import record_scan
-from havirt.store.state import State, save_state
+from havirt.store.state import State
 
 
 class Work:
@@ -43,14 +49,27 @@ class Work:
         self.executed = False      # a step ran on a node (or on this host, a fence)
         self._scanned = False
         self._admin = False
+        self._silent: dict = {}    # node -> its facts, for nodes that did not answer in this work
 
     # -- reading the nodes ------------------------------------------------------------
     def scan(self, names=None, paths=(), dump_running=False) -> Scan:
-        """A fresh scan (one session per node, in parallel), folded into w.state."""
+        """A fresh scan (one session per node, in parallel), folded into w.state.
+        `names` None: every node, but those that did not answer earlier in this
+        work (see the module docstring); named nodes are always asked."""
+        self.app.store.check_lock()       # a lock lost: stop before asking the nodes
+        every = names is None
         names = sorted(names or self.state.nodes)
         for n in names:
             self.state.node(n)
-        cluster = fresh_scan(self.app.runner, self.cfg, self.state, names, paths, dump_running)
+        skipped = {n: self._silent[n] for n in names if every and n in self._silent}
+        asked = [n for n in names if n not in skipped]
+        cluster = fresh_scan(self.app.runner, self.cfg, self.state, asked, paths, dump_running)
+        for n in asked:
+            f = cluster.nodes[n]
+            if f.alive or f.reachable:
+                self._silent.pop(n, None)
+            else:
+                self._silent[n] = f
         for n, f in sorted(cluster.nodes.items()):
             self.out.note(f"scan {n}: " + ("ok" if f.reachable else f.error)
                           + (f" ({f.duration:.2f} s)" if f.duration else ""))
@@ -59,8 +78,11 @@ class Work:
         except DomainXMLError as e:   # conf/ unreadable: the scan still reports the rest
             conf_names, unreadable = set(cluster.present()), e   # no no-xml guesses
         findings = record_scan(self.state, cluster, conf_names)
+        for n, f in skipped.items():      # its answer of this work, not counted again
+            self.out.note(f"scan {n}: not asked again ({f.error})")
+            cluster.nodes[n] = f
         if unreadable is not None:
-            findings.append(Finding("error", "conf-unreadable", str(self.conf.folder), str(unreadable),
+            findings.append(Finding("error", "conf-unreadable", self.conf.label, str(unreadable),
                                     "make conf/ readable by the user running havirt"))
         note_running_definitions(self.state, cluster)
         self._scanned = True
@@ -94,4 +116,4 @@ class Work:
     # -- the one commit ---------------------------------------------------------------------
     def commit(self) -> None:
         if self._admin or (self._scanned and self.record):
-            save_state(self.app.home.state_file, self.state)
+            self.app.store.save_state(self.state)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from havirt.errors import DomainXMLError
 from havirt.names import check_name
 from havirt.parse.numbers import DOMAIN_MEMORY_MIB, DOMAIN_VCPUS, whole, whole_in
+from havirt.parse.virsh import LXC, QEMU
 
 _UNITS = {
     "b": 1, "bytes": 1, "kb": 1000, "k": 1024, "kib": 1024, "mb": 1000**2,
@@ -46,6 +47,11 @@ class DomainSpec:
     path: str | None = None      # the conf/ file it was read from
     raw: bytes | None = None     # its exact bytes: what is sent on stdin, read once
     disk_specs: list[DiskSpec] = field(default_factory=list)   # the disks with a path
+    driver: str = QEMU           # <domain type='lxc'>: LXC, a container; else a virtual machine
+
+    @property
+    def container(self) -> bool:
+        return self.driver == LXC
 
 
 def _memory_mib(where: str, el) -> int:
@@ -84,11 +90,14 @@ def disk_path(disk) -> str | None:
 
 
 def interface_fields(iface) -> tuple[str, str, str]:
-    """(type, bridge or network or device, MAC in lower case) of an <interface>."""
+    """(type, bridge or network or device, MAC in lower case) of an <interface>.
+    The source named after the type comes first: a running definition adds
+    the bridge of a libvirt network beside its name (network='default' bridge='virbr0')."""
     src = iface.find("source")
     source = ""
     if src is not None:
-        source = src.get("bridge") or src.get("network") or src.get("dev") or ""
+        source = (src.get(iface.get("type", "")) or src.get("bridge") or src.get("network")
+                  or src.get("dev") or "")
     mac = iface.find("mac")
     return (iface.get("type", ""), source,
             (mac.get("address") or "").lower() if mac is not None else "")
@@ -135,8 +144,43 @@ def parse_domain_xml(text: str, where: str = "domain XML") -> DomainSpec:
                 and disk.get("device", "disk") not in ("cdrom", "floppy"):
             leased.append(path)
     interfaces = [":".join(interface_fields(i)) for i in root.findall("devices/interface")]
+    driver = LXC if root.get("type") == "lxc" else QEMU
+    if driver == LXC:    # a container's folders (its root...) must be seen where it starts
+        disks += [p for p in _mounted_folders(where, root) if p not in disks]
     return DomainSpec(name=name, memory_mib=memory, vcpus=vcpus, disks=disks,
-                      interfaces=interfaces, leased=leased, lease_gaps=gaps, disk_specs=details)
+                      interfaces=interfaces, leased=leased, lease_gaps=gaps, disk_specs=details,
+                      driver=driver)
+
+
+def _mounted_folders(where: str, root) -> list[str]:
+    """The host folders and files a container mounts (<filesystem type='mount'>
+    or 'file': its root, its shares), as the rule of disks sees them."""
+    out = []
+    for fs in root.findall("devices/filesystem"):
+        src = fs.find("source")
+        path = (src.get("dir") or src.get("file") or "") if src is not None else ""
+        if path and fs.get("type", "mount") in ("mount", "file"):
+            if any(ord(c) < 32 for c in path):
+                raise DomainXMLError(f"{where}: a filesystem source holds a control character")
+            out.append(path)
+    return out
+
+
+def maxima(text: str, where: str = "domain XML") -> tuple[int, int]:
+    """(MiB, vCPUs) a definition allows at most: <memory> and the <vcpu> count
+    (its `current` attribute is what runs; parse_domain_xml reads that)."""
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as e:
+        raise DomainXMLError(f"{where}: not valid XML ({e})") from None
+    mem_el, vcpu_el = root.find("memory"), root.find("vcpu")
+    if mem_el is None:
+        raise DomainXMLError(f"{where}: no <memory>")
+    vtext = (vcpu_el.text or "").strip() if vcpu_el is not None else "1"
+    vcpus = whole_in(vtext, DOMAIN_VCPUS)
+    if vcpus is None:
+        raise DomainXMLError(f"{where}: <vcpu> must be {DOMAIN_VCPUS}, not {vtext[:20]!r}")
+    return _memory_mib(where, mem_el), vcpus
 
 
 def disk_spec(disk, path: str) -> DiskSpec:

@@ -17,6 +17,16 @@ KINDS = ("file", "block", "missing", "other")
 
 
 @dataclass(frozen=True)
+class SnapshotFact:
+    """One internal snapshot of a qcow2 image (`qemu-img info`: "snapshots")."""
+
+    name: str
+    id: str
+    date: int | None = None            # when it was taken, seconds since 1970 (UTC)
+    vm_state_size: int = 0             # bytes of the guest's memory it holds (taken while running)
+
+
+@dataclass(frozen=True)
 class ImageFact:
     """One path as the node that read it sees it."""
 
@@ -28,6 +38,7 @@ class ImageFact:
     backing: tuple[str, ...] = ()      # its backing chain, nearest first
     backing_formats: tuple[str | None, ...] = ()   # the format of each of them
     error: str | None = None           # qemu-img could not read it
+    snapshots: tuple[SnapshotFact, ...] = ()   # its internal snapshots (not those of its backing files)
 
 
 def _whole(value) -> int | None:
@@ -62,7 +73,24 @@ def parse_image(section: str, where: str) -> ImageFact:
     return ImageFact(path, kind, format=_text(top.get("format")),
                      virtual_size=_whole(top.get("virtual-size")),
                      actual_size=_whole(top.get("actual-size")), backing=backing,
-                     backing_formats=formats)
+                     backing_formats=formats, snapshots=_snapshots(top.get("snapshots"), path, where))
+
+
+def _snapshots(items, path: str, where: str) -> tuple[SnapshotFact, ...]:
+    """The "snapshots" list of one image; a snapshot without a name or an ID is
+    not one qemu-img prints: the whole image's output is not understood."""
+    if items is None:
+        return ()
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ParseError(f"cannot parse the snapshots of {path} on {where}: not a list of objects")
+    out = []
+    for item in items:
+        name, ident = item.get("name"), item.get("id")
+        if not isinstance(name, str) or not isinstance(ident, str):
+            raise ParseError(f"cannot parse the snapshots of {path} on {where}: {str(item)[:80]}")
+        out.append(SnapshotFact(name, ident, _whole(item.get("date-sec")),
+                                _whole(item.get("vm-state-size")) or 0))
+    return tuple(out)
 
 
 def _text(value) -> str | None:

@@ -51,7 +51,9 @@ DOMAIN_VCPUS = Range(1, 4096)                # a domain's vCPUs in conf/
 VCPU_RATIO = Range(0, 1000, above=True)      # reserve.vcpu_ratio: vCPUs per CPU
 SECONDS = Range(0, 86400, above=True)        # every timeout, and waits given on the command line
 LOCK_WAIT = Range(0, 86400)                  # lock_timeout (0: do not wait)
+LOCK_TTL = Range(5, 3600)                    # store.lock_ttl: seconds a lost holder keeps the lock
 PARALLEL = Range(1, 1024)                    # ssh.parallel
+PERSIST = Range(0, 86400)                    # ssh.persist, seconds (0: no connection sharing)
 MIN_GAIN = Range(0, 100)                     # balance.min_gain, --min-gain
 WEIGHT = Range(0, 1000)                      # balance.weights.memory, .vcpu (not both 0)
 MOVES = Range(1, 100000)                     # balance.max_moves, --max-moves

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from havirt.errors import ParseError
 from havirt.parse import numbers
+from havirt.parse.leases import is_lease_refusal, parse_leases  # noqa: F401 (is_lease_refusal: theirs)
 from havirt.parse.numbers import whole, whole_in
 
 # virDomainState, as `virsh domstats --state` prints it (state.state=N).
@@ -15,6 +16,11 @@ STATE_NAMES = {
     5: "shut off", 6: "crashed", 7: "pmsuspended",
 }
 SHUT_OFF = STATE_NAMES[5]     # the one spelling of the off state (also what `virsh domstate` prints)
+STATE_CODES = {v: k for k, v in STATE_NAMES.items()}
+
+# The two libvirt drivers havirt asks on every node: virtual machines (virsh.uri)
+# and containers (virsh.lxc_uri, libvirt's LXC driver). A domain is of one kind.
+QEMU, LXC = "qemu", "lxc"
 
 
 def active(state: str) -> bool:
@@ -43,11 +49,16 @@ class DomainFact:
     vcpus: int | None = None
     persistent: bool = False
     autostart: bool = False
+    driver: str = QEMU            # QEMU: a virtual machine; LXC: a container
 
     @property
     def active(self) -> bool:
         """Present on its node (see active above)."""
         return active(self.state)
+
+    @property
+    def container(self) -> bool:
+        return self.driver == LXC
 
     @property
     def migrating(self) -> bool:
@@ -81,6 +92,19 @@ class NodeFacts:
     lockspace: str | None = None        # the folder of its leases
     lease_problem: str | None = None    # why leases are not in force
     lease_marks: dict[str, str] = field(default_factory=dict)  # node -> host, markers seen in it
+    lxc: bool | None = None             # libvirt's LXC driver answered: the node offers containers
+    lxc_error: str | None = None        # why it does not
+    twins: list[DomainFact] = field(default_factory=list)   # containers named like a VM here
+
+    def every_domain(self) -> list[DomainFact]:
+        """Every domain the node reported, VMs and containers: a container
+        named like a VM of the same node is in `twins`, never hidden."""
+        return [*self.domains.values(), *self.twins]
+
+    def named(self, name: str) -> list[DomainFact]:
+        """The domains of that name here: one, or a VM and a container."""
+        first = self.domains.get(name)
+        return ([first] if first is not None else []) + [d for d in self.twins if d.name == name]
 
 
 def _lines(text: str) -> list[str]:
@@ -263,6 +287,10 @@ def parse_scan(node: str, text: str, stderr: str = "", exit_code: int = 0) -> No
     for name in parse_names(s.get("autostart", "")):
         if name in facts.domains:
             facts.domains[name].autostart = True
+    error = parse_lxc(s, facts)
+    if error:
+        facts.reachable, facts.error = False, error
+        return facts
     facts.paths = parse_paths(s.get("paths", ""))
     facts.xml = {k[4:]: v for k, v in s.items() if k.startswith("xml ")}
     if "leases" in s:
@@ -270,57 +298,60 @@ def parse_scan(node: str, text: str, stderr: str = "", exit_code: int = 0) -> No
     return facts
 
 
-def parse_leases(text: str, facts: NodeFacts) -> None:
-    """The lease probe's `key=value` lines (see remote.LEASE_PROBE) -> facts."""
-    values: dict[str, str] = {}
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise _bad("lease probe", n, line, "expected key=value")
-        if key == "seen":
-            parts = value.split()
-            if len(parts) == 3 and parts[0] == "havirt-lease-mark":
-                facts.lease_marks[parts[1]] = parts[2]
+# What virsh says when a node has no LXC driver (libvirtd without it, or
+# the modular daemons without virtlxcd): the node offers no containers.
+_NO_LXC = ("no connection driver available", "virtlxcd-sock")
+_GONE = ("failed to get domain", "Domain not found")
+
+
+def parse_lxc(sections: dict[str, str], facts: NodeFacts) -> str | None:
+    """The containers part of the scan (see remote.lxc_probe) -> facts: the
+    node's containers join `facts.domains` (or `twins`, named like a VM of
+    the node). A node without the driver offers none; any other failure of
+    the driver makes its containers unknown: the error returned (the node
+    then counts as not answering, since a container may run there)."""
+    head = _lines(sections.get("lxc", ""))
+    if not head:
+        facts.lxc, facts.lxc_error = False, "no answer from the LXC driver"
+        return None
+    said = " ".join(ln.strip() for ln in head[1:] if ln.strip())
+    if head[0] != "ok":
+        if any(m in said for m in _NO_LXC):
+            facts.lxc, facts.lxc_error = False, said or "no LXC driver"
+            return None
+        return "libvirt's LXC driver failed: " + (said or "no output")
+    facts.lxc = True
+    for key in sorted(k for k in sections if k.startswith("lxc-domain ")):
+        text = sections[key]
+        if any(m in text for m in _GONE):
+            continue    # gone between the list and its dominfo (a transient container stopped)
+        d = parse_dominfo(key[len("lxc-domain "):], text)
+        if d.name in facts.domains:
+            facts.twins.append(d)
         else:
-            values[key] = value.strip()
-    facts.lockspace = values.get("lockspace") or None
-    facts.lease_problem = _lease_problem(values)
-    facts.leases = facts.lease_problem is None
-
-
-def _lease_problem(v: dict[str, str]) -> str | None:
-    """Why libvirt's leases are not in force on the node (None: they are).
-
-    In force: the running libvirtd loaded the lockd lock manager (its memory
-    map shows lockd.so: qemu.conf's lock_manager is read only at start),
-    virtlockd listens, a file lockspace is set and exists, and qemu-lockd.conf
-    did not change since libvirtd started."""
-    loaded = v.get("lockd_loaded")
-    if loaded != "yes":
-        if v.get("lock_manager") != "lockd":
-            return "qemu.conf has no lock_manager = \"lockd\""
-        if loaded == "no":
-            return "qemu.conf asks for lock_manager = \"lockd\" but libvirtd has not loaded it: restart libvirtd"
-        return "cannot tell which lock manager libvirtd uses (no /run/libvirtd.pid)"
-    if not v.get("lockspace"):
-        return "qemu-lockd.conf has no file_lockspace_dir"
-    if v.get("auto_disk_leases") == "0":
-        return "qemu-lockd.conf sets auto_disk_leases = 0"
-    if v.get("virtlockd") != "yes":
-        return "virtlockd is not running (no /run/libvirt/virtlockd-sock)"
-    if "marked" not in v:
-        return f"the lockspace folder {v['lockspace']} does not exist"
-    if v["marked"] != "yes":
-        return f"cannot write in the lockspace {v['lockspace']}"
-    started, changed = v.get("daemon_started", ""), v.get("lockd_conf_changed", "")
-    if started.isdigit() and changed.isdigit() and int(changed) > int(started):
-        return "qemu-lockd.conf changed after libvirtd started: restart libvirtd"
+            facts.domains[d.name] = d
     return None
 
 
-def is_lease_refusal(text: str) -> bool:
-    """Did libvirt refuse to start a domain because another host holds its lease?
-    (virtlockd: "resource busy: Lockspace resource '<sha256>' is locked")."""
-    return "Lockspace resource" in text and "is locked" in text
+def parse_dominfo(name: str, text: str) -> DomainFact:
+    """`virsh dominfo` of a container -> DomainFact. It holds its memory
+    limit (Max memory): the LXC driver has no balloon, and what a container
+    may use is what the fit rules count."""
+    values = {}
+    for n, line in enumerate(_lines(text), 1):
+        if line.startswith("error:"):
+            raise _bad(f"dominfo of {name!r}", n, line, "virsh failed")
+        key, sep, value = line.partition(":")
+        if sep:
+            values[key.strip()] = value.strip()
+    state = values.get("State", "")
+    if state not in STATE_CODES:
+        raise ParseError(f"cannot parse dominfo of {name!r}: state {state[:40]!r} is not libvirt's")
+    m = re.fullmatch(r"([0-9]+) KiB", values.get("Max memory", ""))
+    memory = _kib_to_mib(m.group(1)) if m else None
+    vcpus = whole_in(values.get("CPU(s)", ""), numbers.VCPUS)
+    if memory is None or vcpus is None:
+        raise ParseError(f"cannot parse dominfo of {name!r}: no 'Max memory: N KiB' or 'CPU(s): N'")
+    return DomainFact(name=name, state=state, state_code=STATE_CODES[state], memory_mib=memory,
+                      vcpus=vcpus, persistent=values.get("Persistent") == "yes",
+                      autostart=values.get("Autostart") == "enable", driver=LXC)

@@ -40,6 +40,13 @@ def new_mac(used, rng=None) -> str:
             return mac
 
 
+def new_uuid(rng=None) -> str:
+    """A random UUID (version 4), drawn from `rng` when given."""
+    if rng is None:
+        return str(uuidlib.uuid4())
+    return str(uuidlib.UUID(int=rng.getrandbits(128), version=4))
+
+
 def _disk_lines(disk: NewDisk, target: str) -> list[str]:
     src = "dev" if disk.kind == "block" else "file"
     extra = " io='native'" if disk.kind == "block" else " discard='unmap'"
@@ -59,6 +66,16 @@ def _cdrom_lines(path: str, target: str = "sda") -> list[str]:
             "    </disk>"]
 
 
+def disk_xml(disk: NewDisk, target: str) -> str:
+    """One disk as a device of its own (what `virsh attach-device` reads)."""
+    return "\n".join(line[4:] for line in _disk_lines(disk, target)) + "\n"
+
+
+def interface_xml(kind: str, source: str, mac: str) -> str:
+    """One network card as a device of its own."""
+    return "\n".join(line[4:] for line in _interface_lines(kind, source, mac)) + "\n"
+
+
 def _interface_lines(kind: str, source: str, mac: str) -> list[str]:
     return [f"    <interface type='{kind}'>",
             f"      <mac address='{mac}'/>",
@@ -67,12 +84,17 @@ def _interface_lines(kind: str, source: str, mac: str) -> list[str]:
             "    </interface>"]
 
 
+HOTPLUG_PORTS = 8     # spare PCIe root ports of a new domain: disks and cards attached while it runs
+
+
 def new_domain_xml(name: str, memory_mib: int, vcpus: int, disks=(), networks=(),
                    cdrom: str | None = None, os_variant: str | None = None,
                    used_macs=(), virt_type: str = "kvm", rng=None) -> str:
     """The definition of a new domain: q35, virtio disks and network cards, a
     serial console (what `domain console` reaches), VNC on localhost, the
-    guest agent's channel. networks: (bridge|network, name) pairs; each gets a
+    guest agent's channel, and HOTPLUG_PORTS spare PCIe root ports (on q35 a
+    hot-plugged disk or card needs a free one, and libvirt adds only those
+    the definition's own devices take). networks: (bridge|network, name) pairs; each gets a
     MAC address not in `used_macs`. With a CD-ROM the disks boot first, then
     the CD-ROM: an empty disk falls through to the installer."""
     macs = set(used_macs)
@@ -101,6 +123,8 @@ def new_domain_xml(name: str, memory_mib: int, vcpus: int, disks=(), networks=()
         mac = new_mac(macs, rng)
         macs.add(mac)
         lines += _interface_lines(kind, source, mac)
+    lines += ["    <controller type='pci' index='0' model='pcie-root'/>",
+              *["    <controller type='pci' model='pcie-root-port'/>"] * HOTPLUG_PORTS]
     lines += ["    <serial type='pty'>", "      <target type='isa-serial' port='0'/>", "    </serial>",
               "    <console type='pty'>", "      <target type='serial' port='0'/>", "    </console>",
               "    <channel type='unix'>",
@@ -117,7 +141,7 @@ def new_domain_xml(name: str, memory_mib: int, vcpus: int, disks=(), networks=()
 
 # -- changing a definition ---------------------------------------------------------------
 
-def _parse(text: str, where: str) -> ET.Element:
+def parse_definition(text: str, where: str) -> ET.Element:
     """Parse keeping comments and the prefixes of the document's namespaces."""
     try:
         for _, (prefix, uri) in ET.iterparse(io.StringIO(text), events=("start-ns",)):
@@ -129,7 +153,7 @@ def _parse(text: str, where: str) -> ET.Element:
         raise DomainXMLError(f"{where}: not valid XML ({e})") from None
 
 
-def _text(root: ET.Element) -> str:
+def definition_text(root: ET.Element) -> str:
     return ET.tostring(root, encoding="unicode") + "\n"
 
 
@@ -158,17 +182,19 @@ def cloned_xml(raw: bytes, where: str, name: str, disks: dict[str, ClonedDisk],
                used_macs=(), rng=None) -> str:
     """The source's definition under a new name and UUID, with new MAC
     addresses (none in `used_macs`), a new generation ID if it had one, and
-    each disk of `disks` (source path -> ClonedDisk) on its new qcow2 image."""
-    root = _parse(raw.decode("utf-8"), where)
+    each disk of `disks` (source path -> ClonedDisk) on its new qcow2 image.
+    `rng` (a random.Random) draws the UUIDs and MACs: a seeded one makes the
+    same definition again (a dry run then shows what --yes writes)."""
+    root = parse_definition(raw.decode("utf-8"), where)
     root.find("name").text = name
     uuid_el = root.find("uuid")
     if uuid_el is None:
         uuid_el = ET.Element("uuid")
         root.insert(list(root).index(root.find("name")) + 1, uuid_el)
-    uuid_el.text = str(uuidlib.uuid4())
+    uuid_el.text = new_uuid(rng)
     genid = root.find("genid")
     if genid is not None:
-        genid.text = str(uuidlib.uuid4())
+        genid.text = new_uuid(rng)
     macs = set(used_macs)
     for iface in root.findall("devices/interface"):
         mac_el = iface.find("mac")
@@ -195,14 +221,14 @@ def cloned_xml(raw: bytes, where: str, name: str, disks: dict[str, ClonedDisk],
         if store is not None:
             disk.insert(list(disk).index(src) + 1, store)
     ET.indent(root, space="  ")
-    return _text(root)
+    return definition_text(root)
 
 
 def with_cdrom(raw: bytes, where: str, iso: str) -> bytes:
     """The definition with the CD-ROM `iso` attached and first in the boot
     order (for one start; conf/ is not changed). An existing CD-ROM drive
     gets the disc; otherwise a drive is added (SATA on q35, else IDE)."""
-    root = _parse(raw.decode("utf-8"), where)
+    root = parse_definition(raw.decode("utf-8"), where)
     devices = root.find("devices")
     if devices is None:
         devices = ET.SubElement(root, "devices")
@@ -219,7 +245,7 @@ def with_cdrom(raw: bytes, where: str, iso: str) -> bytes:
             parent.remove(el)
     for i, dev in enumerate([cdrom] + [d for d in order if d is not cdrom], 1):
         ET.SubElement(dev, "boot", order=str(i))
-    return _text(root).encode()
+    return definition_text(root).encode()
 
 
 def cdrom_spec(spec: DomainSpec, iso: str) -> tuple[DomainSpec, str]:

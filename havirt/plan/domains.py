@@ -10,6 +10,7 @@ from havirt.errors import Refusal, UsageError
 from havirt.parse.domxml import DomainSpec
 from havirt.remote import commands as remote
 from havirt.remote.steps import Plan, Step, StepKind
+from havirt.rules.drivers import live_move_problems
 from havirt.rules.fit import Need, fit_problems, load_of, need_to_move, need_to_start
 from havirt.rules.ownership import start_problems
 from havirt.rules.presence import presence_problems, silent_guards
@@ -17,14 +18,17 @@ from havirt.scan.cluster import Cluster
 from havirt.store.state import State
 
 
-def placement_problems(cluster: Cluster, state: State, cfg, need: Need, node: str) -> list[str]:
-    """Why `need` cannot go to `node` now, by the rules (empty: it can)."""
-    return fit_problems(load_of(cluster, state, cfg, node), need)
+def placement_problems(cluster: Cluster, state: State, cfg, need: Need, node: str,
+                       extra_mib: int = 0, extra_vcpus: int = 0) -> list[str]:
+    """Why `need` cannot go to `node` now, by the rules (empty: it can);
+    `extra_*`: what was placed there since `cluster` was read."""
+    return fit_problems(load_of(cluster, state, cfg, node), need, extra_mib, extra_vcpus)
 
 
 def create_step(cfg, spec: DomainSpec, node: str, note: str = "") -> Step:
     """`virsh create` of `spec`'s bytes (`note`: how they differ from its conf/ file)."""
-    return Step(node=node, command=remote.create(cfg), stdin_file=spec.path, stdin_note=note,
+    return Step(node=node, command=remote.create(cfg, uri=remote.driver_uri(cfg, spec.driver)),
+                stdin_file=spec.path, stdin_note=note,
                 stdin_data=spec.raw, domain=spec.name, why=f"start {spec.name} on {node}")
 
 
@@ -52,6 +56,12 @@ def plan_start(cluster: Cluster, state: State, cfg, spec: DomainSpec, node: str,
 
 def where_running(cluster: Cluster, name: str) -> str:
     """The one node where `name` runs; refuses when none or several."""
+    return running_copy(cluster, name)[0]
+
+
+def running_copy(cluster: Cluster, name: str):
+    """(node, DomainFact) of the one copy of `name` that runs, VM or
+    container; refuses when none or several."""
     copies = cluster.copies(name)
     if not copies:
         down = [f.name for f in cluster.unreachable()]
@@ -60,32 +70,39 @@ def where_running(cluster: Cluster, name: str) -> str:
     if len(copies) > 1:
         raise Refusal(f"{name} is present on {len(copies)} nodes: "
                       f"{', '.join(n for n, _ in copies)}; act on each node by hand")
-    return copies[0][0]
+    return copies[0]
 
 
-def wait_off_step(cfg, node: str, name: str, seconds: float, hint: str = "") -> Step:
-    return Step(node=node, command=remote.wait_off(cfg, name, seconds), kind=StepKind.WAIT_OFF,
+def uri_of(cfg, fact) -> str:
+    """The URI of the driver that runs this copy (a container: virsh.lxc_uri)."""
+    return remote.driver_uri(cfg, fact.driver)
+
+
+def wait_off_step(cfg, node: str, name: str, seconds: float, hint: str = "",
+                  uri: str | None = None) -> Step:
+    return Step(node=node, command=remote.wait_off(cfg, name, seconds, uri=uri), kind=StepKind.WAIT_OFF,
                 domain=name, timeout=seconds, why=f"wait up to {seconds:g} s for {name} to be off",
                 hint=hint)
 
 
 def plan_shutdown(cluster: Cluster, cfg, name: str, wait: float | None, force: bool) -> Plan:
-    node = where_running(cluster, name)
-    steps = [Step(node=node, command=remote.shutdown(cfg, name), domain=name,
+    node, fact = running_copy(cluster, name)
+    uri = uri_of(cfg, fact)
+    steps = [Step(node=node, command=remote.shutdown(cfg, name, uri=uri), domain=name,
                   why=f"ask {name} on {node} to shut down")]
     if wait:
         steps.append(wait_off_step(cfg, node, name, wait,
-                                   "" if force else "add --force to power it off then"))
+                                   "" if force else "add --force to power it off then", uri=uri))
         if force:
-            steps.append(Step(node=node, command=remote.destroy(cfg, name), domain=name,
+            steps.append(Step(node=node, command=remote.destroy(cfg, name, uri=uri), domain=name,
                               kind=StepKind.FORCE_OFF,
                               why=f"power {name} off if it is still running"))
     return Plan(steps=steps)
 
 
 def plan_destroy(cluster: Cluster, cfg, name: str) -> Plan:
-    node = where_running(cluster, name)
-    return Plan(steps=[Step(node=node, command=remote.destroy(cfg, name), domain=name,
+    node, fact = running_copy(cluster, name)
+    return Plan(steps=[Step(node=node, command=remote.destroy(cfg, name, uri=uri_of(cfg, fact)), domain=name,
                             why=f"power {name} off on {node}")])
 
 
@@ -126,6 +143,8 @@ def plan_migrate(cluster: Cluster, state: State, cfg, spec: DomainSpec, target: 
         where = ", ".join(n for n, _ in copies) or "no node that answered"
         raise Refusal([f"{spec.name} must run on exactly one node to migrate; it is on {where}"])
     source, fact = copies[0]
+    if not offline and (fact.container or spec.container):
+        raise Refusal(live_move_problems(spec.name, True))
     if fact.state not in ("running", "paused") or fact.migrating:
         problems.append(f"{spec.name} is {fact.state} on {source}"
                         + (" (a migration is under way)" if fact.migrating else ""))
@@ -148,23 +167,44 @@ def plan_migrate(cluster: Cluster, state: State, cfg, spec: DomainSpec, target: 
         raise Refusal(problems)
     notes = sorted(guards.values())
     if offline:
-        return Plan(notes=notes, steps=[
-            Step(node=source, command=remote.shutdown(cfg, spec.name), domain=spec.name,
-                 why=f"shut {spec.name} down on {source}"),
-            wait_off_step(cfg, source, spec.name, timeout),
-            create_step(cfg, spec, target),
-        ])
+        return Plan(notes=notes, steps=offline_steps(cfg, spec, fact, source, target, timeout))
     return Plan(steps=[migrate_step(state, cfg, spec.name, source, target, timeout)], notes=notes)
+
+
+def offline_steps(cfg, spec: DomainSpec, fact, source: str, target: str, timeout: float) -> list[Step]:
+    """Stop the running copy (`fact`, by its own driver) on `source`, wait
+    until it is off, start `spec` on `target`: an offline move, the one way
+    a container moves."""
+    uri = remote.driver_uri(cfg, (fact or spec).driver)
+    return [Step(node=source, command=remote.shutdown(cfg, spec.name, uri=uri), domain=spec.name,
+                 why=f"shut {spec.name} down on {source}"),
+            wait_off_step(cfg, source, spec.name, timeout, uri=uri),
+            create_step(cfg, spec, target)]
+
+
+def move_steps(cluster: Cluster, state: State, cfg, spec: DomainSpec, source: str, target: str,
+               timeout: float) -> list[Step]:
+    """The steps of one planned move (evacuation, balance): a live migration,
+    or for a container (rules.drivers: no live move) an offline one."""
+    copies = [f for n, f in cluster.copies(spec.name) if n == source]
+    if spec.container or (copies and copies[0].container):
+        fact = copies[0] if copies else None
+        return offline_steps(cfg, spec, fact, source, target, timeout)
+    return [migrate_step(state, cfg, spec.name, source, target, timeout)]
 
 
 def plan_reboot(cluster: Cluster, cfg, name: str, hard: bool = False) -> Plan:
     """Reboot (ACPI, the guest's choice) or reset (at once) where it runs;
-    refused unless it is running there (paused, arriving, crashed: no)."""
-    node = where_running(cluster, name)
-    fact = cluster.nodes[node].domains[name]
+    refused unless it is running there (paused, arriving, crashed: no). A
+    container has no reset: libvirt's LXC driver does not implement one."""
+    node, fact = running_copy(cluster, name)
+    if hard and fact.container:
+        raise Refusal(f"{name} is a container: libvirt's LXC driver has no reset; use "
+                      f"havirt domain reboot {name}, or destroy then start")
     if fact.state != "running":
         raise Refusal(f"{name} is {fact.state} on {node}, not running"
                       + (" (a migration is under way)" if fact.migrating else ""))
-    return Plan(steps=[Step(node=node, command=remote.reboot(cfg, name, hard), domain=name,
+    return Plan(steps=[Step(node=node, command=remote.reboot(cfg, name, hard, uri=uri_of(cfg, fact)),
+                            domain=name,
                             why=f"reset {name} on {node}" if hard
                             else f"ask {name} on {node} to reboot")])

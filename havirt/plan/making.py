@@ -89,12 +89,17 @@ def parse_disk(text: str) -> DiskRequest:
         return DiskRequest(path=absolute_path("--disk path=", f["path"]))
     if "size" not in f:
         raise UsageError(f"--disk {text!r}: give size=GIB (a new image) or path=PATH")
-    size = f["size"]
-    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", size) or not 0 < float(size) <= 65536:
-        raise UsageError(f"--disk size={size}: a number of GiB, more than 0, at most 65536")
+    size = gib_to_mib(f["size"], "--disk size=")
     if "pool" in f and not valid_name(f["pool"]):
         raise UsageError(f"--disk pool={f['pool']!r}: not a pool name")
-    return DiskRequest(size_mib=math.ceil(float(size) * 1024), pool=f.get("pool"))
+    return DiskRequest(size_mib=size, pool=f.get("pool"))
+
+
+def gib_to_mib(text: str, what: str) -> int:
+    """A disk size given in GiB (a decimal number, more than 0, at most 65536) -> MiB."""
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", text) or not 0 < float(text) <= 65536:
+        raise UsageError(f"{what}{text}: a number of GiB, more than 0, at most 65536")
+    return math.ceil(float(text) * 1024)
 
 
 def parse_network(text: str) -> tuple[str, str]:
@@ -146,7 +151,7 @@ def _name_free(cluster: Cluster, name: str) -> list[str]:
             for node, fact in cluster.copies(name)]
 
 
-def _new_image(cfg, images: Images, pool: str, path: str, problems: list[str]) -> str | None:
+def new_image(cfg, images: Images, pool: str, path: str, problems: list[str]) -> str | None:
     """The node that makes `path` in `pool` (None: it cannot be made, said in problems)."""
     node = images.readers.get(cfg.pools[pool])
     if node is None:
@@ -156,7 +161,7 @@ def _new_image(cfg, images: Images, pool: str, path: str, problems: list[str]) -
     return node
 
 
-def _given_disk(images: Images, path: str, problems: list[str]) -> NewDisk | None:
+def given_disk(images: Images, path: str, problems: list[str]) -> NewDisk | None:
     fact = images.facts.get(path)
     if fact is None:
         problems.append(f"disk {path}: no node that answered sees it")
@@ -173,12 +178,12 @@ def plan_new(cfg, cluster: Cluster, images: Images, specs, req: NewRequest) -> M
     disks, steps, made = [], [], []
     for i, d in enumerate(req.disks, 1):
         if d.path is not None:
-            disk = _given_disk(images, d.path, problems)
+            disk = given_disk(images, d.path, problems)
             disks += [disk] if disk else []
             continue
         pool = pool_for(cfg, d)
         path = f"{cfg.pools[pool]}/{req.name}-{i}.qcow2"
-        node = _new_image(cfg, images, pool, path, problems)
+        node = new_image(cfg, images, pool, path, problems)
         disks.append(NewDisk(path))
         made.append(path)
         if node is not None:
@@ -213,7 +218,7 @@ def plan_clone(cfg, cluster: Cluster, images: Images, specs, src: DomainSpec, na
                             "images in its pools")
             continue
         path = f"{cfg.pools[pool]}/{name}-{len(cloned) + 1}.qcow2"
-        node = _new_image(cfg, images, pool, path, problems)
+        node = new_image(cfg, images, pool, path, problems)
         fact = images.facts.get(d.path)
         if node is not None and (fact is None or fact.kind != "file"):
             problems.append(f"disk {d.path} of {src.name}: no such file on {node}")

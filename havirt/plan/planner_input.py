@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from havirt.plan.balance import BDomain, BNode, Weights, n_plus_1, score
 from havirt.rules.disks import disks_seen, what_if_paths
+from havirt.rules.drivers import driver_problems
 from havirt.rules.fit import Load, capacity_problems, held, load_of, need_to_start
 from havirt.scan.cluster import Cluster
 from havirt.scan.record import cluster_from_state
@@ -33,10 +34,12 @@ def planner_nodes(cluster: Cluster, state, cfg) -> list[BNode]:
 
 def planner_domain(name, node, fact, spec, why, allowed) -> BDomain:
     """One domain for the planners: what it holds now (rules.held), what it
-    needs to start again from conf/ (rules.need_to_start), whether it may move."""
+    needs to start again from conf/ (rules.need_to_start), whether it may move
+    and whether live (a container: only stopped and started elsewhere)."""
     mem, vcpus = held(fact) if fact is not None else (0, 0)
     need = need_to_start(spec) if spec is not None else None
-    return BDomain(name=name, node=node, memory_mib=mem, vcpus=vcpus, movable=not why,
+    container = bool(fact is not None and fact.container or spec is not None and spec.container)
+    return BDomain(name=name, node=node, memory_mib=mem, vcpus=vcpus, movable=not why, live=not container,
                    why_fixed=why or "in maintenance", allowed=allowed,
                    restart_memory_mib=need.memory_mib if need else None,
                    restart_vcpus=need.vcpus if need else None,
@@ -49,10 +52,12 @@ def node_loads(cluster: Cluster, state, cfg, nodes: list[BNode]) -> dict[str, Lo
 
 
 def allowed_nodes(loads: dict[str, Load], spec) -> frozenset[str] | None:
-    """The nodes that see every disk of `spec` (rules.disks; None: it has none)."""
-    if spec is None or not spec.disks:
+    """The nodes that see every disk of `spec` (rules.disks) and offer its
+    driver (rules.drivers: a container needs the LXC driver); None: every node."""
+    if spec is None or not (spec.disks or spec.container):
         return None
-    return frozenset(name for name, load in loads.items() if disks_seen(load.paths, spec.disks))
+    return frozenset(name for name, load in loads.items() if disks_seen(load.paths, spec.disks)
+                     and not driver_problems(name, load.lxc, load.lxc_error, spec.container))
 
 
 def planner_domains(cluster: Cluster, state, cfg, nodes: list[BNode], specs: dict) -> list[BDomain]:

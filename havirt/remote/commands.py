@@ -1,6 +1,7 @@
 """Every command havirt runs on a node: built here, as argv or as a script.
 
-Nothing else in havirt writes remote command text; planners ask for a
+Nothing outside remote/ writes remote command text (this module, and
+live.py for the changes made to a running domain); planners ask for a
 command by what it does, and the executor sends what they were given.
 A Command becomes text in one place, Command.text(), where it is shown
 (dry run, audit log) or sent.
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from havirt.names import check_name, quote_argv
-from havirt.parse.virsh import SHUT_OFF
+from havirt.parse.virsh import LXC, SHUT_OFF
 
 
 @dataclass(frozen=True)
@@ -46,19 +47,26 @@ SCAN_VIRSH = ("echo @@version; version --daemon; echo @@nodeinfo; nodeinfo; "
 WAIT_OFF, WAIT_RUNNING, WAIT_UNKNOWN = 0, 1, 2
 
 
-def virsh_argv(cfg, *args) -> list[str]:
-    """`virsh -c URI ARGS...` as argv: every remote virsh call is built here."""
-    return [cfg.virsh_command, "-c", cfg.virsh_uri, *args]
+def driver_uri(cfg, driver: str | None = None) -> str:
+    """The libvirt URI of a driver on the nodes: `virsh.lxc_uri` for containers
+    (parse.virsh.LXC), else `virsh.uri` (virtual machines)."""
+    return cfg.lxc_uri if driver == LXC else cfg.virsh_uri
 
 
-def virsh(cfg, *args) -> str:
+def virsh_argv(cfg, *args, uri: str | None = None) -> list[str]:
+    """`virsh -c URI ARGS...` as argv: every remote virsh call is built here.
+    `uri`: another driver's (driver_uri); None: `virsh.uri`."""
+    return [cfg.virsh_command, "-c", uri or cfg.virsh_uri, *args]
+
+
+def virsh(cfg, *args, uri: str | None = None) -> str:
     """The same, quoted: a part of a script."""
-    return quote_argv(virsh_argv(cfg, *args))
+    return quote_argv(virsh_argv(cfg, *args, uri=uri))
 
 
-def virsh_op(cfg, verb: str, *args) -> Command:
+def virsh_op(cfg, verb: str, *args, uri: str | None = None) -> Command:
     """`virsh -c URI VERB ARGS...` as a Command whose op is the verb."""
-    return Command(op=verb, argv=tuple(virsh_argv(cfg, verb, *args)))
+    return Command(op=verb, argv=tuple(virsh_argv(cfg, verb, *args, uri=uri)))
 
 
 SCAN_FAILED = 3   # the scan script's exit code when any virsh command in it failed
@@ -67,7 +75,9 @@ SCAN_FAILED = 3   # the scan script's exit code when any virsh command in it fai
 # Leases: is libvirt's lock manager in force, in which lockspace, and which
 # nodes' markers does this node see there? Each node keeps a marker file
 # `.havirt-lease-NODE` in its lockspace (rewritten only when missing or
-# wrong); nodes that see each other's markers share the lockspace.
+# wrong); nodes that see each other's markers share the lockspace. The
+# markers are read by the shell itself (`read`, `printf`: no process per
+# marker), so a node's probe costs the same in a cluster of 3 or of 100.
 LEASE_PROBE = r"""printf '@@leases\n'
 conf() { sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$2" 2>/dev/null | tail -n 1 | sed 's/[[:space:]]*#.*$//; s/^"//; s/"[[:space:]]*$//'; }
 printf 'lock_manager=%s\nlockspace=%s\nauto_disk_leases=%s\n' "$(conf lock_manager /etc/libvirt/qemu.conf)" "$(conf file_lockspace_dir /etc/libvirt/qemu-lockd.conf)" "$(conf auto_disk_leases /etc/libvirt/qemu-lockd.conf)"
@@ -77,9 +87,23 @@ ls=$(conf file_lockspace_dir /etc/libvirt/qemu-lockd.conf)
 if [ -n "$ls" ] && [ -d "$ls" ]; then
   m="havirt-lease-mark NODE $(hostname)"; f="$ls/.havirt-lease-NODE"
   if [ "$(cat "$f" 2>/dev/null)" = "$m" ] || { printf '%s\n' "$m" > "$f.$$" && mv -f "$f.$$" "$f"; } 2>/dev/null; then echo marked=yes; else echo marked=no; fi
-  for g in "$ls"/.havirt-lease-*; do [ -f "$g" ] && printf 'seen=%s\n' "$(head -c 300 "$g" | head -n 1)"; done
+  for g in "$ls"/.havirt-lease-*; do [ -f "$g" ] || continue; l=; IFS= read -r l < "$g"; printf 'seen=%.300s\n' "$l"; done
 fi
 """
+
+
+def lxc_probe(cfg) -> str:
+    """The containers part of the scan script: libvirt's LXC driver has no
+    `domstats`, so its `list --all --name`, then `dominfo` of each, in the
+    same session. Section '@@lxc' says 'ok', or 'failed' and virsh's words
+    (a node without the driver; parse.virsh decides what a failure means),
+    then '@@lxc-domain NAME' holds each container's dominfo."""
+    lxc = driver_uri(cfg, LXC)
+    return ("printf '@@lxc\\n'; if l=$(" + virsh(cfg, "list", "--all", "--name", uri=lxc) + " 2>&1); "
+            "then printf 'ok\\n'; printf '%s\\n' \"$l\" | while IFS= read -r d; do "
+            "[ -n \"$d\" ] || continue; printf '@@lxc-domain %s\\n' \"$d\"; "
+            f"{virsh(cfg, 'dominfo', '--domain', uri=lxc)} \"$d\" 2>&1; done; "
+            "else printf 'failed\\n%s\\n' \"$l\"; fi")
 
 
 def lease_probe(node: str) -> str:
@@ -104,26 +128,31 @@ def scan_script(cfg, paths=(), dump_running=False, node: str | None = None) -> C
     paths = tuple(sorted(set(paths)))
     if dump_running is not True:
         dump_running = tuple(sorted(set(dump_running or ()))) or False
+    lxc = driver_uri(cfg, LXC)
     lines = [
         "printf '@@hostname\\n'; hostname",
         "{ err=$(" + virsh(cfg, SCAN_VIRSH) + " 2>&1 >&3); rc=$?; } 3>&1",
         "printf '@@virsh-exit\\n%s\\n@@virsh-error\\n%s\\n' \"$rc\" \"$err\"",
+        lxc_probe(cfg),
     ]
     if paths:
         lines.append("printf '@@paths\\n'")
         lines.append("for p in " + quote_argv(paths) + "; do "
                      "if [ -e \"$p\" ]; then printf '1 %s\\n' \"$p\"; "
                      "else printf '0 %s\\n' \"$p\"; fi; done")
+    # the live XML: a VM's (virsh.uri), else a container's (virsh.lxc_uri)
+    dump = (f"{virsh(cfg, 'dumpxml', '--domain')} \"$d\" 2>/dev/null || "
+            f"{virsh(cfg, 'dumpxml', '--domain', uri=lxc)} \"$d\" 2>/dev/null")
     if dump_running is True:
         # one name per line, whatever it holds (spaces included)
-        lines.append(f"{virsh(cfg, 'list', '--name')} | while IFS= read -r d; do "
+        lines.append(f"{{ {virsh(cfg, 'list', '--name')}; {virsh(cfg, 'list', '--name', uri=lxc)} "
+                     "2>/dev/null; } | while IFS= read -r d; do "
                      "[ -n \"$d\" ] || continue; printf '@@xml %s\\n' \"$d\"; "
-                     f"{virsh(cfg, 'dumpxml', '--domain')} \"$d\" 2>/dev/null; done")
+                     f"{dump}; done")
     elif dump_running:
         # the domains named; a section stays empty where one is not defined
         lines.append("for d in " + quote_argv(dump_running) + "; do "
-                     "printf '@@xml %s\\n' \"$d\"; "
-                     f"{virsh(cfg, 'dumpxml', '--domain')} \"$d\" 2>/dev/null; done")
+                     f"printf '@@xml %s\\n' \"$d\"; {dump}; done")
     if node is not None:
         lines.append(lease_probe(node).rstrip("\n"))
     lines.append(f"case \"$rc:$err\" in 0:*error:*|[!0]*) exit {SCAN_FAILED};; esac")
@@ -132,24 +161,24 @@ def scan_script(cfg, paths=(), dump_running=False, node: str | None = None) -> C
 
 # -- domains -------------------------------------------------------------------
 
-def create(cfg) -> Command:
+def create(cfg, uri: str | None = None) -> Command:
     """Start a transient domain from the XML on stdin."""
-    return virsh_op(cfg, "create", "/dev/stdin")
+    return virsh_op(cfg, "create", "/dev/stdin", uri=uri)
 
 
-def shutdown(cfg, name: str) -> Command:
-    return virsh_op(cfg, "shutdown", name)
+def shutdown(cfg, name: str, uri: str | None = None) -> Command:
+    return virsh_op(cfg, "shutdown", name, uri=uri)
 
 
-def destroy(cfg, name: str) -> Command:
-    return virsh_op(cfg, "destroy", name)
+def destroy(cfg, name: str, uri: str | None = None) -> Command:
+    return virsh_op(cfg, "destroy", name, uri=uri)
 
 
 def abort_job(cfg, name: str) -> Command:
     return virsh_op(cfg, "domjobabort", name)
 
 
-def wait_off(cfg, name: str, seconds: float) -> Command:
+def wait_off(cfg, name: str, seconds: float, uri: str | None = None) -> Command:
     """Poll domstate once a second in ONE session, until a deadline.
 
     Exit WAIT_OFF: off, or gone (a transient domain that shut down);
@@ -157,14 +186,14 @@ def wait_off(cfg, name: str, seconds: float) -> Command:
     otherwise (libvirtd down...), so nobody can tell, and nothing may be
     started elsewhere on that basis.
     """
-    state = virsh(cfg, "domstate", name)
+    state = virsh(cfg, "domstate", name, uri=uri)
     script = (f"end=$(( $(date +%s) + {int(seconds)} )); while :; do "
               f"s=$({state} 2>&1) || case \"$s\" in "
               f"*'failed to get domain'*|*'Domain not found'*) exit {WAIT_OFF};; "
               f"*) printf '%s\\n' \"$s\" >&2; exit {WAIT_UNKNOWN};; esac; "
               f"[ \"$s\" = {quote_argv([SHUT_OFF])} ] && exit {WAIT_OFF}; "
               f"[ \"$(date +%s)\" -ge \"$end\" ] && exit {WAIT_RUNNING}; sleep 1; done")
-    return Command(op="wait-off", script=script, args=(name, seconds))
+    return Command(op="wait-off", script=script, args=(name, seconds, uri))
 
 
 def dump_inactive(cfg, names=None) -> Command:
@@ -204,16 +233,16 @@ def migrate(cfg, domain: str, address: str, user: str, port: int) -> Command:
 
 # -- everyday domain commands -------------------------------------------------------
 
-def reboot(cfg, name: str, hard: bool = False) -> Command:
-    """`virsh reboot`: the guest is asked (ACPI, or its agent); hard: `virsh
-    reset`, at once, like the reset button."""
+def reboot(cfg, name: str, hard: bool = False, uri: str | None = None) -> Command:
+    """`virsh reboot`: the guest is asked (ACPI, or its agent; a container's
+    init by initctl or a signal); hard: `virsh reset`, at once, like the reset button."""
     verb = "reset" if hard else "reboot"
-    return virsh_op(cfg, verb, name)
+    return virsh_op(cfg, verb, name, uri=uri)
 
 
-def console(cfg, name: str) -> Command:
+def console(cfg, name: str, uri: str | None = None) -> Command:
     """Attach to the domain's console (run in an interactive session with a pty)."""
-    return virsh_op(cfg, "console", name)
+    return virsh_op(cfg, "console", name, uri=uri)
 
 
 # -- disk images (qemu-img, on a node that sees the pool) -----------------------------
@@ -244,18 +273,27 @@ def images(pools=(), paths=()) -> Command:
     return Command(op="images", script="\n".join(lines) + "\n", args=(pools, paths))
 
 
+def absent(path: str) -> str:
+    """Shell text that goes on only where nothing is at `path` (else it says so and exits 1)."""
+    q = quote_argv([path])
+    return (f"[ ! -e {q} ] && [ ! -L {q} ] || {{ {quote_argv(['echo', path, 'exists:', 'not', 'overwritten'])} "
+            f">&2; exit 1; }}")
+
+
 def _new_file(path: str, command: list[str]) -> str:
     """Run `command`, which makes the file `path`, only where nothing is at
     `path` yet; if it fails, what it left of `path` is removed (it was not there)."""
-    q = quote_argv([path])
-    return (f"[ ! -e {q} ] && [ ! -L {q} ] || {{ {quote_argv(['echo', path, 'exists:', 'not', 'overwritten'])} "
-            f">&2; exit 1; }}; {quote_argv(command)} || {{ rm -f {q}; exit 1; }}")
+    return f"{absent(path)}; {quote_argv(command)} || {{ rm -f {quote_argv([path])}; exit 1; }}"
+
+
+def size_arg(size_mib: int) -> str:
+    """A size as qemu-img and virsh read it: whole GiB as G, else MiB as M (both binary)."""
+    return f"{size_mib // 1024}G" if size_mib % 1024 == 0 else f"{int(size_mib)}M"
 
 
 def create_image(path: str, size_mib: int) -> Command:
     """A new empty qcow2 image of `size_mib` MiB."""
-    size = f"{size_mib // 1024}G" if size_mib % 1024 == 0 else f"{int(size_mib)}M"
-    command = [QEMU_IMG, "create", "-q", "-f", "qcow2", path, size]
+    command = [QEMU_IMG, "create", "-q", "-f", "qcow2", path, size_arg(size_mib)]
     return Command(op="img-create", script=_new_file(path, command), args=(path, size_mib))
 
 

@@ -1,21 +1,23 @@
 """The only place that changes a node: runs a Plan, or prints it (dry run).
 
-Every executed step appends one JSON line to var/audit.log.
+Every executed step appends one entry to the audit log (the store's: one
+JSON line in var/audit.log, or a key in etcd). With a lock that can be lost
+(etcd's lease), the lock is checked before every step: an operation whose
+lock ran out stops there and says so.
 """
 
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import time
 from pathlib import Path
 
-from havirt.errors import HomeError, NodeUnreachable, RemoteError
+from havirt.errors import HavirtError, NodeUnreachable, RemoteError
 from havirt.names import quote_argv
 from havirt.remote.commands import WAIT_OFF, WAIT_RUNNING
 from havirt.remote.steps import Plan, Step, StepKind
-from havirt.store.files import open_to_write, reason
+from havirt.store.files import reason
 from havirt.store.state import command_line, now_iso
 
 
@@ -25,13 +27,21 @@ def _render(runner, home_root: Path, step: Step) -> str:
     if step.kind in (StepKind.LOCAL, StepKind.LOCAL_UNTIL):
         until = f"   # until it prints /{step.expect}/" if step.kind is StepKind.LOCAL_UNTIL else ""
         return text + until
-    line = f"{runner.describe(step.node)} {quote_argv([text])}"
-    if step.stdin_file:
-        line += f" < {quote_argv([_shown_path(home_root, step.stdin_file)])}"
-        line += f"  # {step.stdin_note}" if step.stdin_note else ""
+    line = f"{runner.describe(step.node)} {quote_argv([text])}" + _stdin(home_root, step)
     if step.kind is StepKind.FORCE_OFF:
         line = f"# only if still running after the wait:\n{line}"
     return line
+
+
+def _stdin(home_root: Path, step: Step) -> str:
+    """What goes on the step's stdin, as a shell line shows it: `< FILE` for a
+    conf/ file, else the bytes themselves in a here-document (a device's XML)."""
+    if step.stdin_file:
+        return (f" < {quote_argv([_shown_path(home_root, step.stdin_file)])}"
+                + (f"  # {step.stdin_note}" if step.stdin_note else ""))
+    if step.stdin_data is not None:
+        return " <<'EOF'\n" + step.stdin_data.decode(errors="replace").rstrip("\n") + "\nEOF"
+    return ""
 
 
 def _shown_path(home_root: Path, path: str) -> str:
@@ -42,38 +52,32 @@ def _shown_path(home_root: Path, path: str) -> str:
 
 
 class AuditLog:
-    """var/audit.log: one JSON object per executed step, appended, never through a link."""
+    """The audit log: one entry per executed step, appended to the store's log
+    (var/audit.log in a home of files, keys in order in etcd)."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, store):
+        self.store = store
         self.failures: list[str] = []
-
-    def _open(self) -> int:
-        return open_to_write(self.path, os.O_WRONLY | os.O_APPEND, "the audit log")
 
     def check(self) -> None:
         """Before any remote step: the log must be writable (else nothing is done)."""
         try:
-            fd = self._open()
-        except HomeError as e:
-            raise HomeError(f"{e}; nothing was done") from None
-        os.close(fd)
+            self.store.audit_check()
+        except HavirtError as e:
+            raise type(e)(f"{e}; nothing was done") from None
 
     def append(self, **entry) -> None:
         """Write one entry; a failure is kept (and reported at the end), never
         raised mid-plan: what happened on the nodes must still be verified and
         recorded."""
         entry = {"time": now_iso(), "user": _user(), "command": command_line(), **entry}
+        step = f"{entry.get('node')}: {(str(entry.get('remote')).splitlines() or [''])[0]}"
         try:
-            fd = self._open()
-            try:
-                os.write(fd, (json.dumps(entry, sort_keys=False) + "\n").encode())
-            finally:
-                os.close(fd)
-        except HomeError as e:
-            self.failures.append(f"{entry.get('node')}: {entry.get('remote')}: {e}")
+            self.store.audit_append(entry)
+        except HavirtError as e:
+            self.failures.append(f"{step}: {e}")
         except OSError as e:
-            self.failures.append(f"{entry.get('node')}: {entry.get('remote')}: {reason(e)}")
+            self.failures.append(f"{step}: {reason(e)}")
 
 
 def _user() -> str:
@@ -84,8 +88,9 @@ def _user() -> str:
 
 
 class Executor:
-    def __init__(self, runner, cfg, home, audit: AuditLog, progress=None):
+    def __init__(self, runner, cfg, home, audit: AuditLog, progress=None, check_lock=None):
         self.runner = runner
+        self.check_lock = check_lock or (lambda: None)   # raises LockLost
         self.cfg = cfg
         self.home = home
         self.progress = progress        # streamed output of long steps
@@ -103,6 +108,7 @@ class Executor:
         for i, step in enumerate(plan.steps):
             if step.kind is StepKind.FORCE_OFF and not still_running:
                 continue
+            self.check_lock()
             outcome, res = self._run_step(step)
             if step.kind is StepKind.WAIT_OFF:
                 if res.exit_code not in (WAIT_OFF, WAIT_RUNNING):
@@ -130,7 +136,8 @@ class Executor:
         start = time.monotonic()
         logged = step.command.text() + (f" < {_shown_path(self.home.root, step.stdin_file)}"
                                         if step.stdin_file else "") + \
-            (f" ({step.stdin_note})" if step.stdin_note else "")
+            (f" ({step.stdin_note})" if step.stdin_note else "") + \
+            ("" if step.stdin_file else _stdin(self.home.root, step))
         try:
             res = self.runner.run(step.node, step.command, stdin=step.stdin_data,
                                   timeout=timeout, on_output=on_output)

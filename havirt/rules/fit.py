@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from havirt.rules.disks import disk_problems
+from havirt.rules.drivers import driver_problems
 
 
 def vcpu_cap(cpus: int, max_ratio: float) -> int:
@@ -62,11 +63,12 @@ class Need:
     memory_mib: int
     vcpus: int
     disks: tuple[str, ...] = ()
+    container: bool = False       # needs libvirt's LXC driver on the node (rules/drivers.py)
 
 
 def need_to_start(spec) -> Need:
     """A domain started from conf/ (start, offline migration, failover)."""
-    return Need(spec.name, spec.memory_mib, spec.vcpus, tuple(spec.disks))
+    return Need(spec.name, spec.memory_mib, spec.vcpus, tuple(spec.disks), spec.container)
 
 
 def held(fact) -> tuple[int, int]:
@@ -90,7 +92,7 @@ def allocated(domains) -> tuple[int, int, int]:
 def need_to_move(fact, spec) -> Need:
     """A running domain moved live: it takes what it holds; its disks are conf/'s."""
     mem, vcpus = held(fact)
-    return Need(fact.name, mem, vcpus, tuple(spec.disks) if spec is not None else ())
+    return Need(fact.name, mem, vcpus, tuple(spec.disks) if spec is not None else (), fact.container)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,8 @@ class Load:
     vcpus: int = 0
     count: int = 0
     paths: Mapping[str, bool] = field(default_factory=dict)   # disk paths checked there (rules.disks)
+    lxc: bool | None = None           # it offers containers (rules.drivers)
+    lxc_error: str | None = None
 
     @property
     def vcpu_cap(self) -> int:
@@ -150,6 +154,7 @@ def fit_problems(load: Load, need: Need, extra_mib: int = 0, extra_vcpus: int = 
     if not load.reachable:
         return [f"target {node} is unreachable ({load.error or 'not scanned'})"]
     problems = [f"node {node} is in maintenance"] if load.maintenance else []
+    problems += driver_problems(node, load.lxc, load.lxc_error, need.container)
     unknown = capacity_problems(load)
     if unknown:
         return problems + unknown + disk_problems(node, load.paths, need.disks)
@@ -166,6 +171,38 @@ def fit_problems(load: Load, need: Need, extra_mib: int = 0, extra_vcpus: int = 
             f"{need.vcpus} would make {(vcpus + need.vcpus) / load.cpus:.2f} per CPU, over the "
             f"limit of {load.max_ratio:g}")
     return problems + disk_problems(node, load.paths, need.disks)
+
+
+def growth_problems(load: Load, fact, memory_mib: int | None = None,
+                    vcpus: int | None = None) -> list[str]:
+    """Why a domain present on the node (`fact`: it holds there what `held`
+    says) cannot grow in place to `memory_mib` / `vcpus` (None: unchanged),
+    with the numbers; empty: it can. Shrinking always fits. The load already
+    counts what the domain holds: only the growth is added to it."""
+    node, name = load.name, fact.name
+    mem_now, vcpus_now = held(fact)
+    more_mib = max(0, (memory_mib if memory_mib is not None else mem_now) - mem_now)
+    more_vcpus = max(0, (vcpus if vcpus is not None else vcpus_now) - vcpus_now)
+    if not more_mib and not more_vcpus:
+        return []
+    if not load.reachable:
+        return [f"node {node} is unreachable ({load.error or 'not scanned'})"]
+    unknown = capacity_problems(load)
+    if unknown:
+        return unknown
+    problems = []
+    if more_mib and not memory_fits(load, more_mib):
+        problems.append(
+            f"memory: {node} can give domains {load.usable_mib} MiB ({load.basis}), {load.memory_mib} "
+            f"MiB are allocated to {load.count} running domain(s) ({name} holds {mem_now} MiB); "
+            f"{name} at {memory_mib} MiB needs {more_mib} MiB more: "
+            f"{load.memory_mib + more_mib - load.usable_mib} MiB short")
+    if more_vcpus and not vcpus_fit(load, more_vcpus):
+        problems.append(
+            f"vCPUs: {node} has {load.cpus} CPUs and {load.vcpus} vCPUs allocated ({name} holds "
+            f"{vcpus_now}); {name} at {vcpus} would make {(load.vcpus + more_vcpus) / load.cpus:.2f} "
+            f"per CPU, over the limit of {load.max_ratio:g}")
+    return problems
 
 
 def over_limits(load: Load) -> list[tuple[str, str]]:
@@ -191,8 +228,8 @@ def load_of(cluster, state, cfg, node: str) -> Load:
     total = facts.memory_mib or rec.memory_mib
     basis = (f"cap {rec.memory_cap_mib} MiB" if rec.memory_cap_mib is not None
              else f"{total} MiB total - {cfg.reserve_mib} MiB reserve")
-    mem, vcpus, count = allocated(facts.domains.values())
+    mem, vcpus, count = allocated(facts.every_domain())
     return Load(node, True, None, rec.maintenance,
                 usable_memory(rec.memory_cap_mib, total, cfg.reserve_mib), basis,
                 facts.cpus or 0, cfg.vcpu_ratio, mem, vcpus, count,
-                facts.paths)
+                facts.paths, facts.lxc, facts.lxc_error)

@@ -8,7 +8,9 @@ def lease_gaps(spec) -> list[str]:
     """Why libvirt's leases cannot prove this domain is not running elsewhere
     (empty: a second start of it anywhere in the lockspace fails at qemu)."""
     gaps = list(spec.lease_gaps)
-    if not spec.leased:
+    if spec.container:
+        gaps.append("a container: libvirt's leases lock only the disks of virtual machines")
+    elif not spec.leased:
         gaps.append("no writable disk with a local path: no lease to hold")
     return gaps
 

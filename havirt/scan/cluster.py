@@ -19,14 +19,14 @@ class Cluster:
 
     def copies(self, domain: str) -> list[tuple[str, DomainFact]]:
         """Every node where `domain` is present (running, paused, incoming...)."""
-        return [(n, f.domains[domain]) for n, f in sorted(self.nodes.items())
-                if f.reachable and domain in f.domains and f.domains[domain].active]
+        return [(n, d) for n, f in sorted(self.nodes.items()) if f.reachable
+                for d in f.named(domain) if d.active]
 
     def present(self) -> dict[str, list[tuple[str, DomainFact]]]:
         """Every domain present on a node that answered -> its copies, by node name."""
         out: dict[str, list[tuple[str, DomainFact]]] = {}
         for n in self.answered():
-            for d in self.nodes[n].domains.values():
+            for d in self.nodes[n].every_domain():
                 if d.active:
                     out.setdefault(d.name, []).append((n, d))
         return out

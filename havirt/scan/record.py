@@ -4,7 +4,7 @@ shows (a double run, a silent node, a domain without XML ...)."""
 from __future__ import annotations
 
 from havirt.names import quote_argv, valid_name
-from havirt.parse.virsh import SHUT_OFF, STATE_NAMES, DomainFact, NodeFacts
+from havirt.parse.virsh import LXC, QEMU, SHUT_OFF, STATE_NAMES, DomainFact, NodeFacts
 from havirt.scan.cluster import Cluster, Finding
 from havirt.store.state import State, now_iso
 
@@ -43,6 +43,7 @@ def _record_nodes(state: State, cluster: Cluster, when: str) -> None:
             rec.cpus, rec.memory_mib = facts.cpus, facts.memory_mib
             rec.hostname, rec.libvirt_version = facts.hostname, facts.libvirt_version
             rec.leases, rec.lockspace = facts.leases, facts.lockspace
+            rec.containers = facts.lxc
             rec.lockspace_peers, rec.silent_scans = peers.get(name, []), 0
             rec.down_since = rec.down_guard = None     # it answers: down no longer
         else:
@@ -71,6 +72,7 @@ def _record_domains(state: State, cluster: Cluster, when: str) -> None:
         rec.maybe_on = sorted({m for m in was if m in silent and m != node})
         rec.node, rec.state, rec.stale = node, fact.state, False
         rec.memory_mib, rec.vcpus, rec.last_seen = fact.memory_mib, fact.vcpus, when
+        rec.container = fact.container
         rec.conflict = duplicates.get(dname, [])
 
 
@@ -93,15 +95,18 @@ def _findings(state: State, cluster: Cluster, conf_names: set[str]) -> list[Find
             + (f"; last known domains kept as stale: {', '.join(kept)}" if kept else ""),
             "check the node, its sshd and libvirtd"))
     for n in cluster.answered():
-        for d in cluster.nodes[n].domains.values():
+        for d in cluster.nodes[n].every_domain():
             if d.persistent or d.autostart:
                 what = "set to autostart" if d.autostart else "defined persistent"
                 q = quote_argv([d.name])
+                v = "virsh -c lxc:///system" if d.container else "virsh"
                 findings.append(Finding(
                     "warning", "persistent", d.name,
-                    f"domain {q} is {what} on {n}: libvirt could start it behind havirt's back",
-                    f"on {n}: virsh autostart --disable {q}; virsh undefine {q}"
-                    " (after 'havirt domain import' if conf/ has no copy)"))
+                    f"{'container' if d.container else 'domain'} {q} is {what} on {n}: libvirt could "
+                    "start it behind havirt's back",
+                    f"on {n}: {v} autostart --disable {q}; {v} undefine {q}"
+                    + (" (after 'havirt domain define' if conf/ has no copy)" if d.container else
+                       " (after 'havirt domain import' if conf/ has no copy)")))
     present = cluster.present()
     for dname, (node, _) in sorted(cluster.placements().items()):
         rec = state.domains[dname]
@@ -160,10 +165,11 @@ def cluster_from_state(state: State) -> Cluster:
     for name, rec in state.nodes.items():
         cluster.nodes[name] = NodeFacts(name=name, reachable=bool(rec.reachable), error=rec.error,
                                         hostname=rec.hostname, cpus=rec.cpus,
-                                        memory_mib=rec.memory_mib)
+                                        memory_mib=rec.memory_mib, lxc=rec.containers)
     for d in state.domains.values():
         for node in (d.conflict or [d.node]) if d.active else ():
             if node in cluster.nodes:   # a double run: a copy on each node it was seen on
                 cluster.nodes[node].domains[d.name] = DomainFact(
-                    d.name, d.state, codes.get(d.state, 1), memory_mib=d.memory_mib, vcpus=d.vcpus)
+                    d.name, d.state, codes.get(d.state, 1), memory_mib=d.memory_mib, vcpus=d.vcpus,
+                    driver=LXC if d.container else QEMU)
     return cluster

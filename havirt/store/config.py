@@ -14,8 +14,10 @@ from havirt.errors import ConfigError
 from havirt.parse import numbers as n
 from havirt.store import strictyaml
 from havirt.store.files import MAX_CONFIG
+from havirt.store.storeconfig import StoreConfig, store_config
 
 HOST_KEY_POLICIES = ("reject", "accept-new", "ignore")
+SSH_BACKENDS = ("paramiko", "openssh")      # remote/transport.py: paramiko_ssh.py, openssh.py
 
 
 # Every key with its type, default and, for numbers, its range (parse/numbers.py:
@@ -31,11 +33,15 @@ SCHEMA: dict[str, object] = {
         "host_key_policy": (str, "reject"),
         "connect_timeout": ((int, float), 5, n.SECONDS),
         "command_timeout": ((int, float), 60, n.SECONDS),
-        "parallel": (int, 16, n.PARALLEL),
+        "parallel": (int, 128, n.PARALLEL),    # see config.sample.yaml
         "ssh_config": ((str, type(None)), "~/.ssh/config"),
+        "backend": (str, "paramiko"),
+        # seconds, or no: checked by _check_values, with one message for every wrong value
+        "persist": (object, 600),
     },
     "virsh": {
         "uri": (str, "qemu:///system"),
+        "lxc_uri": (str, "lxc:///system"),
         "command": (str, "virsh"),
     },
     "reserve": {
@@ -64,6 +70,15 @@ SCHEMA: dict[str, object] = {
     "metrics": {
         "textfile": ((str, type(None)), None),
     },
+    "store": {
+        "backend": (str, "files"),
+        "endpoints": ((list, type(None)), None),     # checked by _store: a list of URLs
+        "prefix": (str, "/havirt"),
+        "ca": ((str, type(None)), None),
+        "cert": ((str, type(None)), None),
+        "key": ((str, type(None)), None),
+        "lock_ttl": (int, 30, n.LOCK_TTL),
+    },
 }
 # fence: NODE: {power_off: COMMAND, power_status: COMMAND, off_when: REGEX, timeout: SECONDS}
 # (not `off:` as a key: YAML 1.1 reads a bare off as false)
@@ -74,7 +89,7 @@ FENCE_PLACEHOLDERS = ("node", "address")
 def _type_name(t) -> str:
     ts = t if isinstance(t, tuple) else (t,)
     names = {bool: "true/false", int: "an integer", float: "a number", str: "a string",
-             type(None): "null"}
+             type(None): "null", list: "a list"}
     return " or ".join(names.get(x, x.__name__) for x in ts)
 
 
@@ -98,11 +113,14 @@ def _merge(path: str, where: str, schema: dict, data, out: dict) -> None:
         value = data.get(key, default)
         ok_types = types if isinstance(types, tuple) else (types,)
         # bool is an int in Python: never accept true/false where a number is meant.
-        if isinstance(value, bool) and bool not in ok_types:
+        # (object: any value, which _check_values checks.)
+        if object in ok_types:
+            ok = True
+        elif isinstance(value, bool) and bool not in ok_types:
             ok = False
         else:
             ok = isinstance(value, ok_types)
-        if ok and isinstance(value, float) and not math.isfinite(value):
+        if ok and isinstance(value, float) and not math.isfinite(value) and object not in ok_types:
             ok = False
         if not ok:
             raise ConfigError(
@@ -134,6 +152,8 @@ class SSHConfig:
     command_timeout: float
     parallel: int
     ssh_config: str | None
+    backend: str = "paramiko"
+    persist: int = 600          # openssh: seconds an idle shared connection stays (0: none)
 
 
 @dataclass
@@ -152,11 +172,13 @@ class Config:
     migrate_timeout: float
     migrate_unsafe: bool
     metrics_textfile: str | None = None   # Prometheus text file every scan writes
+    lxc_uri: str = "lxc:///system"        # libvirt's LXC driver on every node (containers)
     recover_enabled: bool = False
     recover_after: int = 3
     fence: dict = field(default_factory=dict)   # node -> Fence
     pools: dict = field(default_factory=dict)   # pool name -> its folder (absolute, normalised)
     balance_weights: tuple[float, float] = (1.0, 0.5)   # (memory, vcpu) of the imbalance score
+    store: StoreConfig = field(default_factory=StoreConfig)
 
     def pool_of(self, path: str) -> str | None:
         """The pool whose folder holds the file `path` (directly), or None."""
@@ -295,6 +317,15 @@ def _check_values(path: Path, merged: dict) -> None:
     if s["host_key_policy"] not in HOST_KEY_POLICIES:
         raise ConfigError(f"{path}: key 'ssh.host_key_policy' must be one of "
                           f"{', '.join(HOST_KEY_POLICIES)}, not {s['host_key_policy']!r}")
+    if s["backend"] not in SSH_BACKENDS:
+        raise ConfigError(f"{path}: key 'ssh.backend' must be one of "
+                          f"{', '.join(SSH_BACKENDS)}, not {s['backend']!r}")
+    persist = s["persist"]
+    if persist is False or persist == "no":     # YAML reads a bare no as false
+        s["persist"] = 0
+    elif isinstance(persist, bool) or not isinstance(persist, int) or persist not in n.PERSIST:
+        raise ConfigError(f"{path}: key 'ssh.persist' must be seconds ({n.PERSIST}), or no, "
+                          f"not {_number(persist)}")
     from havirt.names import check_user
     try:
         check_user(s["user"])
@@ -333,9 +364,11 @@ def load_config(path: Path) -> Config:
             connect_timeout=float(s["connect_timeout"]),
             command_timeout=float(s["command_timeout"]),
             parallel=s["parallel"], ssh_config=_expand(s["ssh_config"]),
+            backend=s["backend"], persist=s["persist"],
         ),
         virsh_uri=merged["virsh"]["uri"],
         virsh_command=merged["virsh"]["command"],
+        lxc_uri=merged["virsh"]["lxc_uri"],
         reserve_mib=merged["reserve"]["memory_mib"],
         vcpu_ratio=float(merged["reserve"]["vcpu_ratio"]),
         balance_min_gain=float(merged["balance"]["min_gain"]),
@@ -351,4 +384,5 @@ def load_config(path: Path) -> Config:
         fence=_fences(path, fence),
         pools=_pools(path, pools),
         metrics_textfile=_expand(merged["metrics"]["textfile"]),
+        store=store_config(path, merged["store"]),
     )

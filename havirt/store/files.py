@@ -127,6 +127,13 @@ def check_link(path: Path) -> None:
                         "its own user made them; replace it with a folder, or make it as root")
 
 
+def _stat(path: Path) -> os.stat_result:
+    try:
+        return os.stat(path)
+    except OSError as e:
+        raise HomeError(f"{path}: cannot be checked: {reason(e)}") from None
+
+
 def writable_folder(folder: Path, top: Path, make: bool = True) -> Path:
     """`folder` as a folder havirt may write into: `top` (the home, or the
     folder itself) and every folder from there down to `folder` is a folder,
@@ -142,9 +149,12 @@ def writable_folder(folder: Path, top: Path, make: bool = True) -> Path:
                 return folder          # nothing below it exists yet
             try:
                 os.mkdir(path, 0o750)
+                continue
+            except FileExistsError:    # another havirt made it meanwhile: checked like any
+                check_link(path)
+                st = _stat(path)
             except OSError as e:
                 raise HomeError(f"{path}: cannot create the folder: {reason(e)}") from None
-            continue
         except OSError as e:
             raise HomeError(f"{path}: cannot be checked: {reason(e)}") from None
         if not stat.S_ISDIR(st.st_mode):

@@ -55,6 +55,7 @@ class NodeRecord:
     silent_scans: int = 0            # scans in a row it did not answer (recovery counts them)
     down_since: str | None = None    # failed over then, and silent ever since
     down_guard: str | None = None    # the guard of that failover: leases, fence, confirm-off
+    containers: bool | None = None   # its LXC driver answered the last scan (it offers containers)
 
 
 @dataclass
@@ -71,6 +72,7 @@ class DomainRecord:
     maybe_on: list[str] = field(default_factory=list)  # silent nodes that ran it last, seen elsewhere since
     disks: list[str] | None = None    # the running definition's, when a scan read it (drift.py)
     interfaces: list[str] | None = None
+    container: bool = False           # what runs is a container (libvirt's LXC driver)
 
     @property
     def active(self) -> bool:
@@ -271,9 +273,11 @@ def load_state(path: Path) -> State:
     return state_from_dict(path, data)
 
 
-def save_state(path: Path, state: State) -> None:
-    """Atomic replace: temporary file in the same folder, fsync, rename."""
-    state.updated = now_iso()
+def save_state(path: Path, state: State, keep_time: bool = False) -> None:
+    """Atomic replace: temporary file in the same folder, fsync, rename.
+    `keep_time`: `updated` stays as it is (a copy from another store)."""
+    if not keep_time:
+        state.updated = now_iso()
     text = dump_state(state.to_dict())
     writable_folder(path.parent, path.parent)
     try:

@@ -77,8 +77,8 @@ def new_home(lab, tmp_path):
     """Factory of further homes (e.g. a second admin machine)."""
     made = []
 
-    def make(name: str = "home2", add_nodes: bool = True) -> Havirt:
-        h = make_home(lab, tmp_path / name, add_nodes)
+    def make(name: str = "home2", add_nodes: bool = True, **config) -> Havirt:
+        h = make_home(lab, tmp_path / name, add_nodes, **config)
         made.append(h)
         return h
     yield make

@@ -23,6 +23,7 @@ LAB_ENV = REPO / "tests" / "lab" / "run" / "lab.env"
 PYTHON = REPO / ".venv" / "bin" / "python"
 HAVIRT = REPO / "havirt.py"
 URI = "qemu:///system"
+LXC_URI = "lxc:///system"     # libvirt's LXC driver: the lab's containers
 HAVIRT_TIMEOUT = 120          # seconds any single havirt command may take here
 ANOMALY = re.compile(r"^(CRITICAL|ERROR|WARNING) \S+ \S+: ")
 
@@ -74,6 +75,7 @@ class Lab:
         self.leases_changed: set[str] = set()
         self.volumes = [v for v in env.get("LAB_VOLUMES", "").split(",") if v]
         self.guests = [g for g in env.get("LAB_GUESTS", "").split(",") if g]
+        self.containers = [c for c in env.get("LAB_CONTAINERS", "").split(",") if c]
         self.lockspace = Path(env["LAB_LOCKSPACE"]) if env.get("LAB_LOCKSPACE") else None
 
     @staticmethod
@@ -92,8 +94,9 @@ class Lab:
                                  f"{p.stdout}{p.stderr}")
         return p
 
-    def virsh(self, node: str, *args, timeout: float = 30, check: bool = False) -> subprocess.CompletedProcess:
-        return self.exec(node, "virsh", "-q", "-c", URI, *args, timeout=timeout, check=check)
+    def virsh(self, node: str, *args, timeout: float = 30, check: bool = False,
+              uri: str = URI) -> subprocess.CompletedProcess:
+        return self.exec(node, "virsh", "-q", "-c", uri, *args, timeout=timeout, check=check)
 
     def create(self, node: str, domain: str, xml: Path | None = None) -> None:
         """Start a domain by hand, behind havirt's back."""
@@ -185,16 +188,23 @@ class Lab:
         return buf.decode(errors="replace")
 
     # -- what really runs ------------------------------------------------------
-    def running(self, node: str) -> set[str]:
-        """Names of the domains active on `node`, says virsh on the node."""
-        p = self.virsh(node, "list", "--name")
-        assert p.returncode == 0, f"virsh list on {node} failed: {p.stderr}"
+    def running(self, node: str, uri: str = URI) -> set[str]:
+        """Names of the domains active on `node`, says virsh on the node
+        (`uri` LXC_URI: its containers)."""
+        p = self.virsh(node, "list", "--name", uri=uri)
+        assert p.returncode == 0, f"virsh -c {uri} list on {node} failed: {p.stderr}"
         return {line.strip() for line in p.stdout.splitlines() if line.strip()}
 
-    def defined(self, node: str) -> set[str]:
-        p = self.virsh(node, "list", "--all", "--name")
-        assert p.returncode == 0, f"virsh list --all on {node} failed: {p.stderr}"
+    def defined(self, node: str, uri: str = URI) -> set[str]:
+        p = self.virsh(node, "list", "--all", "--name", uri=uri)
+        assert p.returncode == 0, f"virsh -c {uri} list --all on {node} failed: {p.stderr}"
         return {line.strip() for line in p.stdout.splitlines() if line.strip()}
+
+    def containers_where(self, name: str) -> list[str]:
+        """Every node where the container `name` is active (virsh -c lxc:///system)."""
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            running = dict(zip(self.nodes, pool.map(lambda n: self.running(n, LXC_URI), self.nodes)))
+        return sorted(n for n, names in running.items() if name in names)
 
     def all_running(self) -> dict[str, set[str]]:
         with ThreadPoolExecutor(len(self.nodes)) as pool:
@@ -246,14 +256,17 @@ class Lab:
         """Destroy and undefine every domain on every node; return what is left."""
         end = time.monotonic() + deadline
 
+        def both(node):     # (uri, name) of the VMs and the containers a node knows
+            return {(u, d) for u in (URI, LXC_URI) for d in self.defined(node, u)}
+
         def defined_all():
             with ThreadPoolExecutor(len(self.nodes)) as pool:
-                return {n: d for n, d in zip(self.nodes, pool.map(self.defined, self.nodes)) if d}
+                return {n: d for n, d in zip(self.nodes, pool.map(both, self.nodes)) if d}
 
         def kill(job):
-            node, name = job
-            self.virsh(node, "destroy", name)
-            self.virsh(node, "undefine", name)
+            node, (uri, name) = job
+            self.virsh(node, "destroy", name, uri=uri)
+            self.virsh(node, "undefine", name, uri=uri)
 
         settled = False
         while True:
@@ -357,12 +370,16 @@ class Havirt:
                 p.communicate()
 
 
-def make_home(lab: Lab, path: Path, add_nodes: bool = True) -> Havirt:
+def make_home(lab: Lab, path: Path, add_nodes: bool = True, **config) -> Havirt:
+    """A home with the lab's config.yaml (changed by `config`, as Havirt.configure
+    takes it, before any node is added) and conf/."""
     (path / "conf").mkdir(parents=True)
     shutil.copy(lab.home / "config.yaml", path / "config.yaml")
     for xml in sorted((lab.home / "conf").glob("*.xml")):
         shutil.copy(xml, path / "conf" / xml.name)
     hv = Havirt(path, lab)
+    if config:
+        hv.configure(**config)
     if add_nodes:
         # through the real CLI, all at once (the home's lock serialises them)
         procs = {n: hv.popen("node", "add", n, "--address", lab.address(n)) for n in lab.nodes}

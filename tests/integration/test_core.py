@@ -327,11 +327,13 @@ def test_cluster_status_formats_and_validate(lab, hv):
     assert nodes["node1"]["allocated_mib"] == 32 and nodes["node3"]["domains"] == 0
     assert doc["totals"]["allocated_mib"] == 80 and isinstance(doc["score"], float)
 
-    # local1's disk exists only on node1 by design: validate says so (a warning that
-    # counts); without it in conf/ the cluster is clean
+    # local1's disk (and the container ctlocal's root) exist only on node1 by design:
+    # validate says so (a warning that counts); without them in conf/ the cluster is clean
     r = hv.run("cluster", "validate")
     assert r.rc == 1 and "local1" in r.out and "node2, node3" in r.out, r
+    assert "ctlocal" in r.out, r
     (hv.home / "conf" / "local1.xml").unlink()
+    (hv.home / "conf" / "ctlocal.xml").unlink()
     r = hv.run("cluster", "validate")
     assert r.rc == 0 and "all consistent" in r.out, r
     doc = json.loads(hv.run("-f", "json", "cluster", "validate").out)

@@ -83,6 +83,12 @@ def test_new_dry_run_then_yes_then_start(lab, hv, pool):
     r = hv.ok("domain", "info", "made1")
     assert "console      pty serial" in r.out and "display      vnc 127.0.0.1:" in r.out, r
 
+    # a made domain has spare PCIe root ports: a disk and a card plug in while it runs
+    hv.yes("domain", "attach-disk", "made1", "--disk", "size=1")
+    hv.yes("domain", "attach-nic", "made1", "--network", f"bridge={lab.env['LAB_GUEST_BRIDGE']}")
+    assert str(pool / "made1-2.qcow2") in virsh_out(lab, "node2", "domblklist", "made1")
+    assert virsh_out(lab, "node2", "domiflist", "made1").count(lab.env["LAB_GUEST_BRIDGE"]) == 2
+
 
 def test_clones_full_and_linked_a_base_and_delete(lab, hv, pool):
     master = lab.env["LAB_MASTER"]

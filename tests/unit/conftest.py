@@ -180,3 +180,42 @@ def editor(tmp_path, monkeypatch):
         script.chmod(0o755)
         monkeypatch.setenv("EDITOR", str(script))
     return use
+
+
+@pytest.fixture(scope="session")
+def etcd_server(tmp_path_factory):
+    """One real etcd member for the session (tests/unit/etcd_server.py)."""
+    from etcd_server import EtcdServer
+    server = EtcdServer(tmp_path_factory.mktemp("etcd")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def etcd(etcd_server, request):
+    """The session's etcd, and a prefix of this test's own in it."""
+    import re as _re
+    etcd_server.prefix = "/t/" + _re.sub(r"[^A-Za-z0-9_-]", "-", request.node.name)[:80]
+    return etcd_server
+
+
+def move_to_etcd(fake, server, lock_ttl=5, **store):
+    """The fake's home from now on keeps its facts in `server` (under its
+    prefix): the state and conf/ the fake wrote are copied there, then taken
+    out of the home, so that whatever a command shows came from etcd."""
+    from havirt.store.etcd import EtcdStore
+    from havirt.store.storeconfig import StoreConfig
+    cfg = {"backend": "etcd", "endpoints": [server.url], "prefix": server.prefix,
+           "lock_ttl": lock_ttl, **store}
+    target = EtcdStore(StoreConfig(cfg["backend"], cfg["endpoints"], cfg["prefix"],
+                                   lock_ttl=cfg["lock_ttl"]))
+    with target.locked(5, "the test's seed"):
+        target.load_state()
+        target.save_state(fake.state() if fake.state_file.exists() else State())
+        for xml in sorted((fake.home / "conf").glob("*.xml")):
+            target.conf.write(xml.name[:-4], xml.read_text())
+            xml.unlink()
+    if fake.state_file.exists():
+        fake.state_file.unlink()
+    fake.write_config(store=cfg)
+    return target

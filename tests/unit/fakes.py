@@ -16,10 +16,13 @@ Knobs a test may set:
                                         (after checking it is havirt's own script)
   node.libvirt_up = False               the scan, the wait-off poll and every
                                         argv virsh command fail as when libvirtd is down
+  node.containers                       what the LXC driver (virsh.lxc_uri) runs there
+  node.lxc = False                      the node has no LXC driver (offers no containers)
+  node.lxc_broken                       the LXC driver answers this error instead of a list
   node.libvirt_stops_in_wait            libvirtd stops during a wait-off poll:
                                         the poll cannot tell (WAIT_UNKNOWN)
   runner.migrate_fails                  every live migration fails
-  cluster.real_describe                 dry-run lines as the real SSHRunner prints them
+  cluster.real_describe                 dry-run lines as the real runner prints them
   cluster.storage                       pools, images, block devices (fake_storage.py)
 """
 
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 import re
 import resource
-import shlex
 import signal
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,8 +44,11 @@ VIRSH_DOWN = ("error: failed to connect to the hypervisor\n"
               "error: Failed to connect socket to '/var/run/libvirt/libvirt-sock': Connection refused\n")
 
 # the commands that name one domain: verb -> havirt's builder
-ONE_DOMAIN = {"shutdown": remote.shutdown, "destroy": remote.destroy, "domjobabort": remote.abort_job,
-              "reboot": remote.reboot, "reset": lambda cfg, name: remote.reboot(cfg, name, hard=True)}
+ONE_DOMAIN = {"shutdown": remote.shutdown, "destroy": remote.destroy,
+              "domjobabort": lambda cfg, name, uri=None: remote.abort_job(cfg, name),
+              "reboot": remote.reboot, "reset": lambda cfg, name, uri=None: remote.reboot(cfg, name, True, uri)}
+NO_LXC = ("error: failed to connect to the hypervisor\n"
+          "error: no connection driver available for lxc:///system\n")
 SCRIPTS = {"scan": remote.scan_script, "wait-off": remote.wait_off,
            "dump-inactive": remote.dump_inactive}
 # qemu-img, answered by the fake storage (fake_storage.py)
@@ -84,10 +89,20 @@ class FakeNode:
     leases: bool = False          # lock_manager = "lockd" and virtlockd running
     lockspace: str | None = None  # file_lockspace_dir (a key of FakeRunner.lockspaces, if it exists)
     libvirt_stops_in_wait: bool = False   # libvirtd goes down while a wait-off polls
+    containers: dict[str, FakeDomain] = field(default_factory=dict)   # the LXC driver's
+    lxc: bool = True              # the LXC driver is there
+    lxc_broken: str | None = None  # what `virsh -c lxc:///system list` fails with instead
 
     def add(self, name, **kw) -> FakeDomain:
         d = self.domains[name] = FakeDomain(name=name, **kw)
         return d
+
+    def add_container(self, name, **kw) -> FakeDomain:
+        d = self.containers[name] = FakeDomain(name=name, **kw)
+        return d
+
+    def table(self, uri_is_lxc: bool) -> dict[str, FakeDomain]:
+        return self.containers if uri_is_lxc else self.domains
 
 
 class UnexpectedCommand(AssertionError):
@@ -116,9 +131,10 @@ class FakeRunner(Runner):
     def describe(self, node):
         if not self.real_describe:
             return f"ssh root@{self.nodes[node].address or node}"
-        from havirt.remote.transport import SSHRunner, Target
+        from havirt.remote.backends import make_runner
+        from havirt.remote.transport import Target
         targets = {n: Target(n, r.address, r.user, r.port) for n, r in self.app.state.nodes.items()}
-        return SSHRunner(self.cfg.ssh, targets).describe(node)
+        return make_runner(self.cfg.ssh, targets).describe(node)
 
     def run_many(self, commands):
         out = {}
@@ -143,19 +159,24 @@ class FakeRunner(Runner):
             raise NodeUnreachable(node, "connect timed out after 5 s")
         if command.script is not None:
             return self._script(n, command)
-        argv, base = command.argv, tuple(remote.virsh_argv(self.cfg))
+        argv, uri = command.argv, command.argv[2] if len(command.argv) > 2 else None
+        lxc = uri == self.cfg.lxc_uri
+        base = tuple(remote.virsh_argv(self.cfg, uri=uri if lxc else None))
         verb, words = (argv[3], argv[4:]) if argv[:3] == base and len(argv) > 3 else (None, ())
-        if verb in ONE_DOMAIN and len(words) == 1 and command == ONE_DOMAIN[verb](self.cfg, words[0]):
-            return self._virsh(n, command) or self._power(n, verb, words[0], command)
-        if command == remote.create(self.cfg):
-            return self._virsh(n, command) or self._create(n, command, stdin)
+        u = uri if lxc else None
+        if verb in ONE_DOMAIN and len(words) == 1 and command == ONE_DOMAIN[verb](self.cfg, words[0], uri=u):
+            return self._virsh(n, command, lxc) or self._power(n, verb, words[0], command, n.table(lxc))
+        if command == remote.create(self.cfg, uri=u):
+            return self._virsh(n, command, lxc) or self._create(n, command, stdin, n.table(lxc))
         if verb == "migrate" and len(words) >= 4:
             return self._virsh(n, command) or self._migrate(n, command, words[-4], on_output)
         self._unexpected(f"{node}: unexpected command: {command.text()}")
 
     @staticmethod
-    def _virsh(n, command) -> Result | None:
-        """virsh's answer when libvirtd is down (None: it is up)."""
+    def _virsh(n, command, lxc=False) -> Result | None:
+        """virsh's answer when libvirtd (or the LXC driver) is not there (None: it is)."""
+        if lxc and n.libvirt_up and not n.lxc:
+            return Result(n.name, command.text(), 1, "", NO_LXC)
         return None if n.libvirt_up else Result(n.name, command.text(), 1, "", VIRSH_DOWN)
 
     def _script(self, n, command):
@@ -172,16 +193,16 @@ class FakeRunner(Runner):
                 "dump-inactive": self._dumpxml}[command.op](n, command)
 
     def _wait_off(self, n, command):
-        name, _ = command.args
+        name, _, uri = command.args
         if n.libvirt_stops_in_wait:
             n.libvirt_up = False
         if not n.libvirt_up:     # the script relays what virsh said, then exits "cannot tell"
             return Result(n.name, command.text(), remote.WAIT_UNKNOWN, "", VIRSH_DOWN)
-        d = n.domains.get(name)
+        d = n.table(uri == self.cfg.lxc_uri).get(name)
         off = d is None or d.state == SHUT_OFF
         return Result(n.name, command.text(), remote.WAIT_OFF if off else remote.WAIT_RUNNING)
 
-    def _create(self, n, command, stdin):
+    def _create(self, n, command, stdin, table):
         m = re.search(rb"<name>([^<]+)</name>", stdin or b"")
         if not m:
             self._unexpected("create without XML on stdin")
@@ -197,8 +218,8 @@ class FakeRunner(Runner):
                     return Result(n.name, command.text(), 1, "", "error: Failed to create domain from "
                                   "/dev/stdin\nerror: resource busy: Lockspace resource "
                                   "'5e1b0c9a' is locked\n")
-        n.add(name, memory_mib=int(mem.group(1)) if mem else 32,
-              vcpus=int(vcpus.group(1)) if vcpus else 1, disks=disks)
+        table[name] = FakeDomain(name, memory_mib=int(mem.group(1)) if mem else 32,
+                                 vcpus=int(vcpus.group(1)) if vcpus else 1, disks=disks)
         n.xml[name] = stdin.decode()      # what dumpxml of the running domain prints
         return Result(n.name, command.text(), 0, f"Domain '{name}' created from /dev/stdin\n")
 
@@ -223,8 +244,8 @@ class FakeRunner(Runner):
             return Result(n.name, text, 0, "Migration: [100 %]\n")
         self._unexpected(f"{n.name}: migration to no known node: {text}")
 
-    def _power(self, n, verb, name, command):
-        d = n.domains.get(name)
+    def _power(self, n, verb, name, command, table):
+        d = table.get(name)
         if d is None or d.state == SHUT_OFF:
             return Result(n.name, command.text(), 1, "", f"error: Failed to {verb} domain '{name}'\n"
                           "error: Requested operation is not valid: domain is not running\n")
@@ -239,7 +260,7 @@ class FakeRunner(Runner):
             if d.persistent:
                 d.state = SHUT_OFF
             else:
-                del n.domains[name]
+                del table[name]
         return Result(n.name, command.text(), 0, f"Domain '{name}' {verb}\n")
 
     def _dumpxml(self, n, command):
@@ -277,18 +298,38 @@ class FakeRunner(Runner):
             stats.append("\n")
         out.append("@@domstats\n" + "".join(stats))
         out.append("@@end\n@@virsh-exit\n0\n@@virsh-error\n")
+        out.append(self._lxc_scan(n))
         if paths:
             out.append("@@paths\n" + "\n".join(
                 f"{1 if p in n.paths or self.storage.sees(n.name, p) else 0} {p}" for p in sorted(set(paths))))
         if dump_running is True:
-            for d in n.domains.values():
+            for d in [*n.domains.values(), *n.containers.values()]:
                 if d.state != SHUT_OFF:
                     out.append(f"@@xml {d.name}\n{n.xml.get(d.name, '')}")
         elif dump_running:
             for name in sorted(set(dump_running)):     # dumpxml fails (silently) where undefined
-                out.append(f"@@xml {name}\n{n.xml.get(name, '') if name in n.domains else ''}")
+                there = name in n.domains or name in n.containers
+                out.append(f"@@xml {name}\n{n.xml.get(name, '') if there else ''}")
         out.append(self._lease_probe(n))
         return Result(n.name, text, 0, "\n".join(out) + "\n", "")
+
+    @staticmethod
+    def _lxc_scan(n: FakeNode) -> str:
+        """What remote.lxc_probe prints: the LXC driver's list, then each one's dominfo."""
+        if n.lxc_broken or not n.lxc:
+            return "@@lxc\nfailed\n" + (n.lxc_broken or NO_LXC).rstrip("\n")
+        out = ["@@lxc\nok"]
+        for d in n.containers.values():
+            on = d.state != SHUT_OFF
+            out.append(f"@@lxc-domain {d.name}\nId:             {4321 if on else '-'}\n"
+                       f"Name:           {d.name}\nUUID:           6a1f1c52-3d3c-4b7e-9a59-0c7e1d2a9f10\n"
+                       f"OS Type:        exe\nState:          {d.state}\nCPU(s):         {d.vcpus}\n"
+                       f"CPU time:       0.1s\nMax memory:     {d.memory_mib * 1024} KiB\n"
+                       f"Used memory:    {428 if on else 0} KiB\n"
+                       f"Persistent:     {'yes' if d.persistent else 'no'}\n"
+                       f"Autostart:      {'enable' if d.autostart else 'disable'}\n"
+                       "Managed save:   no\nSecurity model: none\nSecurity DOI:   0\n")
+        return "\n".join(out)
 
     def _lease_probe(self, n: FakeNode) -> str:
         """What remote.LEASE_PROBE prints on this node; writes its marker."""

@@ -59,9 +59,9 @@ def test_list_filters(fake):
 def test_list_json_keys(fake):
     listing_setup(fake)
     rows = json.loads(fake.havirt("-f", "json", "domain", "list", "--node", "node1")[1])
-    assert list(rows[0]) == ["name", "state", "node", "memory_mib", "vcpus", "maintenance", "xml", "xml_error",
+    assert list(rows[0]) == ["name", "kind", "state", "node", "memory_mib", "vcpus", "maintenance", "xml", "xml_error",
                              "stale", "conflict", "last_seen", "base_of", "drift", "drift_detail"]
-    assert rows[0]["memory_mib"] == 512 and rows[0]["conflict"] == []
+    assert rows[0]["memory_mib"] == 512 and rows[0]["conflict"] == [] and rows[0]["kind"] == "vm"
 
 
 def test_list_with_a_broken_conf_file_is_not_fatal_and_flags_it(fake):

@@ -122,10 +122,10 @@ def test_list_tsv(fake):
     assert rc == 0, err
     lines = out.splitlines()
     assert lines[0] == ("name\taddress\tcpus\tmemory_mib\tmemory_cap_mib\tallocated_mib\t"
-                        "allocated_vcpus\tdomains\tmaintenance\treachable\tleases\tdown_since\tlast_scan")
+                        "allocated_vcpus\tdomains\tmaintenance\treachable\tleases\tcontainers\tdown_since\tlast_scan")
     scan = fake.state().nodes["node1"].last_scan
-    assert lines[1] == f"node1\t10.0.0.1\t4\t8192\t-\t512\t2\t1\tno\tyes\tno\t-\t{scan}"
-    assert lines[2] == f"node2\t10.0.0.2\t2\t4096\t3000\t0\t0\t0\tno\tyes\tno\t-\t{scan}"
+    assert lines[1] == f"node1\t10.0.0.1\t4\t8192\t-\t512\t2\t1\tno\tyes\tno\tyes\t-\t{scan}"
+    assert lines[2] == f"node2\t10.0.0.2\t2\t4096\t3000\t0\t0\t0\tno\tyes\tno\tyes\t-\t{scan}"
     assert len(lines) == 3
     assert fake.calls == []          # no SSH for a listing
 
@@ -139,7 +139,7 @@ def test_list_json_keys_are_stable(fake):
     assert list(rows[0]) == ["name", "address", "user", "port", "cpus", "memory_mib", "memory_cap_mib",
                              "usable_mib", "allocated_mib", "allocated_vcpus", "domains", "maintenance",
                              "reachable", "error", "last_scan", "hostname", "libvirt_version",
-                             "leases", "lockspace", "lockspace_peers", "down_since",
+                             "leases", "lockspace", "lockspace_peers", "containers", "down_since",
                              "down_guard"]
     r1, r2 = rows
     assert (r1["allocated_mib"], r1["allocated_vcpus"], r1["domains"], r1["usable_mib"]) == (512, 2, 1, 7168)
@@ -154,11 +154,11 @@ def test_list_screen(fake):
     assert rc == 0, err
     lines = out.splitlines()
     assert lines[0].split() == ["node", "address", "cpus", "memory", "cap", "mem", "used", "vcpus",
-                                "used", "domains", "maint", "up", "leases", "down", "since",
+                                "used", "domains", "maint", "up", "leases", "containers", "down", "since",
                                 "last", "scan"]
     assert set(lines[1]) <= {"-", " "}
-    assert lines[2].split()[:13] == ["node1", "10.0.0.1", "4", "8192", "-", "512", "2", "1", "no", "yes",
-                                     "no", "-", fake.state().nodes["node1"].last_scan]
+    assert lines[2].split()[:14] == ["node1", "10.0.0.1", "4", "8192", "-", "512", "2", "1", "no", "yes",
+                                     "no", "yes", "-", fake.state().nodes["node1"].last_scan]
     assert len(lines) == 4
 
 

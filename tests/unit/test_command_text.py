@@ -18,8 +18,9 @@ from havirt.plan.domains import create_step, migrate_step, plan_shutdown
 from havirt.plan.failover import fence_plan
 from havirt.remote import commands as remote
 from havirt.remote.executor import Executor
+from havirt.remote.paramiko_ssh import ParamikoRunner
 from havirt.remote.steps import Plan
-from havirt.remote.transport import SSHRunner, Target
+from havirt.remote.transport import Target
 from havirt.store.config import load_config
 
 V = "virsh -c qemu:///system"
@@ -33,6 +34,10 @@ V = "virsh -c qemu:///system"
     (remote.reboot(cfg(), "web1", hard=True), "virsh -c qemu:///system reset web1"),
     (remote.abort_job(cfg(), "web1"), "virsh -c qemu:///system domjobabort web1"),
     (remote.console(cfg(), "web1"), "virsh -c qemu:///system console web1"),
+    (remote.create(cfg(), uri="lxc:///system"), "virsh -c lxc:///system create /dev/stdin"),
+    (remote.shutdown(cfg(), "ct1", uri=remote.driver_uri(cfg(), "lxc")), "virsh -c lxc:///system shutdown ct1"),
+    (remote.destroy(cfg(), "ct1", uri="lxc:///system"), "virsh -c lxc:///system destroy ct1"),
+    (remote.console(cfg(), "ct1", uri="lxc:///system"), "virsh -c lxc:///system console ct1"),
     (remote.migrate(cfg(), "web1", "fd00::12", "admin", 2222),
      "virsh -c qemu:///system migrate --live --verbose web1 "
      "'qemu+ssh://admin@[fd00::12]:2222/system' --migrateuri 'tcp://[fd00::12]'"),
@@ -74,15 +79,16 @@ def test_dump_inactive_named_and_all():
 SCAN_HEAD = r"""printf '@@hostname\n'; hostname
 { err=$(virsh -c qemu:///system 'echo @@version; version --daemon; echo @@nodeinfo; nodeinfo; echo @@persistent; list --all --persistent --name; echo @@autostart; list --all --autostart --name; echo @@domstats; domstats --state --balloon --vcpu; echo @@end' 2>&1 >&3); rc=$?; } 3>&1
 printf '@@virsh-exit\n%s\n@@virsh-error\n%s\n' "$rc" "$err"
+printf '@@lxc\n'; if l=$(virsh -c lxc:///system list --all --name 2>&1); then printf 'ok\n'; printf '%s\n' "$l" | while IFS= read -r d; do [ -n "$d" ] || continue; printf '@@lxc-domain %s\n' "$d"; virsh -c lxc:///system dominfo --domain "$d" 2>&1; done; else printf 'failed\n%s\n' "$l"; fi
 """
 SCAN_TAIL = r"""case "$rc:$err" in 0:*error:*|[!0]*) exit 3;; esac
 """
 PATHS = r"""printf '@@paths\n'
 for p in -x.img '/srv/a b.img' /srv/b.img '/srv/it'"'"'s.img'; do if [ -e "$p" ]; then printf '1 %s\n' "$p"; else printf '0 %s\n' "$p"; fi; done
 """
-EVERY_RUNNING = r"""virsh -c qemu:///system list --name | while IFS= read -r d; do [ -n "$d" ] || continue; printf '@@xml %s\n' "$d"; virsh -c qemu:///system dumpxml --domain "$d" 2>/dev/null; done
+EVERY_RUNNING = r"""{ virsh -c qemu:///system list --name; virsh -c lxc:///system list --name 2>/dev/null; } | while IFS= read -r d; do [ -n "$d" ] || continue; printf '@@xml %s\n' "$d"; virsh -c qemu:///system dumpxml --domain "$d" 2>/dev/null || virsh -c lxc:///system dumpxml --domain "$d" 2>/dev/null; done
 """
-NAMED = r"""for d in -x db1 'web 1'; do printf '@@xml %s\n' "$d"; virsh -c qemu:///system dumpxml --domain "$d" 2>/dev/null; done
+NAMED = r"""for d in -x db1 'web 1'; do printf '@@xml %s\n' "$d"; virsh -c qemu:///system dumpxml --domain "$d" 2>/dev/null || virsh -c lxc:///system dumpxml --domain "$d" 2>/dev/null; done
 """
 LEASES_NODE1 = r"""printf '@@leases\n'
 conf() { sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$2" 2>/dev/null | tail -n 1 | sed 's/[[:space:]]*#.*$//; s/^"//; s/"[[:space:]]*$//'; }
@@ -93,7 +99,7 @@ ls=$(conf file_lockspace_dir /etc/libvirt/qemu-lockd.conf)
 if [ -n "$ls" ] && [ -d "$ls" ]; then
   m="havirt-lease-mark node1 $(hostname)"; f="$ls/.havirt-lease-node1"
   if [ "$(cat "$f" 2>/dev/null)" = "$m" ] || { printf '%s\n' "$m" > "$f.$$" && mv -f "$f.$$" "$f"; } 2>/dev/null; then echo marked=yes; else echo marked=no; fi
-  for g in "$ls"/.havirt-lease-*; do [ -f "$g" ] && printf 'seen=%s\n' "$(head -c 300 "$g" | head -n 1)"; done
+  for g in "$ls"/.havirt-lease-*; do [ -f "$g" ] || continue; l=; IFS= read -r l < "$g"; printf 'seen=%.300s\n' "$l"; done
 fi
 """
 ODD_PATHS = ["/srv/b.img", "/srv/a b.img", "/srv/it's.img", "-x.img", "/srv/b.img"]
@@ -155,7 +161,7 @@ def show(tmp_path):
     state.nodes["node3"].address, state.nodes["node3"].user, state.nodes["node3"].port = \
         "fd00::13", "admin", 2222
     targets = {n: Target(n, r.address, r.user, r.port) for n, r in state.nodes.items()}
-    ex = Executor(SSHRunner(c.ssh, targets), c, SimpleNamespace(root=Path("/home/havirt")), None)
+    ex = Executor(ParamikoRunner(c.ssh, targets), c, SimpleNamespace(root=Path("/home/havirt")), None)
     return SimpleNamespace(lines=lambda *steps: ex.show(Plan(steps=list(steps))), cfg=c,
                            cluster=cluster, state=state)
 

@@ -91,7 +91,7 @@ def test_home_option_on_the_line_is_used(tmp_path, home, monkeypatch):
 
 
 def test_modules_actions_options_choices(home, monkeypatch):
-    assert offered("havirt ", home, monkeypatch) == ["cluster", "domain", "image", "log", "node"]
+    assert offered("havirt ", home, monkeypatch) == ["cluster", "domain", "image", "log", "node", "store"]
     assert offered("havirt node s", home, monkeypatch) == ["scan", "set"]
     assert offered("havirt node list --f", home, monkeypatch) == ["--format"]
     assert "--yes" in offered("havirt domain start web1 node1 -", home, monkeypatch)

@@ -22,7 +22,8 @@ def test_defaults_when_no_file(tmp_path):
     assert (s.user, s.port, s.identity_file, s.host_key_policy) == ("root", 22, None, "reject")
     assert s.known_hosts_file == os.path.expanduser("~/.ssh/known_hosts")
     assert s.ssh_config == os.path.expanduser("~/.ssh/config")
-    assert (s.connect_timeout, s.command_timeout, s.parallel) == (5.0, 60.0, 16)
+    assert (s.connect_timeout, s.command_timeout, s.parallel) == (5.0, 60.0, 128)
+    assert (s.backend, s.persist) == ("paramiko", 600)
     assert (cfg.virsh_uri, cfg.virsh_command) == ("qemu:///system", "virsh")
     assert (cfg.reserve_mib, cfg.vcpu_ratio) == (1024, 4.0)
     assert (cfg.balance_min_gain, cfg.balance_max_moves, cfg.migrate_timeout) == (0.03, 20, 600.0)
@@ -52,6 +53,8 @@ ssh:
   command_timeout: 90.5
   parallel: 4
   ssh_config: null
+  backend: openssh
+  persist: 120
 virsh:
   uri: qemu+ssh:///system
   command: /usr/bin/virsh
@@ -74,6 +77,7 @@ migrate:
         "admin", 2222, str(key), f"{tmp_path}/known_hosts")
     assert (s.host_key_policy, s.connect_timeout, s.command_timeout, s.parallel, s.ssh_config) == (
         "accept-new", 3.0, 90.5, 4, None)
+    assert (s.backend, s.persist) == ("openssh", 120)
     assert (cfg.virsh_uri, cfg.virsh_command) == ("qemu+ssh:///system", "/usr/bin/virsh")
     assert (cfg.reserve_mib, cfg.vcpu_ratio) == (2048, 2.0)
     assert (cfg.balance_min_gain, cfg.balance_max_moves, cfg.migrate_timeout) == (0.05, 3, 900.0)
@@ -94,7 +98,7 @@ def test_unknown_top_level_key(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert str(e.value) == (f"{p}: unknown key 'sssh' (allowed here: balance, dryrun, fence, "
-                            "lock_timeout, metrics, migrate, pools, recover, reserve, ssh, virsh)")
+                            "lock_timeout, metrics, migrate, pools, recover, reserve, ssh, store, virsh)")
 
 
 def test_unknown_nested_key(tmp_path):
@@ -141,6 +145,12 @@ def test_unknown_nested_key(tmp_path):
     ("balance: {weights: {cpu: 1}}\n", "unknown key 'balance.weights.cpu' (allowed here: memory, vcpu)"),
     ("balance: {weights: {memory: 0, vcpu: 0}}\n", "keys 'balance.weights.memory' and 'balance.weights.vcpu' "
      "cannot both be 0 (the score would be 0 whatever the placement)"),
+    ("ssh: {backend: ssh}\n", "key 'ssh.backend' must be one of paramiko, openssh, not 'ssh'"),
+    ("ssh: {backend: null}\n", "key 'ssh.backend' must be a string, not None"),
+    *[(f"ssh: {{persist: {v}}}\n", f"key 'ssh.persist' must be seconds (0 to 86400), or no, not {shown}")
+      for v, shown in [("-1", "-1"), ("86401", "86401"), ("true", "True"), ("yes", "True"),
+                       ("soon", "'soon'"), ("1.5", "1.5"), ("null", "None"), ("'600'", "'600'"),
+                       ("[600]", "[600]"), ("10m", "'10m'"), (".inf", "inf")]],
 ])
 def test_wrong_values(tmp_path, text, message):
     p = write(tmp_path, text)
@@ -148,6 +158,14 @@ def test_wrong_values(tmp_path, text, message):
         load_config(p)
     assert str(e.value) == f"{p}: {message}"
     assert e.value.exit_code == 2
+
+
+@pytest.mark.parametrize("value, seconds", [("no", 0), ("false", 0), ("0", 0), ("'no'", 0),
+                                            ("1", 1), ("86400", 86400)])
+def test_persist_in_seconds_or_no(tmp_path, value, seconds):
+    """0 or no: no connection sharing (a bare YAML no is false)."""
+    cfg = load_config(write(tmp_path, f"ssh: {{backend: openssh, persist: {value}}}\n"))
+    assert cfg.ssh.persist == seconds and type(cfg.ssh.persist) is int
 
 
 def test_missing_identity_file(tmp_path):
@@ -224,3 +242,56 @@ def test_bad_pools(tmp_path, text, words):
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, text))
     assert words in str(e.value)
+
+
+def test_the_sample_shows_every_default(tmp_path):
+    from dataclasses import replace
+    from pathlib import Path
+    sample = Path(__file__).resolve().parents[2] / "config.sample.yaml"
+    assert replace(load_config(sample), path="") == replace(load_config(tmp_path / "none.yaml"), path="")
+
+
+def test_store_defaults_to_the_home_files(tmp_path):
+    s = load_config(tmp_path / "none.yaml").store
+    assert (s.backend, s.endpoints, s.prefix, s.ca, s.cert, s.key, s.lock_ttl) == \
+        ("files", [], "/havirt", None, None, None, 30)
+
+
+def test_store_etcd(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    s = load_config(write(tmp_path, f"store: {{backend: etcd, endpoints: [https://10.0.0.1:2379/, "
+                                     f"'https://[fd00::1]:2379'], prefix: /lab/havirt, ca: {ca}, "
+                                     "lock_ttl: 10}\n")).store
+    assert (s.backend, s.endpoints, s.prefix, s.ca, s.lock_ttl) == \
+        ("etcd", ["https://10.0.0.1:2379", "https://[fd00::1]:2379"], "/lab/havirt", str(ca), 10)
+
+
+@pytest.mark.parametrize("text,words", [
+    ("store: {backend: nfs}", "key 'store.backend' must be one of files, etcd, not 'nfs'"),
+    ("store: {backend: etcd}", "key 'store.endpoints' must list the etcd members' client URLs"),
+    ("store: {backend: etcd, endpoints: http://a:2379}", "key 'store.endpoints' must be a list or null"),
+    ("store: {endpoints: [10.0.0.1:2379]}", "must list URLs such as http://10.0.0.1:2379, not '10.0.0.1:2379'"),
+    ("store: {endpoints: ['http://a:99999']}", "must list URLs such as"),
+    ("store: {endpoints: [http://a:1, http://a:1]}", "names an endpoint twice"),
+    ("store: {prefix: havirt}", "key 'store.prefix' must be a key path such as /havirt"),
+    ("store: {prefix: /havirt/}", "key 'store.prefix' must be a key path"),
+    ("store: {lock_ttl: 2}", "key 'store.lock_ttl' must be 5 to 3600, not 2"),
+    ("store: {lock_ttl: true}", "key 'store.lock_ttl' must be an integer, not True"),
+    ("store: {cert: /x}", "keys 'store.cert' and 'store.key' go together"),
+    ("store: {ca: /no/such/ca.pem, endpoints: [https://a:1]}", "key 'store.ca': no such file: /no/such/ca.pem"),
+    ("store: {etcd: {}}", "unknown key 'store.etcd' (allowed here: backend, ca, cert, endpoints, key, "
+                          "lock_ttl, prefix)"),
+])
+def test_bad_store(tmp_path, text, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text + "\n"))
+    assert words in str(e.value)
+
+
+def test_store_tls_needs_https(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, f"store: {{endpoints: [http://a:2379], ca: {ca}}}\n"))
+    assert "need https:// endpoints" in str(e.value)

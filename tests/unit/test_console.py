@@ -1,4 +1,5 @@
-"""domain console: the ssh command line, and the session run through an `ssh` on PATH.
+"""domain console: the session run through an `ssh` on PATH (its command line
+is the openssh transport's: tests/unit/test_openssh.py).
 
 The real session (OpenSSH, virsh console, a guest, the escape key) is proven in
 the lab (tests/integration/test_guests.py); here a small stand-in for `ssh`
@@ -10,51 +11,7 @@ import sys
 
 import pytest
 
-from havirt.ops.console import ssh_argv
-from havirt.store.config import SSHConfig
-
 V = "virsh -c qemu:///system"
-
-
-def ssh_cfg(**kw):
-    base = dict(user="root", port=22, identity_file=None, known_hosts_file="/kh",
-                host_key_policy="reject", connect_timeout=5, command_timeout=60, parallel=4,
-                ssh_config=None)
-    base.update(kw)
-    return SSHConfig(**base)
-
-
-def test_ssh_argv_is_an_interactive_session_with_havirts_settings():
-    argv = ssh_argv(ssh_cfg(identity_file="/keys/id", connect_timeout=2.5), "10.0.0.7", "ops",
-                    2222, ["/keys/id"], f"{V} console web1")
-    assert argv == ["ssh", "-t", "-e", "none", "-o", "LogLevel=ERROR", "-F", "none",
-                    "-l", "ops", "-p", "2222", "-o", "BatchMode=yes", "-o", "ConnectTimeout=3",
-                    "-i", "/keys/id", "-o", "IdentitiesOnly=yes",
-                    "-o", "UserKnownHostsFile=/kh", "-o", "StrictHostKeyChecking=yes",
-                    "--", "10.0.0.7", f"{V} console web1"]
-
-
-@pytest.mark.parametrize("policy, known, options", [
-    ("reject", "/kh", ["UserKnownHostsFile=/kh", "StrictHostKeyChecking=yes"]),
-    ("accept-new", "/kh", ["UserKnownHostsFile=/kh", "StrictHostKeyChecking=accept-new"]),
-    ("ignore", "/kh", ["UserKnownHostsFile=/dev/null", "StrictHostKeyChecking=no"]),
-    ("reject", None, ["UserKnownHostsFile=/dev/null", "StrictHostKeyChecking=yes"]),
-])
-def test_the_host_key_policy_is_havirts(policy, known, options):
-    argv = ssh_argv(ssh_cfg(host_key_policy=policy, known_hosts_file=known), "n1", "root", 22,
-                    [], "x")
-    opts = [argv[i + 1] for i, a in enumerate(argv) if a == "-o"]
-    assert opts[-2:] == options
-    assert "-i" not in argv and "IdentitiesOnly=yes" not in opts   # agent and default keys
-
-
-def test_the_ssh_config_file_havirt_reads_is_the_one_ssh_reads(tmp_path):
-    conf = tmp_path / "ssh_config"
-    conf.write_text("Host n1\n  HostName 192.0.2.7\n")
-    argv = ssh_argv(ssh_cfg(ssh_config=str(conf)), "n1", "root", 22, [], "x")
-    assert argv[argv.index("-F") + 1] == str(conf)
-    argv = ssh_argv(ssh_cfg(ssh_config=str(tmp_path / "missing")), "n1", "root", 22, [], "x")
-    assert argv[argv.index("-F") + 1] == "none"
 
 
 @pytest.fixture
@@ -95,8 +52,10 @@ def test_console_runs_ssh_to_the_node_where_it_runs(fake, fake_ssh):
     assert out.splitlines()[0] == ("web1 runs on node2: its console follows (virsh console over "
                                    "ssh); leave with Ctrl-]")
     argv = fake_ssh.read_text().splitlines()
-    assert argv[:2] == ["-t", "-e"] and argv[-3:] == ["--", "10.0.0.2", f"{V} console web1"]
+    assert argv[:3] == ["-t", "-e", "none"] and argv[-3:] == ["--", "10.0.0.2", f"{V} console web1"]
     assert argv[argv.index("-l") + 1] == "ops" and argv[argv.index("-p") + 1] == "2222"
+    # the paramiko transport: ssh_config alone decides about shared connections
+    assert not any(a.startswith("Control") for a in argv)
     assert fake.state().domains["web1"].node == "node2"      # the scan was recorded
     assert not (fake.home / "var" / "audit.log").exists()  # nothing was changed
 
@@ -106,9 +65,17 @@ def test_an_ssh_failure_is_exit_4_with_its_reason(fake, fake_ssh, monkeypatch):
     monkeypatch.setenv("FAKE_SSH_EXIT", "255")
     monkeypatch.setenv("FAKE_SSH_ERR", "ssh: connect to host 10.0.0.2 port 2222: Connection refused")
     rc, out, err = fake.havirt("domain", "console", "web1")
-    assert rc == 4
-    assert err == ("havirt: node node2 unreachable: ssh: connect to host 10.0.0.2 port 2222: "
-                   "Connection refused\n")
+    assert rc == 4      # the line a scan gives for the same failure
+    assert err == "havirt: node node2 unreachable: ssh ops@10.0.0.2:2222: Connection refused\n"
+
+
+def test_with_the_openssh_transport_the_console_shares_the_nodes_connection(fake, fake_ssh):
+    setup(fake)
+    fake.write_config(ssh={"backend": "openssh", "persist": 300})
+    rc, out, err = fake.havirt("domain", "console", "web1")
+    assert rc == 0, err
+    argv = fake_ssh.read_text().splitlines()
+    assert {"ControlMaster=auto", "ControlPersist=300"} <= set(argv)
 
 
 def test_a_failed_virsh_console_is_exit_1(fake, fake_ssh, monkeypatch):

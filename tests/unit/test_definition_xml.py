@@ -46,6 +46,8 @@ def test_a_new_domain_validates_and_reads_back(tmp_path):
                  "<graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'>",
                  "<boot dev='hd'/>\n    <boot dev='cdrom'/>", "machine='q35'"):
         assert want in text
+    # spare PCIe root ports for what is attached while it runs (the lab plugs a disk and a card in)
+    assert text.count("<controller type='pci' model='pcie-root-port'/>") == 8
     minimal = new_domain_xml("tiny", 64, 1)
     validates(tmp_path, minimal)
     assert "cdrom" not in minimal and "<interface" not in minimal and "metadata" not in minimal

@@ -56,7 +56,8 @@ def test_the_scan_reads_the_live_xml_of_named_domains_only():
     cfg = load_config(Path("/nonexistent"))
     script = remote.scan_script(cfg, (), ["web 1", "db1"]).text()
     assert "for d in db1 'web 1'; do printf '@@xml %s\\n' \"$d\"; " \
-           "virsh -c qemu:///system dumpxml --domain \"$d\" 2>/dev/null; done" in script
+           "virsh -c qemu:///system dumpxml --domain \"$d\" 2>/dev/null || " \
+           "virsh -c lxc:///system dumpxml --domain \"$d\" 2>/dev/null; done" in script
     assert "list --name" not in script.split("@@end")[1]   # not every running domain
     assert remote.scan_script(cfg) == remote.scan_script(cfg, (), [])
 

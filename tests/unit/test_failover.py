@@ -76,6 +76,42 @@ def test_power_off_then_failover_under_leases_runs_each_once(fake):
     assert all(e["outcome"] == "ok" for e in log)
 
 
+def test_a_dead_node_is_asked_once_and_every_node_at_most_three_times(fake):
+    """The dead node's timeout is paid once per failover: the later scans of the
+    same work do not ask it again. One scan plans, one re-checks every domain,
+    one asks the targets whether they run."""
+    power_off(setup(fake))
+    before = len(fake.calls)
+    rc, out, err = fake.havirt("--yes", "node", "failover", "node3")
+    assert rc == 0, (out, err)
+    asked = {n: sum(1 for m, c in fake.calls[before:] if m == n and is_scan(c)) for n in fake.nodes}
+    assert asked["node3"] == 1, asked
+    targets = {n for d in ("vol1", "vol2", "vol3") for n in where(fake, d)}
+    assert targets == {"node1", "node2"} and asked["node1"] == asked["node2"] == 3, asked
+    assert fake.state().nodes["node3"].silent_scans == 1     # counted once, like it was asked once
+
+
+def test_what_was_started_counts_on_its_target_for_the_next_recheck(fake, monkeypatch):
+    """Planned while node1 had room for both; a domain started there by hand
+    before the re-check leaves room for one: the second is refused with the
+    numbers, counting the first one started by this failover."""
+    from havirt.ops.work import Work
+    power_off(setup(fake, leases=False, domains=(("vol1", 1024), ("vol2", 1024))))
+    scan, scans = Work.scan, []
+
+    def scan_then_intruder(self, *a, **kw):
+        scans.append(a or kw)
+        if len(scans) == 2:       # after the plan, before the re-check
+            fake.nodes["node1"].add("intruder", memory_mib=2048)
+        return scan(self, *a, **kw)
+    monkeypatch.setattr(Work, "scan", scan_then_intruder)
+    rc, out, err = fake.havirt("--yes", "node", "failover", "node3", "--to", "node1", "--confirm-off")
+    assert rc == 1, (out, err)
+    started = [d for d in ("vol1", "vol2") if where(fake, d) == ["node1"]]
+    assert len(started) == 1, out
+    assert "1024 MiB are allocated" not in out and "3072 MiB are allocated" in out, out
+
+
 def test_link_down_every_start_is_refused_by_its_lease(fake):
     node3 = setup(fake)
     link_down(node3)

@@ -4,7 +4,8 @@ import click
 import pytest
 
 from havirt.cli import cli, load_commands
-from havirt.remote.transport import SSHRunner, Target
+from havirt.remote.paramiko_ssh import ParamikoRunner
+from havirt.remote.transport import Target
 from havirt.store.config import SSHConfig
 
 load_commands()
@@ -36,7 +37,7 @@ def test_ssh_config_gives_hostname_user_port_identity(tmp_path):
     conf = tmp_path / "ssh_config"
     conf.write_text("Host n1\n  HostName 192.0.2.7\n  User admin\n  Port 2222\n"
                     "  IdentityFile /keys/n1\n")
-    runner = SSHRunner(ssh_cfg(tmp_path, ssh_config=str(conf)),
+    runner = ParamikoRunner(ssh_cfg(tmp_path, ssh_config=str(conf)),
                        {"n1": Target("n1", "n1"), "n2": Target("n2", "n2", user="ops", port=22022)})
     ep = runner.endpoint("n1")
     assert (ep.host, ep.user, ep.port, ep.key_filenames) == ("192.0.2.7", "admin", 2222, ["/keys/n1"])
@@ -47,7 +48,7 @@ def test_ssh_config_gives_hostname_user_port_identity(tmp_path):
 
 
 def test_no_ssh_config_uses_the_configured_defaults(tmp_path):
-    runner = SSHRunner(ssh_cfg(tmp_path, user="havirt", port=2200, identity_file="/k"),
+    runner = ParamikoRunner(ssh_cfg(tmp_path, user="havirt", port=2200, identity_file="/k"),
                        {"n1": Target("n1", "10.0.0.1")})
     ep = runner.endpoint("n1")
     assert (ep.host, ep.user, ep.port, ep.key_filenames) == ("10.0.0.1", "havirt", 2200, ["/k"])

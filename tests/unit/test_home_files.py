@@ -283,3 +283,26 @@ def test_an_empty_home_option_is_an_error(tmp_path):
                            capture_output=True, text=True, env={**env, **extra}, cwd=tmp_path)
         assert p.returncode == 2 and p.stdout == "", p
         assert p.stderr == "havirt: --home is empty: give the folder of the havirt home\n"
+
+
+def test_a_folder_another_havirt_makes_at_the_same_moment_is_taken(tmp_path, monkeypatch):
+    """Two commands in a fresh home (two node adds at once): both find var/
+    missing, one makes it first; the other's mkdir fails with EEXIST, and it
+    goes on with the folder, checked like any. A file there is still refused."""
+    from havirt.errors import HomeError
+    from havirt.store import files
+    real_mkdir = os.mkdir
+
+    def racing(made_by_other):
+        def mkdir(path, mode=0o777):
+            made_by_other(path)
+            return real_mkdir(path, mode)      # EEXIST: the other one was first
+        return mkdir
+    top = tmp_path / "home"
+    top.mkdir()
+    monkeypatch.setattr(files.os, "mkdir", racing(lambda p: real_mkdir(p, 0o750)))
+    assert files.writable_folder(top / "var", top) == top / "var"
+    assert (top / "var").is_dir()
+    monkeypatch.setattr(files.os, "mkdir", racing(lambda p: Path(p).write_text("")))
+    with pytest.raises(HomeError, match="is not a folder"):
+        files.writable_folder(top / "conf", top)

@@ -168,10 +168,11 @@ def ssh_cfg(**kw):
 
 
 def runner_with(tmp_path, text, **kw):
-    from havirt.remote.transport import SSHRunner, Target
+    from havirt.remote.paramiko_ssh import ParamikoRunner
+    from havirt.remote.transport import Target
     conf = tmp_path / "ssh_config"
     conf.write_text(text)
-    return SSHRunner(ssh_cfg(ssh_config=str(conf), **kw), {"n1": Target("n1", "n1")})
+    return ParamikoRunner(ssh_cfg(ssh_config=str(conf), **kw), {"n1": Target("n1", "n1")})
 
 
 @pytest.mark.parametrize("text, fragment", [
@@ -249,7 +250,7 @@ def test_a_corrupt_known_hosts_line_is_one_line_exit_2(fake, tmp_path, line, why
 def test_accept_new_writes_hashed_lines_in_a_private_folder(tmp_path):
     import paramiko
 
-    from havirt.remote.transport import _AcceptNew
+    from havirt.remote.paramiko_ssh import _AcceptNew
     known = tmp_path / "newhome" / ".ssh" / "known_hosts"
     old = os.umask(0o022)
     try:

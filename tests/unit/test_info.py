@@ -43,7 +43,7 @@ def info(fake, *args):
 def test_a_running_domain_in_full_from_one_session_per_node(fake):
     setup(fake)
     doc = info(fake)
-    assert list(doc) == ["name", "state", "node", "nodes", "unreachable", "conf_file", "xml_error",
+    assert list(doc) == ["name", "kind", "state", "node", "nodes", "unreachable", "conf_file", "xml_error",
                          "memory_mib", "vcpus", "definition", "disks", "interfaces", "graphics",
                          "consoles", "maintenance", "base_of", "last_seen", "drift", "anomalies"]
     assert (doc["state"], doc["node"], doc["nodes"], doc["unreachable"]) == \

@@ -1,6 +1,7 @@
 """Commands that only read the state never import paramiko (it costs ~0.15 s),
 nor prometheus_client (only a scan that writes metrics needs it); completing
-a word on the command line (TAB) imports neither."""
+a word on the command line (TAB) imports neither. A home of files never
+imports an etcd client (etcd3gw, and requests under it: ~0.1 s)."""
 
 import os
 import subprocess
@@ -20,14 +21,15 @@ with contextlib.redirect_stdout(out):
     rc = run(["--home", sys.argv[2]] + sys.argv[3:])
 out.flush()
 print(rc, "paramiko" in sys.modules, "prometheus_client" in sys.modules,
-      repr(out.buffer.getvalue().decode()))
+      "etcd3gw" in sys.modules or "requests" in sys.modules, repr(out.buffer.getvalue().decode()))
 """
 
 
 def probe(home, *args, **env):
     p = subprocess.run([sys.executable, "-c", PROBE, str(ROOT), str(home), *args],
                        capture_output=True, text=True, env={**os.environ, **env})
-    rc, paramiko, prometheus, printed = p.stdout.split(" ", 3)
+    rc, paramiko, prometheus, etcd, printed = p.stdout.split(" ", 4)
+    assert etcd == "False", "a home of files imported an etcd client"
     return int(rc), paramiko == "True", prometheus == "True", printed
 
 
@@ -69,6 +71,17 @@ def test_completion_imports_neither(tmp_path, words, cword, offered):
                                               HAVIRT_HOME=str(tmp_path))
     assert (rc, paramiko, prometheus) == (0, False, False)
     assert printed == repr(offered) + "\n"
+
+
+def test_a_home_on_etcd_does_import_its_client(tmp_path):
+    """The probe can tell: a home whose store is etcd loads the client (and,
+    with etcd away, says so in one line, exit 6)."""
+    (tmp_path / "config.yaml").write_text("store: {backend: etcd, endpoints: [http://127.0.0.1:9]}\n")
+    p = subprocess.run([sys.executable, "-c", PROBE, str(ROOT), str(tmp_path), "node", "list"],
+                       capture_output=True, text=True)
+    rc, _, _, etcd, _ = p.stdout.split(" ", 4)
+    assert (rc, etcd) == ("6", "True"), (p.stdout, p.stderr)
+    assert p.stderr.count("\n") == 1 and "etcd did not answer" in p.stderr
 
 
 def test_a_scan_does_import_it(tmp_path):

@@ -76,7 +76,7 @@ def test_dry_runs_never_show_the_key_or_config_paths(fake, tmp_path):
         assert rc == 0, (args, err)
         outputs.append(out + err)
     text = "\n".join(outputs)
-    # the real SSHRunner's describe: user@host, the port when not 22, nothing else
+    # the real runner's describe: user@host, the port when not 22, nothing else
     assert "ssh -p 2222 root@10.0.0.2 'virsh -c qemu:///system create /dev/stdin' < conf/web1.xml" in text
     assert f"ssh root@10.0.0.1 '{V} destroy db1'" in text
     for s in secrets:

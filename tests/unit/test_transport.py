@@ -13,7 +13,8 @@ import pytest
 
 from havirt.errors import NodeUnreachable
 from havirt.remote.commands import Command
-from havirt.remote.transport import CommandTimeout, SSHRunner, Target, _collect, _Deadline
+from havirt.remote.paramiko_ssh import ParamikoRunner, _collect, _Deadline
+from havirt.remote.transport import CommandTimeout, Target
 from havirt.store.config import SSHConfig
 
 
@@ -71,7 +72,7 @@ class FakeChannel:
     def close(self):
         self.closed = True
 
-    # for SSHRunner.run
+    # for ParamikoRunner.run
     def exec_command(self, command):
         self.command = command
 
@@ -118,7 +119,7 @@ def test_a_command_that_never_ends_hits_the_deadline_and_the_channel_is_closed()
     assert chan.closed
 
 
-# -- SSHRunner on fake connections -------------------------------------------------
+# -- ParamikoRunner on fake connections -------------------------------------------------
 
 def ssh_cfg(**kw):
     base = dict(user="root", port=22, identity_file=None, known_hosts_file=None,
@@ -152,7 +153,7 @@ class FakeClient:
 
 
 def runner_with(monkeypatch, channels: dict):
-    r = SSHRunner(ssh_cfg(), {n: Target(n, f"10.0.0.{i}") for i, n in enumerate(channels, 1)})
+    r = ParamikoRunner(ssh_cfg(), {n: Target(n, f"10.0.0.{i}") for i, n in enumerate(channels, 1)})
     clients = {}
 
     def connect(node):
@@ -205,7 +206,7 @@ def test_connect_errors(monkeypatch, raised, expected):
     def connect(self, *a, **kw):
         raise raised
     monkeypatch.setattr(paramiko.SSHClient, "connect", connect)
-    r = SSHRunner(ssh_cfg(), {"node1": Target("node1", "10.0.0.1")})
+    r = ParamikoRunner(ssh_cfg(), {"node1": Target("node1", "10.0.0.1")})
     with pytest.raises(NodeUnreachable) as e:
         r._connect("node1")
     assert e.value.node == "node1"
@@ -219,20 +220,42 @@ def test_a_changed_host_key_is_refused_naming_the_old_one(monkeypatch):
     def connect(self, *a, **kw):
         raise paramiko.BadHostKeyException("10.0.0.1", key_b, key_a)
     monkeypatch.setattr(paramiko.SSHClient, "connect", connect)
-    r = SSHRunner(ssh_cfg(), {"node1": Target("node1", "10.0.0.1")})
+    r = ParamikoRunner(ssh_cfg(), {"node1": Target("node1", "10.0.0.1")})
     with pytest.raises(NodeUnreachable, match="host key of 10.0.0.1 CHANGED") as e:
         r._connect("node1")
     assert key_a.get_base64()[:16] in e.value.reason
 
 
 def test_describe_is_what_an_admin_types():
-    r = SSHRunner(ssh_cfg(), {"node1": Target("node1", "10.0.0.1", user="admin", port=2222)})
+    r = ParamikoRunner(ssh_cfg(), {"node1": Target("node1", "10.0.0.1", user="admin", port=2222)})
     assert r.describe("node1") == "ssh -p 2222 admin@10.0.0.1"
 
 
 def test_transport_imports_paramiko_only_when_connecting():
+    """Neither transport's module imports paramiko; the openssh one never needs it."""
     import subprocess
     import sys
-    p = subprocess.run([sys.executable, "-c", "import sys, havirt.remote.transport; print('paramiko' in sys.modules)"],
+    modules = "havirt.remote.transport, havirt.remote.backends, havirt.remote.paramiko_ssh, " \
+              "havirt.remote.openssh"
+    p = subprocess.run([sys.executable, "-c", f"import sys, {modules}; print('paramiko' in sys.modules)"],
                        capture_output=True, text=True, timeout=60)
     assert (p.returncode, p.stdout) == (0, "False\n"), p.stderr
+
+
+def test_a_channel_above_descriptor_1024_is_waited_on():
+    """Hundreds of nodes: a channel's descriptor may be above 1024, which
+    select() refuses (ValueError); poll() does not."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1600:
+        pytest.skip("the limit of open files is below 1600")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1600), hard))
+    chan = FakeChannel([("out", b"a")] + [("none",)] * 5 + [("exit", 0), ("eof",)])
+    high = os.dup2(chan._r, 1500)
+    chan.fileno = lambda: high
+    try:
+        out, err = _collect(chan, far(), None)
+    finally:
+        os.close(high)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert (out, err) == (b"a", b"")

@@ -91,8 +91,10 @@ def test_the_state_is_read_once_under_the_lock(fake):
 
 
 def test_only_the_unit_of_work_locks_and_saves():
-    """No operation decides locking or saving by itself: `locked` is called
-    by App.work alone, `save_state` by Work.commit alone."""
+    """No operation decides locking or saving by itself: above the store
+    (whose backends implement them), `locked` is called by App.work alone,
+    `save_state` by Work.commit alone; `store migrate` also locks the store it
+    moves the facts into (not the home's store yet, so no work can)."""
     import ast
     from pathlib import Path
     pkg = Path(__file__).resolve().parents[2] / "havirt"
@@ -102,6 +104,25 @@ def test_only_the_unit_of_work_locks_and_saves():
             if isinstance(node, ast.Call):
                 f = node.func
                 name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
-                if name in callers:
-                    callers[name].add(str(path.relative_to(pkg)))
-    assert callers == {"locked": {"ops/app.py"}, "save_state": {"ops/work.py"}}
+                where = str(path.relative_to(pkg))
+                if name in callers and not where.startswith("store/"):
+                    callers[name].add(where)
+    assert callers == {"locked": {"ops/app.py", "ops/storemove.py"}, "save_state": {"ops/work.py"}}
+
+
+def test_a_silent_node_is_not_asked_again_by_the_work_unless_named(fake):
+    cluster(fake)
+    fake.nodes["node2"].reachable = False
+    with make_app(fake, yes=True).work() as w:
+        first = w.scan().cluster
+        again = w.scan().cluster                     # every node: node2's answer stands
+        asked = [n for n, _ in fake.calls]
+        assert asked.count("node2") == 1 and asked.count("node1") == 2, asked
+        assert not again.nodes["node2"].reachable
+        assert again.nodes["node2"].error == first.nodes["node2"].error
+        fake.nodes["node2"].reachable = True
+        named = w.scan(["node2"]).cluster            # named: asked, and it answers now
+        assert named.nodes["node2"].reachable
+        w.scan()                                     # answered: asked again by every-node scans
+        assert [n for n, _ in fake.calls].count("node2") == 3
+    assert fake.state().nodes["node2"].silent_scans == 0

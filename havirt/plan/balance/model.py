@@ -57,6 +57,7 @@ class BDomain:
     restart_memory_mib: int | None = None
     restart_vcpus: int | None = None
     restarted: bool = True  # False: failover would leave it down on purpose (in maintenance)
+    live: bool = True  # False: it moves only stopped and started elsewhere (a container): balance leaves it
 
     def size(self, restart: bool) -> tuple[int, int]:
         """(MiB, vCPUs) it needs: held now, or to be started again."""

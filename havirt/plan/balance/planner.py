@@ -14,7 +14,9 @@ moves gives (a swap is never cut in two), and:
 * cost: of the moves within ``CHEAP_WINDOW`` of the best value, the one that
   copies the least memory goes first (the value of a move is its gain, plus
   on small clusters the gain of the best move after it);
-* no domain moves twice in a plan (a later run may move it again);
+* no domain moves twice in a plan (a later run may move it again), and a
+  domain that cannot move live (a container, ``BDomain.live``) never moves:
+  balance would have to stop it (N+1 still counts it, restarted elsewhere);
 * with ``keep_n_plus_1``, no move makes the loss of a node fatal that was
   not (``guard.Guard``), and moves that make a fatal loss survivable, where
   moves can, go first (``restore``), even if they raise the score.
@@ -70,6 +72,7 @@ def plan_balance(
     if math.isnan(min_gain):
         raise ValueError("min_gain must be a number")
     layout = Layout(nodes, domains, weights)
+    layout.moved |= {k for k, d in enumerate(layout.doms) if not d.live}   # never moved by balance
     base = (list(layout.mem), list(layout.vcpu))
     before = layout.score_now()
     n1_before = verdict(layout) if keep_n_plus_1 else None

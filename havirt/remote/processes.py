@@ -1,0 +1,157 @@
+"""Many local processes at once, one loop, no threads: what the openssh
+transport runs its ssh commands with.
+
+Each process gets its stdin (bytes, or nothing), has its stdout and stderr
+read as they come (and streamed to `on_output`), and a deadline after which
+it is killed. A process has ended when it exited and both its streams
+reached their end, or DRAIN seconds after it exited (a helper it started
+may hold a stream open: ssh's ProxyJump helper lives as long as the shared
+connection). The loop waits in epoll (no limit of 1024 descriptors) and
+learns of each exit from a pidfd (Linux), so nothing polls.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import subprocess
+import time
+from collections import deque
+
+DRAIN = 0.5                      # seconds to wait for the last bytes once a process exited
+FILES_PER_PROCESS = 4            # stdin, stdout, stderr pipes, the pidfd
+
+
+class Process:
+    """One process: its pipes, what it said, how it ended."""
+
+    def __init__(self, argv: list[str], stdin: bytes | None, timeout: float, on_output=None):
+        self.argv, self.timeout = argv, timeout
+        self.stdin = memoryview(stdin) if stdin is not None else None
+        self.on_output = on_output
+        self.out, self.err = bytearray(), bytearray()
+        self.proc = None
+        self.open: set = set()          # the pipes and the pidfd still registered
+        self.pidfd = None               # readable when the process exits (Linux)
+        self.start_error: str | None = None    # it could not be started (fork failed)
+        self.timed_out = False
+        self.returncode: int | None = None
+        self.started = self.deadline = self.exited = None
+        self.duration = 0.0
+
+    def start(self, sel) -> None:
+        """Start it (FileNotFoundError: no such program, for the caller to say)."""
+        self.started = time.monotonic()
+        self.deadline = self.started + self.timeout
+        try:
+            self.proc = subprocess.Popen(   # from /: what it leaves running holds no folder
+                self.argv, stdin=subprocess.PIPE if self.stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True, cwd="/")
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            self.start_error = e.strerror or str(e)
+            return
+        for pipe, events in ((self.proc.stdout, selectors.EVENT_READ),
+                             (self.proc.stderr, selectors.EVENT_READ),
+                             (self.proc.stdin, selectors.EVENT_WRITE)):
+            if pipe is not None:
+                os.set_blocking(pipe.fileno(), False)
+                sel.register(pipe, events, self)
+                self.open.add(pipe)
+        if hasattr(os, "pidfd_open"):
+            try:
+                self.pidfd = os.pidfd_open(self.proc.pid)
+                sel.register(self.pidfd, selectors.EVENT_READ, self)
+                self.open.add(self.pidfd)
+            except OSError:             # an old kernel: the loop looks every 20 ms instead
+                self.pidfd = None
+
+    def ready(self, obj, sel) -> None:
+        if obj == self.pidfd:
+            self.close(obj, sel)        # it exited: done() reaps it
+        elif obj is self.proc.stdin:
+            self._write(obj, sel)
+        else:
+            try:
+                data = os.read(obj.fileno(), 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                self.close(obj, sel)
+                return
+            (self.out if obj is self.proc.stdout else self.err).extend(data)
+            if self.on_output:      # virsh prints migration progress on stderr
+                self.on_output(data.decode(errors="replace"))
+
+    def _write(self, pipe, sel) -> None:
+        try:
+            sent = os.write(pipe.fileno(), self.stdin[:65536])
+            self.stdin = self.stdin[sent:]
+        except BlockingIOError:
+            return
+        except OSError as e:            # it went away: what it said tells why
+            if e.errno not in (errno.EPIPE, errno.ECONNRESET):
+                raise
+            self.stdin = self.stdin[:0]
+        if not self.stdin:
+            self.close(pipe, sel)
+
+    def close(self, obj, sel) -> None:
+        sel.unregister(obj)
+        if isinstance(obj, int):
+            os.close(obj)
+        else:
+            obj.close()
+        self.open.discard(obj)
+
+    def _streams_open(self) -> bool:
+        return bool(self.open - {self.proc.stdin, self.pidfd})
+
+    def done(self, now: float, sel) -> bool:
+        """Ended, or given up at its deadline (killed)."""
+        if self.proc is None:
+            return True
+        if self.exited is None and self.proc.poll() is not None:
+            self.exited = now
+        if self.exited is None and now >= self.deadline:
+            self.timed_out = True
+        elif self.exited is None or (self._streams_open() and now - self.exited < DRAIN):
+            return False
+        self.end(sel)
+        self.returncode = self.proc.returncode
+        self.duration = now - self.started
+        return True
+
+    def end(self, sel) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()                  # our own child, by its pid
+            self.proc.wait()
+        for obj in list(self.open):
+            self.close(obj, sel)
+
+    def wake_at(self, now: float) -> float:
+        at = self.deadline if self.exited is None else min(self.deadline, self.exited + DRAIN)
+        return at if self.pidfd is not None or self.exited is not None else min(at, now + 0.02)
+
+
+def drive(processes: list[Process], limit: int) -> None:
+    """Run every process, `limit` at once, until each has ended."""
+    waiting, live = deque(processes), []
+    with selectors.DefaultSelector() as sel:
+        try:
+            while waiting or live:
+                while waiting and len(live) < limit:
+                    p = waiting.popleft()
+                    live.append(p)
+                    p.start(sel)
+                now = time.monotonic()
+                live = [p for p in live if not p.done(now, sel)]
+                if live:
+                    wait = max(0.0, min(p.wake_at(now) for p in live) - now)
+                    for key, _ in sel.select(wait):
+                        key.data.ready(key.fileobj, sel)
+        finally:                        # interrupted: nothing left running
+            for p in live:
+                p.end(sel)
