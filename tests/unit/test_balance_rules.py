@@ -6,7 +6,7 @@
 * the incremental score (``balance.score.Sums``) is the score of
   ``score.score_of`` after any move, exchange or placement;
 * domains the search treats as alike (one "kind") are alike;
-* the searches (``search.scan_best``, ``search.scan_swaps``) find what trying
+* the searches (``search.scan_best``, ``swaps.scan_swaps``) find what trying
   every move and every exchange finds, and the bounds they prune with bound.
 """
 
@@ -24,15 +24,8 @@ from conftest import first_cluster
 from havirt.plan.balance import BDomain, BNode
 from havirt.plan.balance.model import Layout
 from havirt.plan.balance.score import Sums, Weights, score_of
-from havirt.plan.balance.search import (
-    _Base,
-    _Order,
-    _pair_terms,
-    _source_terms,
-    _Targets,
-    scan_best,
-    scan_swaps,
-)
+from havirt.plan.balance.search import _Base, _Order, _source_terms, _Targets, scan_best
+from havirt.plan.balance.swaps import _pair_terms, _pairs, _span, scan_swaps
 from havirt.rules import fit as rules
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -214,6 +207,33 @@ def test_the_best_swaps_are_those_of_every_exchange(seed: int) -> None:
             for gain, first, to_first, second, to_second in got:
                 assert {first, second} in [{a, b} for g, a, b in every if abs(g - gain) < 1e-12]
                 assert (to_first, to_second) == (layout.where[second], layout.where[first])
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_inlined_pair_bound_is_the_bound(seed: int) -> None:
+    """``swaps._pairs`` bounds each pair of nodes as ``_pair_terms`` over the
+    range of what the pair's domains and room allow, then ``gain_at_most``."""
+    for layout in _stepped(seed, allowed=0.3, fixed=0.1):
+        base = _Base(layout.sums)
+        want = {}
+        spans = [_span(layout, i) for i in range(layout.n)]
+        for i in range(layout.n):
+            for j in range(i + 1, layout.n):
+                si, sj = spans[i], spans[j]
+                if si is None or sj is None:
+                    continue
+                dm = (max(sj[0] - si[1], -sj[4]), min(sj[1] - si[0], si[4]))
+                dv = (max(sj[2] - si[3], -sj[5]), min(sj[3] - si[2], si[5]))
+                if dm[0] <= dm[1] and dv[0] <= dv[1]:
+                    want[(i, j)] = base.gain_at_most(*_pair_terms(base, i, j, dm, dv))
+        got = {(i, j): -neg for neg, i, j in _pairs(layout, base, -math.inf)}
+        assert got.keys() == want.keys()
+        for key, ub in want.items():
+            assert got[key] == pytest.approx(ub, abs=1e-12)
+        ubs = sorted(want.values())
+        floor = (ubs[len(ubs) // 2 - 1] + ubs[len(ubs) // 2]) / 2 if len(ubs) >= 2 else 0.0  # between two
+        assert sorted((i, j) for _, i, j in _pairs(layout, base, floor)) == sorted(
+            key for key, ub in want.items() if ub >= floor)
 
 
 @pytest.mark.parametrize("seed", range(60))

@@ -94,6 +94,49 @@ def _steps(layout: Layout, movable: list[int]) -> tuple[_Step, ...]:
     return tuple(reversed(out))
 
 
+class _Promised:
+    """What a placement promised so far (``extra_m``/``extra_v``: MiB and
+    vCPUs by node, updated by :meth:`take`), and what that changes of the
+    bound's sums: for each unit and set of nodes, the change is worked out
+    once, then brought up to date with the steps taken since."""
+
+    def __init__(self, layout: Layout, exclude: int, extra_m: dict[int, int], extra_v: dict[int, int]) -> None:
+        self.layout, self.exclude, self.extra_m, self.extra_v = layout, exclude, extra_m, extra_v
+        self.log: list[tuple[int, int, int, int, int]] = []  # (node, MiB and vCPUs promised before, after)
+        self._known: dict[tuple[int, int, frozenset[int] | None], tuple[int, int]] = {}  # -> (change, steps)
+
+    def take(self, j: int, m: int, v: int) -> None:
+        em, ev = self.extra_m.get(j, 0), self.extra_v.get(j, 0)
+        self.extra_m[j] = em + m
+        self.extra_v[j] = ev + v
+        self.log.append((j, em, ev, em + m, ev + v))
+
+    def change(self, m: int, vx: int, allowed: frozenset[int] | None) -> int:
+        """How many domains of ``m`` MiB and ``vx`` vCPUs the nodes of
+        ``allowed`` take less than as they are: the node lost takes none, and
+        those promised something have that much less room."""
+        lay, key = self.layout, (m, vx, allowed)
+        got = self._known.get(key)
+        if got is None:
+            total, since = 0, 0
+            if self.exclude >= 0 and (allowed is None or self.exclude in allowed):
+                total -= _slots(*lay.headroom(self.exclude), m, vx)
+            for j, em in self.extra_m.items():
+                if allowed is None or j in allowed:
+                    free, room = lay.headroom(j)
+                    total += _slots(free - em, room - self.extra_v[j], m, vx) - _slots(free, room, m, vx)
+            since = len(self.log)
+        else:
+            total, since = got
+            for j, em0, ev0, em1, ev1 in self.log[since:]:
+                if allowed is None or j in allowed:
+                    free, room = lay.headroom(j)
+                    total += _slots(free - em1, room - ev1, m, vx) - _slots(free - em0, room - ev0, m, vx)
+            since = len(self.log)
+        self._known[key] = (total, since)
+        return total
+
+
 class Guard:
     """Keeps every node whose loss was survivable survivable (see the module docstring)."""
 
@@ -224,6 +267,7 @@ class Guard:
         last = trace or []
         new_m: dict[int, int] = {}
         new_v: dict[int, int] = {}
+        promised = _Promised(lay, exclude, new_m, new_v)
         ranking: Ranking | None = None
         # Nodes whose key may differ from last time: only grows.
         watch = set(touched)
@@ -231,7 +275,7 @@ class Guard:
         check, units = 1, (steps[0][0], steps[0][3]) if steps else (0, 0)  # step 0: the bound, short
         for s, (m, v, allowed, vx, sets) in enumerate(steps):
             if s >= check or (m, vx) != units:
-                short = self._short(len(steps) - s, m, vx, [a for a in sets if a in short_sets], exclude, new_m, new_v)
+                short = self._short(len(steps) - s, m, vx, [a for a in sets if a in short_sets], promised)
                 if not short:
                     return True, out
                 # each step lowers a sum by one at most, while the units stay
@@ -256,8 +300,7 @@ class Guard:
             out.append((j, m, v, allowed, key, best))
             if ranking is not None:
                 ranking.take(j, m, v)
-            new_m[j] = new_m.get(j, 0) + m
-            new_v[j] = new_v.get(j, 0) + v
+            promised.take(j, m, v)
         return True, out
 
     def _still_wins(self, step, watch, m, v, allowed, new_m, new_v):
@@ -276,28 +319,16 @@ class Guard:
                 best = kx
         return key is not None and key > best, key, best
 
-    def _short(
-        self, count: int, m: int, vx: int, sets: list[frozenset[int] | None],
-        exclude: int, extra_m: dict[int, int], extra_v: dict[int, int],
-    ) -> int:
+    def _short(self, count: int, m: int, vx: int, sets: list[frozenset[int] | None], promised: _Promised) -> int:
         """The bound for the ``count`` domains still to place (none larger
         than ``m`` MiB, nor wider than ``vx`` vCPUs), for the sets of nodes
-        ``sets``, with ``extra_*`` promised (the same nodes in both): how much
-        it falls short for one of them (0: none, so every one of the domains
+        ``sets``, with what the placement ``promised`` so far: how much it
+        falls short for one of them (0: none, so every one of the domains
         will find a place). The sum over every node of the set is kept for the
         allocation as it is; the node lost and those promised something are
-        then counted as they are for this placement."""
-        lay = self.layout
-        changed = [exclude, *extra_m] if exclude >= 0 else list(extra_m)
+        then counted as they are for this placement (``_Promised.change``)."""
         for allowed in sets:
-            total = self._slot_sum(m, vx, allowed)
-            for j in changed:
-                if allowed is not None and j not in allowed:
-                    continue
-                free, room = lay.headroom(j)
-                total -= _slots(free, room, m, vx)
-                if j != exclude:
-                    total += _slots(free - extra_m[j], room - extra_v[j], m, vx)
+            total = self._slot_sum(m, vx, allowed) + promised.change(m, vx, allowed)
             if total < count:
                 return count - total
         return 0

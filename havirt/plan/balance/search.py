@@ -1,12 +1,13 @@
-"""Candidate moves, best first: single migrations and two-domain swaps.
+"""Candidate moves, best first: single migrations (two-domain swaps: ``swaps``).
 
 Scans read the layout (what fits: the compiled rule of ``model``) and the
 score sums (what a move would gain: ``score.Sums``); they change nothing.
 Domains already moved by the plan are not candidates (``Layout.groups``).
-Both scans answer what trying every domain on every node (every exchange
-between every two nodes) would: a bound of what a source, or a pair of
-nodes, can gain, cheap to work out, skips those that cannot win (unit tests
-check the answers against trying them all, and the bounds).
+Both scans (this one and ``swaps.scan_swaps``) answer what trying every
+domain on every node (every exchange between every two nodes) would: a bound
+of what a source, or a pair of nodes, can gain, cheap to work out, skips
+those that cannot win (unit tests check the answers against trying them all,
+and the bounds).
 """
 
 from __future__ import annotations
@@ -19,14 +20,10 @@ from havirt.plan.balance.model import Layout
 
 # Scores closer than this are equal (rounding).
 _ROUNDING = 1e-12
-SWAP_BUMP = 1.0
 # Nodes are taken kind by kind when there are at least this many to a kind.
 KIND_MIN_NODES = 3
 # A single move: (gain, domain index, target index).
 Single = tuple[float, int, int]
-# A swap: (gain, first domain, its target, second domain, its target), in the
-# order the two migrations run.
-Swap = tuple[float, int, int, int, int]
 
 
 def scan_best(layout: Layout, floor: float, keep: int, skip: Set[tuple[int, int]] = frozenset()) -> list[Single]:
@@ -217,149 +214,3 @@ class _Order:
         f, r = layout.sums.f, layout.sums.r
         return _Order([(sorted(nodes, key=lambda j: (-f[j], j)), sorted(nodes, key=lambda j: (r[j], j)))
                        for nodes in by_kind.values()])
-
-
-def scan_swaps(layout: Layout, floor: float, keep: int) -> list[Swap]:
-    """The ``keep`` best exchanges of a domain on one node with one on
-    another, best first, of those that gain at least ``floor``.
-
-    Both final states must respect the limits, and so must the state between
-    the two migrations. Of the two orders, the one with the lower score in
-    between goes; that score may be above the current one by no more than
-    the swap gains (a plan cut between the two migrations is off by at most
-    one swap's worth).
-
-    Every pair of nodes is weighed, best bound first: whatever is exchanged
-    between nodes ``i`` and ``j``, ``i`` gains some ``dm`` MiB and ``dv``
-    vCPUs that ``j`` loses, within what their domains' sizes and their room
-    allow, and ``n`` times the change of each variance is a quadratic in it
-    (see :func:`_pair_terms`); no exchange between them gains more than both
-    quadratics at their least over those ranges would. The scan stops where
-    that cannot reach the ``keep``-th gain found (or ``floor``).
-    """
-    sums = layout.sums
-    if sums.n == 0:
-        return []
-    base = _Base(sums)
-    spans = [_span(layout, i) for i in range(layout.n)]
-    pairs = []
-    low = floor - _ROUNDING
-    for i, si in enumerate(spans):
-        if si is None:
-            continue
-        for j in range(i + 1, layout.n):
-            sj = spans[j]
-            if sj is None:
-                continue
-            # what i may gain: at least the smallest of j's less the largest of i's, at most
-            # the other way round, and within the room of both
-            m_lo, m_hi = max(sj[0] - si[1], -sj[4]), min(sj[1] - si[0], si[4])
-            v_lo, v_hi = max(sj[2] - si[3], -sj[5]), min(sj[3] - si[2], si[5])
-            if m_lo > m_hi or v_lo > v_hi:
-                continue
-            ub = base.gain_at_most(*_pair_terms(base, i, j, (m_lo, m_hi), (v_lo, v_hi)))
-            if ub >= low:
-                pairs.append((-ub, i, j))
-    pairs.sort()
-    best: list[Swap] = []
-    for neg_ub, i, j in pairs:
-        worst = (best[-1][0] if len(best) >= keep else floor) - _ROUNDING
-        if -neg_ub < worst:
-            break
-        best += _exchanges(layout, base, i, j, worst)
-        best.sort(key=lambda c: -c[0])
-        del best[keep:]
-    return best
-
-
-def _span(layout: Layout, i: int) -> tuple[int, int, int, int, int, int] | None:
-    """Node ``i``'s movable domains: (least, most MiB, least, most vCPUs), and
-    its room (MiB, vCPUs); None when it has none."""
-    groups = layout.groups(i)
-    if not groups:
-        return None
-    mems = [g[0] for g in groups]
-    vcpus = [g[1] for g in groups]
-    free, room = layout.headroom(i)
-    return min(mems), max(mems), min(vcpus), max(vcpus), free, room
-
-
-def _least(a: float, b: float, lo: float, hi: float) -> float:
-    """The least of ``a x + b x^2`` (``b > 0``) for ``lo <= x <= hi``."""
-    x = min(max(-a / (2.0 * b), lo), hi)
-    return a * x + b * x * x
-
-
-def _pair_terms(base: _Base, i: int, j: int, dm: tuple[int, int], dv: tuple[int, int]) -> tuple[float, float]:
-    """The least ``n`` times the change of each variance of an exchange
-    between nodes ``i`` and ``j`` where ``i`` gains ``dm`` MiB and ``dv``
-    vCPUs (each within the range given).
-
-    Node ``i``'s free share falls by ``dm p`` and ``j``'s rises by ``dm q``
-    (``p``, ``q``: one over their usable MiB); ``n`` times the change is
-    ``dm (2 (f_j - mean) q - 2 (f_i - mean) p) + dm^2 (p^2 + q^2 - (q - p)^2 / n)``.
-    The same for the vCPU ratios, with the signs the other way round.
-    """
-    s = base.sums
-    p, q, c, d = s.inv_u[i], s.inv_u[j], s.inv_c[i], s.inv_c[j]
-    a = 2.0 * (s.f[j] - base.mf) * q - 2.0 * (s.f[i] - base.mf) * p
-    b = p * p + q * q - (q - p) * (q - p) * base.inv
-    e = 2.0 * (s.r[i] - base.mr) * c - 2.0 * (s.r[j] - base.mr) * d
-    g = c * c + d * d - (d - c) * (d - c) * base.inv
-    return _least(a, b, *dm), _least(e, g, *dv)
-
-
-def _exchanges(layout: Layout, base: _Base, i: int, j: int, worst: float) -> list[Swap]:
-    """The exchanges between nodes ``i`` and ``j`` that gain more than ``worst``.
-
-    The score after an exchange is worked out from the quadratics of
-    :func:`_pair_terms` (exact: the same as ``Sums.after_exchange``)."""
-    sums = layout.sums
-    s, p, q, c, d = sums, sums.inv_u[i], sums.inv_u[j], sums.inv_c[i], sums.inv_c[j]
-    qa = 2.0 * (s.f[j] - base.mf) * q - 2.0 * (s.f[i] - base.mf) * p
-    qb = p * p + q * q - (q - p) * (q - p) * base.inv
-    qe = 2.0 * (s.r[i] - base.mr) * c - 2.0 * (s.r[j] - base.mr) * d
-    qg = c * c + d * d - (d - c) * (d - c) * base.inv
-    inv, vf0, vr0, cur, wm, wv, sqrt = base.inv, base.vf, base.vr, sums.cur, sums.wm, sums.wv, math.sqrt
-    out: list[Swap] = []
-    gj = layout.groups(j)
-    free_i, room_i = layout.headroom(i)
-    free_j, room_j = layout.headroom(j)
-    gains: dict[tuple[int, int], float] = {}
-    for m1, v1, al1, k1 in layout.groups(i):
-        if al1 is not None and j not in al1:
-            continue
-        for m2, v2, al2, k2 in gj:
-            dm, dv = m2 - m1, v2 - v1  # what node i gains
-            # both nodes within their limits once exchanged (Layout.fits, inlined)
-            if dm > free_i or -dm > free_j or dv > room_i or -dv > room_j or (dm == 0 and dv == 0):
-                continue
-            if al2 is not None and i not in al2:
-                continue
-            gain = gains.get((dm, dv))
-            if gain is None:
-                vf = vf0 + (qa * dm + qb * dm * dm) * inv
-                vr = vr0 + (qe * dv + qg * dv * dv) * inv
-                gain = gains[(dm, dv)] = cur - wm * (sqrt(vf) if vf > 0.0 else 0.0) - wv * (sqrt(vr) if vr > 0.0 else 0.0)
-            if gain <= worst:
-                continue
-            order = _swap_order(layout, i, j, (m1, v1, k1), (m2, v2, k2), cur + SWAP_BUMP * gain + _ROUNDING)
-            if order is not None:
-                out.append((gain, *order))
-    return out
-
-
-def _swap_order(
-    layout: Layout, i: int, j: int, one: tuple[int, int, int], two: tuple[int, int, int], worst: float
-) -> tuple[int, int, int, int] | None:
-    """Which migration goes first: (first, its target, second, its target), or
-    None when neither fits first with a score of at most ``worst`` after it."""
-    (m1, v1, k1), (m2, v2, k2) = one, two
-    sums, allowed, inf = layout.sums, layout.allowed, math.inf
-    one_first = sums.after_move(i, j, m1, v1) if layout.fits(j, m1, v1, allowed[k1]) else inf
-    two_first = sums.after_move(j, i, m2, v2) if layout.fits(i, m2, v2, allowed[k2]) else inf
-    if min(one_first, two_first) > worst:
-        return None
-    if one_first <= two_first:
-        return k1, j, k2, i
-    return k2, i, k1, j
