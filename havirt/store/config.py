@@ -49,7 +49,7 @@ SCHEMA: dict[str, object] = {
         "vcpu_ratio": ((int, float), 4.0, n.VCPU_RATIO),
     },
     "balance": {
-        "min_gain": ((int, float), 0.03, n.MIN_GAIN),
+        "min_gain": ((int, float), 0.01, n.MIN_GAIN),
         "max_moves": ((int, type(None)), 20, n.MOVES),
         "n_plus_1": (bool, True),
         "weights": {

@@ -26,7 +26,7 @@ def test_defaults_when_no_file(tmp_path):
     assert (s.backend, s.persist) == ("paramiko", 600)
     assert (cfg.virsh_uri, cfg.virsh_command) == ("qemu:///system", "virsh")
     assert (cfg.reserve_mib, cfg.vcpu_ratio) == (1024, 4.0)
-    assert (cfg.balance_min_gain, cfg.balance_max_moves, cfg.migrate_timeout) == (0.03, 20, 600.0)
+    assert (cfg.balance_min_gain, cfg.balance_max_moves, cfg.migrate_timeout) == (0.01, 20, 600.0)
     assert cfg.balance_n_plus_1 is True and cfg.balance_weights == (1.0, 0.5)
 
 

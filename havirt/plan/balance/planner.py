@@ -11,9 +11,10 @@ moves gives (a swap is never cut in two), and:
   ``min_gain / number of nodes``; when no single move does, the best
   exchange of two domains between two nodes may (it must gain twice that;
   its first half may raise the score by no more than the exchange gains);
-* cost: of the moves within ``CHEAP_WINDOW`` of the best value, the one that
-  copies the least memory goes first (the value of a move is its gain, plus
-  on small clusters the gain of the best move after it);
+* value and cost: the move of the best value goes first, or the one that
+  copies the least memory of those within ``CHEAP_WINDOW`` (2 %) of it; the
+  value of a move is its gain, plus on small clusters the gain of the best
+  move after it (look-ahead);
 * no domain moves twice in a plan (a later run may move it again), and a
   domain that cannot move live (a container, ``BDomain.live``) never moves:
   balance would have to stop it (N+1 still counts it, restarted elsewhere);
@@ -25,6 +26,7 @@ moves gives (a swap is never cut in two), and:
 from __future__ import annotations
 
 import math
+from collections.abc import Set
 
 from havirt.plan.balance.guard import Guard
 from havirt.plan.balance.model import BDomain, BNode, Hop, Layout
@@ -32,19 +34,26 @@ from havirt.plan.balance.nplus1 import verdict
 from havirt.plan.balance.plans import BalancePlan, Move
 from havirt.plan.balance.restore import restore
 from havirt.plan.balance.score import DEFAULT_WEIGHTS, Weights, score_of
-from havirt.plan.balance.search import Single, scan_best, scan_swaps
+from havirt.plan.balance.search import Single, scan_best
+from havirt.plan.balance.swaps import scan_swaps
 
 # Gains below this are rounding noise, whatever min_gain says.
 TINY_GAIN = 1e-12
-# How many best single moves are weighed against each other for their cost,
-# and how much gain a cheaper one may give up (a fraction of the best gain).
+# How many best single moves (and swaps) a step weighs against each other;
+# up to KEEP_MAX single moves when the guard refused all of the last ones.
 KEEP = 12
-CHEAP_WINDOW = 0.1
+KEEP_MAX = 96
+# Cost: how much value a cheaper move may give up (a fraction of the best
+# value) and still go first.
+CHEAP_WINDOW = 0.02
 # Look-ahead: a candidate's value counts the best move after it, for the
-# LOOKAHEAD best candidates (and the cheapest), on clusters where nodes x
-# kinds of domains is at most LOOKAHEAD_MAX_WORK (it costs that many scans).
-LOOKAHEAD = 3
-LOOKAHEAD_MAX_WORK = 20000
+# LOOKAHEAD best candidates that gain at least (1 - LOOKAHEAD_WINDOW) times
+# the best gain (and the cheapest of those). A scan costs about nodes x kinds
+# of domains: the width is cut so that width x that is at most LOOKAHEAD_WORK
+# (none on the largest clusters).
+LOOKAHEAD = 5
+LOOKAHEAD_WINDOW = 0.5
+LOOKAHEAD_WORK = 40000
 
 
 def plan_balance(
@@ -100,46 +109,54 @@ def _plan(layout: Layout, guard: Guard | None, budget: float, thr: float) -> lis
 def _balance(layout: Layout, guard: Guard | None, budget: float, thr: float) -> list[Hop]:
     """Single moves, best first, then swaps, until nothing gains ``thr``."""
     steps: list[Hop] = []
-    refused: set[tuple[int, int]] = set()  # moves the guard refused (until the next clean sweep)
-    width = LOOKAHEAD if layout.n * sum(len(layout.groups(i)) for i in range(layout.n)) <= LOOKAHEAD_MAX_WORK else 0
-    swept = True
+    # the moves the guard refused, each with the number of steps made when it
+    # did: asked again only once steps were made since (the verdict is the
+    # layout's), when nothing else is left
+    refused: dict[tuple[int, int], int] = {}
+    work = layout.n * sum(len(layout.groups(i)) for i in range(layout.n))
+    width = min(LOOKAHEAD, LOOKAHEAD_WORK // max(work, 1))
+    keep = KEEP  # grows while the guard refuses every candidate: fewer scans
     while len(steps) < budget:
-        cands = _best_single(layout, thr, refused)
+        cands = _best_single(layout, thr, refused.keys(), keep)
         if cands:
             for _, k, j in _choose(layout, cands, thr, width):
                 if guard is None or guard.allows([(k, j)]):
                     steps += _do(layout, guard, [(k, j)])
-                    swept = False
+                    keep = KEEP
                     break
-                refused.add((k, j))
+                refused[(k, j)] = len(steps)
+            else:
+                keep = min(2 * keep, KEEP_MAX)
             continue
         pair = _best_swap(layout, guard, thr) if len(steps) + 2 <= budget else None
         if pair is not None:
             steps += _do(layout, guard, pair)
-            swept = False
             continue
-        if swept or not refused:
+        stale = [move for move, made in refused.items() if made != len(steps)]
+        if not stale:
             return steps
-        refused.clear()  # the moves made since may have made them harmless
-        swept = True
+        for move in stale:  # the steps made since may have made them harmless
+            del refused[move]
     return steps
 
 
 def _choose(layout: Layout, cands: list[Single], thr: float, width: int) -> list[Single]:
     """``cands`` (best gain first) in the order to try them.
 
-    First the cheapest (least memory) of those whose value is within
-    ``CHEAP_WINDOW`` of the best value; the value of a move is its gain,
+    First the move of the best value, or the cheapest (least memory) of
+    those within ``CHEAP_WINDOW`` of it; the value of a move is its gain,
     plus, with a look-ahead ``width``, the gain of the best move after it
-    (worked out for the ``width`` best and the cheapest candidate). Then the
-    others, best gain first.
+    (worked out for the ``width`` best candidates that gain at least
+    ``1 - LOOKAHEAD_WINDOW`` times the best gain, and the cheapest of
+    those). Then the others, best gain first.
     """
-    pool = [c for c in cands if c[0] >= cands[0][0] * (1.0 - CHEAP_WINDOW)]
     if width:
+        pool = [c for c in cands if c[0] >= cands[0][0] * (1.0 - LOOKAHEAD_WINDOW)]
         cheapest = min(pool, key=lambda c: layout.dmem[c[1]])
         pool = pool[:width] + ([cheapest] if cheapest not in pool[:width] else [])
         values = [c[0] + _follow_up(layout, c, thr) for c in pool]
     else:
+        pool = cands
         values = [c[0] for c in pool]
     top = max(values)
     near = [q for q, v in enumerate(values) if v >= top * (1.0 - CHEAP_WINDOW)]
@@ -165,9 +182,9 @@ def _best_swap(layout: Layout, guard: Guard | None, thr: float) -> list[tuple[in
     return None
 
 
-def _best_single(layout: Layout, thr: float, refused: set[tuple[int, int]]) -> list[Single]:
-    """The best single moves that gain ``thr``, over every domain and node."""
-    return scan_best(layout, thr, KEEP, refused)
+def _best_single(layout: Layout, thr: float, refused: Set[tuple[int, int]], keep: int = KEEP) -> list[Single]:
+    """The ``keep`` best single moves that gain ``thr``, over every domain and node."""
+    return scan_best(layout, thr, keep, refused)
 
 
 def _do(layout: Layout, guard: Guard | None, pairs: list[tuple[int, int]]) -> list[Hop]:
