@@ -72,7 +72,9 @@ def cluster_balance(opts, max_moves, min_gain, n_plus_1, no_scan):
     cluster of any size. Unless --no-n-plus-1, no move makes the loss of
     some node unsurvivable (N+1), and moves that make it survivable again
     come first. The first moves are the most useful: stopping after any
-    of them leaves the cluster as balanced as that many moves can.
+    of them leaves the cluster as balanced as the planner makes it in that
+    many moves. Of two moves whose gains are within 2 %, the one that copies
+    less memory comes first.
     """
     from havirt.ops.moves import balance
     opts.out.outcome(balance(opts.app(), no_scan, max_moves, min_gain, n_plus_1))
