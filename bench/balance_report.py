@@ -110,7 +110,8 @@ def report(meta: dict, results, big, sizes, var, old) -> str:
     w = meta["weights"]
     cached = sorted({r["hbal_cached"] for r in results if r["hbal_cached"]})
     lines = [meta["mark"], "", "## Balance: havirt against Ganeti's hbal", "",
-             f"Run on {meta['started']:%Y-%m-%d %H:%M} UTC, {machine(load=True)}, by `make bench` "
+             f"Run on {meta['started']:%Y-%m-%d %H:%M} UTC, {machine()}, 1-minute load average "
+             f"{meta['load'][0]} at the start and {meta['load'][1]} at the end, by `make bench` "
              f"(`{meta['command']}`), one run each (the 100-node plans: median of 3); {meta['version']}"
              + (f"; hbal's runs read from its cache (`bench/hbal.py`), made on {', '.join(cached)}" if cached else "")
              + ".", "",

@@ -42,6 +42,7 @@ import balance_report as report  # noqa: E402
 import hbal  # noqa: E402
 from balance_reference import loads, need  # noqa: E402
 from clusters import COMPARISON, LARGE, Shape, generate  # noqa: E402
+from machine import load_average  # noqa: E402
 
 from havirt.plan.balance import BDomain, BNode, Weights, n_plus_1, plan_balance, planner, score  # noqa: E402
 from havirt.plan.balance.score import terms_of  # noqa: E402
@@ -200,7 +201,7 @@ def _no_swaps(*_args):
 VARIANTS = {
     "default": {},
     "no look-ahead": {"LOOKAHEAD": 0},
-    "look-ahead everywhere": {"LOOKAHEAD_MAX_WORK": 10**9},
+    "look-ahead everywhere": {"LOOKAHEAD_WORK": 10**9},
     "no cost preference": {"CHEAP_WINDOW": 0.0},
     "no swaps": {"_best_swap": _no_swaps},
 }
@@ -244,7 +245,7 @@ def main() -> None:
     if args.large:
         print("\n".join(report.large_section([large(s) for s in LARGE])))
         return
-    started = datetime.now(timezone.utc)
+    started, load = datetime.now(timezone.utc), load_average()
     shapes = [s for s in COMPARISON if not args.quick or s.domains <= 150]
     with tempfile.TemporaryDirectory(prefix="havirt-hbal-") as tmp:
         results = [compare(s, Path(tmp)) for s in shapes]
@@ -257,7 +258,7 @@ def main() -> None:
         old = against.measure(args.against, results, repeat=3)
     meta = {"started": started, "min_gain": MIN_GAIN, "weights": WEIGHTS, "version": hbal.version(),
             "command": "python bench/bench_balance.py" + (f" --against {args.against}" if args.against else ""),
-            "mark": MARK}
+            "mark": MARK, "load": (load, load_average())}
     section = report.report(meta, results, big, sizes, var, old)
     print(section)
     if not args.quick:
