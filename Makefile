@@ -94,7 +94,7 @@ demo: venv deps
 
 bench: venv bench-deps
 	$(PY) bench/bench_balance.py
-	$(LAB) up 8; rc=$$?; \
+	$(LAB) up 64; rc=$$?; \
 	if [ $$rc -eq 0 ]; then $(PY) bench/bench.py; rc=$$?; fi; \
 	$(LAB) down; exit $$rc
 

@@ -1,25 +1,29 @@
 """make bench: havirt's scan against the naive way and the parallel OpenSSH floor.
 
-Needs the lab up with 8 nodes (make bench brings it up and down). Starts 5
-domains on each node, lets them settle, then measures in one run (so the
-ratios compare like with like on this shared, noisy machine):
-  - the naive loop: for each node `ssh node virsh list --all`, then for each
-    domain `ssh node virsh dominfo NAME`, node after node;
-  - the floor: OpenSSH to all nodes at once, one session and one virsh each;
-  - havirt node scan (the whole command, process start included);
-  - the same with the openssh transport (ssh.backend: openssh): fresh
-    connections (persist 0), the first scan (it opens the shared
-    connections) and a second one within ssh.persist (it reuses them), and
-    a dry run of `domain start` on warm connections;
-  - havirt scan wall time for 1, 2, 4 and 8 nodes;
-  - read-only commands (no paramiko import) wall time;
-  - state load and save at 1,000 nodes and 20,000 domains;
-  - failover of three block-volume domains (leases) of a node powered off
+Needs the lab up (make bench brings up 64 nodes, then down). Starts 5
+domains on each of node1..node8, lets them settle, then measures in one run
+(so the ratios compare like with like on this shared, noisy machine):
+  - on 8 nodes (those with the 40 domains), in rounds: the naive loop (for
+    each node `ssh node virsh list --all`, then for each domain `ssh node
+    virsh dominfo NAME`, node after node), the floor (OpenSSH to all nodes
+    at once, one session and one virsh each) and `havirt node scan` (the
+    whole command, process start included);
+  - on every lab node (64; 56 of them without domains), the transports
+    (bench_transport.py): the floor, paramiko, openssh without sharing, its
+    first scan (it opens the shared connections) and a second one within
+    ssh.persist (it reuses them), `domain start` on those warm connections
+    (dry run and --yes), and where a warm scan's CPU goes;
+  - havirt scan wall time for 1, 2, 4, ... up to every lab node;
+  - on the 8 nodes: read-only commands (no paramiko import) wall time;
+    failover of three block-volume domains (leases) of a node powered off
     (`lab fault NODE power-off`: its packets go unanswered), from the command
-    to all three verified running elsewhere;
-  - read-only commands and a start with the etcd store against files
-    (bench_etcd.py: the lab's three-member etcd).
+    to all three verified running elsewhere; read-only commands and a start
+    with the etcd store against files (bench_etcd.py: the lab's three-member
+    etcd in node1..node3);
+  - state load and save at 1,000 nodes and 20,000 domains (no lab).
 Writes docs/BENCHMARK.md, keeping the balance section (bench_balance.py writes it).
+`bench.py failover` runs the failover scenario alone (any lab of 3 nodes or more) and
+only prints its time.
 """
 
 from __future__ import annotations
@@ -36,23 +40,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import bench_etcd  # bench/ is on the path: the script runs from there
+import bench_transport
+from benchkit import lab_env
 from machine import machine
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 PER_NODE = 5
+DOMAIN_NODES = 8                 # the nodes with domains; the other lab nodes have none
 RUNS = 5
 NAIVE_RUNS = 3
-
-
-def lab_env() -> dict:
-    env = {}
-    for line in (REPO / "tests/lab/run/lab.env").read_text().splitlines():
-        if "=" in line:
-            k, v = line.split("=", 1)
-            env[k] = v
-    return env
 
 
 def sh(cmd: str, check=True) -> subprocess.CompletedProcess:
@@ -128,43 +126,6 @@ def floor_cmd(env, nodes) -> str:
     return " ".join(f"{ssh} {n} {v} >/dev/null &" for n in nodes) + " wait"
 
 
-def openssh_configs(home: Path) -> dict[str, Path]:
-    """config.yaml with ssh.backend: openssh, sharing (persist 600) and not (0)."""
-    import yaml
-    base = yaml.safe_load((home / "config.yaml").read_text())
-    out = {}
-    for name, persist in (("shared", 600), ("fresh", 0)):
-        cfg = {**base, "ssh": {**base["ssh"], "backend": "openssh", "persist": persist}}
-        out[name] = home / f"openssh-{name}.yaml"
-        out[name].write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return out
-
-
-def close_masters(home: Path, config: Path) -> None:
-    """`ssh -O exit` of every node's shared connection (as havirt names them)."""
-    from havirt.remote.openssh import OpenSSHRunner
-    from havirt.remote.transport import Target
-    from havirt.store.config import load_config
-    from havirt.store.state import load_state
-    nodes = load_state(home / "var" / "state.yaml").nodes
-    r = OpenSSHRunner(load_config(config).ssh,
-                      {n: Target(n, x.address, x.user, x.port) for n, x in nodes.items()})
-    for n in r.targets:
-        subprocess.run(r.control_argv(n, "exit"), capture_output=True, timeout=30)
-
-
-def openssh_times(havirt: str, home: Path, configs: dict[str, Path]) -> dict[str, float]:
-    shared, fresh = (f"{havirt} --config {configs[k]}" for k in ("shared", "fresh"))
-    cold = []
-    for _ in range(RUNS):
-        close_masters(home, configs["shared"])
-        cold.append(timed(f"{shared} node scan -q"))
-    timed(f"{shared} node scan -q")                    # the masters are up
-    return {"fresh": median_of(f"{fresh} node scan -q", RUNS), "first": statistics.median(cold),
-            "second": median_of(f"{shared} node scan -q", RUNS),
-            "start": median_of(f"{shared} domain start bench-start node1 >/dev/null", RUNS)}
-
-
 def state_io(n_nodes=1000, n_domains=20000) -> tuple[float, float, int]:
     from havirt.store.state import DomainRecord, NodeRecord, State, load_state, save_state
     st = State()
@@ -204,8 +165,13 @@ def readonly_times(havirt) -> dict:
 
 def failover_time(env, nodes, havirt, home: Path) -> dict:
     """Three block-volume domains on the last node, that node powered off, then
-    `havirt --yes node failover NODE`; each must then run on exactly one other node."""
+    `havirt --yes node failover NODE` with havirt's default connect timeout
+    (5 s; the lab's config.yaml says 3); each must then run on exactly one
+    other node."""
+    import yaml
     dead, vols = nodes[-1], ["vol1", "vol2", "vol3"]
+    cfg = yaml.safe_load((home / "config.yaml").read_text())
+    (home / "failover.yaml").write_text(yaml.safe_dump({**cfg, "ssh": {**cfg["ssh"], "connect_timeout": 5}}))
     for v in vols:
         shutil.copy(Path(env["LAB_HOME"]) / "conf" / f"{v}.xml", home / "conf" / f"{v}.xml")
         sh(f"{havirt} --yes domain start {v} {dead} >/dev/null")
@@ -213,7 +179,7 @@ def failover_time(env, nodes, havirt, home: Path) -> dict:
     sh(f"{env['LAB_SCRIPT']} fault {dead} power-off")
     try:
         t = time.perf_counter()
-        p = sh(f"{havirt} --yes node failover {dead}", check=False)
+        p = sh(f"{havirt} --config {home / 'failover.yaml'} --yes node failover {dead}", check=False)
         seconds = time.perf_counter() - t
         running = {n: sh(f"{env['LAB_SCRIPT']} exec {n} virsh -q -c qemu:///system list --name").stdout.split()
                    for n in nodes[:-1]}
@@ -227,21 +193,42 @@ def failover_time(env, nodes, havirt, home: Path) -> dict:
     return {"seconds": seconds, "node": dead, "where": where}
 
 
-def main() -> None:
-    env = lab_env()
-    nodes = [f"node{i}" for i in range(1, int(env["LAB_NODES"]) + 1)]
+def bench_home(env, nodes: list[str]) -> tuple[Path, str]:
+    """A new havirt home (the lab's config.yaml) that knows `nodes`, and the
+    command line of havirt on that home."""
     home = Path(tempfile.mkdtemp(prefix="havirt-bench-"))
     os.environ["BENCH_HOME"] = str(home)
     shutil.copy(Path(env["LAB_HOME"]) / "config.yaml", home / "config.yaml")
     havirt = f"{REPO / '.venv/bin/python'} {REPO / 'havirt.py'} --home {home}"
-    for i, n in enumerate(nodes, 1):
-        sh(f"{havirt} node add {n} --address 10.231.0.{10 + i}")
-    print(f"bench: {len(nodes)} nodes; starting {PER_NODE} domains on each", flush=True)
-    names = start_domains(env, nodes, home)
+    bench_transport.add_nodes(havirt, nodes)
+    return home, havirt
+
+
+def homes(env, nodes: list[str]) -> tuple[Path, str, Path, str, list[str]]:
+    """A home of the first DOMAIN_NODES nodes, with PER_NODE domains started on
+    each (and bench-start, not running, in conf/), and one of every lab node
+    with the same conf/: (home, its havirt command, home of all, its command,
+    the domains)."""
+    small = nodes[:DOMAIN_NODES]
+    home, havirt = bench_home(env, small)
+    print(f"bench: {len(nodes)} nodes; starting {PER_NODE} domains on each of {len(small)}", flush=True)
+    names = start_domains(env, small, home)
     spare = re.sub(r"<name>[^<]+</name>", "<name>bench-start</name>",
                    (Path(env["LAB_DIR"]) / "xml" / "tiny1.xml").read_text())
     (home / "conf" / "bench-start.xml").write_text(re.sub(r"<uuid>[^<]+</uuid>", "", spare))
-    configs = openssh_configs(home)
+    every = Path(tempfile.mkdtemp(prefix="havirt-bench-all-"))
+    shutil.copy(home / "config.yaml", every / "config.yaml")
+    shutil.copytree(home / "conf", every / "conf")
+    havirt_all = f"{REPO / '.venv/bin/python'} {REPO / 'havirt.py'} --home {every}"
+    bench_transport.add_nodes(havirt_all, nodes)
+    return home, havirt, every, havirt_all, names
+
+
+def main() -> None:
+    env = lab_env()
+    nodes = [f"node{i}" for i in range(1, int(env["LAB_NODES"]) + 1)]
+    home, havirt, every, havirt_all, names = homes(env, nodes)
+    small = nodes[:DOMAIN_NODES]
     waited = settle()
     print(f"bench: {len(names)} domains running; settled after {waited:.0f} s", flush=True)
     sh(f"{havirt} node scan", check=False)  # warm: every node's libvirtd answered once
@@ -249,67 +236,39 @@ def main() -> None:
     results = {}
     rounds = []
     for r in range(NAIVE_RUNS):
-        naive = timed(naive_cmd(env, nodes))
-        floor = median_of(floor_cmd(env, nodes), RUNS)
+        naive = timed(naive_cmd(env, small))
+        floor = median_of(floor_cmd(env, small), RUNS)
         scan = median_of(f"{havirt} node scan -q", RUNS)
-        ossh = openssh_times(havirt, home, configs)
-        rounds.append((naive, floor, scan, ossh))
-        print(f"bench: round {r + 1}: naive {naive:.2f} s, floor {floor:.3f} s, havirt {scan:.3f} s, "
-              f"openssh fresh {ossh['fresh']:.3f} s, first {ossh['first']:.3f} s, "
-              f"second {ossh['second']:.3f} s", flush=True)
+        rounds.append((naive, floor, scan))
+        print(f"bench: round {r + 1}: naive {naive:.2f} s, floor {floor:.3f} s, havirt {scan:.3f} s",
+              flush=True)
     results["naive"] = statistics.median(x[0] for x in rounds)
     results["floor"] = statistics.median(x[1] for x in rounds)
     results["scan"] = statistics.median(x[2] for x in rounds)
-    results["openssh"] = {k: statistics.median(x[3][k] for x in rounds) for k in rounds[0][3]}
-    close_masters(home, configs["shared"])
-    results["by_nodes"] = {k: median_of(f"{havirt} node scan -q {' '.join(nodes[:k])}", RUNS)
-                           for k in (1, 2, 4, 8) if k <= len(nodes)}
+    results["transport"] = bench_transport.measure(havirt_all, every, floor_cmd(env, nodes))
+    sizes = [k for k in (1, 2, 4, 8, 16, 32, 64, 100) if k < len(nodes)] + [len(nodes)]
+    results["by_nodes"] = {k: median_of(f"{havirt_all} node scan -q {' '.join(nodes[:k])}", 3)
+                           for k in sizes}
     results["readonly"] = readonly_times(havirt)
     results["state_load"], results["state_save"], results["state_bytes"] = state_io()
-    results["failover"] = failover_time(env, nodes, havirt, home)
+    results["failover"] = failover_time(env, small, havirt, home)
     results["etcd"] = bench_etcd.measure(env, home, "bench-start", nodes[0])
-    write_report(results, len(nodes), len(names))
+    write_report(results, len(small), len(nodes), len(names))
     shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(every, ignore_errors=True)
 
 
-def openssh_report(r: dict) -> list[str]:
-    o, floor = r["openssh"], r["floor"]
-    return [
-        "## Scan with the openssh transport (`ssh.backend: openssh`)",
-        "",
-        "The same scan, the same nodes, in the same rounds; the floor opens a fresh",
-        "connection to every node, as above.",
-        "",
-        "| way | seconds | ratio to the floor |",
-        "| --- | ---: | ---: |",
-        f"| floor (fresh OpenSSH sessions, all nodes in parallel) | {floor:.3f} | 1 |",
-        f"| `havirt node scan`, paramiko transport | {r['scan']:.3f} | {r['scan'] / floor:.2f}x |",
-        f"| openssh, `persist: 0` (a fresh connection every time) | {o['fresh']:.3f} | "
-        f"{o['fresh'] / floor:.2f}x |",
-        f"| openssh, first scan (opens the shared connections) | {o['first']:.3f} | "
-        f"{o['first'] / floor:.2f}x |",
-        f"| openssh, second scan within `ssh.persist` (reuses them) | {o['second']:.3f} | "
-        f"{o['second'] / floor:.2f}x |",
-        f"| openssh, `havirt domain start` dry run (a scan, the plan) on them | {o['start']:.3f} | "
-        f"{o['start'] / floor:.2f}x |",
-        "",
-        f"Targets: a first scan at most 1.0x the floor ({o['first'] / floor:.2f}x: "
-        f"{'met' if o['first'] <= floor else 'NOT met'}), a second one at most 0.3x "
-        f"({o['second'] / floor:.2f}x: {'met' if o['second'] <= 0.3 * floor else 'NOT met'}), "
-        f"`domain start` under 1 s ({o['start']:.2f} s: {'met' if o['start'] < 1 else 'NOT met'}).",
-        "",
-    ]
-
-
-def write_report(r: dict, n_nodes: int, n_domains: int) -> None:
+def write_report(r: dict, n_nodes: int, n_lab: int, n_domains: int) -> None:
     lines = [
         "# havirt benchmark",
         "",
         f"Run on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}, by `make bench` (`bench/bench.py`):",
-        f"a lab of {n_nodes} nodes (namespaces with their own sshd and libvirtd), "
-        f"{n_domains} running KVM domains. Medians; all figures from the same run.",
+        f"a lab of {n_lab} nodes (namespaces with their own sshd and libvirtd), {n_domains} running "
+        f"KVM domains on the first {n_nodes}. Medians; all figures from the same run. The scan of "
+        f"every node, read-only commands, failover and etcd use those {n_nodes} nodes; the transports "
+        f"and the scan by number of nodes, all {n_lab}.",
         "",
-        "## Scan of every node",
+        f"## Scan of {n_nodes} nodes with their {n_domains} domains",
         "",
         "| way | seconds | ratio to havirt |",
         "| --- | ---: | ---: |",
@@ -324,8 +283,10 @@ def write_report(r: dict, n_nodes: int, n_domains: int) -> None:
         f"{'met' if r['naive'] / r['scan'] >= 10 else 'NOT met'}); within 1.25x of the floor "
         f"({r['scan'] / r['floor']:.2f}x: {'met' if r['scan'] / r['floor'] <= 1.25 else 'NOT met'}).",
         "",
-        *openssh_report(r),
+        *bench_transport.report(r["transport"], n_lab, n_domains),
         "## havirt node scan by number of nodes",
+        "",
+        "paramiko, `ssh.parallel` 128; the first 8 nodes have the domains.",
         "",
         "| nodes | seconds |",
         "| ---: | ---: |",
@@ -363,5 +324,22 @@ def write_report(r: dict, n_nodes: int, n_domains: int) -> None:
     print(f"bench: written to {out}")
 
 
+def failover_only() -> None:
+    """`bench.py failover`: the failover scenario alone, printed (no report
+    written); any lab of 3 nodes or more."""
+    env = lab_env()
+    nodes = [f"node{i}" for i in range(1, int(env["LAB_NODES"]) + 1)]
+    home, havirt = bench_home(env, nodes)
+    r = failover_time(env, nodes, havirt, home)
+    print(f"bench: failover of 3 domains of {r['node']} (powered off): {r['seconds']:.2f} s "
+          f"({', '.join(f'{d} on {w[0]}' for d, w in sorted(r['where'].items()))})")
+    shutil.rmtree(home, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["failover"]:
+        failover_only()
+    elif sys.argv[1:]:
+        raise SystemExit("usage: bench.py [failover]   (failover: that scenario alone)")
+    else:
+        main()

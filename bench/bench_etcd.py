@@ -15,29 +15,18 @@ from __future__ import annotations
 
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from benchkit import lab_env
+from benchkit import sh as _sh
+from benchkit import timed as _timed
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = 7
 STARTS = 5
 READS = ("node list", "domain list", "log --tail 20")
-
-
-def _sh(cmd: str) -> subprocess.CompletedProcess:
-    p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
-    if p.returncode != 0:
-        raise SystemExit(f"bench: command failed ({p.returncode}): {cmd}\n{p.stderr[-800:]}")
-    return p
-
-
-def _timed(cmd: str) -> float:
-    t = time.perf_counter()
-    _sh(cmd)
-    return time.perf_counter() - t
 
 
 def _havirt(home: Path) -> str:
@@ -65,7 +54,7 @@ def measure(env: dict, files_home: Path, domain: str, node: str) -> dict:
     lab = env["LAB_SCRIPT"]
     _sh(f"{lab} etcd up")
     try:
-        etcd_home = _etcd_home(_lab_env(), files_home)
+        etcd_home = _etcd_home(lab_env(), files_home)
         homes = {"files": _havirt(files_home), "etcd": _havirt(etcd_home)}
         out: dict = {}
         for args in READS:
@@ -87,15 +76,6 @@ def measure(env: dict, files_home: Path, domain: str, node: str) -> dict:
         _sh(f"{lab} etcd down")
 
 
-def _lab_env() -> dict:
-    env = {}
-    for line in (REPO / "tests/lab/run/lab.env").read_text().splitlines():
-        if "=" in line:
-            k, v = line.split("=", 1)
-            env[k] = v
-    return env
-
-
 def report(r: dict, n_nodes: int) -> list[str]:
     return [
         "## The etcd store against the home's files",
@@ -113,7 +93,7 @@ def report(r: dict, n_nodes: int) -> list[str]:
 
 def main() -> None:
     """On its own: a home of files with the lab's nodes, then measure()."""
-    env = _lab_env()
+    env = lab_env()
     nodes = [f"node{i}" for i in range(1, int(env["LAB_NODES"]) + 1)]
     home = Path(tempfile.mkdtemp(prefix="havirt-bench-files-"))
     shutil.copy(Path(env["LAB_HOME"]) / "config.yaml", home / "config.yaml")

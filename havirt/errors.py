@@ -6,7 +6,7 @@ EXIT_USAGE = 2        # bad usage, configuration, home, state file or conf/ XML
 EXIT_REFUSED = 3      # refused by a safety check
 EXIT_UNREACHABLE = 4  # a node needed for the command did not answer
 EXIT_LOCKED = 5       # another havirt holds the lock for too long, or the lock was lost
-EXIT_STORE = 6        # the store (etcd) cannot be reached, or has no quorum
+EXIT_STORE = 6        # the store (etcd) cannot be reached, has no quorum, or refused a request
 
 
 class HavirtError(Exception):
@@ -121,7 +121,16 @@ class LockLost(HavirtError):
 
 class StoreUnavailable(HavirtError):
     """The shared store (etcd) did not answer, or has no quorum: nothing was
-    read or written by the request that failed."""
+    read or written by the request that failed, unless the message says that
+    a write was not confirmed (a member got it: etcd may have done it)."""
+
+    exit_code = EXIT_STORE
+
+
+class StoreRefused(HavirtError):
+    """The store (etcd) answered that it will not do a request (the message
+    gives its reason: a request larger than it takes, a permission): nothing
+    was done by that request."""
 
     exit_code = EXIT_STORE
 

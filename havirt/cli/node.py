@@ -166,8 +166,8 @@ def node_failover(opts, name, to, confirm_off):
     node, in the same lockspace; or NAME's fence command (config.yaml)
     powering it off and confirming it; or --confirm-off. The placement is
     checked as a whole (memory, vCPUs, disks, maintenance); each start is
-    re-checked and verified by a fresh scan. Exit 1 if any domain was not
-    started.
+    re-checked and verified by a fresh scan, the starts running at the same
+    time (4 at most on one node). Exit 1 if any domain was not started.
     """
     from havirt.ops.failover import node_failover
     opts.out.outcome(node_failover(opts.app(), name, to, confirm_off))

@@ -24,7 +24,8 @@ def store_migrate(opts, to):
     log) into the other store: from the home's files into etcd (store.endpoints,
     store.prefix of config.yaml), or from etcd into the home's files. Both
     stores are locked meanwhile; the target must hold nothing yet. The copy is
-    read back and compared; only then is the source cleared (files are moved
+    read back and compared (one that fails part way, or differs, is taken out
+    of the target again); only then is the source cleared (files are moved
     into var/moved-STAMP/, never removed; etcd's keys under the prefix are
     deleted). config.yaml is never edited: set store.backend afterwards, in
     every home that uses the store. A dry run unless --yes."""

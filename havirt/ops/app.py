@@ -12,7 +12,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from havirt.errors import ConfigError
+from havirt.errors import ConfigError, HavirtError, Interrupted
 from havirt.ops.work import Work
 from havirt.store.config import Config, load_config
 from havirt.store.home import Home
@@ -108,11 +108,12 @@ class App:
             self.said_source()
             self._work = w
             try:
-                yield w
-                w.commit()
-            except BaseException:
-                w.commit()     # see ops/work.py: what is worth keeping is kept
-                raise
+                try:
+                    yield w
+                except BaseException:
+                    _commit(w)     # see ops/work.py: what is worth keeping is kept
+                    raise
+                _commit(w)
             finally:
                 self._work = None
                 self._read = w.state
@@ -143,3 +144,16 @@ class App:
         from havirt.remote.executor import Executor
         return Executor(self.runner, self.cfg, self.home, self.audit, self.out.progress,
                         self.store.check_lock)
+
+
+def _commit(w: Work) -> None:
+    """The work's one commit; when it fails after steps ran on the nodes, the
+    message says so (the store's error alone would read as if nothing was done)."""
+    try:
+        w.commit()
+    except HavirtError as e:
+        if not w.executed or isinstance(e, Interrupted):
+            raise
+        raise Interrupted(f"the steps above ran on the nodes, but the state could not be written: {e}; "
+                          "`havirt node scan` records where things are", e) from None
+

@@ -1,6 +1,7 @@
 """node failover and recovery: the decision is plan/failover.py's (pure);
 here the fence runs, and each domain is restarted, re-checked against a
-fresh scan first and verified by one after."""
+fresh scan first (one after the other), the starts at the same time, and
+all verified by one scan after."""
 
 from __future__ import annotations
 
@@ -69,29 +70,27 @@ def failover(w, node: str, to=(), confirm_off=False,
     return out, results
 
 
+# Starts at once on one node: each is a session on the node's one SSH
+# connection (sshd allows 10 by default, MaxSessions), and each guest boots
+# on the same CPUs; what fits there was decided before, whatever the number.
+PER_NODE = 4
+
+
 def _restart_all(w, plan: FailoverPlan, specs) -> list[Restart]:
-    """Restart the planned domains in turn, each re-checked against ONE fresh
-    scan taken before the first (what was started since counts on its target,
-    and where a start failed for another reason than its lease, it may run:
-    counted too), then all verified by one scan of their targets. The failed
-    node, silent since the plan's scan, is not asked again (ops/work.py)."""
+    """Restart the planned domains, each re-checked against ONE fresh scan
+    taken before the first (what the restarts before it take counts on its
+    target: _Restarts), the starts at the same time; then all verified by
+    one scan of their targets. The failed node, silent since the plan's
+    scan, is not asked again (ops/work.py)."""
     cluster, _ = w.scan(paths=sorted({p for m in plan.moves for p in specs[m.domain].disks}))
-    promised: dict[str, tuple[int, int]] = {}      # target -> (MiB, vCPUs) started there since
-    results, started = {}, []
-    t0 = time.monotonic()
-    for i, m in enumerate(plan.moves, 1):
-        w.out.step(i, len(plan.moves), f"{m.domain}: {plan.node} -> {m.target}", time.monotonic() - t0)
-        spec, need = specs[m.domain], need_to_start(specs[m.domain])
-        problems = _problems(w, plan, cluster, spec, m.target, promised.get(m.target, (0, 0)))
-        if problems:
-            results[m.domain] = Restart(m.domain, Result.DID_NOT_FIT, None, "; ".join(problems))
-            continue
-        results[m.domain] = _start(w, plan, spec, m.target)
-        if results[m.domain].result is not Result.LEASE_REFUSED:
-            mem, vcpus = promised.get(m.target, (0, 0))
-            promised[m.target] = (mem + need.memory_mib, vcpus + need.vcpus)
-        if results[m.domain].result is Result.STARTED:
-            started.append(m)
+    with w.overlap() as starts:
+        restarts = _Restarts(w, plan, specs, cluster, starts)
+        for i, m in enumerate(plan.moves, 1):
+            if restarts.may_start(m):
+                restarts.start(i, m)
+        restarts.collect(starts.ended(every=True))
+    results = restarts.results
+    started = [m for m in plan.moves if results[m.domain].result is Result.STARTED]
     if started:
         nodes = w.scan(sorted({m.target for m in started})).cluster.nodes
         for m in started:
@@ -105,6 +104,67 @@ def _restart_all(w, plan: FailoverPlan, specs) -> list[Restart]:
     return [results[m.domain] for m in plan.moves]
 
 
+class _Restarts:
+    """The restarts of one failover: decided here, one after the other in the
+    plan's order, each against the one fresh scan and what the restarts
+    before it take on its target; only the starts overlap (remote/executor.py's
+    Overlap), PER_NODE at most on one node.
+
+    A start not yet collected counts on its target for all that its domain needs.
+    A domain that fits with it counted fits whatever it becomes; one that
+    does not waits for the starts on its target to end: one refused by its
+    lease then frees what it took (its domain runs on the silent node), one
+    that failed otherwise does not (its domain may run). So each decision is
+    the one taken when the restarts ran one after the other."""
+
+    def __init__(self, w, plan: FailoverPlan, specs, cluster, starts):
+        self.w, self.plan, self.specs, self.cluster, self.starts = w, plan, specs, cluster, starts
+        self.promised: dict[str, tuple[int, int]] = {}    # target -> (MiB, vCPUs) taken since the scan
+        self.running: dict[str, str] = {}                 # domain -> target, started, not collected
+        self.results: dict[str, Restart] = {}
+        self.t0 = time.monotonic()
+
+    def may_start(self, m) -> bool:
+        """Whether m's domain may start on its target now (if not, its result says why)."""
+        problems = self._problems(m)
+        if problems and self._on(m.target):       # it may fit once those starts ended
+            self.collect(self.starts.ended(self._on(m.target), every=True))
+            problems = self._problems(m)
+        if problems:
+            self.results[m.domain] = Restart(m.domain, Result.DID_NOT_FIT, None, "; ".join(problems))
+        return not problems
+
+    def start(self, i: int, m) -> None:
+        """Start the i-th move's domain (when its target has room for one more start)."""
+        while len(self._on(m.target)) >= PER_NODE:
+            self.collect(self.starts.ended(self._on(m.target)))
+        self.w.out.step(i, len(self.plan.moves), f"{m.domain}: {self.plan.node} -> {m.target}",
+                        time.monotonic() - self.t0)
+        spec = self.specs[m.domain]
+        self._take(m.target, spec, 1)
+        self.running[m.domain] = m.target
+        self.starts.start(m.domain, Plan(steps=[create_step(self.w.cfg, spec, m.target)]))
+
+    def collect(self, ended) -> None:
+        """What the starts that `ended` did (Overlap.ended), each its own Restart."""
+        for domain, error in ended:
+            target = self.running.pop(domain)
+            self.results[domain] = r = _restart(self.plan, domain, target, error)
+            if r.result is Result.LEASE_REFUSED:
+                self._take(target, self.specs[domain], -1)
+
+    def _on(self, target: str) -> list[str]:
+        return [d for d, t in self.running.items() if t == target]
+
+    def _take(self, target: str, spec, sign: int) -> None:
+        need, (mem, vcpus) = need_to_start(spec), self.promised.get(target, (0, 0))
+        self.promised[target] = (mem + sign * need.memory_mib, vcpus + sign * need.vcpus)
+
+    def _problems(self, m) -> list[str]:
+        return _problems(self.w, self.plan, self.cluster, self.specs[m.domain], m.target,
+                         self.promised.get(m.target, (0, 0)))
+
+
 def _problems(w, plan: FailoverPlan, cluster, spec, target: str, promised) -> list[str]:
     """Why `spec` may not start on `target` now (empty: it may)."""
     guards = silent_guards(cluster, w.state, spec, target)
@@ -116,17 +176,16 @@ def _problems(w, plan: FailoverPlan, cluster, spec, target: str, promised) -> li
     return problems
 
 
-def _start(w, plan: FailoverPlan, spec, target: str) -> Restart:
-    """`virsh create` on `target`; STARTED means the command succeeded (verified after)."""
-    try:
-        w.run(Plan(steps=[create_step(w.cfg, spec, target)]))
-    except RemoteError as e:
-        if is_lease_refusal(str(e)):
-            return Restart(spec.name, Result.LEASE_REFUSED, plan.node)
-        return Restart(spec.name, Result.FAILED, None, f"failed on {target}: {e}")
-    except HavirtError as e:
-        return Restart(spec.name, Result.FAILED, None, f"failed on {target}: {e}")
-    return Restart(spec.name, Result.STARTED, target)
+def _restart(plan: FailoverPlan, domain: str, target: str, error) -> Restart:
+    """What became of `virsh create` of `domain` on `target`, from what stopped
+    it (None: it succeeded, STARTED; verified after)."""
+    if error is None:
+        return Restart(domain, Result.STARTED, target)
+    if isinstance(error, RemoteError) and is_lease_refusal(str(error)):
+        return Restart(domain, Result.LEASE_REFUSED, plan.node)
+    if isinstance(error, HavirtError):
+        return Restart(domain, Result.FAILED, None, f"failed on {target}: {error}")
+    raise error
 
 
 def recover(w) -> list[Finding]:

@@ -55,6 +55,24 @@ def undo_images(w, made: list[tuple[str, str]], what: str, domain: str) -> str:
     return f"{what}; conf/ unchanged; remove what it made by hand: {'; '.join(left)}"
 
 
+def failed_line(step, e: HavirtError) -> str:
+    """What failed: the executor's own line names the step; a node that stopped answering does not."""
+    return str(e) if str(e).startswith(step.why) else f"{step.why} failed: {e}"
+
+
+def make_one_by_one(w, steps: list, domain: str) -> list[tuple[str, str]]:
+    """Run each (step, files it makes) in turn; when one fails, remove what the
+    earlier ones made (undo_images) and raise Interrupted. The (node, path) made."""
+    made: list[tuple[str, str]] = []
+    for step, files in steps:
+        try:
+            w.run(Plan([step]))
+        except HavirtError as e:
+            raise Interrupted(undo_images(w, made, failed_line(step, e), domain), e) from None
+        made += [(step.node, f) for f in files]
+    return made
+
+
 def _carry_out(w, name: str, making: Making, findings) -> Outcome:
     """Print (dry run), or make the images one by one and then write conf/NAME.xml."""
     out = Outcome(dry_run=w.dry_run, findings=findings, notes=list(making.kept))
@@ -64,14 +82,9 @@ def _carry_out(w, name: str, making: Making, findings) -> Outcome:
     w.out.note(making.xml)
     if w.dry_run:
         return out
-    made = []
-    for step, path in zip(making.plan.steps, making.images):
-        try:
-            w.run(Plan([step]))
-        except HavirtError as e:
-            raise Interrupted(undo_images(w, made, f"{step.why} failed: {e}", name), e) from None
-        made.append((step.node, path))
-        out.done.append(f"{step.why} on {step.node}: done")
+    steps = list(zip(making.plan.steps, [[path] for path in making.images]))
+    made = make_one_by_one(w, steps, name)
+    out.done += [f"{step.why} on {step.node}: done" for step, _ in steps]
     try:
         path = w.conf.write(name, making.xml)
     except HavirtError as e:

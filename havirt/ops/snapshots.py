@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from havirt.errors import HavirtError, Interrupted, RemoteError, UsageError
 from havirt.names import check_name, check_snapshot_name
-from havirt.ops.making import undo_images
+from havirt.ops.making import failed_line, make_one_by_one
 from havirt.ops.outcome import Outcome
 from havirt.plan.making import absolute_path
 from havirt.plan.snapshots import (
@@ -98,7 +98,7 @@ def _run_steps(w, sp, action: str, snapshot: str, name: str) -> None:
         except HavirtError as e:
             if not done:
                 raise
-            what, paths = _failed(step, e), [p for _, p in done]
+            what, paths = failed_line(step, e), [p for _, p in done]
             if action == "create":
                 raise Interrupted(_take_back(w, done, snapshot, name, what), e) from None
             rest = [p for p in sp.images if p not in paths]
@@ -106,11 +106,6 @@ def _run_steps(w, sp, action: str, snapshot: str, name: str) -> None:
                               f"not: {', '.join(rest)}", e) from None
         if step.command.op == "img-snapshot":
             done.append((step.node, step.command.args[1]))
-
-
-def _failed(step, e: HavirtError) -> str:
-    """What failed: the executor's own line names the step; a node that stopped answering does not."""
-    return str(e) if str(e).startswith(step.why) else f"{step.why} failed: {e}"
 
 
 def _take_back(w, done, snapshot: str, name: str, what: str) -> str:
@@ -151,14 +146,9 @@ def domain_backup(app, name: str, folder: str, copy: str | None = None,
         w.out.note(bp.xml)
         if w.dry_run:
             return out
-        made = []
-        for step, files in zip(bp.plan.steps, bp.makes):
-            try:
-                w.run(Plan([step]))
-            except HavirtError as e:
-                raise Interrupted(undo_images(w, made, _failed(step, e), name), e) from None
-            made += [(bp.node, f) for f in files]
-            out.done.append(f"{step.why}: done")
+        steps = list(zip(bp.plan.steps, bp.makes))
+        make_one_by_one(w, steps, name)
+        out.done += [f"{step.why}: done" for step, _ in steps]
         out.done += _verify_backup(w, bp, name, p)
         return out
 

@@ -2,8 +2,10 @@
 
 Both stores are locked for the whole move (no command changes either
 meanwhile): the home's own by the unit of work, the target's here, the one
-other place that takes a lock (it is not the home's store yet). The target must hold nothing yet. The copy is read back and
-compared with what was read; only when it is whole is the source cleared: a
+other place that takes a lock (it is not the home's store yet). The target
+must hold nothing yet. The copy is read back and compared with what was
+read; a copy that fails part way or differs is taken out of the target again
+(store/copy.py: discard_copy). Only when it is whole is the source cleared: a
 home's files are moved into var/moved-STAMP/ (renamed, never removed), etcd's
 keys under the prefix are deleted in one transaction. Then config.yaml's
 store.backend must name the target (the command says so; it never edits
@@ -12,9 +14,9 @@ config.yaml). A dry run (the default) says what it would move, and where.
 
 from __future__ import annotations
 
-from havirt.errors import ConfigError, HavirtError, Refusal, UsageError
+from havirt.errors import ConfigError, HavirtError, Interrupted, Refusal, UsageError
 from havirt.ops.outcome import Outcome
-from havirt.store.copy import differences, move_aside, read_facts, write_facts
+from havirt.store.copy import Facts, differences, discard_copy, move_aside, read_facts, write_facts
 from havirt.store.state import command_line
 from havirt.store.stores import FilesStore, open_store
 
@@ -55,12 +57,7 @@ def migrate(app, to: str) -> Outcome:
                          f"#   into {target.describe()}",
                          f"# then read the copy back and compare it; then clear the source ({cleared})"]
             return out
-        write_facts(target, facts)
-        copy = read_facts(target)
-        wrong = differences(facts, copy)
-        if wrong:
-            raise HavirtError(f"the copy in {target.describe()} differs from the source in "
-                              f"{', '.join(wrong)}: the source was left as it was")
+        copy = copy_into(target, facts)
         out.done.append(f"copied {copy.counts()} into {target.describe()}; read back: identical")
         if source.name == "files":
             out.done.append(f"the home's files moved into {move_aside(app.home, facts)}")
@@ -70,3 +67,23 @@ def migrate(app, to: str) -> Outcome:
         out.done.append(f"now set store.backend: {to} in {app.cfg.path} (and in every other home "
                         "that used the source)")
         return out
+
+
+def copy_into(target, facts: Facts) -> Facts:
+    """`facts` written into `target` (empty, locked), read back and compared;
+    a copy that fails part way, or differs, is taken out of the target again
+    (so the move can simply be run again), and the source is left as it was."""
+    try:
+        write_facts(target, facts)
+        copy = read_facts(target)
+        wrong = differences(facts, copy)
+        if wrong:
+            raise HavirtError(f"the copy in {target.describe()} differs from the source in "
+                              f"{', '.join(wrong)}")
+        return copy
+    except KeyboardInterrupt:
+        discard_copy(target, facts)
+        raise
+    except HavirtError as e:
+        raise Interrupted(f"{e}; {discard_copy(target, facts)}; the source was left as it was", e) from None
+

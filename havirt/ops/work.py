@@ -108,10 +108,20 @@ class Work:
 
     def run(self, plan):
         """Execute `plan` (the executor: audit log, stop at the first failure)."""
+        self._executing()
+        return self.app.executor().run(plan)
+
+    def overlap(self):
+        """Independent plans run at the same time, at most ssh.parallel at once
+        (remote/executor.py's Overlap, a context manager: leaving it waits for
+        all of them)."""
+        self._executing()
+        return self.app.executor().overlap(self.cfg.ssh.parallel)
+
+    def _executing(self) -> None:
         if self.dry_run:
             raise RuntimeError("a dry run reached the executor")
         self.executed = True
-        return self.app.executor().run(plan)
 
     # -- the one commit ---------------------------------------------------------------------
     def commit(self) -> None:

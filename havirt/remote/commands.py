@@ -75,18 +75,25 @@ SCAN_FAILED = 3   # the scan script's exit code when any virsh command in it fai
 # Leases: is libvirt's lock manager in force, in which lockspace, and which
 # nodes' markers does this node see there? Each node keeps a marker file
 # `.havirt-lease-NODE` in its lockspace (rewritten only when missing or
-# wrong); nodes that see each other's markers share the lockspace. The
-# markers are read by the shell itself (`read`, `printf`: no process per
-# marker), so a node's probe costs the same in a cluster of 3 or of 100.
+# wrong, so a scan writes nothing when it is right); nodes that see each
+# other's markers share the lockspace. The probe runs on every node in every
+# scan, so it starts few processes: one grep for the three settings of the two
+# files (the last line of each wins, comments and quotes cut by the shell),
+# one grep of the daemon's memory map, one stat; the pid file and the markers
+# are read by the shell itself (`read`, no process per marker: a node's probe
+# costs the same in a cluster of 3 or of 100). `$h` is the hostname the scan
+# printed first.
 LEASE_PROBE = r"""printf '@@leases\n'
-conf() { sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$2" 2>/dev/null | tail -n 1 | sed 's/[[:space:]]*#.*$//; s/^"//; s/"[[:space:]]*$//'; }
-printf 'lock_manager=%s\nlockspace=%s\nauto_disk_leases=%s\n' "$(conf lock_manager /etc/libvirt/qemu.conf)" "$(conf file_lockspace_dir /etc/libvirt/qemu-lockd.conf)" "$(conf auto_disk_leases /etc/libvirt/qemu-lockd.conf)"
+c=$(grep -saH -E '^[[:space:]]*(lock_manager|file_lockspace_dir|auto_disk_leases)[[:space:]]*=' /etc/libvirt/qemu.conf /etc/libvirt/qemu-lockd.conf)
+conf() { v=; set -f; IFS='
+'; for x in $c; do case $x in "$2:"*) x=${x#"$2:"}; x=${x#"${x%%[![:space:]]*}"}; x=${x#"$1"}; x=${x#"${x%%[![:space:]]*}"}; case $x in =*) v=${x#=};; esac;; esac; done; unset IFS; set +f; v=${v#"${v%%[![:space:]]*}"}; case $v in *'#'*) v=${v%%'#'*}; v=${v%"${v##*[![:space:]]}"};; esac; v=${v#'"'}; x=${v%"${v##*[![:space:]]}"}; case $x in *'"') v=${x%'"'};; esac; }
+conf lock_manager /etc/libvirt/qemu.conf; lm=$v; conf file_lockspace_dir /etc/libvirt/qemu-lockd.conf; ls=$v; conf auto_disk_leases /etc/libvirt/qemu-lockd.conf
+printf 'lock_manager=%s\nlockspace=%s\nauto_disk_leases=%s\n' "$lm" "$ls" "$v"
 [ -S /run/libvirt/virtlockd-sock ] && echo virtlockd=yes || echo virtlockd=no
-for pf in /run/libvirtd.pid /run/virtqemud.pid; do p=$(cat "$pf" 2>/dev/null) && [ -d "/proc/$p" ] || continue; grep -q 'lock-driver/lockd\.so' "/proc/$p/maps" 2>/dev/null && echo lockd_loaded=yes || echo lockd_loaded=no; printf 'daemon_started=%s\nlockd_conf_changed=%s\n' "$(stat -c %Y "$pf")" "$(stat -c %Y /etc/libvirt/qemu-lockd.conf 2>/dev/null)"; break; done
-ls=$(conf file_lockspace_dir /etc/libvirt/qemu-lockd.conf)
+for pf in /run/libvirtd.pid /run/virtqemud.pid; do [ -f "$pf" ] || continue; p=; IFS= read -r p 2>/dev/null <"$pf"; [ -d "/proc/$p" ] || continue; grep -q 'lock-driver/lockd\.so' "/proc/$p/maps" 2>/dev/null && echo lockd_loaded=yes || echo lockd_loaded=no; set -- $(stat -c %Y "$pf" /etc/libvirt/qemu-lockd.conf 2>/dev/null); printf 'daemon_started=%s\nlockd_conf_changed=%s\n' "$1" "$2"; break; done
 if [ -n "$ls" ] && [ -d "$ls" ]; then
-  m="havirt-lease-mark NODE $(hostname)"; f="$ls/.havirt-lease-NODE"
-  if [ "$(cat "$f" 2>/dev/null)" = "$m" ] || { printf '%s\n' "$m" > "$f.$$" && mv -f "$f.$$" "$f"; } 2>/dev/null; then echo marked=yes; else echo marked=no; fi
+  m="havirt-lease-mark NODE $h"; f="$ls/.havirt-lease-NODE"; l=; IFS= read -r l 2>/dev/null <"$f"
+  if [ "$l" = "$m" ] || { printf '%s\n' "$m" > "$f.$$" && mv -f "$f.$$" "$f"; } 2>/dev/null; then echo marked=yes; else echo marked=no; fi
   for g in "$ls"/.havirt-lease-*; do [ -f "$g" ] || continue; l=; IFS= read -r l < "$g"; printf 'seen=%.300s\n' "$l"; done
 fi
 """
@@ -130,7 +137,7 @@ def scan_script(cfg, paths=(), dump_running=False, node: str | None = None) -> C
         dump_running = tuple(sorted(set(dump_running or ()))) or False
     lxc = driver_uri(cfg, LXC)
     lines = [
-        "printf '@@hostname\\n'; hostname",
+        "printf '@@hostname\\n'; h=$(hostname); printf '%s\\n' \"$h\"",
         "{ err=$(" + virsh(cfg, SCAN_VIRSH) + " 2>&1 >&3); rc=$?; } 3>&1",
         "printf '@@virsh-exit\\n%s\\n@@virsh-error\\n%s\\n' \"$rc\" \"$err\"",
         lxc_probe(cfg),

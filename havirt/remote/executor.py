@@ -4,13 +4,20 @@ Every executed step appends one entry to the audit log (the store's: one
 JSON line in var/audit.log, or a key in etcd). With a lock that can be lost
 (etcd's lease), the lock is checked before every step: an operation whose
 lock ran out stops there and says so.
+
+Independent plans may run at the same time (Overlap: the restarts of a
+failover), each on a thread of its own; the store is then asked by one
+thread at a time (AuditLog.lock), so that each audit entry is written whole,
+in the order the steps ended.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+import threading
 import time
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from havirt.errors import HavirtError, NodeUnreachable, RemoteError
@@ -58,26 +65,30 @@ class AuditLog:
     def __init__(self, store):
         self.store = store
         self.failures: list[str] = []
+        self.lock = threading.Lock()     # the store is asked by one thread at a time
 
     def check(self) -> None:
         """Before any remote step: the log must be writable (else nothing is done)."""
         try:
-            self.store.audit_check()
+            with self.lock:
+                self.store.audit_check()
         except HavirtError as e:
             raise type(e)(f"{e}; nothing was done") from None
 
     def append(self, **entry) -> None:
         """Write one entry; a failure is kept (and reported at the end), never
         raised mid-plan: what happened on the nodes must still be verified and
-        recorded."""
-        entry = {"time": now_iso(), "user": _user(), "command": command_line(), **entry}
-        step = f"{entry.get('node')}: {(str(entry.get('remote')).splitlines() or [''])[0]}"
-        try:
-            self.store.audit_append(entry)
-        except HavirtError as e:
-            self.failures.append(f"{step}: {e}")
-        except OSError as e:
-            self.failures.append(f"{step}: {reason(e)}")
+        recorded. Entries of plans run at once go one at a time, each whole,
+        timed when it is written (the log's order is the order of its times)."""
+        with self.lock:
+            entry = {"time": now_iso(), "user": _user(), "command": command_line(), **entry}
+            step = f"{entry.get('node')}: {(str(entry.get('remote')).splitlines() or [''])[0]}"
+            try:
+                self.store.audit_append(entry)
+            except HavirtError as e:
+                self.failures.append(f"{step}: {e}")
+            except OSError as e:
+                self.failures.append(f"{step}: {reason(e)}")
 
 
 def _user() -> str:
@@ -100,6 +111,16 @@ class Executor:
         """The plan as the shell lines a dry run prints."""
         return [_render(self.runner, self.home.root, s) for s in plan.steps]
 
+    def overlap(self, limit: int) -> "Overlap":
+        """Independent plans run at the same time, at most `limit` at once."""
+        return Overlap(self, limit)
+
+    def _lock_held(self) -> None:
+        """Raise LockLost if the operation's lock is gone (asked of the store
+        by one thread at a time, as the audit log is)."""
+        with self.audit.lock:
+            self.check_lock()
+
     def run(self, plan: Plan) -> list[tuple[Step, str]]:
         """Execute in order; stop at the first failure (raised, after logging)."""
         self.audit.check()
@@ -108,7 +129,7 @@ class Executor:
         for i, step in enumerate(plan.steps):
             if step.kind is StepKind.FORCE_OFF and not still_running:
                 continue
-            self.check_lock()
+            self._lock_held()
             outcome, res = self._run_step(step)
             if step.kind is StepKind.WAIT_OFF:
                 if res.exit_code not in (WAIT_OFF, WAIT_RUNNING):
@@ -185,3 +206,52 @@ class Executor:
         self.audit.append(node=step.node, remote=f"(on this host) {text}", exit_code=code,
                           duration=round(time.monotonic() - start, 3), outcome=outcome)
         return outcome, Result(step.node, text, 0 if outcome == "ok" else 1, out, err)
+
+
+class Overlap:
+    """Plans that run at the same time, each on a thread of its own, at most
+    `limit` at once: a plan's own steps in order, stopping at its first
+    failure (Executor.run). What each plan did is collected by the caller
+    (`ended`); the failure of one is its own outcome and neither stops nor
+    hides another. Leaving the block waits for every plan started: an
+    interrupt starts nothing new, and what runs ends and is logged.
+
+        with executor.overlap(4) as o:
+            o.start("vol1", plan1)
+            o.start("vol2", plan2)
+            for key, error in o.ended(every=True): ...
+    """
+
+    def __init__(self, executor: Executor, limit: int):
+        self.executor = executor
+        self.limit = max(1, limit)
+        self._pool: ThreadPoolExecutor | None = None
+        self._plans: dict[object, Future] = {}      # started, not yet collected
+
+    def __enter__(self) -> "Overlap":
+        self._pool = ThreadPoolExecutor(max_workers=self.limit, thread_name_prefix="havirt-plan")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._pool.shutdown(wait=True)      # nothing waits in its queue: see start()
+
+    def start(self, key, plan: Plan) -> None:
+        """Start `plan` now, on a free thread (waiting first for one of the
+        plans running to end, when `limit` of them are)."""
+        busy = [f for f in self._plans.values() if not f.done()]
+        if len(busy) >= self.limit:
+            wait(busy, return_when=FIRST_COMPLETED)
+        self._plans[key] = self._pool.submit(self.executor.run, plan)
+
+    def ended(self, keys=None, every: bool = False) -> list[tuple[object, BaseException | None]]:
+        """Wait until one of the plans of `keys` (None: every plan not yet
+        collected) has ended, or all of them (`every`); return the ended
+        ones, in the order they were started, with what stopped each (None:
+        it ran to its end). Those are collected: not returned again."""
+        chosen = {k: f for k, f in self._plans.items() if keys is None or k in keys}
+        if chosen:
+            wait(chosen.values(), return_when=ALL_COMPLETED if every else FIRST_COMPLETED)
+        done = [(k, f.exception()) for k, f in chosen.items() if f.done()]
+        for k, _ in done:
+            del self._plans[k]
+        return done

@@ -38,6 +38,7 @@ class ParamikoRunner(SSHTransport):
         super().__init__(ssh_cfg, targets)
         self._clients: dict[str, object] = {}
         self._lock = threading.Lock()
+        self._connecting: dict[str, threading.Lock] = {}     # node -> held while connecting it
         self._known_hosts_checked = False
 
     def _connect(self, node: str):
@@ -100,13 +101,19 @@ class ParamikoRunner(SSHTransport):
             self._known_hosts_checked = True
 
     def _client(self, node: str):
+        """The node's connection, opened if there is none: once, also when
+        several threads ask for it at the same time (their commands then
+        share it, each on a channel of its own)."""
         with self._lock:
-            client = self._clients.get(node)
-        tr = client.get_transport() if client else None
-        if client is None or tr is None or not tr.is_active():
-            client = self._connect(node)
+            connecting = self._connecting.setdefault(node, threading.Lock())
+        with connecting:
             with self._lock:
-                self._clients[node] = client
+                client = self._clients.get(node)
+            tr = client.get_transport() if client else None
+            if client is None or tr is None or not tr.is_active():
+                client = self._connect(node)
+                with self._lock:
+                    self._clients[node] = client
         return client
 
     def _drop(self, node: str) -> None:

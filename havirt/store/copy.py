@@ -12,8 +12,9 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from havirt.errors import HomeError
+from havirt.errors import HavirtError, HomeError
 from havirt.names import valid_name
+from havirt.store.conf import HISTORY
 from havirt.store.files import reason, writable_folder
 from havirt.store.state import State
 
@@ -62,6 +63,27 @@ def write_facts(store, facts: Facts) -> None:
     store.audit_append_many(facts.audit)
     store.load_state()
     store.save_state(facts.state, keep_time=True)
+
+
+def discard_copy(store, facts: Facts) -> str:
+    """Take out of `store` what a copy of `facts` into it may have written (it
+    held nothing before, and is still locked); say how that went."""
+    try:
+        if store.name == "etcd":
+            store.clear()
+        else:
+            home, history = store.home, store.home.conf / HISTORY
+            paths = [home.state_file, home.audit_file] + [home.conf / f"{n}.xml" for n in facts.definitions]
+            paths += [history / n / entry for n, versions in facts.history.items() for entry, _ in versions]
+            for path in paths:
+                path.unlink(missing_ok=True)
+            for n in facts.history:
+                if (history / n).is_dir() and not any((history / n).iterdir()):
+                    (history / n).rmdir()
+    except (HavirtError, OSError) as e:
+        why = reason(e) if isinstance(e, OSError) else str(e)
+        return f"the part copied into {store.describe()} could not be taken out ({why}): remove it first"
+    return f"the part copied into {store.describe()} was removed"
 
 
 def differences(a: Facts, b: Facts) -> list[str]:

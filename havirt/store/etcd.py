@@ -14,7 +14,9 @@ Keys, all under store.prefix (P, /havirt by default):
 A commit writes only the records that changed, in one transaction that holds
 only while the lock's key is still on this process's lease and every record
 it writes is as it was read: two homes never overwrite each other, and a
-process that lost the lock writes nothing. The lock is a key on a lease of
+process that lost the lock writes nothing. (etcd takes at most 128
+operations in a transaction: more than TXN_OPS records are written in
+several, each so guarded.) The lock is a key on a lease of
 store.lock_ttl seconds, kept alive by a thread while the operation runs: a
 killed or cut-off holder frees it within lock_ttl; a holder whose lease ran
 out stops before its next step (check_lock, LockLost).
@@ -29,7 +31,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from havirt.errors import HavirtError, LockBusy, LockLost, StoreUnavailable
+from havirt.errors import HavirtError, LockBusy, LockLost, StoreRefused, StoreUnavailable
 from havirt.names import printable
 from havirt.store import etcdclient as e
 from havirt.store.etcdconf import EtcdConf
@@ -98,32 +100,49 @@ class EtcdStore(Store):
         return out
 
     def save_state(self, state: State, keep_time: bool = False) -> None:
+        """The records that changed, TXN_OPS to a transaction (etcd takes at most
+        128 operations in one), `updated` with the last: a commit of up to
+        TXN_OPS records is whole or not at all; a larger one (a scan of a big
+        cluster) is written in parts, each under the lock, and a failure says how
+        far it got (each record stays whole: the old one or the new one)."""
         if not keep_time:
             state.updated = now_iso()
         new = self.state_keys(state)
         updated = self.key("state", "updated")
-        compare, ops = [], []
-        for key, value in new.items():
-            seen = self._seen.get(key)
-            if key != updated and (seen is None or seen[0] != value):
-                compare.append(e.unchanged(key, seen[1] if seen else 0))
-                ops.append(e.put(key, value))
-        for key, (_, rev) in self._seen.items():
-            if key not in new:
-                compare.append(e.unchanged(key, rev))
-                ops.append(e.delete(key))
-        if not ops and not keep_time:      # no record changed: nothing worth a write
+        changes: list[tuple[str, bytes | None]] = [
+            (key, value) for key, value in new.items()
+            if key != updated and (key not in self._seen or self._seen[key][0] != value)]
+        changes += [(key, None) for key in self._seen if key not in new]
+        if not changes and not keep_time:      # no record changed: nothing worth a write
             return
-        result = self.write(compare, ops + [e.put(updated, new[updated])], "the state")
-        rev = int(result.get("header", {}).get("revision", 0))
-        self._seen = {k: (v, rev if k not in self._seen or self._seen[k][0] != v else self._seen[k][1])
-                      for k, v in new.items()}
+        changes.append((updated, new[updated]))
+        for i in range(0, len(changes), TXN_OPS):
+            part = changes[i:i + TXN_OPS]
+            compare = [e.unchanged(k, self._seen[k][1] if k in self._seen else 0) for k, _ in part
+                       if k != updated]
+            ops = [e.delete(k) if v is None else e.put(k, v) for k, v in part]
+            try:
+                result = self.write(compare, ops, "the state")
+            except HavirtError as err:
+                if i:
+                    raise type(err)(f"{err} (this part; {i} of the {len(changes)} records changed "
+                                    "were written before it, each whole)") from None
+                raise
+            rev = int(result.get("header", {}).get("revision", 0))
+            for k, v in part:
+                if v is None:
+                    self._seen.pop(k, None)
+                else:
+                    self._seen[k] = (v, rev)
 
     def write(self, compare: list, ops: list, what: str) -> dict:
         """One transaction, under this process's lock (when it holds one):
         all of `ops` or nothing. Raises LockLost, or HavirtError on a conflict."""
         fence = self._lock.fence()
-        result = self.etcd.txn(fence + compare, ops, [e.get(self.key("lock"))])
+        try:
+            result = self.etcd.txn(fence + compare, ops, [e.get(self.key("lock"))])
+        except StoreRefused as err:          # too large, ...: say what it was
+            raise StoreRefused(f"{what}: {err}") from None
         if not result.get("succeeded"):
             holder = e.ranged(result)
             if fence and (not holder or int(holder[0].get("lease", 0)) != self._lock.lease):
@@ -151,11 +170,12 @@ class EtcdStore(Store):
         self.audit_append_raw(entry_line(entry))
 
     def audit_append_raw(self, line: bytes) -> None:
-        """One entry of a step that ran; if etcd does not take it, it is kept in
-        the home's var/audit-unsent.log (and the error says so): never lost."""
+        """One entry of a step that ran; if etcd does not take it (no answer, or
+        refused: too large), it is kept in the home's var/audit-unsent.log (and
+        the error says so): never lost."""
         try:
             self.audit_append_many([line])
-        except StoreUnavailable as err:
+        except (StoreUnavailable, StoreRefused) as err:
             if self.home is None:
                 raise
             from havirt.store.files import open_to_write
@@ -168,26 +188,30 @@ class EtcdStore(Store):
                     os.close(fd)
             except (HavirtError, OSError):
                 raise err from None
-            raise StoreUnavailable(f"{err}; the entry is kept in {path}") from None
+            raise type(err)(f"{err}; the entry is kept in {path}") from None
 
     def audit_append_many(self, lines: list[bytes]) -> None:
         """New keys (never an existing one), in the order etcd creates them
         (ties, in one transaction, in the order of their keys)."""
         for i in range(0, len(lines), TXN_OPS):
             compare, ops = [], []
+            when = f"{time.time_ns():020d}-{socket.gethostname()}-{os.getpid()}"   # one per transaction
             for line in lines[i:i + TXN_OPS]:
                 self._seq += 1
-                key = self.key("audit", f"{time.time_ns():020d}-{socket.gethostname()}-{os.getpid()}-"
-                                        f"{self._seq:08d}")
+                key = self.key("audit", f"{when}-{self._seq:08d}")
                 compare.append(e.absent(key))
                 ops.append(e.put(key, line.rstrip(b"\n")))
             if not self.etcd.txn(compare, ops).get("succeeded"):
                 raise HavirtError(f"etcd {self.key('audit')}/: a new entry's key exists already")
 
     def _audit_kvs(self, tail: int | None) -> list[dict]:
+        """The last `tail` entries (None: all), oldest first. etcd orders by the
+        revision only; entries of one transaction (TXN_OPS at most) share it, so a
+        tail asks for TXN_OPS more and orders the ties by their keys here."""
         kvs, _ = self.etcd.range(self.key("audit") + "/", prefix=True, sort_target="CREATE",
-                                 sort_order="DESCEND", limit=tail or MAX_ENTRIES)
-        return sorted(kvs, key=lambda kv: (int(kv.get("create_revision", 0)), kv["key"]))
+                                 sort_order="DESCEND", limit=tail + TXN_OPS if tail else MAX_ENTRIES)
+        kvs.sort(key=lambda kv: (int(kv.get("create_revision", 0)), kv["key"]))
+        return kvs[-tail:] if tail else kvs
 
     def clear(self) -> None:
         """Every fact under the prefix removed, in one transaction (a move into files)."""
@@ -205,18 +229,28 @@ class EtcdStore(Store):
 
 
 class _Lease:
-    """The operation lock: P/lock on a lease kept alive by a thread."""
+    """The operation lock: P/lock on a lease kept alive by a thread.
+
+    `until` is when the lease runs out at the latest, as far as this process
+    knows: the TTL etcd gave, counted from when the renewal was sent (etcd
+    counts from when it got it, later; the PD lease of TiKV counts so too). A
+    step starts only while at least half of lock_ttl is sure to be left (see
+    check): a holder cut off from etcd stops half a TTL before another home
+    can take the lock, not at the last second."""
 
     def __init__(self, store: EtcdStore):
         self.store = store
         self.lease: int | None = None
         self.lost = False
-        self.renewed = 0.0          # time.monotonic() of the last renewal etcd confirmed
+        self.until = 0.0            # time.monotonic() by which the lease runs out at the latest
         self._stop = threading.Event()
 
     @property
     def ttl(self) -> int:
         return self.store.cfg.lock_ttl
+
+    def left(self) -> float:
+        return self.until - time.monotonic()
 
     def fence(self) -> list[dict]:
         """The compare that makes a write hold only while the lock is ours."""
@@ -225,33 +259,50 @@ class _Lease:
         self.check()
         return [e.leased(self.store.key("lock"), self.lease)]
 
+    def _grant(self, etcd) -> None:
+        sent = time.monotonic()
+        self.lease = etcd.grant(self.ttl)
+        self.until = sent + self.ttl
+
+    def renew(self, etcd) -> None:
+        """Renew the lease (raises HavirtError when etcd does not answer)."""
+        sent, lease = time.monotonic(), self.lease
+        left = etcd.keepalive(lease)
+        if lease != self.lease:      # released meanwhile
+            return
+        if left <= 0:
+            self.lost = True
+        else:
+            self.until = max(self.until, sent + left)
+
     @contextmanager
     def held(self, timeout: float, what: str):
         etcd, key = self.store.etcd, self.store.key("lock")
-        self.lease, self.lost = etcd.grant(self.ttl), False
-        self.renewed = time.monotonic()
         info = (f"pid {os.getpid()} on {socket.gethostname()} ({_user()}, since {now_iso()}"
                 f"{', ' + what if what else ''})")
-        try:
-            self._acquire(etcd, key, info, timeout)
-        except BaseException:
-            etcd.revoke(self.lease)
-            self.lease = None
-            raise
-        self._stop.clear()
-        thread = threading.Thread(target=self._keep, name="havirt-lock", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            self._stop.set()
-            thread.join(timeout=1)
-            lease, self.lease = self.lease, None
+        with _terminated_as_interrupted():
+            self.lost = False
+            self._grant(etcd)
             try:
-                etcd.txn([e.leased(key, lease)], [e.delete(key)])
-            except HavirtError:      # etcd gone: the lease runs out by itself
-                pass
-            etcd.revoke(lease)
+                self._acquire(etcd, key, info, timeout)
+            except BaseException:
+                etcd.revoke(self.lease)
+                self.lease = None
+                raise
+            self._stop.clear()
+            thread = threading.Thread(target=self._keep, name="havirt-lock", daemon=True)
+            thread.start()
+            try:
+                yield
+            finally:
+                self._stop.set()
+                thread.join(timeout=1)
+                lease, self.lease = self.lease, None
+                try:
+                    etcd.txn([e.leased(key, lease)], [e.delete(key)])
+                except HavirtError:      # etcd gone: the lease runs out by itself
+                    pass
+                etcd.revoke(lease)
 
     def _acquire(self, etcd, key: str, info: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -264,48 +315,69 @@ class _Lease:
                 shown = printable(holder[0]["value"].decode(errors="replace"))[:300] if holder else "unknown"
                 raise LockBusy(f"etcd {key} is held by {shown}; gave up after {timeout:g} s")
             time.sleep(0.2)
-            if time.monotonic() - self.renewed >= self.ttl / 3:    # the lease waits with us
-                if etcd.keepalive(self.lease) <= 0:
-                    self.lease = etcd.grant(self.ttl)
-                self.renewed = time.monotonic()
+            if self.left() <= self.ttl * 2 / 3:     # the lease waits with us
+                self.renew(etcd)
+                if self.lost:
+                    self.lost = False
+                    self._grant(etcd)
 
     def _keep(self) -> None:
         """Renew the lease every third of its TTL until told to stop, or until it
-        is lost (a client of its own: the operation's requests go on meanwhile)."""
+        is lost (a client of its own: the operation's requests go on meanwhile).
+        Whatever goes wrong in a renewal counts as no answer: the thread never
+        dies while the lease may still be renewed."""
         etcd = e.Etcd(self.store.cfg)
         while not self._stop.wait(self.ttl / 3):
             try:
-                left = etcd.keepalive(self.lease)
-            except HavirtError:
-                if time.monotonic() - self.renewed >= self.ttl:
-                    self.lost = True
-                    return
-                continue
-            if left <= 0:
+                self.renew(etcd)
+            except Exception:        # no answer (HavirtError), or anything unforeseen
+                pass
+            if self.lost or self.left() <= 0:
                 self.lost = True
                 return
-            self.renewed = time.monotonic()
 
     def check(self) -> None:
         """Whether the lock is still ours, as etcd says now (when it answers: a
-        lease can be revoked, or run out while this process was stopped);
-        without an answer, whether it was renewed within its TTL."""
+        lease can be revoked, or run out while this process was stopped), and
+        whether at least half of lock_ttl is sure to be left (else the lease is
+        renewed here, when the thread fell behind and etcd answers)."""
         if self.lease is None:
             return
         if not self.lost:
             try:
                 kvs, _ = self.store.etcd.range(self.store.key("lock"))
                 self.lost = not kvs or int(kvs[0].get("lease", 0)) != self.lease
+                if not self.lost and self.left() < self.ttl / 2:
+                    self.renew(self.store.etcd)
             except StoreUnavailable:
                 pass
-        quiet = time.monotonic() - self.renewed
-        if self.lost or quiet >= self.ttl - 1:
+        if self.lost or self.left() < self.ttl / 2:
             self.lost = True
+            quiet = self.ttl - self.left()
             raise LockLost(f"the lock in etcd ({self.store.key('lock')}) was lost: its lease ran out or "
-                           f"was revoked (last renewed {quiet:.0f} s ago, lock_ttl {self.ttl} s; etcd "
-                           "unreachable, or this process stopped for longer); stopped before the next "
-                           "step: what was done is in the audit log, `havirt node scan` shows where "
-                           "things are")
+                           f"was revoked, or could run out within half of lock_ttl (last renewed "
+                           f"{quiet:.0f} s ago, lock_ttl {self.ttl} s; etcd unreachable, or this "
+                           "process stopped for longer); stopped before the next step: what was done "
+                           "is in the audit log, `havirt node scan` shows where things are")
+
+
+@contextmanager
+def _terminated_as_interrupted():
+    """While the lock is held, SIGTERM ends the process as Ctrl-C does (the lock
+    released, what the work found committed), not at once with the lock left
+    to run out (a flock is freed by the kernel; a lease is not)."""
+    import signal
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _user() -> str:

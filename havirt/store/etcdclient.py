@@ -7,7 +7,8 @@ from the majority does not answer (etcd keeps the request until a leader can
 serve it), so "no member answered" covers both an unreachable cluster and
 one without quorum: StoreUnavailable (exit 6), one line naming every member
 and what it did. A request that was not answered changed nothing or changed
-all it asked (each is one etcd request, and every write one transaction).
+all it asked (each is one etcd request, and every write one transaction); a
+write that a member may have got is not sent to another (see Etcd.call).
 
 etcd3gw (and requests under it) is imported here, when the first request is
 made, so that a home of files never loads it.
@@ -18,10 +19,11 @@ from __future__ import annotations
 import base64
 from urllib.parse import urlsplit
 
-from havirt.errors import HavirtError, StoreUnavailable
+from havirt.errors import HavirtError, StoreRefused, StoreUnavailable
 
 CONNECT_TIMEOUT = 2.0       # seconds to open a connection to one member
 ANSWER_TIMEOUT = 5.0        # seconds one member may take to answer (an election takes ~1 s)
+WRITES = ("kv/txn", "kv/put", "kv/deleterange")    # sent to one member at most (see Etcd.call)
 
 
 def b64(data: bytes | str) -> str:
@@ -58,39 +60,65 @@ class Etcd:
         return client
 
     def call(self, path: str, body: dict) -> dict:
-        """POST `body` to /v3/`path` on the first member that answers."""
-        from etcd3gw import exceptions as ex
+        """POST `body` to /v3/`path` on the first member that answers. A write
+        (WRITES) goes on to the next member only when the last one never got it
+        (no connection): one it may have done is not sent again, as etcd's own
+        client does (at most once); StoreUnavailable then says so."""
         order = self.endpoints
         if self.answered in order:
             i = order.index(self.answered)
             order = order[i:] + order[:i]
         said = []
         for url in order:
-            client = self._client(url)
-            try:
-                result = client.post(client.get_url(path), json=body)
-            except ex.ConnectionTimeoutError as e:
-                from requests.exceptions import ConnectTimeout
-                said.append(f"{url}: " + (f"no connection within {self.connect_timeout:g} s"
-                                          if isinstance(e.__context__, ConnectTimeout) else
-                                          f"no answer within {self.answer_timeout:g} s"))
-                continue
-            except ex.ConnectionFailedError as e:
-                said.append(f"{url}: {_why(e)}")
-                continue
-            except ex.Etcd3Exception as e:
-                detail = _detail(e)
-                if detail is None:         # not etcd's answer (a proxy, another service)
-                    said.append(f"{url}: answered {str(e.args[0] if e.args else '') or 'an error'} "
-                                "(not etcd?)")
-                    continue
-                raise HavirtError(f"etcd at {url} refused a request: {detail}") from None
-            self.answered = url
-            return result
-        unsure = any("no answer" in x for x in said) and path in ("kv/txn", "kv/put")
+            result, why, got = self._post(url, path, body)
+            if why is None:
+                self.answered = url
+                return result
+            said.append(f"{url}: {why}")
+            if got and path in WRITES:
+                raise StoreUnavailable("etcd did not confirm a write: " + "; ".join(said)
+                                       + "; etcd may have done it or not (it was not sent again)")
         raise StoreUnavailable("etcd did not answer (unreachable, or without quorum): " + "; ".join(said)
-                               + ("; the write was not confirmed (a member that does not answer "
-                                  "cannot apply it alone)" if unsure else "; nothing was changed"))
+                               + "; nothing was changed")
+
+    def _post(self, url: str, path: str, body: dict) -> tuple[dict | None, str | None, bool]:
+        """(etcd's answer, None, True), or (None, what went wrong, whether the
+        member may have got the request); raises StoreRefused when etcd refused it."""
+        from etcd3gw import exceptions as ex
+        from requests.exceptions import RequestException
+        client = self._client(url)
+        try:
+            result = client.post(client.get_url(path), json=body)
+        except ex.Etcd3Exception as e:
+            if isinstance(e, (ex.ConnectionTimeoutError, ex.ConnectionFailedError)):
+                return None, *self._unanswered(e)
+            detail = _detail(e)
+            if detail is None:         # not etcd's answer (a proxy, another service)
+                return None, f"answered {str(e.args[0] if e.args else '') or 'an error'} (not etcd?)", True
+            raise StoreRefused(f"etcd at {url} refused a request: {detail}") from None
+        except RequestException:       # the connection broke while the answer came
+            return None, "its answer was cut short", True
+        except ValueError:             # an answer, but not JSON
+            return None, "answered something that is not etcd's JSON (not etcd?)", True
+        if not isinstance(result, dict):
+            return None, "answered something that is not etcd's JSON (not etcd?)", True
+        return result, None, True
+
+    def _unanswered(self, e) -> tuple[str, bool]:
+        """What a member that did not answer did, and whether it may have got the request."""
+        from requests.exceptions import ConnectTimeout, ReadTimeout, SSLError
+        from urllib3.exceptions import ConnectTimeoutError
+        cause = e.__context__
+        if isinstance(cause, ConnectTimeout):
+            return f"no connection within {self.connect_timeout:g} s", False
+        if isinstance(cause, ReadTimeout):
+            return f"no answer within {self.answer_timeout:g} s", True
+        if cause is None:               # etcd's own answer: 503 (no leader, timed out), 504, 408
+            return _detail(e) or "no answer", True
+        reason = getattr(cause.args[0] if cause.args else None, "reason", None)
+        if isinstance(cause, SSLError) or isinstance(reason, ConnectTimeoutError):
+            return _why(e), False       # refused, no route, no such name, TLS: nothing was sent
+        return "closed the connection without an answer", True
 
     # -- the requests ------------------------------------------------------------------
     def range(self, key: str, prefix: bool = False, **opts) -> tuple[list[dict], int]:

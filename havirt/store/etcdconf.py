@@ -18,6 +18,7 @@ class EtcdConf(Conf):
         self.etcd = store.etcd
         self.prefix = store.prefix
         self.label = f"etcd {self.prefix}/conf/"
+        self._all: dict[str, bytes] | None = None     # every definition, while load_all reads them
 
     def key(self, name: str) -> str:
         return f"{self.prefix}/conf/{check_name('domain', name)}.xml"
@@ -31,19 +32,33 @@ class EtcdConf(Conf):
     def shown(self, name: str) -> str:
         return self.where(name)
 
-    def entries(self) -> list[str]:
-        kvs, _ = self.etcd.range(f"{self.prefix}/conf/", prefix=True, keys_only=True)
+    def _read(self, keys_only: bool) -> dict[str, bytes]:
+        """Every NAME.xml under P/conf/, by entry name (one range)."""
+        kvs, _ = self.etcd.range(f"{self.prefix}/conf/", prefix=True, keys_only=keys_only)
         top = len(self.prefix) + len("/conf/")
-        keys = [kv["key"].decode(errors="replace")[top:] for kv in kvs]
-        return sorted(k[:-4] for k in keys if k.endswith(".xml") and "/" not in k)
+        out = {kv["key"].decode(errors="replace")[top:]: kv["value"] for kv in kvs}
+        return {k[:-4]: v for k, v in out.items() if k.endswith(".xml") and "/" not in k}
+
+    def entries(self) -> list[str]:
+        return sorted(self._all if self._all is not None else self._read(keys_only=True))
 
     def raw(self, name: str) -> bytes | None:
-        kvs, _ = self.etcd.range(self.key(name))
-        if not kvs:
-            return None
-        if len(kvs[0]["value"]) > MAX_XML:
+        if self._all is not None:
+            value = self._all.get(check_name("domain", name))
+        else:
+            kvs, _ = self.etcd.range(self.key(name))
+            value = kvs[0]["value"] if kvs else None
+        if value is not None and len(value) > MAX_XML:
             raise HavirtError(f"{self.where(name)}: larger than havirt reads from a definition")
-        return kvs[0]["value"]
+        return value
+
+    def load_all(self):
+        """Every definition read in one request, not one each (see Conf.load_all)."""
+        self._all = self._read(keys_only=False)
+        try:
+            return super().load_all()
+        finally:
+            self._all = None
 
     def _write(self, compare: list, ops: list, what: str) -> None:
         self.store.write(compare, ops, what)

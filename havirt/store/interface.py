@@ -26,8 +26,9 @@ class Store:
         raise NotImplementedError
 
     def save_state(self, state: State, keep_time: bool = False) -> None:
-        """Write `state` (under the lock: Work.commit only), whole or not at all;
-        `keep_time`: its `updated` stays (a copy from another store)."""
+        """Write `state` (under the lock: Work.commit only), whole or not at all
+        (etcd: a commit of more records than one transaction takes is written in
+        parts, each record whole); `keep_time`: its `updated` stays (a copy)."""
         raise NotImplementedError
 
     # -- the lock -------------------------------------------------------------------------

@@ -65,5 +65,35 @@ def store_config(path: Path, s: dict) -> StoreConfig:
     if any(files.values()) and not all(u.startswith("https://") for u in endpoints):
         raise ConfigError(f"{path}: keys 'store.ca', 'store.cert', 'store.key' need https:// "
                           "endpoints")
+    if any(files.values()):
+        _check_tls(path, files)
     return StoreConfig(s["backend"], [u.rstrip("/") for u in endpoints], s["prefix"],
                        files["ca"], files["cert"], files["key"], s["lock_ttl"])
+
+
+def _check_tls(path: Path, files: dict) -> None:
+    """The CA, the certificate and its key loaded as the connection will load
+    them: one that cannot be (not PEM, a key of another certificate, an
+    encrypted key, unreadable) is said here, not as members that "cannot connect"."""
+    import ssl
+    ctx = ssl.create_default_context()
+    if files["ca"]:
+        try:
+            ctx.load_verify_locations(cafile=files["ca"])
+        except (ssl.SSLError, OSError) as e:
+            raise ConfigError(f"{path}: key 'store.ca': {files['ca']}: not a CA certificate havirt can "
+                              f"use ({_tls_reason(e)})") from None
+    if files["cert"]:
+        try:
+            ctx.load_cert_chain(files["cert"], files["key"], password="")   # never a prompt
+        except (ssl.SSLError, OSError) as e:
+            raise ConfigError(f"{path}: keys 'store.cert' and 'store.key': {files['cert']} and "
+                              f"{files['key']}: not a certificate and its key ({_tls_reason(e)})") from None
+
+
+def _tls_reason(e: Exception) -> str:
+    import ssl
+    if isinstance(e, ssl.SSLError):     # OpenSSL names no reason for a file that is not PEM
+        return e.reason.replace("_", " ").lower() if e.reason else "not PEM, or an encrypted key"
+    return e.strerror or str(e)
+

@@ -59,3 +59,61 @@ class EtcdServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class EtcdProxy:
+    """An HTTP proxy in front of a member that fails as a member can:
+    `lose`: paths ("kv/txn") whose next answer is lost (etcd did the request,
+    the client hears nothing: the connection is closed); `cut_short`: paths
+    whose answers stop half way; `cut`: every request closed unanswered (this
+    client is cut off, the member still works for others)."""
+
+    def __init__(self, server: EtcdServer):
+        import http.server
+        import threading
+        self.server = server
+        self.lose: set[str] = set()
+        self.cut_short: set[str] = set()
+        self.cut = False
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                path = self.path.removeprefix("/v3/")
+                if proxy.cut:
+                    self.close_connection = True
+                    return
+                import http.client
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.server.port, timeout=10)
+                conn.request("POST", self.path, body, {"Content-Type": "application/json"})
+                answer = conn.getresponse()
+                data, status = answer.read(), answer.status
+                conn.close()
+                if path in proxy.lose:
+                    proxy.lose.discard(path)
+                    self.close_connection = True
+                    return
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if path in proxy.cut_short:
+                    self.wfile.write(data[:len(data) // 2])
+                    self.close_connection = True
+                    return
+                self.wfile.write(data)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 import resource
 import signal
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -127,6 +128,7 @@ class FakeRunner(Runner):
         self.unexpected: list[str] = []
         self.migrate_fails = False
         self.real_describe = real_describe
+        self._lock = threading.RLock()
 
     def describe(self, node):
         if not self.real_describe:
@@ -151,6 +153,10 @@ class FakeRunner(Runner):
 
     # -- the commands havirt may send ----------------------------------------------
     def run(self, node, command, stdin=None, timeout=None, on_output=None) -> Result:
+        with self._lock:        # commands sent at once (on threads) answered one at a time
+            return self._answer(node, command, stdin, on_output)
+
+    def _answer(self, node, command, stdin, on_output) -> Result:
         self.calls.append((node, command.text()))
         if node not in self.nodes:
             self._unexpected(f"command for unknown node {node}: {command.text()}")

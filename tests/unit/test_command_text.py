@@ -76,7 +76,7 @@ def test_dump_inactive_named_and_all():
 
 # -- the scan ---------------------------------------------------------------------------
 
-SCAN_HEAD = r"""printf '@@hostname\n'; hostname
+SCAN_HEAD = r"""printf '@@hostname\n'; h=$(hostname); printf '%s\n' "$h"
 { err=$(virsh -c qemu:///system 'echo @@version; version --daemon; echo @@nodeinfo; nodeinfo; echo @@persistent; list --all --persistent --name; echo @@autostart; list --all --autostart --name; echo @@domstats; domstats --state --balloon --vcpu; echo @@end' 2>&1 >&3); rc=$?; } 3>&1
 printf '@@virsh-exit\n%s\n@@virsh-error\n%s\n' "$rc" "$err"
 printf '@@lxc\n'; if l=$(virsh -c lxc:///system list --all --name 2>&1); then printf 'ok\n'; printf '%s\n' "$l" | while IFS= read -r d; do [ -n "$d" ] || continue; printf '@@lxc-domain %s\n' "$d"; virsh -c lxc:///system dominfo --domain "$d" 2>&1; done; else printf 'failed\n%s\n' "$l"; fi
@@ -91,14 +91,16 @@ EVERY_RUNNING = r"""{ virsh -c qemu:///system list --name; virsh -c lxc:///syste
 NAMED = r"""for d in -x db1 'web 1'; do printf '@@xml %s\n' "$d"; virsh -c qemu:///system dumpxml --domain "$d" 2>/dev/null || virsh -c lxc:///system dumpxml --domain "$d" 2>/dev/null; done
 """
 LEASES_NODE1 = r"""printf '@@leases\n'
-conf() { sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$2" 2>/dev/null | tail -n 1 | sed 's/[[:space:]]*#.*$//; s/^"//; s/"[[:space:]]*$//'; }
-printf 'lock_manager=%s\nlockspace=%s\nauto_disk_leases=%s\n' "$(conf lock_manager /etc/libvirt/qemu.conf)" "$(conf file_lockspace_dir /etc/libvirt/qemu-lockd.conf)" "$(conf auto_disk_leases /etc/libvirt/qemu-lockd.conf)"
+c=$(grep -saH -E '^[[:space:]]*(lock_manager|file_lockspace_dir|auto_disk_leases)[[:space:]]*=' /etc/libvirt/qemu.conf /etc/libvirt/qemu-lockd.conf)
+conf() { v=; set -f; IFS='
+'; for x in $c; do case $x in "$2:"*) x=${x#"$2:"}; x=${x#"${x%%[![:space:]]*}"}; x=${x#"$1"}; x=${x#"${x%%[![:space:]]*}"}; case $x in =*) v=${x#=};; esac;; esac; done; unset IFS; set +f; v=${v#"${v%%[![:space:]]*}"}; case $v in *'#'*) v=${v%%'#'*}; v=${v%"${v##*[![:space:]]}"};; esac; v=${v#'"'}; x=${v%"${v##*[![:space:]]}"}; case $x in *'"') v=${x%'"'};; esac; }
+conf lock_manager /etc/libvirt/qemu.conf; lm=$v; conf file_lockspace_dir /etc/libvirt/qemu-lockd.conf; ls=$v; conf auto_disk_leases /etc/libvirt/qemu-lockd.conf
+printf 'lock_manager=%s\nlockspace=%s\nauto_disk_leases=%s\n' "$lm" "$ls" "$v"
 [ -S /run/libvirt/virtlockd-sock ] && echo virtlockd=yes || echo virtlockd=no
-for pf in /run/libvirtd.pid /run/virtqemud.pid; do p=$(cat "$pf" 2>/dev/null) && [ -d "/proc/$p" ] || continue; grep -q 'lock-driver/lockd\.so' "/proc/$p/maps" 2>/dev/null && echo lockd_loaded=yes || echo lockd_loaded=no; printf 'daemon_started=%s\nlockd_conf_changed=%s\n' "$(stat -c %Y "$pf")" "$(stat -c %Y /etc/libvirt/qemu-lockd.conf 2>/dev/null)"; break; done
-ls=$(conf file_lockspace_dir /etc/libvirt/qemu-lockd.conf)
+for pf in /run/libvirtd.pid /run/virtqemud.pid; do [ -f "$pf" ] || continue; p=; IFS= read -r p 2>/dev/null <"$pf"; [ -d "/proc/$p" ] || continue; grep -q 'lock-driver/lockd\.so' "/proc/$p/maps" 2>/dev/null && echo lockd_loaded=yes || echo lockd_loaded=no; set -- $(stat -c %Y "$pf" /etc/libvirt/qemu-lockd.conf 2>/dev/null); printf 'daemon_started=%s\nlockd_conf_changed=%s\n' "$1" "$2"; break; done
 if [ -n "$ls" ] && [ -d "$ls" ]; then
-  m="havirt-lease-mark node1 $(hostname)"; f="$ls/.havirt-lease-node1"
-  if [ "$(cat "$f" 2>/dev/null)" = "$m" ] || { printf '%s\n' "$m" > "$f.$$" && mv -f "$f.$$" "$f"; } 2>/dev/null; then echo marked=yes; else echo marked=no; fi
+  m="havirt-lease-mark node1 $h"; f="$ls/.havirt-lease-node1"; l=; IFS= read -r l 2>/dev/null <"$f"
+  if [ "$l" = "$m" ] || { printf '%s\n' "$m" > "$f.$$" && mv -f "$f.$$" "$f"; } 2>/dev/null; then echo marked=yes; else echo marked=no; fi
   for g in "$ls"/.havirt-lease-*; do [ -f "$g" ] || continue; l=; IFS= read -r l < "$g"; printf 'seen=%.300s\n' "$l"; done
 fi
 """

@@ -257,9 +257,18 @@ def test_store_defaults_to_the_home_files(tmp_path):
         ("files", [], "/havirt", None, None, None, 30)
 
 
+def pem_pair(folder, name):
+    """A self-signed certificate and its key (openssl), as PEM files."""
+    import subprocess
+    cert, key = folder / f"{name}.pem", folder / f"{name}-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", f"/CN={name}"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
 def test_store_etcd(tmp_path):
-    ca = tmp_path / "ca.pem"
-    ca.write_text("x")
+    ca, _ = pem_pair(tmp_path, "ca")
     s = load_config(write(tmp_path, f"store: {{backend: etcd, endpoints: [https://10.0.0.1:2379/, "
                                      f"'https://[fd00::1]:2379'], prefix: /lab/havirt, ca: {ca}, "
                                      "lock_ttl: 10}\n")).store
@@ -289,9 +298,29 @@ def test_bad_store(tmp_path, text, words):
     assert words in str(e.value)
 
 
+def test_store_tls_files_are_read_when_the_config_is(tmp_path):
+    """A CA, certificate or key havirt cannot use is a configuration error
+    (exit 2, naming the key), not an etcd that "cannot connect" (exit 6)."""
+    cert, key = pem_pair(tmp_path, "client")
+    other, other_key = pem_pair(tmp_path, "other")
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    head = "store: {backend: etcd, endpoints: [https://a:2379]"
+    s = load_config(write(tmp_path, f"{head}, ca: {other}, cert: {cert}, key: {key}}}\n")).store
+    assert (s.ca, s.cert, s.key) == (str(other), str(cert), str(key))
+    for extra, words in ((f"ca: {junk}", f"key 'store.ca': {junk}: not a CA certificate havirt can use"),
+                         (f"cert: {junk}, key: {key}", f"keys 'store.cert' and 'store.key': {junk} and {key}: "
+                                                       "not a certificate and its key"),
+                         (f"cert: {cert}, key: {other_key}", "not a certificate and its key"),
+                         (f"cert: {cert}, key: {tmp_path}", f"key 'store.key': no such file: {tmp_path}")):
+        with pytest.raises(ConfigError) as e:
+            load_config(write(tmp_path, f"{head}, {extra}}}\n"))
+        assert words in str(e.value), (extra, str(e.value))
+        assert str(e.value).count("\n") == 0
+
+
 def test_store_tls_needs_https(tmp_path):
-    ca = tmp_path / "ca.pem"
-    ca.write_text("x")
+    ca, _ = pem_pair(tmp_path, "ca")
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, f"store: {{endpoints: [http://a:2379], ca: {ca}}}\n"))
     assert "need https:// endpoints" in str(e.value)

@@ -191,6 +191,31 @@ def test_run_many_returns_each_nodes_outcome(monkeypatch):
     assert isinstance(got["node2"], NodeUnreachable) and got["node2"].reason == "connect timed out"
 
 
+def test_commands_sent_at_once_to_one_node_share_one_connection(monkeypatch):
+    """Several threads asking for a node's connection at the same time (a
+    failover's starts on one node) open it once, not once each."""
+    import threading
+    import time
+    r = ParamikoRunner(ssh_cfg(), {"node1": Target("node1", "10.0.0.1")})
+    opened, meet = [], threading.Barrier(4, timeout=5)
+
+    def connect(node):
+        opened.append(node)
+        time.sleep(0.1)             # the others ask meanwhile
+        return FakeClient(FakeChannel([]))
+    monkeypatch.setattr(r, "_connect", connect)
+
+    def ask():
+        meet.wait()
+        return r._client("node1")
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert opened == ["node1"] and len(r._clients) == 1
+
+
 # -- _connect: every paramiko failure is one line naming the node's address ------------
 
 @pytest.mark.parametrize("raised, expected", [

@@ -1,0 +1,223 @@
+"""The etcd store when etcd misbehaves as real members do: an answer lost
+after etcd did the request, an answer cut short, a client cut off from a
+member that still serves the others, a holder terminated, a commit larger
+than one transaction takes (tests/unit/etcd_server.py: EtcdProxy)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from conftest import domain_xml
+from etcd_server import EtcdProxy
+from test_store_etcd import HOLDER, keys, setup
+
+from havirt.errors import LockBusy, LockLost, StoreRefused, StoreUnavailable
+from havirt.store import etcdclient as e
+from havirt.store.etcd import EtcdStore
+from havirt.store.state import DomainRecord
+from havirt.store.storeconfig import StoreConfig
+
+
+@pytest.fixture
+def proxy(etcd):
+    p = EtcdProxy(etcd)
+    yield p
+    p.stop()
+
+
+def store_via(etcd, *urls, lock_ttl=5):
+    return EtcdStore(StoreConfig("etcd", list(urls), etcd.prefix, lock_ttl=lock_ttl))
+
+
+def test_an_answer_cut_short_is_one_line_exit_6(fake, etcd, proxy):
+    setup(fake, etcd)
+    fake.write_config(store={**fake.config["store"], "endpoints": [proxy.url]})
+    proxy.cut_short.add("kv/range")
+    rc, out, err = fake.havirt("node", "list")
+    assert rc == 6 and out == "" and err.count("\n") == 1, (out, err)
+    assert err.startswith(f"havirt: etcd did not answer (unreachable, or without quorum): {proxy.url}: "
+                          "its answer was cut short"), err
+
+
+def test_a_lock_whose_answer_was_lost_is_not_asked_for_again(etcd, proxy):
+    """etcd created P/lock, the answer was lost: sent again to the next member,
+    the request found the lock taken (by itself) and waited for it to the end.
+    A write that a member may have done is never sent again (as etcd's own
+    client does); the lease is revoked, so the lock is free at once."""
+    a = store_via(etcd, proxy.url, etcd.url)
+    proxy.lose.add("kv/txn")
+    t = time.monotonic()
+    with pytest.raises(StoreUnavailable, match=rf"{proxy.url}: closed the connection without an answer; "
+                                               "etcd may have done it or not"):
+        with a.locked(3, "a"):
+            pass
+    assert time.monotonic() - t < 2
+    assert "lock" not in keys(etcd, "lock")
+    with store_via(etcd, etcd.url).locked(0.5, "b"):
+        pass
+
+
+def test_a_commit_whose_answer_was_lost_does_not_say_nothing_was_written(etcd, proxy):
+    a = store_via(etcd, proxy.url, etcd.url)
+    with a.locked(5, "a"):
+        st = a.load_state()
+        st.domains["d1"] = DomainRecord("d1", node="node1", state="running")
+        proxy.lose.add("kv/txn")
+        with pytest.raises(StoreUnavailable) as got:
+            a.save_state(st)
+    assert "nothing was written" not in str(got.value) and "may have done it" in str(got.value)
+    assert "state/domains/d1" in keys(etcd, "state/")       # it was: the message may not deny it
+
+
+def test_the_lease_is_kept_when_a_renewal_is_cut_short(etcd, proxy):
+    """The first member cuts its keepalive answers short: the renewal goes on to
+    the next member (renewing twice is harmless), the lock stays held."""
+    a = store_via(etcd, proxy.url, etcd.url, lock_ttl=2)
+    proxy.cut_short.add("lease/keepalive")
+    with a.locked(5, "a"):
+        time.sleep(4.5)
+        a.check_lock()
+        (lock,) = e.Etcd(StoreConfig("etcd", [etcd.url])).range(etcd.prefix + "/lock")[0]
+        assert int(lock["lease"]) == a._lock.lease
+
+
+def test_a_holder_cut_off_stops_half_a_lock_ttl_before_another_can_take_it(etcd, proxy):
+    """Home A is cut off from etcd (the members serve home B): A may not start a
+    step when its lease could run out before the step has done its work.
+    It stops once less than half of lock_ttl is sure to be left, counted from
+    when its last renewal was sent; B takes the lock only when the lease ran out."""
+    ttl = 6
+    a, b = store_via(etcd, proxy.url, lock_ttl=ttl), store_via(etcd, etcd.url, lock_ttl=ttl)
+    took = {}
+
+    def other():
+        with b.locked(30, "b"):
+            took["b"] = time.monotonic()
+    with pytest.raises(LockLost):
+        with a.locked(5, "a"):
+            time.sleep(1)
+            proxy.cut = True
+            t = threading.Thread(target=other)
+            t.start()
+            while True:
+                try:
+                    a.check_lock()
+                except LockLost:
+                    took["a stopped"] = time.monotonic()
+                    raise
+                time.sleep(0.05)
+    t.join(30)
+    assert took["b"] - took["a stopped"] >= ttl / 2 - 0.5, took
+
+
+def test_a_holder_terminated_frees_the_lock_at_once(etcd):
+    """SIGTERM (kill, systemd stopping a unit): the lock is released as on
+    Ctrl-C, not left to run out (a flock is freed at once too)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, root, etcd.url, etcd.prefix],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert p.stdout.readline() == "held\n"
+        p.send_signal(signal.SIGTERM)
+        p.wait(10)
+        t = time.monotonic()
+        with store_via(etcd, etcd.url).locked(10, "the other home"):
+            waited = time.monotonic() - t
+    finally:
+        p.kill()
+        p.wait()
+    assert waited < 1, waited
+
+
+def test_a_commit_of_more_records_than_one_transaction_takes(etcd):
+    """etcd takes at most 128 operations in a transaction (--max-txn-ops): a
+    scan of 150 domains is still recorded, every record of it."""
+    a = store_via(etcd, etcd.url)
+    with a.locked(5, "a"):
+        st = a.load_state()
+        for i in range(150):
+            st.domains[f"d{i:03d}"] = DomainRecord(f"d{i:03d}", node="node1", state="running")
+        a.save_state(st)
+        st.domains["d007"].maintenance = True
+        a.save_state(st)
+    got = store_via(etcd, etcd.url).load_state()
+    assert len(got.domains) == 150 and got.domains["d149"].node == "node1"
+    assert got.domains["d007"].maintenance is True and got.updated == st.updated
+
+
+def test_lock_busy_is_still_said_when_a_member_is_away(etcd):
+    """(The lost-answer rule above does not turn a lock held by another into
+    a store error: a member that refuses the connection never got the request.)"""
+    from etcd_server import free_port
+    dead = f"http://127.0.0.1:{free_port()}"
+    a, b = store_via(etcd, etcd.url), store_via(etcd, dead, etcd.url)
+    with a.locked(5, "a"):
+        with pytest.raises(LockBusy):
+            with b.locked(0.5, "b"):
+                pass
+
+
+def test_the_tail_of_entries_written_in_one_transaction(etcd, monkeypatch):
+    """A copy writes 64 audit entries to a transaction (one revision): the tail
+    is still the last entries in order, and a wall clock stepping back while a
+    batch is made does not reorder it."""
+    s = store_via(etcd, etcd.url)
+    clock = iter(range(10 ** 12, 0, -1000))
+    monkeypatch.setattr(time, "time_ns", lambda: next(clock))
+    s.audit_append_many([json.dumps({"n": i}).encode() for i in range(100)])
+    assert [x["n"] for _, x in s.audit_entries()] == list(range(100))
+    assert [x["n"] for _, x in s.audit_entries(20)] == list(range(80, 100))
+
+
+def test_a_listing_reads_every_definition_in_one_request(fake, etcd, monkeypatch):
+    setup(fake, etcd)
+    store = store_via(etcd, etcd.url)
+    with store.locked(5, "seed"):
+        for i in range(5):
+            store.conf.write(f"more{i}", domain_xml(f"more{i}", memory_mib=64))
+    asked = []
+    call = e.Etcd.call
+    monkeypatch.setattr(e.Etcd, "call", lambda self, path, body: asked.append(path) or call(self, path, body))
+    rc, out, err = fake.havirt("-f", "json", "domain", "list")
+    assert rc == 0 and {r["name"] for r in json.loads(out)} == {"web1"} | {f"more{i}" for i in range(5)}
+    assert asked == ["kv/range", "kv/range"], asked        # the state; the definitions
+
+
+def test_etcd_gone_after_a_step_ran_does_not_say_nothing_was_changed(fake, etcd, proxy):
+    """This host loses etcd right after the start was sent: web1 runs, its
+    audit entry waits in var/audit-unsent.log, the state cannot be written.
+    The command says the step ran, never that nothing was changed."""
+    a, b, _ = setup(fake, etcd)
+    fake.write_config(store={**fake.config["store"], "endpoints": [proxy.url]})
+
+    class Cut(fake.runner_class):
+        def run(self, node, command, **kw):
+            res = super().run(node, command, **kw)
+            if "create" in command.text():
+                proxy.cut = True
+            return res
+    fake.runner_class = Cut
+    rc, out, err = fake.havirt("--yes", "domain", "start", "web1", "node2")
+    assert rc == 6 and "web1" in b.domains, (out, err)
+    first = [x for x in err.splitlines() if x.startswith("havirt: ")][0]
+    assert first.startswith("havirt: the steps above ran on the nodes, but the state could not be written: "
+                            "etcd did not "), err
+    assert "audit-unsent.log" in err
+
+
+def test_an_audit_entry_etcd_refuses_is_kept_in_the_home(etcd, tmp_path):
+    """An entry larger than etcd takes (a step's stdin is in it) is kept in
+    var/audit-unsent.log as one etcd does not answer for: never lost."""
+    from havirt.store.home import Home
+    home = Home(tmp_path / "home")
+    home.ensure()
+    s = EtcdStore(StoreConfig("etcd", [etcd.url], etcd.prefix, lock_ttl=5), home)
+    with pytest.raises(StoreRefused, match="larger than max.*; the entry is kept in .*audit-unsent.log"):
+        s.audit_append({"node": "node1", "remote": "x" * (3 << 20)})
+    (line,) = (home.var / "audit-unsent.log").read_text().splitlines()
+    assert json.loads(line)["node"] == "node1"
