@@ -7,8 +7,13 @@ that was not ("safe" nodes stay safe). For each safe node X it is cheap:
    ``allowed``; all nodes for most), the sum over that set of
    ``min(free MiB // X's largest domain, free vCPUs // X's widest)``. A
    placement lowers each sum by at most one, so while every sum is at least
-   the number of X's domains, failover places them all, in any order;
-2. else, X's placement, step by step as ``placement.place`` goes, until
+   the number of X's domains placed up to the last that uses its set,
+   failover places them all;
+2. for a node that refused a move before, the other way round: for some
+   size, X's domains at least that large outnumber the places the other
+   nodes have for one that large; then no placement at all places them
+   (X is no longer safe, and that is sure);
+3. else, X's placement, step by step as ``placement.place`` goes, until
    the same bound, taken for the domains not placed yet (in units of the
    largest and the widest of those, what the steps so far promised counted),
    says the rest will all find a place, or until one finds none (then X's
@@ -39,13 +44,17 @@ from havirt.plan.balance.plans import NPlus1
 _ANY = 1 << 62  # slots on a node for a domain of size 0
 # One domain of a node's loss, in the order failover places them: (MiB,
 # vCPUs, allowed nodes, the widest of it and those after it, the distinct
-# sets of nodes it and those after it may use).
-_Step = tuple[int, int, "frozenset[int] | None", int, tuple["frozenset[int] | None", ...]]
+# sets of nodes it and those after it may use, each with the number of the
+# last step that uses it).
+_Step = tuple[int, int, "frozenset[int] | None", int, tuple[tuple["frozenset[int] | None", int], ...]]
 # What a node's loss asks of the others: (number of movable domains, the
 # largest one's MiB, the widest one's vCPUs, the distinct sets of nodes their
-# disks allow, None standing for every node; the domains, in placement order).
-_Need = tuple[int, int, int, tuple["frozenset[int] | None", ...], tuple[_Step, ...]]
-# The bound: for each of those sets, how many such domains its nodes could take.
+# disks allow, None standing for every node; the domains, in placement order;
+# for each set, the number of steps up to the last that uses it).
+_Need = tuple[int, int, int, tuple["frozenset[int] | None", ...], tuple[_Step, ...], tuple[int, ...]]
+# The bound: for each of those sets, how many such domains its nodes could
+# take. Enough when each sum is at least its set's number of steps: a step
+# lowers each sum by one at most, so a domain finds a place at each step.
 _Slots = tuple[int, ...]
 
 
@@ -66,7 +75,7 @@ def _changed(
 ) -> _Slots:
     """The bound ``slots`` once ``nodes`` (not the node lost) went from
     ``before`` to ``after`` (each: free MiB, free vCPUs)."""
-    _, mx, vx, sets, _ = need
+    _, mx, vx, sets, _, _ = need
     out: list[int] | None = None
     for j, (f0, r0), (f1, r1) in zip(nodes, before, after):
         d = _slots(f1, r1, mx, vx) - _slots(f0, r0, mx, vx)
@@ -83,15 +92,36 @@ def _steps(layout: Layout, movable: list[int]) -> tuple[_Step, ...]:
     those still to place from it on ask (see ``_Step``)."""
     out: list[_Step] = []
     widest = 0
-    sets: tuple[frozenset[int] | None, ...] = ()
-    for k in reversed(placement_order(layout, movable, True)):
+    sets: tuple[tuple[frozenset[int] | None, int], ...] = ()
+    order = placement_order(layout, movable, True)
+    for s in range(len(order) - 1, -1, -1):
+        k = order[s]
         m, v = layout.doms[k].size(True)
         allowed = layout.allowed[k]
         widest = max(widest, v)
-        if allowed not in sets:
-            sets = (*sets, allowed)
+        if all(allowed != a for a, _ in sets):
+            sets = (*sets, (allowed, s))
         out.append((m, v, allowed, widest, sets))
     return tuple(reversed(out))
+
+
+def _sure(need: _Need, slots: _Slots) -> bool:
+    """Whether the bound ``slots`` says every domain of ``need`` finds a place."""
+    return all(slot >= ask for slot, ask in zip(slots, need[5]))
+
+
+def _floors(steps: tuple[_Step, ...]) -> tuple[tuple[int, int, int], ...]:
+    """(MiB, vCPUs, count): for each size some of the domains ``steps``
+    reach on both counts, how many do (one entry per such set of domains:
+    its least MiB and vCPUs), the largest first."""
+    sizes = [(m, v) for m, v, *_ in steps]
+    corner: dict[tuple[int, int], int] = {}
+    for low_m in {m for m, _ in sizes}:
+        for low_v in {v for _, v in sizes}:
+            big = [(m, v) for m, v in sizes if m >= low_m and v >= low_v]
+            if big:
+                corner[(min(m for m, _ in big), min(v for _, v in big))] = len(big)
+    return tuple(sorted(((m, v, c) for (m, v), c in corner.items()), reverse=True))
 
 
 class _Promised:
@@ -148,12 +178,21 @@ class Guard:
         self._bounds: dict[str, tuple[_Need, _Slots]] = {}
         self._traces: dict[str, Trace | None] = {}
         self._pending: tuple[list[tuple[int, int]], dict, dict] | None = None
-        # safe nodes whose loss made a move refused: the latest, the lowest number
-        self._suspects: dict[str, int] = {}
-        self._refusals = 0
-        # _short's sums over every node, for the allocation of one layout.version
+        # the safe nodes in the order they are asked: those whose loss made a
+        # move refused first, the latest first; then the others by name
+        self._order: list[str] = []
+        self._refusers: set[str] = set()
+        # _short's sums over every node, for the allocation of one layout.version;
+        # while a trial is made (``_trial``: the version before it, the nodes
+        # the moves touch, their headroom before and after), those of the
+        # allocation before it
         self._sums: dict[tuple[int, int, frozenset[int] | None], int] = {}
         self._sums_version = -1
+        self._trial: tuple[int, list[int], list[tuple[int, int]], list[tuple[int, int]]] | None = None
+        # the layout.version for which the traces of the safe nodes whose bound is short are known
+        self._traced = -1
+        # _floors of a node, with the _Need they were made for
+        self._floors: dict[str, tuple[_Need, tuple[tuple[int, int, int], ...]]] = {}
         for name, loss in now.nodes.items():
             if all(not layout.doms[layout.dindex[s.domain]].movable for s in loss.stranded):
                 self.adopt(name)
@@ -181,6 +220,8 @@ class Guard:
         self.safe.add(name)
         self._bounds[name] = self._bound(name)
         self._traces[name] = None
+        self._traced = -1
+        self._order = [x for x in self._order if x in self._refusers] + sorted(self.safe - self._refusers)
 
     # -- the bound ------------------------------------------------------------
 
@@ -191,13 +232,15 @@ class Guard:
         movable = [k for k in leaving if lay.doms[k].movable]
         sizes = [lay.doms[k].size(True) for k in movable]
         sets = _distinct([lay.allowed[k] for k in movable])
+        steps = _steps(lay, movable)
+        last = dict(steps[0][4]) if steps else {}
         need = (len(sizes), max((m for m, _ in sizes), default=0), max((v for _, v in sizes), default=0), sets,
-                _steps(lay, movable))
+                steps, tuple(last[a] + 1 for a in sets))
         return need, self._part(need, exclude, range(lay.n))
 
     def _part(self, need: _Need, exclude: int, nodes: Iterable[int]) -> _Slots:
         """The bound's sums over ``nodes`` only."""
-        _, mx, vx, sets, _ = need
+        _, mx, vx, sets, _, _ = need
         lay = self.layout
         out = [0] * len(sets)
         for j in nodes:
@@ -218,38 +261,67 @@ class Guard:
         touched = sorted({i for k, j in moves for i in (lay.where[k], j)})
         inside = {lay.names[i] for i in touched}
         before = [lay.headroom(j) for j in touched]
-        for name in self.safe:  # placements of the current layout, kept while it is tight
-            need, slots = self._bounds[name]
-            if self._traces[name] is None and min(slots, default=need[0]) < need[0]:
-                self._traces[name] = self._steps_taken(name, need, slots, None, [])[1]
-        undo = [(k, lay.shift(k, j)) for k, j in moves]
-        try:
+        if self._traced != lay.version:  # placements of the current layout, kept while it is tight
+            for name in self.safe:
+                need, slots = self._bounds[name]
+                if self._traces[name] is None and not _sure(need, slots):
+                    self._traces[name] = self._steps_taken(name, need, slots, None, [])[1]
+            self._traced = lay.version
+        base = lay.version
+        bounds: dict[str, tuple[_Need, _Slots]] = {}
+        traces: dict[str, Trace | None] = {}
+        with lay.shifted(moves):
             after = [lay.headroom(j) for j in touched]
-            bounds: dict[str, tuple[_Need, _Slots]] = {}
-            traces: dict[str, Trace | None] = {}
-            # the nodes that made the last moves refused first: the verdict is
-            # the same in any order, and a refusal is found sooner
-            for name in sorted(self.safe, key=lambda x: (self._suspects.get(x, 0), x)):
-                if name in inside:
-                    bounds[name] = self._bound(name)
-                else:
-                    need, slots = self._bounds[name]
-                    bounds[name] = (need, _changed(need, slots, touched, before, after))
-                need, slots = bounds[name]
-                traces[name] = None
-                if min(slots, default=need[0]) >= need[0]:
-                    continue
-                trace = self._traces[name] if name not in inside else None
-                ok, traces[name] = self._steps_taken(name, need, slots, trace, touched)
-                if not ok:
-                    self._refusals -= 1
-                    self._suspects[name] = self._refusals
-                    return False
-        finally:
-            for k, i in reversed(undo):
-                lay.shift(k, i)
+            self._trial = (base, touched, before, after)
+            try:
+                # the nodes that made the last moves refused first: the verdict is
+                # the same in any order, and a refusal is found sooner
+                for name in self._order:
+                    if not self._keeps(name, name in inside, touched, before, after, bounds, traces):
+                        self._order.remove(name)
+                        self._order.insert(0, name)
+                        self._refusers.add(name)
+                        return False
+            finally:
+                self._trial = None
         self._pending = (list(moves), bounds, traces)
         return True
+
+    def _keeps(self, name: str, inside: bool, touched: list[int], before: list[tuple[int, int]],
+               after: list[tuple[int, int]], bounds: dict, traces: dict) -> bool:
+        """Whether ``name``'s loss is still survivable once the moves of the
+        trial are made (``inside``: they take a domain from it or give it
+        one); its bound and trace stored in ``bounds`` and ``traces``."""
+        if inside:
+            bounds[name] = self._bound(name)
+        else:
+            need, slots = self._bounds[name]
+            bounds[name] = (need, _changed(need, slots, touched, before, after))
+        need, slots = bounds[name]
+        traces[name] = None
+        if _sure(need, slots):
+            return True
+        if name in self._refusers and self._stranded_anyway(name, need):  # the likely ones only: cheap, not free
+            return False
+        ok, traces[name] = self._steps_taken(name, need, slots, None if inside else self._traces[name], touched)
+        return ok
+
+    def _stranded_anyway(self, name: str, need: _Need) -> bool:
+        """Whether no placement at all, failover's or any other, could place
+        every movable domain of ``name`` now: for some size, the domains at
+        least that large (on both counts) outnumber the places the other
+        nodes have for one that large (``_floors``). Cheap, and what it
+        says is sure; the placement itself (``_steps_taken``) says the rest."""
+        lay = self.layout
+        got = self._floors.get(name)
+        if got is None or got[0] is not need:
+            got = self._floors[name] = (need, _floors(need[4]))
+        x = lay.index.get(name, -1)
+        free, room = lay.headroom(x) if x >= 0 else (-1, -1)
+        for m, v, count in got[1]:
+            if self._slot_sum(m, v, None) - _slots(free, room, m, v) < count:
+                return True
+        return False
 
     def _steps_taken(
         self, name: str, need: _Need, slots: _Slots, trace: Trace | None, touched: list[int]
@@ -263,7 +335,7 @@ class Guard:
         exclude = lay.index.get(name, -1)
         steps = need[4]
         # the sets for which the bound is short now: the others stay sure to the end
-        short_sets = {allowed for allowed, slot in zip(need[3], slots) if slot < need[0]}
+        short_sets = {allowed for allowed, slot, ask in zip(need[3], slots, need[5]) if slot < ask}
         last = trace or []
         new_m: dict[int, int] = {}
         new_v: dict[int, int] = {}
@@ -275,7 +347,7 @@ class Guard:
         check, units = 1, (steps[0][0], steps[0][3]) if steps else (0, 0)  # step 0: the bound, short
         for s, (m, v, allowed, vx, sets) in enumerate(steps):
             if s >= check or (m, vx) != units:
-                short = self._short(len(steps) - s, m, vx, [a for a in sets if a in short_sets], promised)
+                short = self._short(s, m, vx, [a for a in sets if a[0] in short_sets], promised)
                 if not short:
                     return True, out
                 # each step lowers a sum by one at most, while the units stay
@@ -319,29 +391,42 @@ class Guard:
                 best = kx
         return key is not None and key > best, key, best
 
-    def _short(self, count: int, m: int, vx: int, sets: list[frozenset[int] | None], promised: _Promised) -> int:
-        """The bound for the ``count`` domains still to place (none larger
-        than ``m`` MiB, nor wider than ``vx`` vCPUs), for the sets of nodes
-        ``sets``, with what the placement ``promised`` so far: how much it
-        falls short for one of them (0: none, so every one of the domains
-        will find a place). The sum over every node of the set is kept for the
-        allocation as it is; the node lost and those promised something are
-        then counted as they are for this placement (``_Promised.change``)."""
-        for allowed in sets:
+    def _short(
+        self, s: int, m: int, vx: int, sets: list[tuple[frozenset[int] | None, int]], promised: _Promised
+    ) -> int:
+        """The bound for the domains still to place from step ``s`` on (none
+        larger than ``m`` MiB, nor wider than ``vx`` vCPUs), for the sets of
+        nodes ``sets`` (each with its last step), with what the placement
+        ``promised`` so far: how much it falls short for one of them (0:
+        none, so every one of the domains will find a place; a set need only
+        last until its last step). The sum over every node of the set is
+        kept for the allocation as it is; the node lost and those promised
+        something are then counted as they are for this placement
+        (``_Promised.change``)."""
+        for allowed, last in sets:
             total = self._slot_sum(m, vx, allowed) + promised.change(m, vx, allowed)
-            if total < count:
-                return count - total
+            if total < last + 1 - s:
+                return last + 1 - s - total
         return 0
 
     def _slot_sum(self, m: int, vx: int, allowed: frozenset[int] | None) -> int:
         """How many domains of ``m`` MiB and ``vx`` vCPUs the nodes of
-        ``allowed`` (None: all) could take, each as it is now."""
-        lay = self.layout
-        if self._sums_version != lay.version:
+        ``allowed`` (None: all) could take, each as it is now. The sums are
+        kept for the allocation as it is; during a trial, those of the
+        allocation before it are kept, and the nodes the trial touches
+        counted as they are now."""
+        lay, trial = self.layout, self._trial
+        version = lay.version if trial is None else trial[0]
+        if self._sums_version != version:
             self._sums.clear()
-            self._sums_version = lay.version
+            self._sums_version = version
         key = (m, vx, allowed)
         total = self._sums.get(key)
+        change = 0
+        if trial is not None:
+            for j, (f0, r0), (f1, r1) in zip(trial[1], trial[2], trial[3]):
+                if allowed is None or j in allowed:
+                    change += _slots(f1, r1, m, vx) - _slots(f0, r0, m, vx)
         if total is None:
             usable, mem, vcap, vcpu = lay.usable, lay.mem, lay.vcap, lay.vcpu
             total = 0
@@ -349,8 +434,8 @@ class Guard:
                 free, room = usable[j] - mem[j], vcap[j] - vcpu[j]
                 if free >= 0 and room >= 0:
                     total += min(free // m if m else _ANY, room // vx if vx else _ANY)
-            self._sums[key] = total
-        return total
+            self._sums[key] = total = total - change
+        return total + change
 
     def commit(self, moves: list[tuple[int, int]]) -> None:
         """``moves``, just allowed, are now done in the layout."""

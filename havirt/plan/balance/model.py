@@ -143,7 +143,10 @@ class Layout:
         self.members: list[set[int]] = [set() for _ in range(self.n)]
         self.aside: list[tuple[int, str]] = []
         self.moved: set[int] = set()
-        self.version = 0  # changes whenever the allocation does (shift)
+        # the allocation's number: a new one whenever it changes (shift), the
+        # old one again once a trial is undone (shifted)
+        self.version = 0
+        self._last_version = 0
         self._groups: list[list[Group] | None] = [None] * self.n
         # placement.Ranking's view of the nodes, with the allocation it was made for
         self.ranking_cache: tuple[list[int], list[int], object] | None = None
@@ -207,7 +210,8 @@ class Layout:
         undone by shifting it back); returns the node it was on."""
         i = self.where[k]
         m, v = self.dmem[k], self.dvcpu[k]
-        self.version += 1
+        self._last_version += 1
+        self.version = self._last_version
         self.mem[i] -= m
         self.vcpu[i] -= v
         self.mem[j] += m
@@ -216,6 +220,20 @@ class Layout:
         self.members[j].add(k)
         self.where[k] = j
         return i
+
+    @contextmanager
+    def shifted(self, moves: Sequence[tuple[int, int]]) -> Iterator[None]:
+        """``moves`` ((domain, target), in order) made in the allocation only
+        for the time of the block; then the allocation as it was, and its
+        ``version`` too."""
+        version = self.version
+        undo = [(k, self.shift(k, j)) for k, j in moves]
+        try:
+            yield
+        finally:
+            for k, i in reversed(undo):
+                self.shift(k, i)
+            self.version = version
 
     def apply(self, k: int, j: int) -> None:
         """Move domain ``k`` to node ``j`` for good (the caller checked the

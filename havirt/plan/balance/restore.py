@@ -98,9 +98,6 @@ def _cost(layout: Layout, k: int, j: int) -> tuple[float, int]:
 
 def _works(layout: Layout, guard: Guard, name: str, k: int, j: int) -> bool:
     """Whether moving ``k`` to ``j`` makes ``name``'s loss survivable and no other fatal."""
-    i = layout.shift(k, j)
-    try:
+    with layout.shifted([(k, j)]):
         fixed = guard.places_all(name)
-    finally:
-        layout.shift(k, i)
     return fixed and guard.allows([(k, j)])
