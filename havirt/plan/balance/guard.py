@@ -9,11 +9,15 @@ that was not ("safe" nodes stay safe). For each safe node X it is cheap:
    placement lowers each sum by at most one, so while every sum is at least
    the number of X's domains placed up to the last that uses its set,
    failover places them all;
-2. for a node that refused a move before, the other way round: for some
+2. else the same bound, cut where the units (the MiB of the domain to place,
+   the widest of it and those after it) change, each cut in its own units,
+   less what the domains before it may have taken of them
+   (``_sure_by_size``);
+3. for a node that refused a move before, the other way round: for some
    size, X's domains at least that large outnumber the places the other
    nodes have for one that large; then no placement at all places them
    (X is no longer safe, and that is sure);
-3. else, X's placement, step by step as ``placement.place`` goes, until
+4. else, X's placement, step by step as ``placement.place`` goes, until
    the same bound, taken for the domains not placed yet (in units of the
    largest and the widest of those, what the steps so far promised counted),
    says the rest will all find a place, or until one finds none (then X's
@@ -34,137 +38,24 @@ balance does, so a node is safe when each of its movable domains finds a place.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
+from havirt.plan.balance.bounds import (
+    _ANY,
+    _changed,
+    _Cut,
+    _cuts,
+    _distinct,
+    _floors,
+    _Need,
+    _Promised,
+    _Slots,
+    _slots,
+    _steps,
+    _sure,
+)
 from havirt.plan.balance.model import Layout
 from havirt.plan.balance.nplus1 import lost_domains
-from havirt.plan.balance.placement import Ranking, Trace, place, placement_order
+from havirt.plan.balance.placement import Ranking, Trace, place
 from havirt.plan.balance.plans import NPlus1
-
-_ANY = 1 << 62  # slots on a node for a domain of size 0
-# One domain of a node's loss, in the order failover places them: (MiB,
-# vCPUs, allowed nodes, the widest of it and those after it, the distinct
-# sets of nodes it and those after it may use, each with the number of the
-# last step that uses it).
-_Step = tuple[int, int, "frozenset[int] | None", int, tuple[tuple["frozenset[int] | None", int], ...]]
-# What a node's loss asks of the others: (number of movable domains, the
-# largest one's MiB, the widest one's vCPUs, the distinct sets of nodes their
-# disks allow, None standing for every node; the domains, in placement order;
-# for each set, the number of steps up to the last that uses it).
-_Need = tuple[int, int, int, tuple["frozenset[int] | None", ...], tuple[_Step, ...], tuple[int, ...]]
-# The bound: for each of those sets, how many such domains its nodes could
-# take. Enough when each sum is at least its set's number of steps: a step
-# lowers each sum by one at most, so a domain finds a place at each step.
-_Slots = tuple[int, ...]
-
-
-def _distinct(sets: list[frozenset[int] | None]) -> tuple[frozenset[int] | None, ...]:
-    """Each set once, every node (None) first."""
-    return tuple(sorted(set(sets), key=lambda a: (a is not None, sorted(a or ()))))
-
-
-def _slots(free: int, room: int, mx: int, vx: int) -> int:
-    """How many domains of ``mx`` MiB and ``vx`` vCPUs fit in that much room."""
-    if free < 0 or room < 0:
-        return 0
-    return min(free // mx if mx else _ANY, room // vx if vx else _ANY)
-
-
-def _changed(
-    need: _Need, slots: _Slots, nodes: list[int], before: list[tuple[int, int]], after: list[tuple[int, int]]
-) -> _Slots:
-    """The bound ``slots`` once ``nodes`` (not the node lost) went from
-    ``before`` to ``after`` (each: free MiB, free vCPUs)."""
-    _, mx, vx, sets, _, _ = need
-    out: list[int] | None = None
-    for j, (f0, r0), (f1, r1) in zip(nodes, before, after):
-        d = _slots(f1, r1, mx, vx) - _slots(f0, r0, mx, vx)
-        if d:
-            out = out or list(slots)
-            for q, allowed in enumerate(sets):
-                if allowed is None or j in allowed:
-                    out[q] += d
-    return slots if out is None else tuple(out)
-
-
-def _steps(layout: Layout, movable: list[int]) -> tuple[_Step, ...]:
-    """The domains ``movable`` as failover would place them, each with what
-    those still to place from it on ask (see ``_Step``)."""
-    out: list[_Step] = []
-    widest = 0
-    sets: tuple[tuple[frozenset[int] | None, int], ...] = ()
-    order = placement_order(layout, movable, True)
-    for s in range(len(order) - 1, -1, -1):
-        k = order[s]
-        m, v = layout.doms[k].size(True)
-        allowed = layout.allowed[k]
-        widest = max(widest, v)
-        if all(allowed != a for a, _ in sets):
-            sets = (*sets, (allowed, s))
-        out.append((m, v, allowed, widest, sets))
-    return tuple(reversed(out))
-
-
-def _sure(need: _Need, slots: _Slots) -> bool:
-    """Whether the bound ``slots`` says every domain of ``need`` finds a place."""
-    return all(slot >= ask for slot, ask in zip(slots, need[5]))
-
-
-def _floors(steps: tuple[_Step, ...]) -> tuple[tuple[int, int, int], ...]:
-    """(MiB, vCPUs, count): for each size some of the domains ``steps``
-    reach on both counts, how many do (one entry per such set of domains:
-    its least MiB and vCPUs), the largest first."""
-    sizes = [(m, v) for m, v, *_ in steps]
-    corner: dict[tuple[int, int], int] = {}
-    for low_m in {m for m, _ in sizes}:
-        for low_v in {v for _, v in sizes}:
-            big = [(m, v) for m, v in sizes if m >= low_m and v >= low_v]
-            if big:
-                corner[(min(m for m, _ in big), min(v for _, v in big))] = len(big)
-    return tuple(sorted(((m, v, c) for (m, v), c in corner.items()), reverse=True))
-
-
-class _Promised:
-    """What a placement promised so far (``extra_m``/``extra_v``: MiB and
-    vCPUs by node, updated by :meth:`take`), and what that changes of the
-    bound's sums: for each unit and set of nodes, the change is worked out
-    once, then brought up to date with the steps taken since."""
-
-    def __init__(self, layout: Layout, exclude: int, extra_m: dict[int, int], extra_v: dict[int, int]) -> None:
-        self.layout, self.exclude, self.extra_m, self.extra_v = layout, exclude, extra_m, extra_v
-        self.log: list[tuple[int, int, int, int, int]] = []  # (node, MiB and vCPUs promised before, after)
-        self._known: dict[tuple[int, int, frozenset[int] | None], tuple[int, int]] = {}  # -> (change, steps)
-
-    def take(self, j: int, m: int, v: int) -> None:
-        em, ev = self.extra_m.get(j, 0), self.extra_v.get(j, 0)
-        self.extra_m[j] = em + m
-        self.extra_v[j] = ev + v
-        self.log.append((j, em, ev, em + m, ev + v))
-
-    def change(self, m: int, vx: int, allowed: frozenset[int] | None) -> int:
-        """How many domains of ``m`` MiB and ``vx`` vCPUs the nodes of
-        ``allowed`` take less than as they are: the node lost takes none, and
-        those promised something have that much less room."""
-        lay, key = self.layout, (m, vx, allowed)
-        got = self._known.get(key)
-        if got is None:
-            total, since = 0, 0
-            if self.exclude >= 0 and (allowed is None or self.exclude in allowed):
-                total -= _slots(*lay.headroom(self.exclude), m, vx)
-            for j, em in self.extra_m.items():
-                if allowed is None or j in allowed:
-                    free, room = lay.headroom(j)
-                    total += _slots(free - em, room - self.extra_v[j], m, vx) - _slots(free, room, m, vx)
-            since = len(self.log)
-        else:
-            total, since = got
-            for j, em0, ev0, em1, ev1 in self.log[since:]:
-                if allowed is None or j in allowed:
-                    free, room = lay.headroom(j)
-                    total += _slots(free - em1, room - ev1, m, vx) - _slots(free - em0, room - ev0, m, vx)
-            since = len(self.log)
-        self._known[key] = (total, since)
-        return total
 
 
 class Guard:
@@ -189,10 +80,12 @@ class Guard:
         self._sums: dict[tuple[int, int, frozenset[int] | None], int] = {}
         self._sums_version = -1
         self._trial: tuple[int, list[int], list[tuple[int, int]], list[tuple[int, int]]] | None = None
+        self._trial_sums: dict[tuple[int, int, frozenset[int] | None], int] = {}
         # the layout.version for which the traces of the safe nodes whose bound is short are known
         self._traced = -1
-        # _floors of a node, with the _Need they were made for
+        # _floors and _cuts of a node, with the _Need they were made for
         self._floors: dict[str, tuple[_Need, tuple[tuple[int, int, int], ...]]] = {}
+        self._cuts: dict[str, tuple[_Need, tuple[_Cut, ...]]] = {}
         for name, loss in now.nodes.items():
             if all(not layout.doms[layout.dindex[s.domain]].movable for s in loss.stranded):
                 self.adopt(name)
@@ -236,20 +129,9 @@ class Guard:
         last = dict(steps[0][4]) if steps else {}
         need = (len(sizes), max((m for m, _ in sizes), default=0), max((v for _, v in sizes), default=0), sets,
                 steps, tuple(last[a] + 1 for a in sets))
-        return need, self._part(need, exclude, range(lay.n))
-
-    def _part(self, need: _Need, exclude: int, nodes: Iterable[int]) -> _Slots:
-        """The bound's sums over ``nodes`` only."""
         _, mx, vx, sets, _, _ = need
-        lay = self.layout
-        out = [0] * len(sets)
-        for j in nodes:
-            c = _slots(*lay.headroom(j), mx, vx)
-            if c and j != exclude:
-                for q, allowed in enumerate(sets):
-                    if allowed is None or j in allowed:
-                        out[q] += c
-        return tuple(out)
+        own = _slots(*lay.headroom(exclude), mx, vx) if exclude >= 0 else 0
+        return need, tuple(self._slot_sum(mx, vx, a) - (own if a is None or exclude in a else 0) for a in sets)
 
     # -- checking moves ---------------------------------------------------------
 
@@ -264,7 +146,7 @@ class Guard:
         if self._traced != lay.version:  # placements of the current layout, kept while it is tight
             for name in self.safe:
                 need, slots = self._bounds[name]
-                if self._traces[name] is None and not _sure(need, slots):
+                if self._traces[name] is None and not _sure(need, slots) and not self._sure_by_size(name, need, slots):
                     self._traces[name] = self._steps_taken(name, need, slots, None, [])[1]
             self._traced = lay.version
         base = lay.version
@@ -273,6 +155,7 @@ class Guard:
         with lay.shifted(moves):
             after = [lay.headroom(j) for j in touched]
             self._trial = (base, touched, before, after)
+            self._trial_sums.clear()
             try:
                 # the nodes that made the last moves refused first: the verdict is
                 # the same in any order, and a refusal is found sooner
@@ -299,12 +182,50 @@ class Guard:
             bounds[name] = (need, _changed(need, slots, touched, before, after))
         need, slots = bounds[name]
         traces[name] = None
-        if _sure(need, slots):
+        if _sure(need, slots) or self._sure_by_size(name, need, slots):
             return True
         if name in self._refusers and self._stranded_anyway(name, need):  # the likely ones only: cheap, not free
             return False
         ok, traces[name] = self._steps_taken(name, need, slots, None if inside else self._traces[name], touched)
         return ok
+
+    def _sure_by_size(self, name: str, need: _Need, slots: _Slots) -> bool:
+        """Whether the bound, taken in the units of each cut of ``name``'s
+        placement (``_cuts``) with what the steps before the cut may have
+        taken, says every step finds a place: the steps of each cut up to one
+        from which on all are sure (only for the sets of nodes for which the
+        bound ``slots`` is short: the others are sure). No step is worked out."""
+        lay = self.layout
+        got = self._cuts.get(name)
+        if got is None or got[0] is not need:
+            got = self._cuts[name] = (need, _cuts(need[4]))
+        x = lay.index.get(name, -1)
+        free, room = lay.headroom(x) if x >= 0 else (-1, -1)
+        short = {a for a, slot, ask in zip(need[3], slots, need[5]) if slot < ask}
+        for _, m, vx, lowered, after, here in got[1]:
+            # what the nodes but x have for the cut's units, less what the steps before may have taken
+            have: dict[frozenset[int] | None, int] = {}
+            own = _slots(free, room, m, vx)
+            if self._falls_short(here, short, have, m, vx, x, own, lowered):
+                return False  # then the rest is not sure
+            if not self._falls_short(after, short, have, m, vx, x, own, lowered):
+                return True
+        return True
+
+    def _falls_short(self, asks, short, have, m: int, vx: int, x: int, own: int, lowered: int) -> bool:
+        """Whether a set of ``asks`` ((set of nodes, steps)) that is in
+        ``short`` has fewer places for domains of ``m`` MiB and ``vx`` vCPUs
+        on the nodes but ``x`` (which has ``own``) than it asks, once
+        ``lowered``; ``have`` keeps the places worked out."""
+        for a, ask in asks:
+            if a not in short:
+                continue
+            got = have.get(a)
+            if got is None:
+                got = have[a] = self._slot_sum(m, vx, a) - (own if a is None or x in a else 0) - lowered
+            if got < ask:
+                return True
+        return False
 
     def _stranded_anyway(self, name: str, need: _Need) -> bool:
         """Whether no placement at all, failover's or any other, could place
@@ -413,14 +334,19 @@ class Guard:
         """How many domains of ``m`` MiB and ``vx`` vCPUs the nodes of
         ``allowed`` (None: all) could take, each as it is now. The sums are
         kept for the allocation as it is; during a trial, those of the
-        allocation before it are kept, and the nodes the trial touches
+        allocation before it are kept too, and the nodes the trial touches
         counted as they are now."""
-        lay, trial = self.layout, self._trial
+        key = (m, vx, allowed)
+        trial = self._trial
+        if trial is not None:
+            total = self._trial_sums.get(key)
+            if total is not None:
+                return total
+        lay = self.layout
         version = lay.version if trial is None else trial[0]
         if self._sums_version != version:
             self._sums.clear()
             self._sums_version = version
-        key = (m, vx, allowed)
         total = self._sums.get(key)
         change = 0
         if trial is not None:
@@ -435,6 +361,8 @@ class Guard:
                 if free >= 0 and room >= 0:
                     total += min(free // m if m else _ANY, room // vx if vx else _ANY)
             self._sums[key] = total = total - change
+        if trial is not None:
+            self._trial_sums[key] = total + change
         return total + change
 
     def commit(self, moves: list[tuple[int, int]]) -> None:
