@@ -51,7 +51,7 @@ CHEAP_WINDOW = 0.02
 # the best gain (and the cheapest of those). A scan costs about nodes x kinds
 # of domains: the width is cut so that width x that is at most LOOKAHEAD_WORK
 # (none on the largest clusters).
-LOOKAHEAD = 5
+LOOKAHEAD = 10
 LOOKAHEAD_WINDOW = 0.5
 LOOKAHEAD_WORK = 40000
 
