@@ -16,6 +16,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from clusters import Shape, generate  # noqa: E402
 
 
+def trials(layout: Layout, every: int = 1):
+    """Each movable domain (one in ``every``) moved to each other node where
+    it fits, for the time of a step: (its node, the target)."""
+    for k in range(0, len(layout.doms), every):
+        i = layout.where[k]
+        if i < 0 or not layout.doms[k].movable:
+            continue
+        for j in layout.fitting(layout.dmem[k], layout.dvcpu[k], layout.allowed[k], range(layout.n)):
+            if j != i:
+                with layout.shifted([(k, j)]):
+                    yield i, j
+
+
 def test_floors_count_the_domains_at_least_that_large() -> None:
     # (MiB, vCPUs) of the steps; the rest of a step does not count
     steps = tuple((m, v, None, 0, ()) for m, v in [(8192, 2), (4096, 8), (4096, 2), (2048, 2), (1024, 1)])
@@ -36,19 +49,12 @@ def test_stranded_anyway_only_where_the_placement_strands(nodes: int, domains: i
     layout = Layout(nodes, doms)
     guard = Guard(layout, verdict(layout))
     sure = 0
-    for k in range(len(layout.doms)):
-        i = layout.where[k]
-        if i < 0 or not layout.doms[k].movable:
-            continue
-        for j in layout.fitting(layout.dmem[k], layout.dvcpu[k], layout.allowed[k], range(layout.n)):
-            if j == i:
-                continue
-            with layout.shifted([(k, j)]):
-                for name in sorted(guard.safe - {layout.names[i], layout.names[j]}):
-                    need, _ = guard._bound(name)
-                    if guard._stranded_anyway(name, need):
-                        assert not guard.places_all(name)
-                        sure += 1
+    for i, j in trials(layout):
+        for name in sorted(guard.safe - {layout.names[i], layout.names[j]}):
+            need, _ = guard._bound(name)
+            if guard._stranded_anyway(name, need):
+                assert not guard.places_all(name)
+                sure += 1
     assert sure > 0
 
 
@@ -65,17 +71,10 @@ def test_sure_by_size_only_where_the_placement_places_all(group: int) -> None:
         nodes, doms = generate(shape, seed)
         layout = Layout(nodes, doms)
         guard = Guard(layout, verdict(layout))
-        for k in range(0, len(layout.doms), 3):
-            i = layout.where[k]
-            if i < 0 or not layout.doms[k].movable:
-                continue
-            for j in layout.fitting(layout.dmem[k], layout.dvcpu[k], layout.allowed[k], range(layout.n)):
-                if j == i:
-                    continue
-                with layout.shifted([(k, j)]):
-                    for name in sorted(guard.safe):
-                        need, slots = guard._bound(name)
-                        if not _sure(need, slots) and guard._sure_by_size(name, need, slots):
-                            assert guard.places_all(name)
-                            sure += 1
+        for _ in trials(layout, every=3):
+            for name in sorted(guard.safe):
+                need, slots = guard._bound(name)
+                if not _sure(need, slots) and guard._sure_by_size(name, need, slots):
+                    assert guard.places_all(name)
+                    sure += 1
     assert sure > 0

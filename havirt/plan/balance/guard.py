@@ -58,6 +58,14 @@ from havirt.plan.balance.placement import Ranking, Trace, place
 from havirt.plan.balance.plans import NPlus1
 
 
+def _made_for(kept: dict, name: str, need: _Need, make):
+    """``make(need's steps)``, kept in ``kept`` for ``name`` while its need is ``need``."""
+    got = kept.get(name)
+    if got is None or got[0] is not need:
+        got = kept[name] = (need, make(need[4]))
+    return got[1]
+
+
 class Guard:
     """Keeps every node whose loss was survivable survivable (see the module docstring)."""
 
@@ -195,14 +203,9 @@ class Guard:
         taken, says every step finds a place: the steps of each cut up to one
         from which on all are sure (only for the sets of nodes for which the
         bound ``slots`` is short: the others are sure). No step is worked out."""
-        lay = self.layout
-        got = self._cuts.get(name)
-        if got is None or got[0] is not need:
-            got = self._cuts[name] = (need, _cuts(need[4]))
-        x = lay.index.get(name, -1)
-        free, room = lay.headroom(x) if x >= 0 else (-1, -1)
+        x, free, room = self._room_of(name)
         short = {a for a, slot, ask in zip(need[3], slots, need[5]) if slot < ask}
-        for _, m, vx, lowered, after, here in got[1]:
+        for _, m, vx, lowered, after, here in _made_for(self._cuts, name, need, _cuts):
             # what the nodes but x have for the cut's units, less what the steps before may have taken
             have: dict[frozenset[int] | None, int] = {}
             own = _slots(free, room, m, vx)
@@ -233,16 +236,16 @@ class Guard:
         least that large (on both counts) outnumber the places the other
         nodes have for one that large (``_floors``). Cheap, and what it
         says is sure; the placement itself (``_steps_taken``) says the rest."""
-        lay = self.layout
-        got = self._floors.get(name)
-        if got is None or got[0] is not need:
-            got = self._floors[name] = (need, _floors(need[4]))
-        x = lay.index.get(name, -1)
-        free, room = lay.headroom(x) if x >= 0 else (-1, -1)
-        for m, v, count in got[1]:
+        _, free, room = self._room_of(name)
+        for m, v, count in _made_for(self._floors, name, need, _floors):
             if self._slot_sum(m, v, None) - _slots(free, room, m, v) < count:
                 return True
         return False
+
+    def _room_of(self, name: str) -> tuple[int, int, int]:
+        """(index, free MiB, free vCPUs) of node ``name`` (-1, -1, -1: aside)."""
+        x = self.layout.index.get(name, -1)
+        return (x, *self.layout.headroom(x)) if x >= 0 else (-1, -1, -1)
 
     def _steps_taken(
         self, name: str, need: _Need, slots: _Slots, trace: Trace | None, touched: list[int]
