@@ -254,6 +254,13 @@ def parse_paths(text: str) -> dict[str, bool]:
     return out
 
 
+# The sections of the scan's one virsh process that its VM driver printed
+# ('virsh': what it said before its first command, such as a failed
+# connection). virsh's errors are merged into its output where they happen, so
+# an error line in any of them means the node's VMs are not known.
+VM_SECTIONS = ("virsh", "version", "nodeinfo", "persistent", "autostart", "domstats", "end")
+
+
 def parse_scan(node: str, text: str, stderr: str = "", exit_code: int = 0) -> NodeFacts:
     """The output of the scan script (see remote.scan_script) -> NodeFacts.
 
@@ -267,8 +274,8 @@ def parse_scan(node: str, text: str, stderr: str = "", exit_code: int = 0) -> No
     facts = NodeFacts(name=node)
     facts.hostname = (s.get("hostname") or "").strip() or None
     status = (s.get("virsh-exit") or "").strip()
-    err = [ln.strip() for ln in (s.get("virsh-error", "") + "\n" + stderr).splitlines()
-           if ln.strip() and not ln.startswith("@@")]
+    err = [ln.strip() for k in VM_SECTIONS for ln in _lines(s.get(k, "")) if ln.startswith("error:")]
+    err += [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith("@@")]
     failed = [ln for ln in err if ln.startswith("error:")]
     complete = all(k in s for k in ("nodeinfo", "domstats", "end"))
     if not complete or failed or status != "0" or exit_code != 0:
@@ -305,27 +312,35 @@ _GONE = ("failed to get domain", "Domain not found")
 
 
 def parse_lxc(sections: dict[str, str], facts: NodeFacts) -> str | None:
-    """The containers part of the scan (see remote.lxc_probe) -> facts: the
+    """The containers part of the scan (see remote.lxc_part) -> facts: the
     node's containers join `facts.domains` (or `twins`, named like a VM of
-    the node). A node without the driver offers none; any other failure of
-    the driver makes its containers unknown: the error returned (the node
-    then counts as not answering, since a container may run there)."""
-    head = _lines(sections.get("lxc", ""))
-    if not head:
-        facts.lxc, facts.lxc_error = False, "no answer from the LXC driver"
-        return None
-    said = " ".join(ln.strip() for ln in head[1:] if ln.strip())
-    if head[0] != "ok":
+    the node). Sections: 'lxc-connect' (what virsh's `connect` said),
+    'lxc-list' (the names), 'lxc-end', and 'lxc-domain NAME' (dominfo). A
+    node without the driver offers none; any other failure of the driver, or
+    a listed container without its dominfo, makes its containers unknown: the
+    error returned (the node then counts as not answering, since a container
+    may run there)."""
+    if "lxc-end" not in sections:
+        return "libvirt's LXC driver did not answer (virsh ended before it)"
+    lines = [ln.strip() for ln in _lines(sections.get("lxc-connect", "")) if ln.strip()]
+    said = " ".join(lines)
+    if any(ln.startswith("error:") for ln in lines):
         if any(m in said for m in _NO_LXC):
-            facts.lxc, facts.lxc_error = False, said or "no LXC driver"
+            facts.lxc, facts.lxc_error = False, said
             return None
-        return "libvirt's LXC driver failed: " + (said or "no output")
+        return "libvirt's LXC driver failed: " + said
+    listed = sections.get("lxc-list", "")
+    failed = [ln.strip() for ln in _lines(listed) if ln.startswith("error:")]
+    if failed:
+        return "libvirt's LXC driver failed: " + " ".join(failed)
     facts.lxc = True
-    for key in sorted(k for k in sections if k.startswith("lxc-domain ")):
-        text = sections[key]
+    for name in parse_names(listed):
+        text = sections.get(("lxc-domain " + name).strip())   # split_sections strips marker lines
+        if text is None:
+            return f"libvirt's LXC driver failed: no dominfo of the container {name!r} it listed"
         if any(m in text for m in _GONE):
             continue    # gone between the list and its dominfo (a transient container stopped)
-        d = parse_dominfo(key[len("lxc-domain "):], text)
+        d = parse_dominfo(name, text)
         if d.name in facts.domains:
             facts.twins.append(d)
         else:

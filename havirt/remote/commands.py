@@ -9,6 +9,7 @@ A Command becomes text in one place, Command.text(), where it is shown
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -37,11 +38,18 @@ class Command:
         return self.script if self.script is not None else quote_argv(self.argv)
 
 
-# One virsh process per scan: several commands separated by ';'.
+# One virsh process per scan, for both drivers: several commands separated
+# by ';', the virtual machines' (virsh.uri) first, then `connect` to the
+# containers' driver (virsh.lxc_uri) and its list. Its stderr is merged into
+# its stdout: virsh flushes its output before every error line (vshError), so
+# each error stands in the section of the command that failed. A failed
+# `connect` keeps the first connection, so a list after it would be the VMs':
+# the script reads that list only when the connect said no error.
 SCAN_VIRSH = ("echo @@version; version --daemon; echo @@nodeinfo; nodeinfo; "
               "echo @@persistent; list --all --persistent --name; "
               "echo @@autostart; list --all --autostart --name; "
-              "echo @@domstats; domstats --state --balloon --vcpu; echo @@end")
+              "echo @@domstats; domstats --state --balloon --vcpu; echo @@end; "
+              "echo @@lxc-connect; connect {lxc}; echo @@lxc-list; list --all --name; echo @@lxc-end")
 
 # Exit codes of wait_off().
 WAIT_OFF, WAIT_RUNNING, WAIT_UNKNOWN = 0, 1, 2
@@ -99,18 +107,32 @@ fi
 """
 
 
-def lxc_probe(cfg) -> str:
-    """The containers part of the scan script: libvirt's LXC driver has no
-    `domstats`, so its `list --all --name`, then `dominfo` of each, in the
-    same session. Section '@@lxc' says 'ok', or 'failed' and virsh's words
-    (a node without the driver; parse.virsh decides what a failure means),
-    then '@@lxc-domain NAME' holds each container's dominfo."""
-    lxc = driver_uri(cfg, LXC)
-    return ("printf '@@lxc\\n'; if l=$(" + virsh(cfg, "list", "--all", "--name", uri=lxc) + " 2>&1); "
-            "then printf 'ok\\n'; printf '%s\\n' \"$l\" | while IFS= read -r d; do "
-            "[ -n \"$d\" ] || continue; printf '@@lxc-domain %s\\n' \"$d\"; "
-            f"{virsh(cfg, 'dominfo', '--domain', uri=lxc)} \"$d\" 2>&1; done; "
-            "else printf 'failed\\n%s\\n' \"$l\"; fi")
+def virsh_word(word: str) -> str:
+    """`word` as one argument of a virsh command string (virsh splits those
+    itself): as it is when nothing in it is special to virsh, else in single
+    quotes. config.yaml's URIs never hold a single quote (store.config)."""
+    if re.fullmatch(r"[^\s'\"\\;#]+", word):
+        return word
+    if "'" in word:
+        raise ValueError(f"a single quote in a virsh argument: {word!r}")
+    return f"'{word}'"
+
+
+def lxc_part(cfg) -> str:
+    """The containers part of the scan script, from the one virsh's output
+    `$o`: libvirt's LXC driver has no `domstats`, so the names it listed,
+    then '@@lxc-domain NAME' with `dominfo` of each, unless its connect or
+    its list said an error (parse.virsh.parse_lxc reads the sections). No
+    process is started for a node without containers. Only expansions that
+    take time in proportion to the text: bash takes time in its square for
+    some (`${o#"$q"}` took 120 ms of 8 KiB)."""
+    info = virsh(cfg, "dominfo", "--domain", uri=driver_uri(cfg, LXC))
+    return (
+        "q=${o%%\"$nl\"@@lxc-connect\"$nl\"*}; x=${o##*\"$nl\"@@lxc-connect\"$nl\"}; "
+        "case $x in \"$o\") ;; *) c=${x%%\"$nl\"@@lxc-list*}; l=${x#*\"$nl\"@@lxc-list\"$nl\"}; "
+        "l=${l%%@@lxc-end*}; if ! said_error \"$c\" && ! said_error \"$l\"; then "
+        "set -f; IFS=$nl; for d in $l; do unset IFS; printf '@@lxc-domain %s\\n' \"$d\"; "
+        f"{info} \"$d\" 2>&1; done; unset IFS; set +f; fi;; esac")
 
 
 def lease_probe(node: str) -> str:
@@ -138,9 +160,11 @@ def scan_script(cfg, paths=(), dump_running=False, node: str | None = None) -> C
     lxc = driver_uri(cfg, LXC)
     lines = [
         "printf '@@hostname\\n'; h=$(hostname); printf '%s\\n' \"$h\"",
-        "{ err=$(" + virsh(cfg, SCAN_VIRSH) + " 2>&1 >&3); rc=$?; } 3>&1",
-        "printf '@@virsh-exit\\n%s\\n@@virsh-error\\n%s\\n' \"$rc\" \"$err\"",
-        lxc_probe(cfg),
+        "LC_ALL=C; export LC_ALL; nl='\n'; "
+        "said_error() { case \"$nl$1\" in *\"${nl}error:\"*) return 0;; esac; return 1; }",
+        "o=$(" + virsh(cfg, SCAN_VIRSH.format(lxc=virsh_word(lxc))) + " 2>&1); rc=$?",
+        "printf '@@virsh\\n%s\\n@@virsh-exit\\n%s\\n' \"$o\" \"$rc\"",
+        lxc_part(cfg),
     ]
     if paths:
         lines.append("printf '@@paths\\n'")
@@ -162,7 +186,7 @@ def scan_script(cfg, paths=(), dump_running=False, node: str | None = None) -> C
                      f"printf '@@xml %s\\n' \"$d\"; {dump}; done")
     if node is not None:
         lines.append(lease_probe(node).rstrip("\n"))
-    lines.append(f"case \"$rc:$err\" in 0:*error:*|[!0]*) exit {SCAN_FAILED};; esac")
+    lines.append(f"if [ \"$rc\" != 0 ] || said_error \"$q\"; then exit {SCAN_FAILED}; fi")
     return Command(op="scan", script="\n".join(lines) + "\n", args=(paths, dump_running, node))
 
 

@@ -29,9 +29,9 @@ the paramiko transport gives (transport.py). havirt's remote commands never
 exit 255 themselves, so an exit 255 is always ssh's (a command killed by a
 signal also ends in 255: it is reported as a failed session).
 
-No threads: every node's ssh runs at once (up to ssh.parallel) and one loop
-reads them all (processes.py), so a scan of hundreds of nodes needs one
-thread and four descriptors per node.
+Every node's ssh runs at once (up to ssh.parallel) and one loop reads them
+all (processes.py), so a scan of hundreds of nodes needs four descriptors
+per node and one thread to read them (a few more only start them).
 """
 
 from __future__ import annotations

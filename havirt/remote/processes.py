@@ -1,5 +1,5 @@
-"""Many local processes at once, one loop, no threads: what the openssh
-transport runs its ssh commands with.
+"""Many local processes at once, one loop: what the openssh transport runs
+its ssh commands with (threads only start them, see spawn_all).
 
 Each process gets its stdin (bytes, or nothing), has its stdout and stderr
 read as they come (and streamed to `on_output`), and a deadline after which
@@ -18,9 +18,11 @@ import selectors
 import subprocess
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 DRAIN = 0.5                      # seconds to wait for the last bytes once a process exited
 FILES_PER_PROCESS = 4            # stdin, stdout, stderr pipes, the pidfd
+SPAWNERS = 16                    # threads that start processes (only that: one loop reads them)
 
 
 class Process:
@@ -40,8 +42,9 @@ class Process:
         self.started = self.deadline = self.exited = None
         self.duration = 0.0
 
-    def start(self, sel) -> None:
-        """Start it (FileNotFoundError: no such program, for the caller to say)."""
+    def spawn(self) -> None:
+        """Start it (FileNotFoundError: no such program, for the caller to say).
+        Safe in several threads at once (see spawn_all)."""
         self.started = time.monotonic()
         self.deadline = self.started + self.timeout
         try:
@@ -52,6 +55,10 @@ class Process:
             raise
         except OSError as e:
             self.start_error = e.strerror or str(e)
+
+    def attach(self, sel) -> None:
+        """Register its pipes and its pidfd with the loop's selector."""
+        if self.proc is None:
             return
         for pipe, events in ((self.proc.stdout, selectors.EVENT_READ),
                              (self.proc.stderr, selectors.EVENT_READ),
@@ -136,16 +143,33 @@ class Process:
         return at if self.pidfd is not None or self.exited is not None else min(at, now + 0.02)
 
 
+def spawn_all(batch: list[Process]) -> None:
+    """Start every process of `batch`, SPAWNERS at a time. Starting one waits
+    until its child has called exec; on a busy host (the nodes of a scan
+    already at work) that wait grows with the number of processes ready to
+    run (measured: 64 starts one after the other took 2.9 s beside 64 busy
+    processes, 0.67 s from 16 threads), so a scan's last node would start
+    long after its first."""
+    if len(batch) == 1:
+        batch[0].spawn()
+        return
+    with ThreadPoolExecutor(min(SPAWNERS, len(batch))) as pool:
+        for _ in pool.map(Process.spawn, batch):
+            pass
+
+
 def drive(processes: list[Process], limit: int) -> None:
     """Run every process, `limit` at once, until each has ended."""
     waiting, live = deque(processes), []
     with selectors.DefaultSelector() as sel:
         try:
             while waiting or live:
-                while waiting and len(live) < limit:
-                    p = waiting.popleft()
-                    live.append(p)
-                    p.start(sel)
+                batch = [waiting.popleft() for _ in range(min(len(waiting), limit - len(live)))]
+                if batch:
+                    live.extend(batch)
+                    spawn_all(batch)
+                    for p in batch:
+                        p.attach(sel)
                 now = time.monotonic()
                 live = [p for p in live if not p.done(now, sel)]
                 if live:

@@ -335,10 +335,27 @@ def _check_values(path: Path, merged: dict) -> None:
     if weights["memory"] == 0 and weights["vcpu"] == 0:
         raise ConfigError(f"{path}: keys 'balance.weights.memory' and 'balance.weights.vcpu' cannot "
                           "both be 0 (the score would be 0 whatever the placement)")
+    _check_uris(path, merged["virsh"])
     textfile = merged["metrics"]["textfile"]
     if textfile is not None and not metrics_name_ok(textfile):
         raise ConfigError(f"{path}: key 'metrics.textfile' must name a file that ends in .prom "
                           f"(node_exporter's textfile collector reads no other), not {textfile!r}")
+
+
+# A libvirt URI as the scan's one virsh takes it inside its command string
+# (remote.SCAN_VIRSH): nothing that virsh's own parser would split or quote.
+URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s'\"\\;#]*")
+
+
+def _check_uris(path: Path, v: dict) -> None:
+    for key in ("uri", "lxc_uri"):
+        if not URI.fullmatch(v[key]):
+            raise ConfigError(f"{path}: key 'virsh.{key}' must be a libvirt URI such as "
+                              f"{SCHEMA['virsh'][key][1]}, without spaces, quotes, ';' or '#', "
+                              f"not {v[key]!r}")
+    if v["uri"] == v["lxc_uri"]:
+        raise ConfigError(f"{path}: keys 'virsh.uri' and 'virsh.lxc_uri' must name two drivers "
+                          f"(virtual machines, containers), not both {v['uri']!r}")
 
 
 def load_config(path: Path) -> Config:

@@ -282,9 +282,9 @@ class FakeRunner(Runner):
             return Result(n.name, text, n.scan_exit, n.scan_stdout, n.scan_stderr)
         out = [f"@@hostname\n{n.hostname or n.name}"]
         if not n.libvirt_up:
-            out.append("@@virsh-exit\n1\n@@virsh-error\n" + VIRSH_DOWN.rstrip("\n"))
+            out.append("@@virsh\n" + VIRSH_DOWN.rstrip("\n") + "\n@@virsh-exit\n1")
             return Result(n.name, text, remote.SCAN_FAILED, "\n".join(out) + "\n", "")
-        out.append("@@version\nCompiled against library: libvirt 9.0.0\nUsing library: libvirt 9.0.0\n"
+        out.append("@@virsh\n@@version\nCompiled against library: libvirt 9.0.0\nUsing library: libvirt 9.0.0\n"
                    "Using API: QEMU 9.0.0\nRunning hypervisor: QEMU 7.2.22\nRunning against daemon: 9.0.0\n")
         out.append(f"@@nodeinfo\nCPU model:           x86_64\nCPU(s):              {n.cpus}\n"
                    "CPU frequency:       2596 MHz\nCPU socket(s):       1\n"
@@ -303,8 +303,8 @@ class FakeRunner(Runner):
                              "  vcpu.0.state=1\n")
             stats.append("\n")
         out.append("@@domstats\n" + "".join(stats))
-        out.append("@@end\n@@virsh-exit\n0\n@@virsh-error\n")
-        out.append(self._lxc_scan(n))
+        out.append("@@end\n" + self._lxc_list(n) + "\n@@virsh-exit\n0")
+        out.append(self._lxc_info(n))
         if paths:
             out.append("@@paths\n" + "\n".join(
                 f"{1 if p in n.paths or self.storage.sees(n.name, p) else 0} {p}" for p in sorted(set(paths))))
@@ -320,11 +320,21 @@ class FakeRunner(Runner):
         return Result(n.name, text, 0, "\n".join(out) + "\n", "")
 
     @staticmethod
-    def _lxc_scan(n: FakeNode) -> str:
-        """What remote.lxc_probe prints: the LXC driver's list, then each one's dominfo."""
+    def _lxc_list(n: FakeNode) -> str:
+        """The LXC part of the scan's one virsh: what its `connect` said, its list."""
+        if n.lxc_broken:          # the driver is there but fails to list
+            return "@@lxc-connect\n\n@@lxc-list\n" + n.lxc_broken.rstrip("\n") + "\n@@lxc-end"
+        if not n.lxc:
+            return "@@lxc-connect\n" + NO_LXC + "\n@@lxc-list\n\n@@lxc-end"
+        return "@@lxc-connect\n\n@@lxc-list\n" + "".join(f"{d.name}\n" for d in n.containers.values()) \
+            + "\n@@lxc-end"
+
+    @staticmethod
+    def _lxc_info(n: FakeNode) -> str:
+        """What remote.lxc_part prints after it: each container's dominfo."""
         if n.lxc_broken or not n.lxc:
-            return "@@lxc\nfailed\n" + (n.lxc_broken or NO_LXC).rstrip("\n")
-        out = ["@@lxc\nok"]
+            return ""
+        out = []
         for d in n.containers.values():
             on = d.state != SHUT_OFF
             out.append(f"@@lxc-domain {d.name}\nId:             {4321 if on else '-'}\n"

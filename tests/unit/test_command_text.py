@@ -77,11 +77,13 @@ def test_dump_inactive_named_and_all():
 # -- the scan ---------------------------------------------------------------------------
 
 SCAN_HEAD = r"""printf '@@hostname\n'; h=$(hostname); printf '%s\n' "$h"
-{ err=$(virsh -c qemu:///system 'echo @@version; version --daemon; echo @@nodeinfo; nodeinfo; echo @@persistent; list --all --persistent --name; echo @@autostart; list --all --autostart --name; echo @@domstats; domstats --state --balloon --vcpu; echo @@end' 2>&1 >&3); rc=$?; } 3>&1
-printf '@@virsh-exit\n%s\n@@virsh-error\n%s\n' "$rc" "$err"
-printf '@@lxc\n'; if l=$(virsh -c lxc:///system list --all --name 2>&1); then printf 'ok\n'; printf '%s\n' "$l" | while IFS= read -r d; do [ -n "$d" ] || continue; printf '@@lxc-domain %s\n' "$d"; virsh -c lxc:///system dominfo --domain "$d" 2>&1; done; else printf 'failed\n%s\n' "$l"; fi
+LC_ALL=C; export LC_ALL; nl='
+'; said_error() { case "$nl$1" in *"${nl}error:"*) return 0;; esac; return 1; }
+o=$(virsh -c qemu:///system 'echo @@version; version --daemon; echo @@nodeinfo; nodeinfo; echo @@persistent; list --all --persistent --name; echo @@autostart; list --all --autostart --name; echo @@domstats; domstats --state --balloon --vcpu; echo @@end; echo @@lxc-connect; connect lxc:///system; echo @@lxc-list; list --all --name; echo @@lxc-end' 2>&1); rc=$?
+printf '@@virsh\n%s\n@@virsh-exit\n%s\n' "$o" "$rc"
+q=${o%%"$nl"@@lxc-connect"$nl"*}; x=${o##*"$nl"@@lxc-connect"$nl"}; case $x in "$o") ;; *) c=${x%%"$nl"@@lxc-list*}; l=${x#*"$nl"@@lxc-list"$nl"}; l=${l%%@@lxc-end*}; if ! said_error "$c" && ! said_error "$l"; then set -f; IFS=$nl; for d in $l; do unset IFS; printf '@@lxc-domain %s\n' "$d"; virsh -c lxc:///system dominfo --domain "$d" 2>&1; done; unset IFS; set +f; fi;; esac
 """
-SCAN_TAIL = r"""case "$rc:$err" in 0:*error:*|[!0]*) exit 3;; esac
+SCAN_TAIL = r"""if [ "$rc" != 0 ] || said_error "$q"; then exit 3; fi
 """
 PATHS = r"""printf '@@paths\n'
 for p in -x.img '/srv/a b.img' /srv/b.img '/srv/it'"'"'s.img'; do if [ -e "$p" ]; then printf '1 %s\n' "$p"; else printf '0 %s\n' "$p"; fi; done

@@ -147,6 +147,15 @@ def test_unknown_nested_key(tmp_path):
      "cannot both be 0 (the score would be 0 whatever the placement)"),
     ("ssh: {backend: ssh}\n", "key 'ssh.backend' must be one of paramiko, openssh, not 'ssh'"),
     ("ssh: {backend: null}\n", "key 'ssh.backend' must be a string, not None"),
+    ("virsh: {lxc_uri: 'lxc:///system; list'}\n",
+     "key 'virsh.lxc_uri' must be a libvirt URI such as lxc:///system, without spaces, quotes, ';' or '#', "
+     "not 'lxc:///system; list'"),
+    ("virsh: {uri: \"qemu:///it's\"}\n",
+     "key 'virsh.uri' must be a libvirt URI such as qemu:///system, without spaces, quotes, ';' or '#', "
+     "not \"qemu:///it's\""),
+    ("virsh: {lxc_uri: 'qemu:///system'}\n",
+     "keys 'virsh.uri' and 'virsh.lxc_uri' must name two drivers (virtual machines, containers), "
+     "not both 'qemu:///system'"),
     *[(f"ssh: {{persist: {v}}}\n", f"key 'ssh.persist' must be seconds (0 to 86400), or no, not {shown}")
       for v, shown in [("-1", "-1"), ("86401", "86401"), ("true", "True"), ("yes", "True"),
                        ("soon", "'soon'"), ("1.5", "1.5"), ("null", "None"), ("'600'", "'600'"),

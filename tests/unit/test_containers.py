@@ -54,20 +54,38 @@ def test_dominfo_holds_the_memory_limit():
         parse_dominfo("ct1", DOMINFO.replace("running", "dancing"))
 
 
+def lxc_sections(connect="", listed="", **info):
+    """The LXC sections of a scan: what connect said, the list, dominfo by name."""
+    return {"lxc-connect": connect, "lxc-list": listed, "lxc-end": "",
+            **{f"lxc-domain {k}": v for k, v in info.items()}}
+
+
 def test_no_lxc_driver_offers_nothing_any_other_failure_is_unknown():
     facts = NodeFacts("node1")
-    assert parse_lxc({"lxc": "failed\n" + NO_LXC}, facts) is None
-    assert facts.lxc is False and "no connection driver" in facts.lxc_error
+    assert parse_lxc(lxc_sections(NO_LXC, "web1\n"), facts) is None    # the list: the VMs' connection
+    assert facts.lxc is False and "no connection driver" in facts.lxc_error and not facts.domains
     facts = NodeFacts("node1")
-    err = parse_lxc({"lxc": "failed\nerror: internal error: no cgroup backend available"}, facts)
+    err = parse_lxc(lxc_sections("error: internal error: no cgroup backend available"), facts)
     assert err and "no cgroup backend" in err
+    facts = NodeFacts("node1")
+    err = parse_lxc(lxc_sections("", "error: operation failed: busy\n"), facts)
+    assert err == "libvirt's LXC driver failed: error: operation failed: busy"
     facts = NodeFacts("node1")
     facts.domains["x"] = parse_dominfo("x", DOMINFO)
     facts.domains["x"].driver = "qemu"
-    assert parse_lxc({"lxc": "ok", "lxc-domain x": DOMINFO, "lxc-domain gone":
-                      "error: failed to get domain 'gone'"}, facts) is None
+    assert parse_lxc(lxc_sections("", "x\ngone\n", x=DOMINFO, gone="error: failed to get domain 'gone'"),
+                     facts) is None
     assert facts.lxc and [d.driver for d in facts.named("x")] == ["qemu", LXC]   # never hidden
     assert "gone" not in facts.domains
+
+
+def test_a_listed_container_without_its_dominfo_or_no_lxc_answer_is_unknown():
+    facts = NodeFacts("node1")
+    assert parse_lxc(lxc_sections("", "ct1\nct2\n", ct1=DOMINFO), facts) == \
+        "libvirt's LXC driver failed: no dominfo of the container 'ct2' it listed"
+    facts = NodeFacts("node1")
+    assert parse_lxc({"lxc-connect": "", "lxc-list": "ct1\n"}, facts) == \
+        "libvirt's LXC driver did not answer (virsh ended before it)"
 
 
 # -- start, stop, console ------------------------------------------------------------

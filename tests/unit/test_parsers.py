@@ -138,8 +138,9 @@ def test_split_sections():
 
 def test_split_sections_real_scan_output():
     s = split_sections(fx("scan-node1.out"))
-    assert list(s) == ["hostname", "version", "nodeinfo", "persistent", "autostart",
-                       "domstats", "end", "virsh-exit", "virsh-error", "paths", "leases"]
+    assert list(s) == ["hostname", "virsh", "version", "nodeinfo", "persistent", "autostart",
+                       "domstats", "end", "lxc-connect", "lxc-list", "lxc-end", "virsh-exit",
+                       "paths", "leases"]
     assert s["hostname"] == "node1"
     assert s["virsh-exit"] == "0"
 
@@ -162,7 +163,8 @@ def test_scan_real_complete_output():
     f = parse_scan("node1", fx("scan-node1.out"), fx("scan-node1.err"))
     assert f.reachable and f.error is None
     assert (f.name, f.hostname, f.libvirt_version, f.cpus, f.memory_mib) == (
-        "node1", "node1", "9.0.0", 2, 12378)
+        "node1", "node1", "9.0.0", 2, 24105)
+    assert f.lxc is True            # the node's LXC driver answered, with no containers
     assert f.leases is True and f.lease_problem is None
     assert f.lockspace.endswith("/tests/lab/run/shared/locks") and "node1" in f.lease_marks
     assert sorted(f.domains) == ["disk2", "local1"]
@@ -207,7 +209,7 @@ def test_scan_incomplete_without_stderr_names_the_exit_status():
 
 
 def test_scan_error_relayed_on_stdout_counts_without_stderr():
-    text = fx("scan-node1.out").replace("@@virsh-error\n\n", "@@virsh-error\nerror: Disconnected\n")
+    text = fx("scan-node1.out").replace("@@end\n", "error: Disconnected\n@@end\n")
     f = parse_scan("node1", text, "", 3)
     assert not f.reachable and f.error == "virsh failed: error: Disconnected"
     f = parse_scan("node1", fx("scan-node1.out"), "", 3)     # the script's own verdict

@@ -5,9 +5,9 @@ import pytest
 from conftest import domain_xml
 from fakes import FakeRunner
 
-EMPTY_NODE = ("@@hostname\nnode1\n@@version\n@@nodeinfo\nCPU(s): 4\n"
-              "Memory size: 8388608 KiB\n@@persistent\n@@autostart\n@@domstats\n"
-              "@@end\n@@virsh-exit\n0\n@@virsh-error\n")
+EMPTY_NODE = ("@@hostname\nnode1\n@@virsh\n@@version\n@@nodeinfo\nCPU(s): 4\n"
+              "Memory size: 8388608 KiB\n@@persistent\n@@autostart\n@@domstats\n")
+END = "@@end\n@@lxc-connect\n\n@@lxc-list\n\n@@lxc-end\n@@virsh-exit\n0\n"
 
 
 @pytest.mark.parametrize("relayed, says", [
@@ -22,7 +22,7 @@ def test_a_scan_whose_virsh_failed_midway_leaves_the_node_unknown(fake, relayed,
     a, b = fake.node("node1"), fake.node("node2")
     a.add("web1")
     fake.conf("web1")
-    a.scan_stdout, a.scan_exit = EMPTY_NODE + relayed, 3
+    a.scan_stdout, a.scan_exit = EMPTY_NODE + relayed + END, 3
     _, err = fake.refused("--yes", "domain", "start", "web1", "node2")
     assert f"node node1 did not answer ({says}" in err
     assert "web1" not in b.domains
