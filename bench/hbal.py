@@ -26,10 +26,14 @@ the same way, and the bench checks it against what hbal prints.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from havirt.plan.balance import BDomain, BNode
 from havirt.plan.balance.score import pstdev
@@ -79,14 +83,56 @@ class HbalRun:
     seconds: float
     initial: float  # hbal's own score, as it printed it
     final: float
+    cached: str = ""  # when the run was read from the cache: the date it was made
 
 
 _MOVE = re.compile(r"^\s*\d+\.\s+(\S+)\s+(\S+)\s+=>\s+(\S+)\s+(\S+)\s+a=(\S+)")
 
 
-def run(path: str, extra: tuple[str, ...] = ()) -> HbalRun:
-    """Run ``hbal -t path`` and read its moves and scores."""
-    cmd = ["hbal", "-t", path, "--ignore-dynu", *extra]
+def version() -> str:
+    """hbal's version line."""
+    return subprocess.run(["hbal", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+
+
+def cache_dir() -> Path:
+    """Where runs are kept: ``$HAVIRT_HBAL_CACHE``, else ``~/.cache/havirt-bench/hbal``."""
+    where = os.environ.get("HAVIRT_HBAL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "havirt-bench", "hbal")
+    return Path(where)
+
+
+def cached_run(text: str, ratio: float, extra: tuple[str, ...] = (), fresh: bool = False) -> HbalRun:
+    """:func:`run` on the cluster ``text``, kept in :func:`cache_dir` by the
+    exact input (the text, the options, hbal's version): hbal needs an hour
+    and more at 100 nodes and 2,000 instances, and its answer depends on
+    nothing else (it is deterministic). ``fresh``: run it again whatever."""
+    key = hashlib.sha256("\n".join([version(), repr(ratio), *extra, text]).encode()).hexdigest()
+    folder = cache_dir()
+    entry = folder / f"{key}.json"
+    if not fresh and entry.exists():
+        data = json.loads(entry.read_text())
+        data["moves"] = [tuple(m) for m in data["moves"]]
+        return HbalRun(**data)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key}.txt"
+    path.write_text(text)
+    got = run(str(path), ratio, extra)
+    path.unlink()
+    got.cached = ""
+    data = asdict(got)
+    data["cached"] = time.strftime("%Y-%m-%d", time.gmtime())
+    tmp = entry.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(entry)
+    return got
+
+
+def run(path: str, ratio: float, extra: tuple[str, ...] = ()) -> HbalRun:
+    """Run ``hbal -t path`` and read its moves and scores. ``ratio``: the
+    nodes' vCPU ratio, given again as ``--max-cpu`` (hbal 3.0.2 checks nodes
+    against the cluster policy's ratio, 4.0 whatever the file says: without
+    it every node above 4 counts as violating the policy and takes nothing)."""
+    cmd = ["hbal", "-t", path, "--ignore-dynu", f"--max-cpu={ratio!r}", *extra]
     start = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     took = time.perf_counter() - start

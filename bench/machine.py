@@ -7,9 +7,13 @@ import platform
 from pathlib import Path
 
 
-def machine(load: bool = False) -> str:
-    """Host, cores, CPU model, memory, kernel and Python; with `load`, the
-    load average when it is called (a busy machine plans slower)."""
+def load_average() -> str:
+    """The 1-minute load average now (a busy machine plans slower)."""
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+def machine() -> str:
+    """Host, cores, CPU model, memory, kernel and Python."""
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -18,6 +22,4 @@ def machine(load: bool = False) -> str:
     mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
     text = (f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {mem} GiB, {platform.system()} "
             f"{platform.release()}, Python {platform.python_version()}")
-    if load:
-        text += f", load average {Path('/proc/loadavg').read_text().split()[0]} at the start"
     return text

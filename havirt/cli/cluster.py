@@ -66,12 +66,16 @@ def cluster_balance(opts, max_moves, min_gain, n_plus_1, no_scan):
     nodes that are up and not in maintenance, never breaking a limit.
 
     Score = pstdev of each node's free memory fraction + 0.5 x pstdev of
-    vCPU ratios. A migration is planned only if it lowers the score by at
-    least min_gain divided by the number of nodes, so one value suits a
-    cluster of any size. Unless --no-n-plus-1, no move makes the loss of
+    vCPU ratios (the weights 1 and 0.5: balance.weights in config.yaml;
+    vcpu: 1 gives Ganeti hbal's score). A migration is planned only if it
+    lowers the score by at least min_gain divided by the number of nodes
+    (an exchange of two domains: both migrations together, by twice that),
+    so one value suits a cluster of any size. Unless --no-n-plus-1, no move makes the loss of
     some node unsurvivable (N+1), and moves that make it survivable again
     come first. The first moves are the most useful: stopping after any
-    of them leaves the cluster as balanced as that many moves can.
+    of them leaves the cluster as balanced as the planner makes it in that
+    many moves. Of two moves whose gains are within 2 %, the one that copies
+    less memory comes first.
     """
     from havirt.ops.moves import balance
     opts.out.outcome(balance(opts.app(), no_scan, max_moves, min_gain, n_plus_1))

@@ -15,7 +15,13 @@ from havirt.ops.migration import run_migration
 from havirt.ops.outcome import Outcome
 from havirt.plan.balance import Move, plan_balance, plan_evacuation
 from havirt.plan.domains import move_steps, plan_migrate
-from havirt.plan.planner_input import disk_paths, planner_domains, planner_nodes, what_if_cluster
+from havirt.plan.planner_input import (
+    disk_paths,
+    planner_domains,
+    planner_nodes,
+    planner_weights,
+    what_if_cluster,
+)
 from havirt.remote.steps import Plan
 from havirt.scan.cluster import Cluster
 
@@ -69,7 +75,8 @@ def evacuate(w, node: str) -> Outcome:
     if not facts.reachable:
         raise NodeUnreachable(node, f"{facts.error}; cannot evacuate it")
     nodes = planner_nodes(cluster, w.state, w.cfg)
-    plan = plan_evacuation(nodes, planner_domains(cluster, w.state, w.cfg, nodes, specs), node)
+    plan = plan_evacuation(nodes, planner_domains(cluster, w.state, w.cfg, nodes, specs), node,
+                           planner_weights(w.cfg))
     out = Outcome(dry_run=w.dry_run, findings=findings)
     out.notes = [f"evacuating {node}: {len(plan.moves)} domain(s) to move"]
     _show(w, out, plan.moves, cluster, executable=True, specs=specs)
@@ -107,7 +114,8 @@ def _balance(w, cluster, specs, opts, out: Outcome, executable: bool) -> Outcome
     max_moves, min_gain, keep_n_plus_1 = opts
     nodes = planner_nodes(cluster, w.state, w.cfg)
     plan = plan_balance(nodes, planner_domains(cluster, w.state, w.cfg, nodes, specs),
-                        None if max_moves == UNLIMITED else max_moves, min_gain, keep_n_plus_1)
+                        None if max_moves == UNLIMITED else max_moves, min_gain, keep_n_plus_1,
+                        planner_weights(w.cfg))
     out.notes = [f"score before: {plan.score_before:.4f}"]
     _show(w, out, plan.moves, cluster, executable, specs)
     active = sum(not n.maintenance for n in nodes)

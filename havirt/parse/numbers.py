@@ -55,6 +55,7 @@ LOCK_TTL = Range(5, 3600)                    # store.lock_ttl: seconds a lost ho
 PARALLEL = Range(1, 1024)                    # ssh.parallel
 PERSIST = Range(0, 86400)                    # ssh.persist, seconds (0: no connection sharing)
 MIN_GAIN = Range(0, 100)                     # balance.min_gain, --min-gain
+WEIGHT = Range(0, 1000)                      # balance.weights.memory, .vcpu (not both 0)
 MOVES = Range(1, 100000)                     # balance.max_moves, --max-moves
 SCANS = Range(1, 100000)                     # recover.after
 COUNT = Range(0, 1 << 53)                    # anything else counted (silent scans in a row)

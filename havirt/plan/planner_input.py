@@ -9,7 +9,7 @@ the rules (``havirt.rules``): the planner's compiled fit answers what
 
 from __future__ import annotations
 
-from havirt.plan.balance import BDomain, BNode, n_plus_1, score
+from havirt.plan.balance import BDomain, BNode, Weights, n_plus_1, score
 from havirt.rules.disks import disks_seen, what_if_paths
 from havirt.rules.drivers import driver_problems
 from havirt.rules.fit import Load, capacity_problems, held, load_of, need_to_start
@@ -78,13 +78,19 @@ def planner_domains(cluster: Cluster, state, cfg, nodes: list[BNode], specs: dic
     return out
 
 
+def planner_weights(cfg) -> Weights:
+    """The weights of the imbalance score (config.yaml balance.weights)."""
+    return Weights(*cfg.balance_weights)
+
+
 def cluster_verdict(cluster: Cluster, state, cfg, specs: dict):
     """(the imbalance score, N+1): None, None when no node is up."""
     nodes = planner_nodes(cluster, state, cfg)
     if not nodes:
         return None, None
     domains = planner_domains(cluster, state, cfg, nodes, specs)
-    return score(nodes, domains), n_plus_1(nodes, domains)
+    weights = planner_weights(cfg)
+    return score(nodes, domains, weights), n_plus_1(nodes, domains, weights)
 
 
 def disk_paths(specs) -> list[str]:

@@ -49,9 +49,13 @@ SCHEMA: dict[str, object] = {
         "vcpu_ratio": ((int, float), 4.0, n.VCPU_RATIO),
     },
     "balance": {
-        "min_gain": ((int, float), 0.03, n.MIN_GAIN),
+        "min_gain": ((int, float), 0.01, n.MIN_GAIN),
         "max_moves": ((int, type(None)), 20, n.MOVES),
         "n_plus_1": (bool, True),
+        "weights": {
+            "memory": ((int, float), 1.0, n.WEIGHT),
+            "vcpu": ((int, float), 0.5, n.WEIGHT),
+        },
     },
     "migrate": {
         "timeout": ((int, float), 600, n.SECONDS),
@@ -173,6 +177,7 @@ class Config:
     recover_after: int = 3
     fence: dict = field(default_factory=dict)   # node -> Fence
     pools: dict = field(default_factory=dict)   # pool name -> its folder (absolute, normalised)
+    balance_weights: tuple[float, float] = (1.0, 0.5)   # (memory, vcpu) of the imbalance score
     store: StoreConfig = field(default_factory=StoreConfig)
 
     def pool_of(self, path: str) -> str | None:
@@ -326,6 +331,10 @@ def _check_values(path: Path, merged: dict) -> None:
         check_user(s["user"])
     except Exception as e:
         raise ConfigError(f"{path}: key 'ssh.user': {e}") from None
+    weights = merged["balance"]["weights"]
+    if weights["memory"] == 0 and weights["vcpu"] == 0:
+        raise ConfigError(f"{path}: keys 'balance.weights.memory' and 'balance.weights.vcpu' cannot "
+                          "both be 0 (the score would be 0 whatever the placement)")
     _check_uris(path, merged["virsh"])
     textfile = merged["metrics"]["textfile"]
     if textfile is not None and not metrics_name_ok(textfile):
@@ -383,6 +392,8 @@ def load_config(path: Path) -> Config:
         balance_max_moves=merged["balance"]["max_moves"] if merged["balance"]["max_moves"] is not None
         else "none",
         balance_n_plus_1=merged["balance"]["n_plus_1"],
+        balance_weights=(float(merged["balance"]["weights"]["memory"]),
+                         float(merged["balance"]["weights"]["vcpu"])),
         migrate_timeout=float(merged["migrate"]["timeout"]),
         migrate_unsafe=merged["migrate"]["unsafe"],
         recover_enabled=merged["recover"]["enabled"],

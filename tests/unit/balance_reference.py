@@ -11,7 +11,7 @@ import dataclasses
 import random
 
 from havirt.plan.balance import BDomain, BNode, Move
-from havirt.plan.balance.score import score_of
+from havirt.plan.balance.score import DEFAULT_WEIGHTS, Weights, score_of
 from havirt.rules import fit as rules
 
 
@@ -41,16 +41,16 @@ def fits(nodes: list[BNode], domains: list[BDomain], d: BDomain, target: str) ->
     return not rules.fit_problems(loads(nodes, domains)[target], need(d))
 
 
-def cluster_score(nodes: list[BNode], domains: list[BDomain]) -> float:
+def cluster_score(nodes: list[BNode], domains: list[BDomain], weights: Weights = DEFAULT_WEIGHTS) -> float:
     """The score from its definition, over the nodes not in maintenance."""
     active = sorted((n for n in nodes if not n.maintenance), key=lambda n: n.name)
     mem = [sum(d.memory_mib for d in domains if d.node == n.name) for n in active]
     vcpu = [sum(d.vcpus for d in domains if d.node == n.name) for n in active]
-    return score_of([n.usable_mib for n in active], [n.cpus for n in active], mem, vcpu)
+    return score_of([n.usable_mib for n in active], [n.cpus for n in active], mem, vcpu, weights)
 
 
 def replay(nodes: list[BNode], domains: list[BDomain], moves: list[Move], *,
-           restart: bool = False, source: str | None = None) -> list[BDomain]:
+           restart: bool = False, source: str | None = None, weights: Weights = DEFAULT_WEIGHTS) -> list[BDomain]:
     """Do ``moves`` in order, asserting every hard limit (``havirt.rules``)
     at every step and each move's ``score_after``; returns where the
     domains end. ``restart``: domains take their restart size (failover);
@@ -68,7 +68,7 @@ def replay(nodes: list[BNode], domains: list[BDomain], moves: list[Move], *,
         assert not problems, problems
         now[k] = dataclasses.replace(d, node=mv.target, memory_mib=mem, vcpus=vcpus)
         left = [n for n in nodes if n.name != source]
-        assert abs(mv.score_after - cluster_score(left, [x for x in now if x.node != source])) < 1e-9
+        assert abs(mv.score_after - cluster_score(left, [x for x in now if x.node != source], weights)) < 1e-9
     return now
 
 
@@ -128,3 +128,55 @@ def random_cluster(seed: int, n_nodes: int | None = None, n_domains: int | None 
         doms.append(BDomain(f"d{k:03d}", home, m, v, movable=rng.random() >= fixed,
                             why_fixed="in maintenance", allowed=allow, restart_memory_mib=rm))
     return nodes, doms
+
+
+def moves_plain(layout, floor: float) -> list[tuple[float, int, int, int]]:
+    """Every single move of ``layout`` (of the domains ``Layout.groups``
+    stands for) that gains at least ``floor``, as (gain, source, domain,
+    target), best first then by index: each pair tried, each fit asked of
+    ``Layout.fits``, each gain from the score's definition."""
+    out = []
+    before = score_of(layout.usable, layout.cpus, layout.mem, layout.vcpu, layout.weights)
+    for i in range(layout.n):
+        for m, v, allowed, k in layout.groups(i):
+            for j in range(layout.n):
+                if j == i or not layout.fits(j, m, v, allowed):
+                    continue
+                with layout.trial(k, j):
+                    gain = before - score_of(layout.usable, layout.cpus, layout.mem, layout.vcpu, layout.weights)
+                if gain >= floor:
+                    out.append((gain, i, k, j))
+    return sorted(out, key=lambda c: (-c[0], c[1], c[2], c[3]))
+
+
+def exchanges_plain(layout, floor: float) -> list[tuple[float, int, int]]:
+    """Every exchange of two domains (those ``Layout.groups`` stands for) on
+    two nodes that gains at least ``floor``, as (gain, one, the other), best
+    first: both nodes within ``Layout.fits`` once exchanged, and one of the
+    two migrations fits first, leaving a score at most the gain above the
+    current one."""
+    before = score_of(layout.usable, layout.cpus, layout.mem, layout.vcpu, layout.weights)
+
+    def now() -> float:
+        return score_of(layout.usable, layout.cpus, layout.mem, layout.vcpu, layout.weights)
+
+    out = []
+    for i in range(layout.n):
+        for j in range(i + 1, layout.n):
+            for m1, v1, al1, k1 in layout.groups(i):
+                for m2, v2, al2, k2 in layout.groups(j):
+                    if (m1, v1) == (m2, v2):
+                        continue
+                    if not (layout.fits(i, m2 - m1, v2 - v1, al2) and layout.fits(j, m1 - m2, v1 - v2, al1)):
+                        continue
+                    with layout.trial(k1, j), layout.trial(k2, i):
+                        gain = before - now()
+                    halves = []
+                    for (a, to_a), (b, to_b) in (((k1, j), (k2, i)), ((k2, i), (k1, j))):
+                        m, v = layout.dmem[a], layout.dvcpu[a]
+                        if layout.fits(to_a, m, v, layout.allowed[a]):
+                            with layout.trial(a, to_a):
+                                halves.append(now())
+                    if gain >= floor and halves and min(halves) <= before + gain + 1e-12:
+                        out.append((gain, k1, k2))
+    return sorted(out, key=lambda c: -c[0])

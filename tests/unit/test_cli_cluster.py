@@ -156,3 +156,24 @@ def test_balance_bad_min_gain(fake, value):
     skewed(fake)
     _, err = fake.refused("--yes", "cluster", "balance", "--min-gain", value, code=2)
     assert err.startswith("havirt: ") and len(err.splitlines()) == 1
+
+
+def test_weights_from_config_reach_the_score_and_the_plan(fake):
+    """Memory is even (2048 MiB on each node), vCPU ratios are not (2.0 and
+    0.5 on 4 CPUs): the score is the vCPU spread (0.75) times its weight."""
+    for n in ("node1", "node2"):
+        fake.node(n, memory_mib=8192, cpus=4)
+    for name, node, vcpus in (("a", "node1", 4), ("b", "node1", 4), ("c", "node2", 1), ("d", "node2", 1)):
+        fake.conf(name, memory_mib=1024, vcpus=vcpus)
+        fake.nodes[node].add(name, memory_mib=1024, vcpus=vcpus)
+    fake.havirt("node", "scan")
+    for weights, score in (({}, 0.375), ({"vcpu": 1}, 0.75), ({"vcpu": 0}, 0.0), ({"memory": 0, "vcpu": 2}, 1.5)):
+        fake.write_config(balance={"weights": weights, "min_gain": 0})
+        rc, out, err = fake.havirt("-f", "json", "cluster", "status")
+        assert rc == 0, err
+        assert json.loads(out)["score"] == pytest.approx(score)
+        doc = plan(fake)
+        assert doc["score_before"] == pytest.approx(score)
+        # memory alone: nothing to gain; else vCPUs move from node1 to node2
+        assert bool(doc["moves"]) == (score > 0), doc["moves"]
+        assert all((m["from"], m["to"]) == ("node1", "node2") for m in doc["moves"][:1])

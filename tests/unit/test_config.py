@@ -26,8 +26,8 @@ def test_defaults_when_no_file(tmp_path):
     assert (s.backend, s.persist) == ("paramiko", 600)
     assert (cfg.virsh_uri, cfg.virsh_command) == ("qemu:///system", "virsh")
     assert (cfg.reserve_mib, cfg.vcpu_ratio) == (1024, 4.0)
-    assert (cfg.balance_min_gain, cfg.balance_max_moves, cfg.migrate_timeout) == (0.03, 20, 600.0)
-    assert cfg.balance_n_plus_1 is True
+    assert (cfg.balance_min_gain, cfg.balance_max_moves, cfg.migrate_timeout) == (0.01, 20, 600.0)
+    assert cfg.balance_n_plus_1 is True and cfg.balance_weights == (1.0, 0.5)
 
 
 @pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n"])
@@ -64,6 +64,9 @@ reserve:
 balance:
   min_gain: 0.05
   max_moves: 3
+  weights:
+    memory: 2
+    vcpu: 1.5
 migrate:
   timeout: 900
 """)
@@ -78,6 +81,7 @@ migrate:
     assert (cfg.virsh_uri, cfg.virsh_command) == ("qemu+ssh:///system", "/usr/bin/virsh")
     assert (cfg.reserve_mib, cfg.vcpu_ratio) == (2048, 2.0)
     assert (cfg.balance_min_gain, cfg.balance_max_moves, cfg.migrate_timeout) == (0.05, 3, 900.0)
+    assert cfg.balance_weights == (2.0, 1.5) and all(isinstance(x, float) for x in cfg.balance_weights)
     assert isinstance(cfg.vcpu_ratio, float) and isinstance(cfg.lock_timeout, float)
 
 
@@ -130,6 +134,17 @@ def test_unknown_nested_key(tmp_path):
     ("ssh: {connect_timeout: 0}\n", "key 'ssh.connect_timeout' must be more than 0 and at most 86400, not 0"),
     ("reserve: {memory_mib: -1}\n", "key 'reserve.memory_mib' must be 0 to 4294967296, not -1"),
     ("reserve: {vcpu_ratio: 0}\n", "key 'reserve.vcpu_ratio' must be more than 0 and at most 1000, not 0"),
+    ("balance: {weights: {vcpu: -0.5}}\n", "key 'balance.weights.vcpu' must be 0 to 1000, not -0.5"),
+    ("balance: {weights: {memory: 1001}}\n", "key 'balance.weights.memory' must be 0 to 1000, not 1001"),
+    ("balance: {weights: {memory: .inf}}\n", "key 'balance.weights.memory' must be an integer or a number, not inf"),
+    ("balance: {weights: {memory: .nan}}\n", "key 'balance.weights.memory' must be an integer or a number, not nan"),
+    ("balance: {weights: {vcpu: true}}\n", "key 'balance.weights.vcpu' must be an integer or a number, not True"),
+    ("balance: {weights: {vcpu: half}}\n", "key 'balance.weights.vcpu' must be an integer or a number, not 'half'"),
+    ("balance: {weights: 0.5}\n", "balance.weights must be a mapping"),
+    ("balance: {weights: [1, 0.5]}\n", "balance.weights must be a mapping"),
+    ("balance: {weights: {cpu: 1}}\n", "unknown key 'balance.weights.cpu' (allowed here: memory, vcpu)"),
+    ("balance: {weights: {memory: 0, vcpu: 0}}\n", "keys 'balance.weights.memory' and 'balance.weights.vcpu' "
+     "cannot both be 0 (the score would be 0 whatever the placement)"),
     ("ssh: {backend: ssh}\n", "key 'ssh.backend' must be one of paramiko, openssh, not 'ssh'"),
     ("ssh: {backend: null}\n", "key 'ssh.backend' must be a string, not None"),
     ("virsh: {lxc_uri: 'lxc:///system; list'}\n",

@@ -6,7 +6,8 @@ calls one function, and gets plain data back.
 
 Modules, in the order they build on each other:
 
-* ``score``: the imbalance score, declared once, and its incremental form;
+* ``score``: the imbalance score (its :class:`Weights`), declared once, and
+  its incremental form;
 * ``model``: :class:`BNode`, :class:`BDomain` (the input) and ``Layout``,
   the compiled arrays with ``havirt.rules``'s fit test;
 * ``plans``: what comes back (:class:`Move`, :class:`BalancePlan`,
@@ -15,8 +16,8 @@ Modules, in the order they build on each other:
   others, for :func:`plan_evacuation`, :func:`plan_failover` and N+1;
 * ``nplus1``: :func:`n_plus_1`, and the guard that keeps balance from
   making it worse;
-* ``search``: candidate moves and swaps; ``restore``: moves that make N+1
-  hold again; ``planner``: :func:`plan_balance`.
+* ``search``: the best moves and swaps, over every domain and node;
+  ``restore``: moves that make N+1 hold again; ``planner``: :func:`plan_balance`.
 """
 
 from havirt.plan.balance.model import BDomain, BNode, score
@@ -24,6 +25,7 @@ from havirt.plan.balance.nplus1 import n_plus_1
 from havirt.plan.balance.placement import plan_evacuation, plan_failover
 from havirt.plan.balance.planner import plan_balance
 from havirt.plan.balance.plans import BalancePlan, Move, NodeLoss, NPlus1, PlacementPlan, Stranded
+from havirt.plan.balance.score import Weights
 
 __all__ = [
     "BDomain",
@@ -34,6 +36,7 @@ __all__ = [
     "NodeLoss",
     "PlacementPlan",
     "Stranded",
+    "Weights",
     "n_plus_1",
     "plan_balance",
     "plan_evacuation",

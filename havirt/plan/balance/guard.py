@@ -7,8 +7,17 @@ that was not ("safe" nodes stay safe). For each safe node X it is cheap:
    ``allowed``; all nodes for most), the sum over that set of
    ``min(free MiB // X's largest domain, free vCPUs // X's widest)``. A
    placement lowers each sum by at most one, so while every sum is at least
-   the number of X's domains, failover places them all, in any order;
-2. else, X's placement, step by step as ``placement.place`` goes, until
+   the number of X's domains placed up to the last that uses its set,
+   failover places them all;
+2. else the same bound, cut where the units (the MiB of the domain to place,
+   the widest of it and those after it) change, each cut in its own units,
+   less what the domains before it may have taken of them
+   (``_sure_by_size``);
+3. for a node that refused a move before, the other way round: for some
+   size, X's domains at least that large outnumber the places the other
+   nodes have for one that large; then no placement at all places them
+   (X is no longer safe, and that is sure);
+4. else, X's placement, step by step as ``placement.place`` goes, until
    the same bound, taken for the domains not placed yet (in units of the
    largest and the widest of those, what the steps so far promised counted),
    says the rest will all find a place, or until one finds none (then X's
@@ -29,69 +38,32 @@ balance does, so a node is safe when each of its movable domains finds a place.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
+from havirt.plan.balance.bounds import (
+    _ANY,
+    _changed,
+    _Cut,
+    _cuts,
+    _distinct,
+    _floors,
+    _Need,
+    _Promised,
+    _Slots,
+    _slots,
+    _steps,
+    _sure,
+)
 from havirt.plan.balance.model import Layout
 from havirt.plan.balance.nplus1 import lost_domains
-from havirt.plan.balance.placement import Ranking, Trace, place, placement_order
+from havirt.plan.balance.placement import Ranking, Trace, place
 from havirt.plan.balance.plans import NPlus1
 
-_ANY = 1 << 62  # slots on a node for a domain of size 0
-# One domain of a node's loss, in the order failover places them: (MiB,
-# vCPUs, allowed nodes, the widest of it and those after it, the distinct
-# sets of nodes it and those after it may use).
-_Step = tuple[int, int, "frozenset[int] | None", int, tuple["frozenset[int] | None", ...]]
-# What a node's loss asks of the others: (number of movable domains, the
-# largest one's MiB, the widest one's vCPUs, the distinct sets of nodes their
-# disks allow, None standing for every node; the domains, in placement order).
-_Need = tuple[int, int, int, tuple["frozenset[int] | None", ...], tuple[_Step, ...]]
-# The bound: for each of those sets, how many such domains its nodes could take.
-_Slots = tuple[int, ...]
 
-
-def _distinct(sets: list[frozenset[int] | None]) -> tuple[frozenset[int] | None, ...]:
-    """Each set once, every node (None) first."""
-    return tuple(sorted(set(sets), key=lambda a: (a is not None, sorted(a or ()))))
-
-
-def _slots(free: int, room: int, mx: int, vx: int) -> int:
-    """How many domains of ``mx`` MiB and ``vx`` vCPUs fit in that much room."""
-    if free < 0 or room < 0:
-        return 0
-    return min(free // mx if mx else _ANY, room // vx if vx else _ANY)
-
-
-def _changed(
-    need: _Need, slots: _Slots, nodes: list[int], before: list[tuple[int, int]], after: list[tuple[int, int]]
-) -> _Slots:
-    """The bound ``slots`` once ``nodes`` (not the node lost) went from
-    ``before`` to ``after`` (each: free MiB, free vCPUs)."""
-    _, mx, vx, sets, _ = need
-    out: list[int] | None = None
-    for j, (f0, r0), (f1, r1) in zip(nodes, before, after):
-        d = _slots(f1, r1, mx, vx) - _slots(f0, r0, mx, vx)
-        if d:
-            out = out or list(slots)
-            for q, allowed in enumerate(sets):
-                if allowed is None or j in allowed:
-                    out[q] += d
-    return slots if out is None else tuple(out)
-
-
-def _steps(layout: Layout, movable: list[int]) -> tuple[_Step, ...]:
-    """The domains ``movable`` as failover would place them, each with what
-    those still to place from it on ask (see ``_Step``)."""
-    out: list[_Step] = []
-    widest = 0
-    sets: tuple[frozenset[int] | None, ...] = ()
-    for k in reversed(placement_order(layout, movable, True)):
-        m, v = layout.doms[k].size(True)
-        allowed = layout.allowed[k]
-        widest = max(widest, v)
-        if allowed not in sets:
-            sets = (*sets, allowed)
-        out.append((m, v, allowed, widest, sets))
-    return tuple(reversed(out))
+def _made_for(kept: dict, name: str, need: _Need, make):
+    """``make(need's steps)``, kept in ``kept`` for ``name`` while its need is ``need``."""
+    got = kept.get(name)
+    if got is None or got[0] is not need:
+        got = kept[name] = (need, make(need[4]))
+    return got[1]
 
 
 class Guard:
@@ -105,6 +77,23 @@ class Guard:
         self._bounds: dict[str, tuple[_Need, _Slots]] = {}
         self._traces: dict[str, Trace | None] = {}
         self._pending: tuple[list[tuple[int, int]], dict, dict] | None = None
+        # the safe nodes in the order they are asked: those whose loss made a
+        # move refused first, the latest first; then the others by name
+        self._order: list[str] = []
+        self._refusers: set[str] = set()
+        # _short's sums over every node, for the allocation of one layout.version;
+        # while a trial is made (``_trial``: the version before it, the nodes
+        # the moves touch, their headroom before and after), those of the
+        # allocation before it
+        self._sums: dict[tuple[int, int, frozenset[int] | None], int] = {}
+        self._sums_version = -1
+        self._trial: tuple[int, list[int], list[tuple[int, int]], list[tuple[int, int]]] | None = None
+        self._trial_sums: dict[tuple[int, int, frozenset[int] | None], int] = {}
+        # the layout.version for which the traces of the safe nodes whose bound is short are known
+        self._traced = -1
+        # _floors and _cuts of a node, with the _Need they were made for
+        self._floors: dict[str, tuple[_Need, tuple[tuple[int, int, int], ...]]] = {}
+        self._cuts: dict[str, tuple[_Need, tuple[_Cut, ...]]] = {}
         for name, loss in now.nodes.items():
             if all(not layout.doms[layout.dindex[s.domain]].movable for s in loss.stranded):
                 self.adopt(name)
@@ -115,9 +104,13 @@ class Guard:
 
     def places_all(self, name: str) -> bool:
         """Failover would place every movable domain of ``name`` (computed)."""
-        return self._place(name)[0]
+        leaving, exclude = lost_domains(self.layout, name)
+        movable = [k for k in leaving if self.layout.doms[k].movable]
+        return not place(self.layout, movable, exclude, True, first=True)[1]
 
     def _place(self, name: str) -> tuple[bool, Trace]:
+        """Whether failover would place every movable domain of ``name``, and
+        each step of that placement (the whole of it)."""
         leaving, exclude = lost_domains(self.layout, name)
         trace: Trace = []
         movable = [k for k in leaving if self.layout.doms[k].movable]
@@ -128,6 +121,8 @@ class Guard:
         self.safe.add(name)
         self._bounds[name] = self._bound(name)
         self._traces[name] = None
+        self._traced = -1
+        self._order = [x for x in self._order if x in self._refusers] + sorted(self.safe - self._refusers)
 
     # -- the bound ------------------------------------------------------------
 
@@ -138,22 +133,13 @@ class Guard:
         movable = [k for k in leaving if lay.doms[k].movable]
         sizes = [lay.doms[k].size(True) for k in movable]
         sets = _distinct([lay.allowed[k] for k in movable])
+        steps = _steps(lay, movable)
+        last = dict(steps[0][4]) if steps else {}
         need = (len(sizes), max((m for m, _ in sizes), default=0), max((v for _, v in sizes), default=0), sets,
-                _steps(lay, movable))
-        return need, self._part(need, exclude, range(lay.n))
-
-    def _part(self, need: _Need, exclude: int, nodes: Iterable[int]) -> _Slots:
-        """The bound's sums over ``nodes`` only."""
-        _, mx, vx, sets, _ = need
-        lay = self.layout
-        out = [0] * len(sets)
-        for j in nodes:
-            c = _slots(*lay.headroom(j), mx, vx)
-            if c and j != exclude:
-                for q, allowed in enumerate(sets):
-                    if allowed is None or j in allowed:
-                        out[q] += c
-        return tuple(out)
+                steps, tuple(last[a] + 1 for a in sets))
+        _, mx, vx, sets, _, _ = need
+        own = _slots(*lay.headroom(exclude), mx, vx) if exclude >= 0 else 0
+        return need, tuple(self._slot_sum(mx, vx, a) - (own if a is None or exclude in a else 0) for a in sets)
 
     # -- checking moves ---------------------------------------------------------
 
@@ -165,34 +151,101 @@ class Guard:
         touched = sorted({i for k, j in moves for i in (lay.where[k], j)})
         inside = {lay.names[i] for i in touched}
         before = [lay.headroom(j) for j in touched]
-        for name in self.safe:  # placements of the current layout, kept while it is tight
-            need, slots = self._bounds[name]
-            if self._traces[name] is None and min(slots, default=need[0]) < need[0]:
-                self._traces[name] = self._steps_taken(name, need, slots, None, [])[1]
-        undo = [(k, lay.shift(k, j)) for k, j in moves]
-        try:
+        if self._traced != lay.version:  # placements of the current layout, kept while it is tight
+            for name in self.safe:
+                need, slots = self._bounds[name]
+                if self._traces[name] is None and not _sure(need, slots) and not self._sure_by_size(name, need, slots):
+                    self._traces[name] = self._steps_taken(name, need, slots, None, [])[1]
+            self._traced = lay.version
+        base = lay.version
+        bounds: dict[str, tuple[_Need, _Slots]] = {}
+        traces: dict[str, Trace | None] = {}
+        with lay.shifted(moves):
             after = [lay.headroom(j) for j in touched]
-            bounds: dict[str, tuple[_Need, _Slots]] = {}
-            traces: dict[str, Trace | None] = {}
-            for name in sorted(self.safe):
-                if name in inside:
-                    bounds[name] = self._bound(name)
-                else:
-                    need, slots = self._bounds[name]
-                    bounds[name] = (need, _changed(need, slots, touched, before, after))
-                need, slots = bounds[name]
-                traces[name] = None
-                if min(slots, default=need[0]) >= need[0]:
-                    continue
-                trace = self._traces[name] if name not in inside else None
-                ok, traces[name] = self._steps_taken(name, need, slots, trace, touched)
-                if not ok:
-                    return False
-        finally:
-            for k, i in reversed(undo):
-                lay.shift(k, i)
+            self._trial = (base, touched, before, after)
+            self._trial_sums.clear()
+            try:
+                # the nodes that made the last moves refused first: the verdict is
+                # the same in any order, and a refusal is found sooner
+                for name in self._order:
+                    if not self._keeps(name, name in inside, touched, before, after, bounds, traces):
+                        self._order.remove(name)
+                        self._order.insert(0, name)
+                        self._refusers.add(name)
+                        return False
+            finally:
+                self._trial = None
         self._pending = (list(moves), bounds, traces)
         return True
+
+    def _keeps(self, name: str, inside: bool, touched: list[int], before: list[tuple[int, int]],
+               after: list[tuple[int, int]], bounds: dict, traces: dict) -> bool:
+        """Whether ``name``'s loss is still survivable once the moves of the
+        trial are made (``inside``: they take a domain from it or give it
+        one); its bound and trace stored in ``bounds`` and ``traces``."""
+        if inside:
+            bounds[name] = self._bound(name)
+        else:
+            need, slots = self._bounds[name]
+            bounds[name] = (need, _changed(need, slots, touched, before, after))
+        need, slots = bounds[name]
+        traces[name] = None
+        if _sure(need, slots) or self._sure_by_size(name, need, slots):
+            return True
+        if name in self._refusers and self._stranded_anyway(name, need):  # the likely ones only: cheap, not free
+            return False
+        ok, traces[name] = self._steps_taken(name, need, slots, None if inside else self._traces[name], touched)
+        return ok
+
+    def _sure_by_size(self, name: str, need: _Need, slots: _Slots) -> bool:
+        """Whether the bound, taken in the units of each cut of ``name``'s
+        placement (``_cuts``) with what the steps before the cut may have
+        taken, says every step finds a place: the steps of each cut up to one
+        from which on all are sure (only for the sets of nodes for which the
+        bound ``slots`` is short: the others are sure). No step is worked out."""
+        x, free, room = self._room_of(name)
+        short = {a for a, slot, ask in zip(need[3], slots, need[5]) if slot < ask}
+        for _, m, vx, lowered, after, here in _made_for(self._cuts, name, need, _cuts):
+            # what the nodes but x have for the cut's units, less what the steps before may have taken
+            have: dict[frozenset[int] | None, int] = {}
+            own = _slots(free, room, m, vx)
+            if self._falls_short(here, short, have, m, vx, x, own, lowered):
+                return False  # then the rest is not sure
+            if not self._falls_short(after, short, have, m, vx, x, own, lowered):
+                return True
+        return True
+
+    def _falls_short(self, asks, short, have, m: int, vx: int, x: int, own: int, lowered: int) -> bool:
+        """Whether a set of ``asks`` ((set of nodes, steps)) that is in
+        ``short`` has fewer places for domains of ``m`` MiB and ``vx`` vCPUs
+        on the nodes but ``x`` (which has ``own``) than it asks, once
+        ``lowered``; ``have`` keeps the places worked out."""
+        for a, ask in asks:
+            if a not in short:
+                continue
+            got = have.get(a)
+            if got is None:
+                got = have[a] = self._slot_sum(m, vx, a) - (own if a is None or x in a else 0) - lowered
+            if got < ask:
+                return True
+        return False
+
+    def _stranded_anyway(self, name: str, need: _Need) -> bool:
+        """Whether no placement at all, failover's or any other, could place
+        every movable domain of ``name`` now: for some size, the domains at
+        least that large (on both counts) outnumber the places the other
+        nodes have for one that large (``_floors``). Cheap, and what it
+        says is sure; the placement itself (``_steps_taken``) says the rest."""
+        _, free, room = self._room_of(name)
+        for m, v, count in _made_for(self._floors, name, need, _floors):
+            if self._slot_sum(m, v, None) - _slots(free, room, m, v) < count:
+                return True
+        return False
+
+    def _room_of(self, name: str) -> tuple[int, int, int]:
+        """(index, free MiB, free vCPUs) of node ``name`` (-1, -1, -1: aside)."""
+        x = self.layout.index.get(name, -1)
+        return (x, *self.layout.headroom(x)) if x >= 0 else (-1, -1, -1)
 
     def _steps_taken(
         self, name: str, need: _Need, slots: _Slots, trace: Trace | None, touched: list[int]
@@ -206,10 +259,11 @@ class Guard:
         exclude = lay.index.get(name, -1)
         steps = need[4]
         # the sets for which the bound is short now: the others stay sure to the end
-        short_sets = {allowed for allowed, slot in zip(need[3], slots) if slot < need[0]}
+        short_sets = {allowed for allowed, slot, ask in zip(need[3], slots, need[5]) if slot < ask}
         last = trace or []
         new_m: dict[int, int] = {}
         new_v: dict[int, int] = {}
+        promised = _Promised(lay, exclude, new_m, new_v)
         ranking: Ranking | None = None
         # Nodes whose key may differ from last time: only grows.
         watch = set(touched)
@@ -217,7 +271,7 @@ class Guard:
         check, units = 1, (steps[0][0], steps[0][3]) if steps else (0, 0)  # step 0: the bound, short
         for s, (m, v, allowed, vx, sets) in enumerate(steps):
             if s >= check or (m, vx) != units:
-                short = self._short(len(steps) - s, m, vx, [a for a in sets if a in short_sets], exclude, new_m, new_v)
+                short = self._short(s, m, vx, [a for a in sets if a[0] in short_sets], promised)
                 if not short:
                     return True, out
                 # each step lowers a sum by one at most, while the units stay
@@ -242,8 +296,7 @@ class Guard:
             out.append((j, m, v, allowed, key, best))
             if ranking is not None:
                 ranking.take(j, m, v)
-            new_m[j] = new_m.get(j, 0) + m
-            new_v[j] = new_v.get(j, 0) + v
+            promised.take(j, m, v)
         return True, out
 
     def _still_wins(self, step, watch, m, v, allowed, new_m, new_v):
@@ -263,28 +316,57 @@ class Guard:
         return key is not None and key > best, key, best
 
     def _short(
-        self, count: int, m: int, vx: int, sets: list[frozenset[int] | None],
-        exclude: int, extra_m: dict[int, int], extra_v: dict[int, int],
+        self, s: int, m: int, vx: int, sets: list[tuple[frozenset[int] | None, int]], promised: _Promised
     ) -> int:
-        """The bound for the ``count`` domains still to place (none larger
-        than ``m`` MiB, nor wider than ``vx`` vCPUs), for the sets of nodes
-        ``sets``, with ``extra_*`` promised: how much it falls short for one
-        of them (0: none, so every one of the domains will find a place)."""
+        """The bound for the domains still to place from step ``s`` on (none
+        larger than ``m`` MiB, nor wider than ``vx`` vCPUs), for the sets of
+        nodes ``sets`` (each with its last step), with what the placement
+        ``promised`` so far: how much it falls short for one of them (0:
+        none, so every one of the domains will find a place; a set need only
+        last until its last step). The sum over every node of the set is
+        kept for the allocation as it is; the node lost and those promised
+        something are then counted as they are for this placement
+        (``_Promised.change``)."""
+        for allowed, last in sets:
+            total = self._slot_sum(m, vx, allowed) + promised.change(m, vx, allowed)
+            if total < last + 1 - s:
+                return last + 1 - s - total
+        return 0
+
+    def _slot_sum(self, m: int, vx: int, allowed: frozenset[int] | None) -> int:
+        """How many domains of ``m`` MiB and ``vx`` vCPUs the nodes of
+        ``allowed`` (None: all) could take, each as it is now. The sums are
+        kept for the allocation as it is; during a trial, those of the
+        allocation before it are kept too, and the nodes the trial touches
+        counted as they are now."""
+        key = (m, vx, allowed)
+        trial = self._trial
+        if trial is not None:
+            total = self._trial_sums.get(key)
+            if total is not None:
+                return total
         lay = self.layout
-        usable, mem, vcap, vcpu = lay.usable, lay.mem, lay.vcap, lay.vcpu
-        for allowed in sets:
+        version = lay.version if trial is None else trial[0]
+        if self._sums_version != version:
+            self._sums.clear()
+            self._sums_version = version
+        total = self._sums.get(key)
+        change = 0
+        if trial is not None:
+            for j, (f0, r0), (f1, r1) in zip(trial[1], trial[2], trial[3]):
+                if allowed is None or j in allowed:
+                    change += _slots(f1, r1, m, vx) - _slots(f0, r0, m, vx)
+        if total is None:
+            usable, mem, vcap, vcpu = lay.usable, lay.mem, lay.vcap, lay.vcpu
             total = 0
             for j in range(lay.n) if allowed is None else allowed:
-                free = usable[j] - mem[j] - extra_m.get(j, 0)
-                room = vcap[j] - vcpu[j] - extra_v.get(j, 0)
-                if j == exclude or free < 0 or room < 0:
-                    continue
-                total += min(free // m if m else _ANY, room // vx if vx else _ANY)
-                if total >= count:
-                    break
-            if total < count:
-                return count - total
-        return 0
+                free, room = usable[j] - mem[j], vcap[j] - vcpu[j]
+                if free >= 0 and room >= 0:
+                    total += min(free // m if m else _ANY, room // vx if vx else _ANY)
+            self._sums[key] = total = total - change
+        if trial is not None:
+            self._trial_sums[key] = total + change
+        return total + change
 
     def commit(self, moves: list[tuple[int, int]]) -> None:
         """``moves``, just allowed, are now done in the layout."""

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from havirt.plan.balance.score import Sums, score_of
+from havirt.plan.balance.score import DEFAULT_WEIGHTS, Sums, Weights, score_of
 from havirt.rules.fit import vcpu_cap
 
 
@@ -116,8 +116,10 @@ class Layout:
     again, so no domain is migrated twice in one plan.
     """
 
-    def __init__(self, nodes: Sequence[BNode], domains: Sequence[BDomain]) -> None:
+    def __init__(self, nodes: Sequence[BNode], domains: Sequence[BDomain],
+                 weights: Weights = DEFAULT_WEIGHTS) -> None:
         validate(nodes, domains)
+        self.weights = weights
         active = sorted((n for n in nodes if not n.maintenance), key=lambda n: n.name)
         self.parked: list[str] = sorted(n.name for n in nodes if n.maintenance)
         self.n = len(active)
@@ -141,6 +143,10 @@ class Layout:
         self.members: list[set[int]] = [set() for _ in range(self.n)]
         self.aside: list[tuple[int, str]] = []
         self.moved: set[int] = set()
+        # the allocation's number: a new one whenever it changes (shift), the
+        # old one again once a trial is undone (shifted)
+        self.version = 0
+        self._last_version = 0
         self._groups: list[list[Group] | None] = [None] * self.n
         # placement.Ranking's view of the nodes, with the allocation it was made for
         self.ranking_cache: tuple[list[int], list[int], object] | None = None
@@ -153,7 +159,7 @@ class Layout:
             self.members[i].add(k)
             self.mem[i] += d.memory_mib
             self.vcpu[i] += d.vcpus
-        self.sums = Sums(self.usable, self.cpus, self.mem, self.vcpu)
+        self.sums = Sums(self.usable, self.cpus, self.mem, self.vcpu, weights=weights)
 
     # -- the compiled fit rule (havirt.rules, as arrays) and the rank ---------
 
@@ -193,6 +199,10 @@ class Layout:
             and (allowed is None or j in allowed)
         ]
 
+    def score_now(self) -> float:
+        """The score of the allocation as it is, from its definition."""
+        return score_of(self.usable, self.cpus, self.mem, self.vcpu, self.weights)
+
     # -- state ----------------------------------------------------------------
 
     def shift(self, k: int, j: int) -> int:
@@ -200,6 +210,8 @@ class Layout:
         undone by shifting it back); returns the node it was on."""
         i = self.where[k]
         m, v = self.dmem[k], self.dvcpu[k]
+        self._last_version += 1
+        self.version = self._last_version
         self.mem[i] -= m
         self.vcpu[i] -= v
         self.mem[j] += m
@@ -208,6 +220,20 @@ class Layout:
         self.members[j].add(k)
         self.where[k] = j
         return i
+
+    @contextmanager
+    def shifted(self, moves: Sequence[tuple[int, int]]) -> Iterator[None]:
+        """``moves`` ((domain, target), in order) made in the allocation only
+        for the time of the block; then the allocation as it was, and its
+        ``version`` too."""
+        version = self.version
+        undo = [(k, self.shift(k, j)) for k, j in moves]
+        try:
+            yield
+        finally:
+            for k, i in reversed(undo):
+                self.shift(k, i)
+            self.version = version
 
     def apply(self, k: int, j: int) -> None:
         """Move domain ``k`` to node ``j`` for good (the caller checked the
@@ -249,21 +275,8 @@ class Layout:
             self._groups[i] = g
         return g
 
-    def loaded_order(self, k: int) -> tuple[list[int], list[int]]:
-        """Likely sources (least free memory / highest vCPU ratio) and targets
-        (the opposite): ``k`` of each by each measure, or every node."""
-        every = list(range(self.n))
-        if 2 * k >= self.n:
-            return every, every
-        f, r, names = self.sums.f, self.sums.r, self.names
-        by_f = sorted(every, key=lambda i: (f[i], names[i]))
-        by_r = sorted(every, key=lambda i: (-r[i], names[i]))
-        sources = sorted(set(by_f[:k]) | set(by_r[:k]))
-        targets = sorted(set(by_f[-k:]) | set(by_r[-k:]))
-        return sources, targets
 
-
-def score(nodes: Sequence[BNode], domains: Sequence[BDomain]) -> float:
+def score(nodes: Sequence[BNode], domains: Sequence[BDomain], weights: Weights = DEFAULT_WEIGHTS) -> float:
     """The cluster score (``score.score_of``) over the nodes not in maintenance."""
-    layout = Layout(nodes, domains)
-    return score_of(layout.usable, layout.cpus, layout.mem, layout.vcpu)
+    layout = Layout(nodes, domains, weights)
+    return layout.score_now()

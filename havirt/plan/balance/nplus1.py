@@ -11,12 +11,14 @@ from __future__ import annotations
 from havirt.plan.balance.model import BDomain, BNode, Layout
 from havirt.plan.balance.placement import place, placement_moves
 from havirt.plan.balance.plans import NodeLoss, NPlus1
+from havirt.plan.balance.score import DEFAULT_WEIGHTS, Weights
 
 
-def n_plus_1(nodes: list[BNode], domains: list[BDomain]) -> NPlus1:
+def n_plus_1(nodes: list[BNode], domains: list[BDomain], weights: Weights = DEFAULT_WEIGHTS) -> NPlus1:
     """For every node of ``nodes`` (those in maintenance too), what its loss
-    would mean. ``domains`` are the running domains of those nodes."""
-    return verdict(Layout(nodes, domains))
+    would mean. ``domains`` are the running domains of those nodes;
+    ``weights``: those of the score each restart reports."""
+    return verdict(Layout(nodes, domains, weights))
 
 
 def verdict(layout: Layout) -> NPlus1:

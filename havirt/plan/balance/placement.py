@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from havirt.plan.balance.model import NO_KEY, BDomain, BNode, Key, Layout
 from havirt.plan.balance.plans import Move, PlacementPlan, Stranded
-from havirt.plan.balance.score import Sums, score_of
+from havirt.plan.balance.score import DEFAULT_WEIGHTS, Sums, Weights
 
 # (domain index, target node index) for each domain placed.
 Placed = list[tuple[int, int]]
@@ -31,11 +31,14 @@ Trace = list[tuple[int, int, int, "frozenset[int] | None", Key, Key]]
 
 
 def place(
-    layout: Layout, leaving: Sequence[int], exclude: int, restart: bool, trace: Trace | None = None
+    layout: Layout, leaving: Sequence[int], exclude: int, restart: bool, trace: Trace | None = None,
+    first: bool = False,
 ) -> tuple[Placed, list[Stranded]]:
     """Place domains ``leaving`` (indices into ``layout``) on every node but
     ``exclude`` (-1: none), without changing ``layout``; each step is
-    appended to ``trace`` if one is given."""
+    appended to ``trace`` if one is given. ``first``: stop at the first
+    domain that finds no place (its reason left out: the caller only asks
+    which it is)."""
     order = placement_order(layout, leaving, restart)
     placed: Placed = []
     stranded: list[Stranded] = []
@@ -50,6 +53,8 @@ def place(
             ranking = Ranking(layout, exclude)
         j, key, runner_key = ranking.best(layout.allowed[k], m, v)
         if j < 0:
+            if first:
+                return placed, [Stranded(d.name, "", m, v)]
             why = _why_stranded(layout, k, m, v, exclude, ranking.extra_m, ranking.extra_v)
             stranded.append(Stranded(d.name, why, m, v))
             continue
@@ -238,7 +243,8 @@ def placement_moves(layout: Layout, placed: Placed, source: str, restart: bool) 
     """The placements as moves, each with the score once it and the earlier
     ones are done, over the nodes but ``source`` (from the score sums, which
     a test checks against the definition)."""
-    sums = Sums(layout.usable, layout.cpus, layout.mem, layout.vcpu, skip=layout.index.get(source, -1))
+    sums = Sums(layout.usable, layout.cpus, layout.mem, layout.vcpu, skip=layout.index.get(source, -1),
+                weights=layout.weights)
     mem, vcpu = list(layout.mem), list(layout.vcpu)
     moves = []
     for k, j in placed:
@@ -251,18 +257,20 @@ def placement_moves(layout: Layout, placed: Placed, source: str, restart: bool) 
     return moves
 
 
-def _plan_off(nodes: list[BNode], domains: list[BDomain], source: str, restart: bool) -> PlacementPlan:
+def _plan_off(nodes: list[BNode], domains: list[BDomain], source: str, restart: bool,
+              weights: Weights) -> PlacementPlan:
     """Every domain of ``source`` placed on the other nodes."""
     others = [n for n in nodes if n.name != source]
-    layout = Layout([*others, BNode(source, 1, 1, 0.0, maintenance=True)], domains)
+    layout = Layout([*others, BNode(source, 1, 1, 0.0, maintenance=True)], domains, weights)
     leaving = [k for k, node in layout.aside if node == source]
     placed, stranded = place(layout, leaving, -1, restart)
     moves = placement_moves(layout, placed, source, restart)
-    before = score_of(layout.usable, layout.cpus, layout.mem, layout.vcpu)
+    before = layout.score_now()
     return PlacementPlan(moves, stranded, before, moves[-1].score_after if moves else before)
 
 
-def plan_evacuation(nodes: list[BNode], domains: list[BDomain], source: str) -> PlacementPlan:
+def plan_evacuation(nodes: list[BNode], domains: list[BDomain], source: str,
+                    weights: Weights = DEFAULT_WEIGHTS) -> PlacementPlan:
     """Live-migrate every domain off ``source`` (``node maintenance NAME on``).
 
     ``source`` is among ``nodes`` and is never a target; nor is a node in
@@ -271,10 +279,11 @@ def plan_evacuation(nodes: list[BNode], domains: list[BDomain], source: str) -> 
     """
     if source not in {n.name for n in nodes}:
         raise ValueError(f"source {source!r} is not among the nodes")
-    return _plan_off(nodes, domains, source, restart=False)
+    return _plan_off(nodes, domains, source, False, weights)
 
 
-def plan_failover(nodes: list[BNode], domains: list[BDomain], source: str) -> PlacementPlan:
+def plan_failover(nodes: list[BNode], domains: list[BDomain], source: str,
+                  weights: Weights = DEFAULT_WEIGHTS) -> PlacementPlan:
     """Restart the domains of a lost node ``source`` on the others.
 
     ``source`` need not be among ``nodes`` (it did not answer); its domains
@@ -282,4 +291,4 @@ def plan_failover(nodes: list[BNode], domains: list[BDomain], source: str) -> Pl
     start from conf/ (``restart_*``). Placed exactly as :func:`plan_evacuation`
     places, and as N+1 predicts.
     """
-    return _plan_off(nodes, domains, source, restart=True)
+    return _plan_off(nodes, domains, source, True, weights)

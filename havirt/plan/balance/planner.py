@@ -1,16 +1,20 @@
 """``cluster balance``: the plan of migrations that lowers the score.
 
 The plan is built one move at a time, each the best the search finds from
-the state the earlier moves leave, so cutting the plan after k moves leaves
-what planning k moves gives (a swap is never cut in two), and:
+the state the earlier moves leave (``search``: every movable domain to every
+node where it fits, and every exchange of two domains between two nodes,
+weighed exactly), so cutting the plan after k moves leaves what planning k
+moves gives (a swap is never cut in two), and:
 
+* the score is that of the ``weights`` given (``score.Weights``);
 * the stop rule: a move is made only if it lowers the score by at least
   ``min_gain / number of nodes``; when no single move does, the best
   exchange of two domains between two nodes may (it must gain twice that;
   its first half may raise the score by no more than the exchange gains);
-* cost: of the moves within ``CHEAP_WINDOW`` of the best value, the one that
-  copies the least memory goes first (the value of a move is its gain, plus
-  on small clusters the gain of the best move after it);
+* value and cost: the move of the best value goes first, or the one that
+  copies the least memory of those within ``CHEAP_WINDOW`` (2 %) of it; the
+  value of a move is its gain, plus on small clusters the gain of the best
+  move after it (look-ahead);
 * no domain moves twice in a plan (a later run may move it again), and a
   domain that cannot move live (a container, ``BDomain.live``) never moves:
   balance would have to stop it (N+1 still counts it, restarted elsewhere);
@@ -22,30 +26,34 @@ what planning k moves gives (a swap is never cut in two), and:
 from __future__ import annotations
 
 import math
+from collections.abc import Set
 
 from havirt.plan.balance.guard import Guard
 from havirt.plan.balance.model import BDomain, BNode, Hop, Layout
 from havirt.plan.balance.nplus1 import verdict
 from havirt.plan.balance.plans import BalancePlan, Move
 from havirt.plan.balance.restore import restore
-from havirt.plan.balance.score import score_of
-from havirt.plan.balance.search import Single, scan_single, scan_swap
+from havirt.plan.balance.score import DEFAULT_WEIGHTS, Weights, score_of
+from havirt.plan.balance.search import Single, scan_best
+from havirt.plan.balance.swaps import scan_swaps
 
 # Gains below this are rounding noise, whatever min_gain says.
 TINY_GAIN = 1e-12
-# Candidate sources and targets: the PRUNE_K most and least loaded nodes by
-# each measure; a wider scan, then every node, only when nothing is worth it.
-PRUNE_K = 8
-SWAP_K = 5
-# How many best single moves are weighed against each other for their cost,
-# and how much gain a cheaper one may give up (a fraction of the best gain).
+# How many best single moves (and swaps) a step weighs against each other;
+# up to KEEP_MAX single moves when the guard refused all of the last ones.
 KEEP = 12
-CHEAP_WINDOW = 0.1
+KEEP_MAX = 96
+# Cost: how much value a cheaper move may give up (a fraction of the best
+# value) and still go first.
+CHEAP_WINDOW = 0.02
 # Look-ahead: a candidate's value counts the best move after it, for the
-# LOOKAHEAD best candidates (and the cheapest), on clusters where nodes x
-# kinds of domains is at most LOOKAHEAD_MAX_WORK (it costs that many scans).
-LOOKAHEAD = 3
-LOOKAHEAD_MAX_WORK = 20000
+# LOOKAHEAD best candidates that gain at least (1 - LOOKAHEAD_WINDOW) times
+# the best gain (and the cheapest of those). A scan costs about nodes x kinds
+# of domains: the width is cut so that width x that is at most LOOKAHEAD_WORK
+# (none on the largest clusters).
+LOOKAHEAD = 10
+LOOKAHEAD_WINDOW = 0.5
+LOOKAHEAD_WORK = 40000
 
 
 def plan_balance(
@@ -54,6 +62,7 @@ def plan_balance(
     max_moves: int | None,
     min_gain: float,
     keep_n_plus_1: bool = True,
+    weights: Weights = DEFAULT_WEIGHTS,
 ) -> BalancePlan:
     """Plan migrations that lower the cluster score (see the module docstring).
 
@@ -64,16 +73,17 @@ def plan_balance(
     least ``min_gain`` divided by the number of nodes not in maintenance
     (any float: <= 0 takes any gain, ``inf`` none), so one value means the
     same on 5 nodes and on 100. ``keep_n_plus_1``: guard and restore N+1.
+    ``weights``: those of the score (``score.Weights``).
     Deterministic: the same input in any order gives the same plan.
     """
     if max_moves is not None and max_moves < 0:
         raise ValueError("max_moves must be >= 0 or None")
     if math.isnan(min_gain):
         raise ValueError("min_gain must be a number")
-    layout = Layout(nodes, domains)
+    layout = Layout(nodes, domains, weights)
     layout.moved |= {k for k, d in enumerate(layout.doms) if not d.live}   # never moved by balance
     base = (list(layout.mem), list(layout.vcpu))
-    before = score_of(layout.usable, layout.cpus, layout.mem, layout.vcpu)
+    before = layout.score_now()
     n1_before = verdict(layout) if keep_n_plus_1 else None
     guard = Guard(layout, n1_before) if n1_before is not None else None
     thr = max(min_gain / layout.n, TINY_GAIN) if layout.n else math.inf
@@ -99,46 +109,54 @@ def _plan(layout: Layout, guard: Guard | None, budget: float, thr: float) -> lis
 def _balance(layout: Layout, guard: Guard | None, budget: float, thr: float) -> list[Hop]:
     """Single moves, best first, then swaps, until nothing gains ``thr``."""
     steps: list[Hop] = []
-    refused: set[tuple[int, int]] = set()  # moves the guard refused (until the next clean sweep)
-    width = LOOKAHEAD if layout.n * sum(len(layout.groups(i)) for i in range(layout.n)) <= LOOKAHEAD_MAX_WORK else 0
-    swept = True
+    # the moves the guard refused, each with the number of steps made when it
+    # did: asked again only once steps were made since (the verdict is the
+    # layout's), when nothing else is left
+    refused: dict[tuple[int, int], int] = {}
+    work = layout.n * sum(len(layout.groups(i)) for i in range(layout.n))
+    width = min(LOOKAHEAD, LOOKAHEAD_WORK // max(work, 1))
+    keep = KEEP  # grows while the guard refuses every candidate: fewer scans
     while len(steps) < budget:
-        cands = [c for c in _best_single(layout, thr, refused) if c[0] >= thr]
+        cands = _best_single(layout, thr, refused.keys(), keep)
         if cands:
             for _, k, j in _choose(layout, cands, thr, width):
                 if guard is None or guard.allows([(k, j)]):
                     steps += _do(layout, guard, [(k, j)])
-                    swept = False
+                    keep = KEEP
                     break
-                refused.add((k, j))
+                refused[(k, j)] = len(steps)
+            else:
+                keep = min(2 * keep, KEEP_MAX)
             continue
         pair = _best_swap(layout, guard, thr) if len(steps) + 2 <= budget else None
         if pair is not None:
             steps += _do(layout, guard, pair)
-            swept = False
             continue
-        if swept or not refused:
+        stale = [move for move, made in refused.items() if made != len(steps)]
+        if not stale:
             return steps
-        refused.clear()  # the moves made since may have made them harmless
-        swept = True
+        for move in stale:  # the steps made since may have made them harmless
+            del refused[move]
     return steps
 
 
 def _choose(layout: Layout, cands: list[Single], thr: float, width: int) -> list[Single]:
     """``cands`` (best gain first) in the order to try them.
 
-    First the cheapest (least memory) of those whose value is within
-    ``CHEAP_WINDOW`` of the best value; the value of a move is its gain,
+    First the move of the best value, or the cheapest (least memory) of
+    those within ``CHEAP_WINDOW`` of it; the value of a move is its gain,
     plus, with a look-ahead ``width``, the gain of the best move after it
-    (worked out for the ``width`` best and the cheapest candidate). Then the
-    others, best gain first.
+    (worked out for the ``width`` best candidates that gain at least
+    ``1 - LOOKAHEAD_WINDOW`` times the best gain, and the cheapest of
+    those). Then the others, best gain first.
     """
-    pool = [c for c in cands if c[0] >= cands[0][0] * (1.0 - CHEAP_WINDOW)]
     if width:
+        pool = [c for c in cands if c[0] >= cands[0][0] * (1.0 - LOOKAHEAD_WINDOW)]
         cheapest = min(pool, key=lambda c: layout.dmem[c[1]])
         pool = pool[:width] + ([cheapest] if cheapest not in pool[:width] else [])
         values = [c[0] + _follow_up(layout, c, thr) for c in pool]
     else:
+        pool = cands
         values = [c[0] for c in pool]
     top = max(values)
     near = [q for q, v in enumerate(values) if v >= top * (1.0 - CHEAP_WINDOW)]
@@ -155,25 +173,18 @@ def _follow_up(layout: Layout, cand: Single, thr: float) -> float:
 
 
 def _best_swap(layout: Layout, guard: Guard | None, thr: float) -> list[tuple[int, int]] | None:
-    """The best swap between likely nodes, if it gains ``2 * thr`` and the guard allows it."""
-    sources, targets = layout.loaded_order(SWAP_K)
-    sw = scan_swap(layout, sources, targets)
-    if sw is None or sw[0] < 2 * thr:
-        return None
-    pair = [(sw[1], sw[2]), (sw[3], sw[4])]
-    return pair if guard is None or guard.allows(pair) else None
+    """The best swap that gains ``2 * thr`` and that the guard allows (of the
+    ``KEEP`` best), if any."""
+    for sw in scan_swaps(layout, 2 * thr, KEEP):
+        pair = [(sw[1], sw[2]), (sw[3], sw[4])]
+        if guard is None or guard.allows(pair):
+            return pair
+    return None
 
 
-def _best_single(layout: Layout, thr: float, refused: set[tuple[int, int]]) -> list[Single]:
-    """The best single moves; the pruned scan widens, then goes over every
-    node, only when it finds nothing worth ``thr`` (so stopping is exact)."""
-    found: list[Single] = []
-    for k in (PRUNE_K, 3 * PRUNE_K, layout.n):
-        sources, targets = layout.loaded_order(k)
-        found = scan_single(layout, sources, targets, KEEP, refused)
-        if (found and found[0][0] >= thr) or len(sources) == layout.n:
-            return found
-    return found
+def _best_single(layout: Layout, thr: float, refused: Set[tuple[int, int]], keep: int = KEEP) -> list[Single]:
+    """The ``keep`` best single moves that gain ``thr``, over every domain and node."""
+    return scan_best(layout, thr, keep, refused)
 
 
 def _do(layout: Layout, guard: Guard | None, pairs: list[tuple[int, int]]) -> list[Hop]:
@@ -197,6 +208,6 @@ def _moves(layout: Layout, base: tuple[list[int], list[int]], steps: list[Hop]) 
         vcpu[i] -= v
         mem[j] += m
         vcpu[j] += v
-        score = score_of(layout.usable, layout.cpus, mem, vcpu)
+        score = score_of(layout.usable, layout.cpus, mem, vcpu, layout.weights)
         moves.append(Move(layout.doms[k].name, layout.names[i], layout.names[j], m, score))
     return moves

@@ -73,7 +73,7 @@ def _fixable(layout: Layout, name: str) -> bool:
 def _candidates(layout: Layout, name: str) -> list[tuple[int, int]]:
     """Moves that might let failover place the first domain it strands."""
     leaving, exclude = lost_domains(layout, name)
-    _, stranded = place(layout, [k for k in leaving if layout.doms[k].movable], exclude, restart=True)
+    _, stranded = place(layout, [k for k in leaving if layout.doms[k].movable], exclude, restart=True, first=True)
     k = layout.dindex[stranded[0].domain]
     out: list[tuple[int, int]] = []
     every = [j for j in range(layout.n) if j != exclude]
@@ -98,9 +98,6 @@ def _cost(layout: Layout, k: int, j: int) -> tuple[float, int]:
 
 def _works(layout: Layout, guard: Guard, name: str, k: int, j: int) -> bool:
     """Whether moving ``k`` to ``j`` makes ``name``'s loss survivable and no other fatal."""
-    i = layout.shift(k, j)
-    try:
+    with layout.shifted([(k, j)]):
         fixed = guard.places_all(name)
-    finally:
-        layout.shift(k, i)
     return fixed and guard.allows([(k, j)])

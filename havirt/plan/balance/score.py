@@ -4,10 +4,11 @@ Over the nodes that take part (up, not in maintenance)::
 
     free(n)  = (usable_mib - allocated_mib) / usable_mib   # may be < 0
     ratio(n) = allocated_vcpus / cpus
-    score    = pstdev(free) + VCPU_WEIGHT * pstdev(ratio)
+    score    = memory * pstdev(free) + vcpu * pstdev(ratio)
 
-Lower is better balanced; 0 means every node has the same share of its
-memory free and the same vCPU ratio. :func:`score_of` computes it the plain
+with the :class:`Weights` ``memory`` 1 and ``vcpu`` 0.5 unless the admin
+chose others (``balance.weights``). Lower is better balanced; 0 means every
+node has the same share of its memory free and the same vCPU ratio. :func:`score_of` computes it the plain
 way (two passes, ``fsum``); :class:`Sums` keeps sums and sums of squares so
 that the score after a candidate move costs O(1), which the search needs. A
 unit test checks the two agree on random moves.
@@ -17,8 +18,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-VCPU_WEIGHT = 0.5
+
+@dataclass(frozen=True)
+class Weights:
+    """How much each term counts in the score: the spread of free memory
+    shares, and that of vCPU ratios. Neither negative, not both 0."""
+
+    memory: float = 1.0
+    vcpu: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("memory", "vcpu"):
+            x = getattr(self, name)
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not (0.0 <= x < math.inf):
+                raise ValueError(f"weight {name} must be a number >= 0, got {x!r}")
+        if self.memory == 0 and self.vcpu == 0:
+            raise ValueError("the weights of memory and vcpu cannot both be 0")
+
+
+DEFAULT_WEIGHTS = Weights()
 
 
 def pstdev(values: Sequence[float]) -> float:
@@ -30,11 +50,18 @@ def pstdev(values: Sequence[float]) -> float:
     return math.sqrt(math.fsum((x - mean) * (x - mean) for x in values) / n)
 
 
-def score_of(usable: Sequence[int], cpus: Sequence[int], mem: Sequence[int], vcpu: Sequence[int]) -> float:
-    """The score from per-node capacities and allocations (the definition)."""
+def terms_of(usable: Sequence[int], cpus: Sequence[int], mem: Sequence[int], vcpu: Sequence[int]) -> tuple[float, float]:
+    """The two spreads, unweighted: pstdev of free memory shares, of vCPU ratios."""
     free = [(u - m) / u for u, m in zip(usable, mem)]
     ratio = [v / c for c, v in zip(cpus, vcpu)]
-    return pstdev(free) + VCPU_WEIGHT * pstdev(ratio)
+    return pstdev(free), pstdev(ratio)
+
+
+def score_of(usable: Sequence[int], cpus: Sequence[int], mem: Sequence[int], vcpu: Sequence[int],
+             weights: Weights = DEFAULT_WEIGHTS) -> float:
+    """The score from per-node capacities and allocations (the definition)."""
+    f, r = terms_of(usable, cpus, mem, vcpu)
+    return weights.memory * f + weights.vcpu * r
 
 
 class Sums:
@@ -48,9 +75,11 @@ class Sums:
     """
 
     def __init__(
-        self, usable: Sequence[int], cpus: Sequence[int], mem: Sequence[int], vcpu: Sequence[int], skip: int = -1
+        self, usable: Sequence[int], cpus: Sequence[int], mem: Sequence[int], vcpu: Sequence[int], skip: int = -1,
+        weights: Weights = DEFAULT_WEIGHTS,
     ) -> None:
         """``skip``: a node left out (its entries stay, read 0, and must not be updated)."""
+        self.wm, self.wv = float(weights.memory), float(weights.vcpu)
         self.n = len(usable) - (skip >= 0)
         self.usable = list(usable)
         self.cpus = list(cpus)
@@ -109,7 +138,7 @@ class Sums:
         inv = 1.0 / self.n
         vf = qf * inv - (sf * inv) ** 2
         vr = qr * inv - (sr * inv) ** 2
-        return (math.sqrt(vf) if vf > 0.0 else 0.0) + VCPU_WEIGHT * (math.sqrt(vr) if vr > 0.0 else 0.0)
+        return self.wm * (math.sqrt(vf) if vf > 0.0 else 0.0) + self.wv * (math.sqrt(vr) if vr > 0.0 else 0.0)
 
     def after_move(self, i: int, j: int, m: int, v: int) -> float:
         """The score once ``m`` MiB and ``v`` vCPUs went from node ``i`` to ``j``."""
@@ -146,7 +175,7 @@ class Sums:
         qf1 = self.qf - f[i] * f[i] + nfi * nfi
         sr1 = self.sr - c
         qr1 = self.qr - r[i] * r[i] + nri * nri
-        cur, w = self.cur, VCPU_WEIGHT
+        cur, wm, w = self.cur, self.wm, self.wv
         out: list[float] = []
         add = out.append
         for j in targets:
@@ -156,5 +185,5 @@ class Sums:
             mr = (sr1 + dc) * inv
             vf = (qf1 + du * (du - 2.0 * f[j])) * inv - mf * mf
             vr = (qr1 + dc * (dc + 2.0 * r[j])) * inv - mr * mr
-            add(cur - (sqrt(vf) if vf > 0.0 else 0.0) - w * (sqrt(vr) if vr > 0.0 else 0.0))
+            add(cur - wm * (sqrt(vf) if vf > 0.0 else 0.0) - w * (sqrt(vr) if vr > 0.0 else 0.0))
         return out
