@@ -9,12 +9,12 @@ A Command becomes text in one place, Command.text(), where it is shown
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from havirt.names import check_name, quote_argv
 from havirt.parse.virsh import LXC, SHUT_OFF
+from havirt.store.config import URI
 
 
 @dataclass(frozen=True)
@@ -110,15 +110,13 @@ fi
 """
 
 
-def virsh_word(word: str) -> str:
-    """`word` as one argument of a virsh command string (virsh splits those
-    itself): as it is when nothing in it is special to virsh, else in single
-    quotes. config.yaml's URIs never hold a single quote (store.config)."""
-    if re.fullmatch(r"[^\s'\"\\;#]+", word):
-        return word
-    if "'" in word:
-        raise ValueError(f"a single quote in a virsh argument: {word!r}")
-    return f"'{word}'"
+def virsh_word(uri: str) -> str:
+    """A libvirt URI as one argument of a virsh command string (virsh splits
+    those itself): config.yaml's URIs are checked when it is read to hold
+    nothing virsh would split or quote (store.config.URI), so it goes as it is."""
+    if not URI.fullmatch(uri):
+        raise ValueError(f"not a URI config.yaml accepts: {uri!r}")
+    return uri
 
 
 def lxc_part(cfg) -> str:

@@ -288,3 +288,12 @@ def test_the_image_scripts_with_the_real_qemu_img(tmp_path):
     assert [facts[x].kind for x in ("/nonexistent", "/dev/null")] == ["missing", "other"]
     assert sh(remote.remove_image(str(pool / "link.qcow2"))).returncode == 1      # a link stays
     assert sh(remote.remove_image(over)).returncode == 0 and not (pool / "over.qcow2").exists()
+
+
+def test_the_scan_takes_only_uris_config_yaml_accepts():
+    """virsh splits its command string itself: a URI goes in as it is, and
+    one that config.yaml would refuse (store.config.URI) never does."""
+    assert remote.virsh_word("qemu+ssh://root@h/system?no_verify=1") == "qemu+ssh://root@h/system?no_verify=1"
+    for bad in ("lxc:///system; list", "qemu:///it's", "qemu:///a b", "#x:"):
+        with pytest.raises(ValueError):
+            remote.virsh_word(bad)
