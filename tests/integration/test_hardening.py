@@ -104,3 +104,38 @@ def test_accept_new_records_hashed_keys_that_ssh_and_havirt_both_read(lab, hv, t
     hv.configure(ssh={"host_key_policy": "reject"})
     r = hv.ok("node", "scan")
     assert all(n["reachable"] for n in hv.state()["nodes"].values()), r
+
+
+
+def test_a_domain_named_like_a_scan_marker(lab, hv, tmp_path):
+    """libvirt takes a VM named '@@domstats'. Running but not defined, virsh
+    shows it only as "Domain: '@@domstats'": counted and reported like any
+    domain. Defined, virsh lists its bare name among the scan's own markers,
+    where it would have ended the list of domains early (every VM after it
+    hidden while the node still counted as answered): its node is unknown
+    instead, with the line that says what to do, and no start goes on while
+    it is."""
+    odd_domain(lab, tmp_path, "node1", "@@domstats")
+    odd_domain(lab, tmp_path, "node1", "zz-after")
+    r = hv.run("node", "scan")
+    assert r.rc == 1 and "Traceback" not in r.err, r
+    assert "WARNING no-xml @@domstats: domain @@domstats runs on node1" in r.out, r
+    assert "WARNING no-xml zz-after" in r.out, r
+    state = hv.state()
+    assert state["nodes"]["node1"]["reachable"] and state["domains"]["@@domstats"]["memory_mib"] == 32
+
+    xml = tmp_path / "marker.xml"                 # the running one, made persistent
+    xml.write_text(lab.virsh("node1", "dumpxml", "@@domstats", check=True).stdout)
+    lab.virsh("node1", "define", str(xml), check=True)
+    r = hv.run("node", "scan")
+    assert r.rc != 0 and "Traceback" not in r.err, r
+    assert "virsh listed a name that starts with '@@'" in r.out + r.err, r
+    assert "rename that domain" in r.out + r.err, r
+    assert not hv.state()["nodes"]["node1"]["reachable"]
+
+    before = hv.state()["domains"]
+    r = hv.run("--yes", "domain", "start", "tiny1", "node2")
+    assert r.rc != 0 and "Traceback" not in r.err, r
+    assert "node1" in r.err, r
+    assert lab.where("tiny1") == [], r
+    assert hv.state()["domains"] == before
