@@ -104,6 +104,8 @@ class App:
                                "(pass the open Work down instead)")
         dry = self.dry_run if dry_run is None else dry_run
         with self.store.locked(self.cfg.lock_timeout, command_line()):
+            for line in ([] if dry else self.store.send_kept()):   # steps that ran while etcd was away
+                self.out.source(line, True)      # on stderr, like the store's name (-q: not)
             w = Work(self, self.store.load_state(), dry, not dry if record is None else record)
             self.said_source()
             self._work = w

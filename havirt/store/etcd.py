@@ -190,6 +190,63 @@ class EtcdStore(Store):
                 raise err from None
             raise type(err)(f"{err}; the entry is kept in {path}") from None
 
+    def _kept_lines(self) -> list[bytes]:
+        from havirt.store.files import MAX_LOG, read_file
+        try:
+            data = read_file(self.home.var / UNSENT, MAX_LOG)
+        except FileNotFoundError:
+            return []
+        except OSError as err:
+            raise HavirtError(f"cannot read the kept audit entries {self.home.var / UNSENT}: {err}") from None
+        return [line for line in data.split(b"\n") if line.strip()]
+
+    def kept(self) -> tuple[str, int]:
+        if self.home is None:
+            return "", 0
+        return str(self.home.var / UNSENT), len(self._kept_lines())
+
+    def send_kept(self) -> list[str]:
+        """The entries kept in var/audit-unsent.log, sent in their order (each
+        keeps its own time; etcd lists it where it arrives), one transaction
+        each; the file goes once every one is taken. An entry etcd refuses (too
+        large) stays in the file, the others are sent; with no answer, the rest
+        stay for the next command. At least once: an entry whose answer was
+        lost may be sent again."""
+        if self.home is None:
+            return []
+        lines = self._kept_lines()
+        if not lines:
+            return []
+        path = self.home.var / UNSENT
+        left: list[bytes] = []
+        why = ""
+        for n, line in enumerate(lines):
+            try:
+                self.audit_append_many([line])
+            except StoreRefused as err:
+                left.append(line)
+                why = str(err)
+            except StoreUnavailable as err:
+                left += lines[n:]
+                why = str(err)
+                break
+        sent = len(lines) - len(left)
+        notes = [f"sent {_entries(sent)} kept in {path} to etcd"] if sent else []
+        if left:
+            notes.append(f"{_entries(len(left))} still kept in {path}: {why}")
+        if sent:
+            from havirt.store.files import replace_file
+            try:
+                if left:
+                    replace_file(path, b"".join(x + b"\n" for x in left), 0o600)
+                else:
+                    path.unlink()
+            except OSError as err:
+                notes.append(f"{path} could not be {'rewritten' if left else 'removed'} ({err}): "
+                             "the next command sends its entries again unless the sent ones are "
+                             "taken out of it by hand")
+        return notes
+
     def audit_append_many(self, lines: list[bytes]) -> None:
         """New keys (never an existing one), in the order etcd creates them
         (ties, in one transaction, in the order of their keys)."""
@@ -378,6 +435,10 @@ def _terminated_as_interrupted():
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def _entries(n: int) -> str:
+    return f"{n} audit entr{'y' if n == 1 else 'ies'}"
 
 
 def _user() -> str:

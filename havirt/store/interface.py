@@ -69,6 +69,16 @@ class Store:
         """Every entry as the bytes stored (a copy into another store keeps them)."""
         raise NotImplementedError
 
+    def kept(self) -> tuple[str, int]:
+        """Entries of steps that ran but that the store did not take then (etcd
+        gone): where they wait and how many (files: none)."""
+        return "", 0
+
+    def send_kept(self) -> list[str]:
+        """Under the lock: send the kept entries (`kept`) now, in their order;
+        what to tell the user (files: nothing)."""
+        return []
+
     def close(self) -> None:
         """Let go of connections (the lock is released by `locked`)."""
 

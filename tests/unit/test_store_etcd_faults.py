@@ -221,3 +221,82 @@ def test_an_audit_entry_etcd_refuses_is_kept_in_the_home(etcd, tmp_path):
         s.audit_append({"node": "node1", "remote": "x" * (3 << 20)})
     (line,) = (home.var / "audit-unsent.log").read_text().splitlines()
     assert json.loads(line)["node"] == "node1"
+
+
+def kept_file(home, *entries):
+    path = home / "var" / "audit-unsent.log"
+    path.write_bytes(b"".join(json.dumps(x).encode() + b"\n" for x in entries))
+    return path
+
+
+def test_kept_entries_are_sent_by_the_next_command_that_is_not_a_dry_run(fake, etcd):
+    """Entries of steps that ran while etcd did not answer: `log` says they
+    wait; a dry run leaves them; the next command that changes something
+    (here cron's node scan) sends them in their order, and the file goes."""
+    setup(fake, etcd)
+    path = kept_file(fake.home, {"time": "T1", "node": "node2", "remote": "virsh create x", "exit_code": 0},
+                     {"time": "T2", "node": "node2", "remote": "virsh destroy x", "exit_code": 0})
+    rc, out, err = fake.havirt("log")
+    assert rc == 0 and f"2 more entries (steps that ran while etcd did not answer) wait in {path}" in err, err
+    assert "virsh create x" not in out
+
+    rc, out, err = fake.havirt("domain", "start", "web1", "node2")        # a dry run
+    assert rc == 0 and path.exists() and "audit entries kept" not in err, err
+
+    rc, out, err = fake.havirt("node", "scan")
+    assert rc == 0, (out, err)
+    assert f"sent 2 audit entries kept in {path} to etcd" in err, err
+    assert not path.exists()
+    rc, out, err = fake.havirt("-f", "json", "log")
+    remotes = [x["remote"] for x in json.loads(out)]
+    assert remotes[-2:] == ["virsh create x", "virsh destroy x"], remotes
+    assert "wait in" not in err
+
+
+def test_a_kept_entry_etcd_refuses_stays_the_others_are_sent(etcd, tmp_path):
+    from havirt.store.home import Home
+    home = Home(tmp_path / "home")
+    home.ensure()
+    s = EtcdStore(StoreConfig("etcd", [etcd.url], etcd.prefix, lock_ttl=5), home)
+    path = kept_file(tmp_path / "home",
+                     {"node": "a"}, {"node": "big", "remote": "x" * (3 << 20)}, {"node": "c"})
+    with s.locked(5, "test"):
+        notes = s.send_kept()
+    assert notes[0] == f"sent 2 audit entries kept in {path} to etcd", notes
+    assert notes[1].startswith(f"1 audit entry still kept in {path}: ") and "larger than max" in notes[1], notes
+    (line,) = path.read_text().splitlines()
+    assert json.loads(line)["node"] == "big"
+    assert [x["node"] for _, x in s.audit_entries()] == ["a", "c"]
+    assert s.kept() == (str(path), 1)
+
+
+def test_kept_entries_stay_while_etcd_does_not_answer(etcd, tmp_path):
+    """etcd gone after the lock was taken: every entry stays for the next
+    command; those sent before it went are not sent again."""
+    from etcd_server import free_port
+
+    from havirt.store.home import Home
+    home = Home(tmp_path / "home")
+    home.ensure()
+    s = EtcdStore(StoreConfig("etcd", [etcd.url], etcd.prefix, lock_ttl=5), home)
+    path = kept_file(tmp_path / "home", {"node": "a"}, {"node": "b"}, {"node": "c"})
+    live, dead = s.etcd, e.Etcd(StoreConfig("etcd", [f"http://127.0.0.1:{free_port()}"]))
+    sent = []
+    real = EtcdStore.audit_append_many
+
+    def once_then_gone(self, lines):
+        if sent:
+            self.etcd = dead
+        real(self, lines)
+        sent.append(lines)
+    with s.locked(5, "test"):
+        EtcdStore.audit_append_many = once_then_gone
+        try:
+            notes = s.send_kept()
+        finally:
+            EtcdStore.audit_append_many = real
+            s.etcd = live
+    assert notes[0] == f"sent 1 audit entry kept in {path} to etcd", notes
+    assert notes[1].startswith(f"2 audit entries still kept in {path}: "), notes
+    assert [json.loads(x)["node"] for x in path.read_text().splitlines()] == ["b", "c"]
+    assert [x["node"] for _, x in s.audit_entries()] == ["a"]
