@@ -40,6 +40,7 @@ from havirt.store.state import FORMAT, State, now_iso, state_from_dict
 
 MAX_ENTRIES = 1 << 20       # audit entries a listing reads at most
 TXN_OPS = 64                # writes in one transaction (etcd takes at most 128)
+LEASE_GONE = "requested lease not found"   # etcd's ErrLeaseNotFound
 UNSENT = "audit-unsent.log"  # in the home's var/: audit entries etcd did not take
 
 
@@ -364,7 +365,15 @@ class _Lease:
     def _acquire(self, etcd, key: str, info: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            r = etcd.txn([e.absent(key)], [e.put(key, info, self.lease)], [e.get(key)])
+            try:
+                r = etcd.txn([e.absent(key)], [e.put(key, info, self.lease)], [e.get(key)])
+            except StoreRefused as err:
+                # the lease ran out while this process was stopped (Ctrl-Z, a
+                # paused VM) before it asked with it: ask again on a new one
+                if LEASE_GONE not in str(err) or time.monotonic() >= deadline:
+                    raise
+                self._grant(etcd)
+                continue
             if r.get("succeeded"):
                 return
             if time.monotonic() >= deadline:

@@ -300,3 +300,26 @@ def test_kept_entries_stay_while_etcd_does_not_answer(etcd, tmp_path):
     assert notes[1].startswith(f"2 audit entries still kept in {path}: "), notes
     assert [json.loads(x)["node"] for x in path.read_text().splitlines()] == ["b", "c"]
     assert [x["node"] for _, x in s.audit_entries()] == ["a"]
+
+
+
+def test_a_lease_that_ran_out_before_the_lock_was_asked_for_is_granted_again(etcd, monkeypatch):
+    """The process was stopped (Ctrl-Z, a paused VM) for longer than
+    lock_ttl between the lease's grant and asking for the lock with it: etcd
+    says "requested lease not found". It asks for the lock on a new lease
+    instead of stopping with exit 6."""
+    s = store_via(etcd, etcd.url, lock_ttl=2)
+    real, granted = e.Etcd.grant, []
+
+    def stopped_after_the_first_grant(self, ttl):
+        lease = real(self, 1 if not granted else ttl)
+        granted.append(lease)
+        if len(granted) == 1:
+            time.sleep(2.5)              # it ran out meanwhile
+        return lease
+    monkeypatch.setattr(e.Etcd, "grant", stopped_after_the_first_grant)
+    with s.locked(10, "after a stop"):
+        s.check_lock()
+        (lock,) = keys(etcd, "lock").values()
+    assert len(granted) == 2 and s._lock.lease is None
+    assert b"after a stop" in lock
