@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from havirt.plan.balance.bounds import _floors, _sure
+from havirt.plan.balance.bounds import floors_of, is_sure
 from havirt.plan.balance.guard import Guard
 from havirt.plan.balance.model import Layout
 from havirt.plan.balance.nplus1 import verdict
@@ -35,8 +35,8 @@ def test_floors_count_the_domains_at_least_that_large() -> None:
     # (8192, 2) and (4096, 8): one domain each is at least that large on both
     # counts; (4096, 2): three; (2048, 2): four; (1024, 1): all five. (4096, 4)
     # gives the set of (4096, 8): not again
-    assert _floors(steps) == ((8192, 2, 1), (4096, 8, 1), (4096, 2, 3), (2048, 2, 4), (1024, 1, 5))
-    assert _floors(()) == ()
+    assert floors_of(steps) == ((8192, 2, 1), (4096, 8, 1), (4096, 2, 3), (2048, 2, 4), (1024, 1, 5))
+    assert floors_of(()) == ()
 
 
 @pytest.mark.parametrize("nodes, domains, fill, seed", [(16, 250, 0.95, 2), (12, 200, 0.92, 0), (8, 100, 0.88, 1),
@@ -74,7 +74,7 @@ def test_sure_by_size_only_where_the_placement_places_all(group: int) -> None:
         for _ in trials(layout, every=3):
             for name in sorted(guard.safe):
                 need, slots = guard._bound(name)
-                if not _sure(need, slots) and guard._sure_by_size(name, need, slots):
+                if not is_sure(need, slots) and guard._sure_by_size(name, need, slots):
                     assert guard.places_all(name)
                     sure += 1
     assert sure > 0

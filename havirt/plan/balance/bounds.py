@@ -2,8 +2,8 @@
 asks of the other nodes (its domains in the order failover places them),
 and how many such domains the others have room for, as sums over sets of
 nodes. Each bound says something sure about failover's placement without
-working it out: that every domain finds a place (``_sure``, ``_cuts``),
-or that some cannot (``_floors``).
+working it out: that every domain finds a place (``is_sure``, ``cuts_of``),
+or that some cannot (``floors_of``).
 """
 
 from __future__ import annotations
@@ -11,44 +11,44 @@ from __future__ import annotations
 from havirt.plan.balance.model import Layout
 from havirt.plan.balance.placement import placement_order
 
-_ANY = 1 << 62  # slots on a node for a domain of size 0
+ANY_SLOTS = 1 << 62  # slots on a node for a domain of size 0
 # One domain of a node's loss, in the order failover places them: (MiB,
 # vCPUs, allowed nodes, the widest of it and those after it, the distinct
 # sets of nodes it and those after it may use, each with the number of the
 # last step that uses it).
-_Step = tuple[int, int, "frozenset[int] | None", int, tuple[tuple["frozenset[int] | None", int], ...]]
+Step = tuple[int, int, "frozenset[int] | None", int, tuple[tuple["frozenset[int] | None", int], ...]]
 # What a node's loss asks of the others: (number of movable domains, the
 # largest one's MiB, the widest one's vCPUs, the distinct sets of nodes their
 # disks allow, None standing for every node; the domains, in placement order;
 # for each set, the number of steps up to the last that uses it).
-_Need = tuple[int, int, int, tuple["frozenset[int] | None", ...], tuple[_Step, ...], tuple[int, ...]]
+Need = tuple[int, int, int, tuple["frozenset[int] | None", ...], tuple[Step, ...], tuple[int, ...]]
 # The bound: for each of those sets, how many such domains its nodes could
 # take. Enough when each sum is at least its set's number of steps: a step
 # lowers each sum by one at most, so a domain finds a place at each step.
-_Slots = tuple[int, ...]
+Slots = tuple[int, ...]
 
 
-def _distinct(sets: list[frozenset[int] | None]) -> tuple[frozenset[int] | None, ...]:
+def distinct_sets(sets: list[frozenset[int] | None]) -> tuple[frozenset[int] | None, ...]:
     """Each set once, every node (None) first."""
     return tuple(sorted(set(sets), key=lambda a: (a is not None, sorted(a or ()))))
 
 
-def _slots(free: int, room: int, mx: int, vx: int) -> int:
+def slots_for(free: int, room: int, mx: int, vx: int) -> int:
     """How many domains of ``mx`` MiB and ``vx`` vCPUs fit in that much room."""
     if free < 0 or room < 0:
         return 0
-    return min(free // mx if mx else _ANY, room // vx if vx else _ANY)
+    return min(free // mx if mx else ANY_SLOTS, room // vx if vx else ANY_SLOTS)
 
 
-def _changed(
-    need: _Need, slots: _Slots, nodes: list[int], before: list[tuple[int, int]], after: list[tuple[int, int]]
-) -> _Slots:
+def changed_slots(
+    need: Need, slots: Slots, nodes: list[int], before: list[tuple[int, int]], after: list[tuple[int, int]]
+) -> Slots:
     """The bound ``slots`` once ``nodes`` (not the node lost) went from
     ``before`` to ``after`` (each: free MiB, free vCPUs)."""
     _, mx, vx, sets, _, _ = need
     out: list[int] | None = None
     for j, (f0, r0), (f1, r1) in zip(nodes, before, after):
-        d = _slots(f1, r1, mx, vx) - _slots(f0, r0, mx, vx)
+        d = slots_for(f1, r1, mx, vx) - slots_for(f0, r0, mx, vx)
         if d:
             out = out or list(slots)
             for q, allowed in enumerate(sets):
@@ -57,10 +57,10 @@ def _changed(
     return slots if out is None else tuple(out)
 
 
-def _steps(layout: Layout, movable: list[int]) -> tuple[_Step, ...]:
+def steps_of(layout: Layout, movable: list[int]) -> tuple[Step, ...]:
     """The domains ``movable`` as failover would place them, each with what
-    those still to place from it on ask (see ``_Step``)."""
-    out: list[_Step] = []
+    those still to place from it on ask (see ``Step``)."""
+    out: list[Step] = []
     widest = 0
     sets: tuple[tuple[frozenset[int] | None, int], ...] = ()
     order = placement_order(layout, movable, True)
@@ -75,7 +75,7 @@ def _steps(layout: Layout, movable: list[int]) -> tuple[_Step, ...]:
     return tuple(reversed(out))
 
 
-def _sure(need: _Need, slots: _Slots) -> bool:
+def is_sure(need: Need, slots: Slots) -> bool:
     """Whether the bound ``slots`` says every domain of ``need`` finds a place."""
     for slot, ask in zip(slots, need[5]):
         if slot < ask:
@@ -83,7 +83,7 @@ def _sure(need: _Need, slots: _Slots) -> bool:
     return True
 
 
-def _floors(steps: tuple[_Step, ...]) -> tuple[tuple[int, int, int], ...]:
+def floors_of(steps: tuple[Step, ...]) -> tuple[tuple[int, int, int], ...]:
     """(MiB, vCPUs, count): for each size some of the domains ``steps``
     reach on both counts, how many do (one entry per such set of domains:
     its least MiB and vCPUs), the largest first."""
@@ -102,12 +102,12 @@ def _floors(steps: tuple[_Step, ...]) -> tuple[tuple[int, int, int], ...]:
 # it may have lowered a sum in those units, and for each set of nodes, the
 # number of steps from its first up to the last that uses the set: of all
 # the steps after, and of those of the cut).
-_Cut = tuple[int, int, int, int, tuple[tuple["frozenset[int] | None", int], ...],
+Cut = tuple[int, int, int, int, tuple[tuple["frozenset[int] | None", int], ...],
              tuple[tuple["frozenset[int] | None", int], ...]]
 
 
-def _cuts(steps: tuple[_Step, ...]) -> tuple[_Cut, ...]:
-    """``steps`` cut where their units change (see ``_Cut``)."""
+def cuts_of(steps: tuple[Step, ...]) -> tuple[Cut, ...]:
+    """``steps`` cut where their units change (see ``Cut``)."""
     units = [(m, vx) for m, _, _, vx, _ in steps]
     starts = [s for s in range(len(steps)) if s == 0 or units[s] != units[s - 1]]
     out = []
@@ -123,7 +123,7 @@ def _cuts(steps: tuple[_Step, ...]) -> tuple[_Cut, ...]:
     return tuple(out)
 
 
-class _Promised:
+class Promised:
     """What a placement promised so far (``extra_m``/``extra_v``: MiB and
     vCPUs by node, updated by :meth:`take`), and what that changes of the
     bound's sums: for each unit and set of nodes, the change is worked out
@@ -149,18 +149,20 @@ class _Promised:
         if got is None:
             total, since = 0, 0
             if self.exclude >= 0 and (allowed is None or self.exclude in allowed):
-                total -= _slots(*lay.headroom(self.exclude), m, vx)
+                total -= slots_for(*lay.headroom(self.exclude), m, vx)
             for j, em in self.extra_m.items():
                 if allowed is None or j in allowed:
                     free, room = lay.headroom(j)
-                    total += _slots(free - em, room - self.extra_v[j], m, vx) - _slots(free, room, m, vx)
+                    total += (slots_for(free - em, room - self.extra_v[j], m, vx)
+                              - slots_for(free, room, m, vx))
             since = len(self.log)
         else:
             total, since = got
             for j, em0, ev0, em1, ev1 in self.log[since:]:
                 if allowed is None or j in allowed:
                     free, room = lay.headroom(j)
-                    total += _slots(free - em1, room - ev1, m, vx) - _slots(free - em0, room - ev0, m, vx)
+                    total += (slots_for(free - em1, room - ev1, m, vx)
+                              - slots_for(free - em0, room - ev0, m, vx))
             since = len(self.log)
         self._known[key] = (total, since)
         return total

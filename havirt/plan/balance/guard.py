@@ -39,18 +39,18 @@ balance does, so a node is safe when each of its movable domains finds a place.
 from __future__ import annotations
 
 from havirt.plan.balance.bounds import (
-    _ANY,
-    _changed,
-    _Cut,
-    _cuts,
-    _distinct,
-    _floors,
-    _Need,
-    _Promised,
-    _Slots,
-    _slots,
-    _steps,
-    _sure,
+    ANY_SLOTS,
+    Cut,
+    Need,
+    Promised,
+    Slots,
+    changed_slots,
+    cuts_of,
+    distinct_sets,
+    floors_of,
+    is_sure,
+    slots_for,
+    steps_of,
 )
 from havirt.plan.balance.model import Layout
 from havirt.plan.balance.nplus1 import lost_domains
@@ -58,7 +58,7 @@ from havirt.plan.balance.placement import Ranking, Trace, place
 from havirt.plan.balance.plans import NPlus1
 
 
-def _made_for(kept: dict, name: str, need: _Need, make):
+def _made_for(kept: dict, name: str, need: Need, make):
     """``make(need's steps)``, kept in ``kept`` for ``name`` while its need is ``need``."""
     got = kept.get(name)
     if got is None or got[0] is not need:
@@ -74,7 +74,7 @@ class Guard:
         self.layout = layout
         self.lost = list(now.nodes)
         self.safe: set[str] = set()
-        self._bounds: dict[str, tuple[_Need, _Slots]] = {}
+        self._bounds: dict[str, tuple[Need, Slots]] = {}
         self._traces: dict[str, Trace | None] = {}
         self._pending: tuple[list[tuple[int, int]], dict, dict] | None = None
         # the safe nodes in the order they are asked: those whose loss made a
@@ -91,9 +91,9 @@ class Guard:
         self._trial_sums: dict[tuple[int, int, frozenset[int] | None], int] = {}
         # the layout.version for which the traces of the safe nodes whose bound is short are known
         self._traced = -1
-        # _floors and _cuts of a node, with the _Need they were made for
-        self._floors: dict[str, tuple[_Need, tuple[tuple[int, int, int], ...]]] = {}
-        self._cuts: dict[str, tuple[_Need, tuple[_Cut, ...]]] = {}
+        # floors_of and cuts_of of a node, with the Need they were made for
+        self._floors: dict[str, tuple[Need, tuple[tuple[int, int, int], ...]]] = {}
+        self._cuts: dict[str, tuple[Need, tuple[Cut, ...]]] = {}
         for name, loss in now.nodes.items():
             if all(not layout.doms[layout.dindex[s.domain]].movable for s in loss.stranded):
                 self.adopt(name)
@@ -126,19 +126,19 @@ class Guard:
 
     # -- the bound ------------------------------------------------------------
 
-    def _bound(self, name: str) -> tuple[_Need, _Slots]:
+    def _bound(self, name: str) -> tuple[Need, Slots]:
         """What ``name``'s loss asks, and the bound, from scratch."""
         lay = self.layout
         leaving, exclude = lost_domains(lay, name)
         movable = [k for k in leaving if lay.doms[k].movable]
         sizes = [lay.doms[k].size(True) for k in movable]
-        sets = _distinct([lay.allowed[k] for k in movable])
-        steps = _steps(lay, movable)
+        sets = distinct_sets([lay.allowed[k] for k in movable])
+        steps = steps_of(lay, movable)
         last = dict(steps[0][4]) if steps else {}
         need = (len(sizes), max((m for m, _ in sizes), default=0), max((v for _, v in sizes), default=0), sets,
                 steps, tuple(last[a] + 1 for a in sets))
         _, mx, vx, sets, _, _ = need
-        own = _slots(*lay.headroom(exclude), mx, vx) if exclude >= 0 else 0
+        own = slots_for(*lay.headroom(exclude), mx, vx) if exclude >= 0 else 0
         return need, tuple(self._slot_sum(mx, vx, a) - (own if a is None or exclude in a else 0) for a in sets)
 
     # -- checking moves ---------------------------------------------------------
@@ -154,11 +154,12 @@ class Guard:
         if self._traced != lay.version:  # placements of the current layout, kept while it is tight
             for name in self.safe:
                 need, slots = self._bounds[name]
-                if self._traces[name] is None and not _sure(need, slots) and not self._sure_by_size(name, need, slots):
+                if (self._traces[name] is None and not is_sure(need, slots)
+                        and not self._sure_by_size(name, need, slots)):
                     self._traces[name] = self._steps_taken(name, need, slots, None, [])[1]
             self._traced = lay.version
         base = lay.version
-        bounds: dict[str, tuple[_Need, _Slots]] = {}
+        bounds: dict[str, tuple[Need, Slots]] = {}
         traces: dict[str, Trace | None] = {}
         with lay.shifted(moves):
             after = [lay.headroom(j) for j in touched]
@@ -187,28 +188,28 @@ class Guard:
             bounds[name] = self._bound(name)
         else:
             need, slots = self._bounds[name]
-            bounds[name] = (need, _changed(need, slots, touched, before, after))
+            bounds[name] = (need, changed_slots(need, slots, touched, before, after))
         need, slots = bounds[name]
         traces[name] = None
-        if _sure(need, slots) or self._sure_by_size(name, need, slots):
+        if is_sure(need, slots) or self._sure_by_size(name, need, slots):
             return True
         if name in self._refusers and self._stranded_anyway(name, need):  # the likely ones only: cheap, not free
             return False
         ok, traces[name] = self._steps_taken(name, need, slots, None if inside else self._traces[name], touched)
         return ok
 
-    def _sure_by_size(self, name: str, need: _Need, slots: _Slots) -> bool:
+    def _sure_by_size(self, name: str, need: Need, slots: Slots) -> bool:
         """Whether the bound, taken in the units of each cut of ``name``'s
-        placement (``_cuts``) with what the steps before the cut may have
+        placement (``cuts_of``) with what the steps before the cut may have
         taken, says every step finds a place: the steps of each cut up to one
         from which on all are sure (only for the sets of nodes for which the
         bound ``slots`` is short: the others are sure). No step is worked out."""
         x, free, room = self._room_of(name)
         short = {a for a, slot, ask in zip(need[3], slots, need[5]) if slot < ask}
-        for _, m, vx, lowered, after, here in _made_for(self._cuts, name, need, _cuts):
+        for _, m, vx, lowered, after, here in _made_for(self._cuts, name, need, cuts_of):
             # what the nodes but x have for the cut's units, less what the steps before may have taken
             have: dict[frozenset[int] | None, int] = {}
-            own = _slots(free, room, m, vx)
+            own = slots_for(free, room, m, vx)
             if self._falls_short(here, short, have, m, vx, x, own, lowered):
                 return False  # then the rest is not sure
             if not self._falls_short(after, short, have, m, vx, x, own, lowered):
@@ -230,15 +231,15 @@ class Guard:
                 return True
         return False
 
-    def _stranded_anyway(self, name: str, need: _Need) -> bool:
+    def _stranded_anyway(self, name: str, need: Need) -> bool:
         """Whether no placement at all, failover's or any other, could place
         every movable domain of ``name`` now: for some size, the domains at
         least that large (on both counts) outnumber the places the other
-        nodes have for one that large (``_floors``). Cheap, and what it
+        nodes have for one that large (``floors_of``). Cheap, and what it
         says is sure; the placement itself (``_steps_taken``) says the rest."""
         _, free, room = self._room_of(name)
-        for m, v, count in _made_for(self._floors, name, need, _floors):
-            if self._slot_sum(m, v, None) - _slots(free, room, m, v) < count:
+        for m, v, count in _made_for(self._floors, name, need, floors_of):
+            if self._slot_sum(m, v, None) - slots_for(free, room, m, v) < count:
                 return True
         return False
 
@@ -248,7 +249,7 @@ class Guard:
         return (x, *self.layout.headroom(x)) if x >= 0 else (-1, -1, -1)
 
     def _steps_taken(
-        self, name: str, need: _Need, slots: _Slots, trace: Trace | None, touched: list[int]
+        self, name: str, need: Need, slots: Slots, trace: Trace | None, touched: list[int]
     ) -> tuple[bool, Trace]:
         """Whether failover would place every movable domain of ``name`` now
         (``need`` and ``slots``: its bound now), and the steps of that
@@ -263,7 +264,7 @@ class Guard:
         last = trace or []
         new_m: dict[int, int] = {}
         new_v: dict[int, int] = {}
-        promised = _Promised(lay, exclude, new_m, new_v)
+        promised = Promised(lay, exclude, new_m, new_v)
         ranking: Ranking | None = None
         # Nodes whose key may differ from last time: only grows.
         watch = set(touched)
@@ -316,7 +317,7 @@ class Guard:
         return key is not None and key > best, key, best
 
     def _short(
-        self, s: int, m: int, vx: int, sets: list[tuple[frozenset[int] | None, int]], promised: _Promised
+        self, s: int, m: int, vx: int, sets: list[tuple[frozenset[int] | None, int]], promised: Promised
     ) -> int:
         """The bound for the domains still to place from step ``s`` on (none
         larger than ``m`` MiB, nor wider than ``vx`` vCPUs), for the sets of
@@ -326,7 +327,7 @@ class Guard:
         last until its last step). The sum over every node of the set is
         kept for the allocation as it is; the node lost and those promised
         something are then counted as they are for this placement
-        (``_Promised.change``)."""
+        (``Promised.change``)."""
         for allowed, last in sets:
             total = self._slot_sum(m, vx, allowed) + promised.change(m, vx, allowed)
             if total < last + 1 - s:
@@ -355,14 +356,14 @@ class Guard:
         if trial is not None:
             for j, (f0, r0), (f1, r1) in zip(trial[1], trial[2], trial[3]):
                 if allowed is None or j in allowed:
-                    change += _slots(f1, r1, m, vx) - _slots(f0, r0, m, vx)
+                    change += slots_for(f1, r1, m, vx) - slots_for(f0, r0, m, vx)
         if total is None:
             usable, mem, vcap, vcpu = lay.usable, lay.mem, lay.vcap, lay.vcpu
             total = 0
             for j in range(lay.n) if allowed is None else allowed:
                 free, room = usable[j] - mem[j], vcap[j] - vcpu[j]
                 if free >= 0 and room >= 0:
-                    total += min(free // m if m else _ANY, room // vx if vx else _ANY)
+                    total += min(free // m if m else ANY_SLOTS, room // vx if vx else ANY_SLOTS)
             self._sums[key] = total = total - change
         if trial is not None:
             self._trial_sums[key] = total + change
