@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 from conftest import domain_xml
 
 V = "virsh -c qemu:///system"

@@ -120,7 +120,7 @@ def test_odd_names_are_counted_in_every_sum(fake):
 
 
 def test_balance_and_evacuation_never_move_an_odd_name(fake):
-    a, b = fake.node("node1"), fake.node("node2")
+    a, _b = fake.node("node1"), fake.node("node2")
     fake.node("node3")
     a.add(SPACE, memory_mib=2048)
     a.add(LONG, memory_mib=2048)

@@ -41,7 +41,7 @@ def test_a_node_answering_as_another_host_is_unknown(fake):
 
 
 def test_two_nodes_answering_as_one_host_are_unknown(fake):
-    a, b = fake.node("node1"), fake.node("node2")
+    _a, b = fake.node("node1"), fake.node("node2")
     b.hostname = "node1"
     rc, out, _ = fake.havirt("-q", "node", "scan")
     assert rc == 1 and "nodes node1, node2 all answer as host 'node1'" in out
@@ -107,7 +107,7 @@ def test_offline_migration_rechecks_every_node_before_starting(fake):
 
 
 def test_balance_move_refusal_keeps_exit_code_3(fake):
-    a, b = fake.node("node1"), fake.node("node2")
+    a, _b = fake.node("node1"), fake.node("node2")
     c = fake.node("node3")
     for i in range(6):
         fake.conf(f"d{i}", memory_mib=1024)
@@ -144,7 +144,7 @@ def test_log_survives_lines_that_are_not_objects(fake):
 
 
 def test_balance_dry_run_says_moves_wait_for_a_silent_node(fake):
-    a, b = fake.node("node1"), fake.node("node2")
+    a, _b = fake.node("node1"), fake.node("node2")
     fake.node("node3").reachable = False
     for i in range(4):
         fake.conf(f"d{i}", memory_mib=1024)

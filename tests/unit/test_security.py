@@ -58,7 +58,7 @@ def secret_setup(fake, tmp_path):
 
 def test_dry_runs_never_show_the_key_or_config_paths(fake, tmp_path):
     secrets = secret_setup(fake, tmp_path)
-    a, b = fake.node("node1"), fake.node("node2")
+    a, _b = fake.node("node1"), fake.node("node2")
     fake.records["node2"].port = 2222
     fake.save_state()
     fake.conf("web1", memory_mib=64)
@@ -86,7 +86,7 @@ def test_dry_runs_never_show_the_key_or_config_paths(fake, tmp_path):
 
 
 def test_hostile_address_stays_one_argument_on_the_source(fake):
-    a, b = fake.node("node1"), fake.node("node2")
+    a, _b = fake.node("node1"), fake.node("node2")
     a.add("web1", memory_mib=64)
     fake.conf("web1", memory_mib=64)
     fake.records["node2"].address = "10.0.0.2;touch /tmp/pwned"
