@@ -21,8 +21,5 @@ def log(opts, tail):
                for where, entry in app.store.audit_entries(tail)]
     app.said_source()
     opts.out.emit(entries, LOG_COLUMNS)
-    where, kept = app.store.kept()
-    if kept:
-        opts.out.source(f"{kept} more entr{'y' if kept == 1 else 'ies'} (steps that ran while etcd did "
-                        f"not answer) wait in {where}; the next command that is not a dry run sends "
-                        "them (cron's node scan, for one)", True)
+    for line in filter(None, app.store.kept().split("\n")):   # entries etcd did not take (yet)
+        opts.out.warn(line)

@@ -42,6 +42,9 @@ class Console(Reporter):
         if (shared and not self.quiet) or self.verbose:
             print(_lines(text), file=sys.stderr, flush=True)
 
+    def warn(self, text: str) -> None:
+        print(printable(f"havirt: warning: {text}"), file=sys.stderr, flush=True)
+
     def progress(self, chunk: str) -> None:
         if not self.quiet:
             sys.stderr.write(chunk)

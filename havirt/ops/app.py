@@ -43,6 +43,9 @@ class Reporter:
         """Where the facts a command shows come from (`shared`: a store other
         homes write too, said; the home's own files: a detail)."""
 
+    def warn(self, text: str) -> None:
+        """Something the admin must see even under -q (stderr)."""
+
 
 class App:
     def __init__(self, home: Home, cfg: Config, *, yes=False, dryrun=False, out=None,
@@ -104,8 +107,12 @@ class App:
                                "(pass the open Work down instead)")
         dry = self.dry_run if dry_run is None else dry_run
         with self.store.locked(self.cfg.lock_timeout, command_line()):
-            for line in ([] if dry else self.store.send_kept()):   # steps that ran while etcd was away
-                self.out.source(line, True)      # on stderr, like the store's name (-q: not)
+            if not dry:                              # entries of steps that ran while etcd was away
+                sent, problems = self.store.send_kept()
+                if sent:
+                    self.out.source(sent, True)      # on stderr, like the store's name (-q: not)
+                for line in problems:
+                    self.out.warn(line)
             w = Work(self, self.store.load_state(), dry, not dry if record is None else record)
             self.said_source()
             self._work = w

@@ -41,7 +41,8 @@ from havirt.store.state import FORMAT, State, now_iso, state_from_dict
 MAX_ENTRIES = 1 << 20       # audit entries a listing reads at most
 TXN_OPS = 64                # writes in one transaction (etcd takes at most 128)
 LEASE_GONE = "requested lease not found"   # etcd's ErrLeaseNotFound
-UNSENT = "audit-unsent.log"  # in the home's var/: audit entries etcd did not take
+UNSENT = "audit-unsent.log"    # in the home's var/: audit entries etcd did not take (yet)
+REFUSED = "audit-refused.log"  # in var/: kept entries etcd refuses (too large), not sent again
 
 
 class EtcdStore(Store):
@@ -191,62 +192,97 @@ class EtcdStore(Store):
                 raise err from None
             raise type(err)(f"{err}; the entry is kept in {path}") from None
 
-    def _kept_lines(self) -> list[bytes]:
-        from havirt.store.files import MAX_LOG, read_file
+    def _kept_lines(self) -> tuple[list[bytes], str]:
+        """The entries in var/audit-unsent.log, and why they cannot be read
+        ("": they can). A symbolic link there is not followed: what it points
+        to would go to etcd as audit entries (havirt writes the file through
+        no link either)."""
+        from havirt.store.files import MAX_LOG, read_file, reason
+        path = self.home.var / UNSENT
         try:
-            data = read_file(self.home.var / UNSENT, MAX_LOG)
+            if os.path.islink(path):
+                return [], f"{path} is a symbolic link: its entries are not sent; replace it with a file"
+            data = read_file(path, MAX_LOG)
         except FileNotFoundError:
-            return []
+            return [], ""
         except OSError as err:
-            raise HavirtError(f"cannot read the kept audit entries {self.home.var / UNSENT}: {err}") from None
-        return [line for line in data.split(b"\n") if line.strip()]
+            return [], f"the kept audit entries in {path} cannot be read ({reason(err)}): they are not sent"
+        return [line for line in data.split(b"\n") if line.strip()], ""
 
-    def kept(self) -> tuple[str, int]:
+    def kept(self) -> str:
         if self.home is None:
-            return "", 0
-        return str(self.home.var / UNSENT), len(self._kept_lines())
+            return ""
+        lines, problem = self._kept_lines()
+        refused = self.home.var / REFUSED
+        lines_out = [problem] if problem else []
+        if lines:
+            lines_out.append(f"{_entries(len(lines))} of steps that ran wait in {self.home.var / UNSENT} "
+                             "(etcd did not answer); the next command that is not a dry run sends them")
+        if refused.exists():
+            lines_out.append(f"audit entries etcd refused (larger than it takes) are kept in {refused}")
+        return "\n".join(lines_out)
 
-    def send_kept(self) -> list[str]:
+    def send_kept(self) -> tuple[str, list[str]]:
         """The entries kept in var/audit-unsent.log, sent in their order (each
         keeps its own time; etcd lists it where it arrives), one transaction
-        each; the file goes once every one is taken. An entry etcd refuses (too
-        large) stays in the file, the others are sent; with no answer, the rest
-        stay for the next command. At least once: an entry whose answer was
-        lost may be sent again."""
+        each; what is left is written back as soon as the sending ends, however
+        it ends (Ctrl-C included), and the file goes once every one is taken.
+        With no answer, the rest stay for the next command. An entry etcd
+        refuses (too large: it would be refused every time) moves to
+        var/audit-refused.log, said once, and the others are sent. At least
+        once: an entry whose answer was lost may be there twice."""
         if self.home is None:
-            return []
-        lines = self._kept_lines()
-        if not lines:
-            return []
-        path = self.home.var / UNSENT
-        left: list[bytes] = []
-        why = ""
-        for n, line in enumerate(lines):
-            try:
-                self.audit_append_many([line])
-            except StoreRefused as err:
-                left.append(line)
-                why = str(err)
-            except StoreUnavailable as err:
-                left += lines[n:]
-                why = str(err)
-                break
-        sent = len(lines) - len(left)
-        notes = [f"sent {_entries(sent)} kept in {path} to etcd"] if sent else []
-        if left:
-            notes.append(f"{_entries(len(left))} still kept in {path}: {why}")
-        if sent:
-            from havirt.store.files import replace_file
-            try:
-                if left:
-                    replace_file(path, b"".join(x + b"\n" for x in left), 0o600)
+            return "", []
+        lines, problem = self._kept_lines()
+        if problem or not lines:
+            return "", [problem] if problem else []
+        path, refused_path = self.home.var / UNSENT, self.home.var / REFUSED
+        refused: list[bytes] = []
+        why_refused = stopped = ""
+        n = 0
+        problems: list[str] = []
+        try:
+            for n, line in enumerate(lines):
+                try:
+                    self.audit_append_many([line])
+                except StoreRefused as err:          # this one (too large): the others go on
+                    refused.append(line)
+                    why_refused = str(err)
+            n = len(lines)
+        except HavirtError as err:                   # no answer, or anything else: the rest wait
+            stopped = str(err)
+        finally:
+            left = lines[n:]                         # not sent: the one that failed, and those after it
+            if refused:
+                moved = _append_lines(refused_path, refused)
+                if moved:
+                    left = refused + left
+                    problems.append(f"{_entries(len(refused))} that etcd refuses ({why_refused}) could not "
+                                    f"be moved to {refused_path} ({moved}): still kept in {path}")
                 else:
-                    path.unlink()
-            except OSError as err:
-                notes.append(f"{path} could not be {'rewritten' if left else 'removed'} ({err}): "
-                             "the next command sends its entries again unless the sent ones are "
-                             "taken out of it by hand")
-        return notes
+                    problems.append(f"{_entries(len(refused))} that etcd refuses ({why_refused}) moved to "
+                                    f"{refused_path}: kept there, not sent again")
+            if len(left) < len(lines):
+                problems += self._keep_only(path, left)
+        if stopped:
+            problems.append(f"{_entries(len(lines) - n)} still kept in {path} for the next command: "
+                            f"{stopped}")
+        sent = n - len(refused)
+        return (f"sent {_entries(sent)} kept in {path} to etcd" if sent else ""), problems
+
+    @staticmethod
+    def _keep_only(path, left: list[bytes]) -> list[str]:
+        """The kept file holds `left` only from now on (removed when empty)."""
+        from havirt.store.files import reason, replace_file
+        try:
+            if left:
+                replace_file(path, b"".join(x + b"\n" for x in left), 0o600)
+            else:
+                path.unlink()
+        except OSError as err:
+            return [f"{path} could not be {'rewritten' if left else 'removed'} ({reason(err)}): every "
+                    "command sends its entries to etcd again until it is; remove the sent ones from it"]
+        return []
 
     def audit_append_many(self, lines: list[bytes]) -> None:
         """New keys (never an existing one), in the order etcd creates them
@@ -364,14 +400,18 @@ class _Lease:
 
     def _acquire(self, etcd, key: str, info: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        regranted = 0
         while True:
             try:
                 r = etcd.txn([e.absent(key)], [e.put(key, info, self.lease)], [e.get(key)])
             except StoreRefused as err:
                 # the lease ran out while this process was stopped (Ctrl-Z, a
                 # paused VM) before it asked with it: ask again on a new one
-                if LEASE_GONE not in str(err) or time.monotonic() >= deadline:
+                # (whatever lock_timeout says: waiting for a busy lock is not
+                # what took the time)
+                if LEASE_GONE not in str(err) or regranted >= 3:
                     raise
+                regranted += 1
                 self._grant(etcd)
                 continue
             if r.get("succeeded"):
@@ -444,6 +484,23 @@ def _terminated_as_interrupted():
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def _append_lines(path, lines: list[bytes]) -> str:
+    """Append `lines` to `path` (never through a link); why not ("": done)."""
+    from havirt.store.files import open_to_write, reason
+    try:
+        fd = open_to_write(path, os.O_WRONLY | os.O_APPEND, "the refused audit entries")
+        try:
+            os.write(fd, b"".join(x.rstrip(b"\n") + b"\n" for x in lines))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except HavirtError as err:
+        return str(err)
+    except OSError as err:
+        return reason(err)
+    return ""
 
 
 def _entries(n: int) -> str:

@@ -69,15 +69,17 @@ class Store:
         """Every entry as the bytes stored (a copy into another store keeps them)."""
         raise NotImplementedError
 
-    def kept(self) -> tuple[str, int]:
+    def kept(self) -> str:
         """Entries of steps that ran but that the store did not take then (etcd
-        gone): where they wait and how many (files: none)."""
-        return "", 0
+        gone, or an entry too large): a line that says how many wait where, or
+        why they cannot be read ("": none; files: none)."""
+        return ""
 
-    def send_kept(self) -> list[str]:
-        """Under the lock: send the kept entries (`kept`) now, in their order;
-        what to tell the user (files: nothing)."""
-        return []
+    def send_kept(self) -> tuple[str, list[str]]:
+        """Under the lock: send the kept entries (`kept`) now, in their order.
+        (what was sent, or ""; the problems, which the user sees even under -q:
+        entries still kept and why, a file that cannot be read or removed)."""
+        return "", []
 
     def close(self) -> None:
         """Let go of connections (the lock is released by `locked`)."""

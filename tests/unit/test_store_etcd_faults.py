@@ -229,15 +229,23 @@ def kept_file(home, *entries):
     return path
 
 
+def etcd_home(etcd, tmp_path):
+    from havirt.store.home import Home
+    home = Home(tmp_path / "home")
+    home.ensure()
+    return EtcdStore(StoreConfig("etcd", [etcd.url], etcd.prefix, lock_ttl=5), home), tmp_path / "home"
+
+
 def test_kept_entries_are_sent_by_the_next_command_that_is_not_a_dry_run(fake, etcd):
     """Entries of steps that ran while etcd did not answer: `log` says they
-    wait; a dry run leaves them; the next command that changes something
-    (here cron's node scan) sends them in their order, and the file goes."""
+    wait (even under -q); a dry run leaves them; the next command that
+    changes something (here cron's node scan) sends them in their order, and
+    the file goes."""
     setup(fake, etcd)
     path = kept_file(fake.home, {"time": "T1", "node": "node2", "remote": "virsh create x", "exit_code": 0},
                      {"time": "T2", "node": "node2", "remote": "virsh destroy x", "exit_code": 0})
-    rc, out, err = fake.havirt("log")
-    assert rc == 0 and f"2 more entries (steps that ran while etcd did not answer) wait in {path}" in err, err
+    rc, out, err = fake.havirt("-q", "log")
+    assert rc == 0 and f"havirt: warning: 2 audit entries of steps that ran wait in {path}" in err, err
     assert "virsh create x" not in out
 
     rc, out, err = fake.havirt("domain", "start", "web1", "node2")        # a dry run
@@ -253,33 +261,32 @@ def test_kept_entries_are_sent_by_the_next_command_that_is_not_a_dry_run(fake, e
     assert "wait in" not in err
 
 
-def test_a_kept_entry_etcd_refuses_stays_the_others_are_sent(etcd, tmp_path):
-    from havirt.store.home import Home
-    home = Home(tmp_path / "home")
-    home.ensure()
-    s = EtcdStore(StoreConfig("etcd", [etcd.url], etcd.prefix, lock_ttl=5), home)
-    path = kept_file(tmp_path / "home",
-                     {"node": "a"}, {"node": "big", "remote": "x" * (3 << 20)}, {"node": "c"})
+def test_a_kept_entry_etcd_refuses_moves_aside_the_others_are_sent(etcd, tmp_path):
+    """etcd refuses an entry larger than it takes every time: it moves to
+    var/audit-refused.log (said once, never sent again), the others go."""
+    s, home = etcd_home(etcd, tmp_path)
+    path = kept_file(home, {"node": "a"}, {"node": "big", "remote": "x" * (3 << 20)}, {"node": "c"})
     with s.locked(5, "test"):
-        notes = s.send_kept()
-    assert notes[0] == f"sent 2 audit entries kept in {path} to etcd", notes
-    assert notes[1].startswith(f"1 audit entry still kept in {path}: ") and "larger than max" in notes[1], notes
-    (line,) = path.read_text().splitlines()
+        sent, problems = s.send_kept()
+    assert sent == f"sent 2 audit entries kept in {path} to etcd", sent
+    (moved,) = problems
+    assert moved.startswith("1 audit entry that etcd refuses (") and "larger than max" in moved, moved
+    assert moved.endswith(f"moved to {home / 'var' / 'audit-refused.log'}: kept there, not sent again"), moved
+    assert not path.exists()
+    (line,) = (home / "var" / "audit-refused.log").read_text().splitlines()
     assert json.loads(line)["node"] == "big"
     assert [x["node"] for _, x in s.audit_entries()] == ["a", "c"]
-    assert s.kept() == (str(path), 1)
+    assert "audit-refused.log" in s.kept()
+    with s.locked(5, "test"):
+        assert s.send_kept() == ("", [])
 
 
 def test_kept_entries_stay_while_etcd_does_not_answer(etcd, tmp_path):
-    """etcd gone after the lock was taken: every entry stays for the next
+    """etcd gone after the lock was taken: the rest stay for the next
     command; those sent before it went are not sent again."""
     from etcd_server import free_port
-
-    from havirt.store.home import Home
-    home = Home(tmp_path / "home")
-    home.ensure()
-    s = EtcdStore(StoreConfig("etcd", [etcd.url], etcd.prefix, lock_ttl=5), home)
-    path = kept_file(tmp_path / "home", {"node": "a"}, {"node": "b"}, {"node": "c"})
+    s, home = etcd_home(etcd, tmp_path)
+    path = kept_file(home, {"node": "a"}, {"node": "b"}, {"node": "c"})
     live, dead = s.etcd, e.Etcd(StoreConfig("etcd", [f"http://127.0.0.1:{free_port()}"]))
     sent = []
     real = EtcdStore.audit_append_many
@@ -292,15 +299,101 @@ def test_kept_entries_stay_while_etcd_does_not_answer(etcd, tmp_path):
     with s.locked(5, "test"):
         EtcdStore.audit_append_many = once_then_gone
         try:
-            notes = s.send_kept()
+            done, problems = s.send_kept()
         finally:
             EtcdStore.audit_append_many = real
             s.etcd = live
-    assert notes[0] == f"sent 1 audit entry kept in {path} to etcd", notes
-    assert notes[1].startswith(f"2 audit entries still kept in {path}: "), notes
+    assert done == f"sent 1 audit entry kept in {path} to etcd", done
+    (problem,) = problems
+    assert problem.startswith(f"2 audit entries still kept in {path} for the next command: "), problems
     assert [json.loads(x)["node"] for x in path.read_text().splitlines()] == ["b", "c"]
     assert [x["node"] for _, x in s.audit_entries()] == ["a"]
 
+
+def test_an_interrupt_while_sending_keeps_only_what_was_not_sent(etcd, tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM, which ends a command as Ctrl-C does) on the third
+    entry: the two sent leave the file at once; the third, which etcd may or
+    may not have taken, stays (at least once), and the next command sends it."""
+    s, home = etcd_home(etcd, tmp_path)
+    path = kept_file(home, {"node": "a"}, {"node": "b"}, {"node": "c"})
+    real, calls = EtcdStore.audit_append_many, []
+
+    def interrupted_on_the_third(self, lines):
+        calls.append(lines)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real(self, lines)
+    with s.locked(5, "test"):
+        monkeypatch.setattr(EtcdStore, "audit_append_many", interrupted_on_the_third)
+        with pytest.raises(KeyboardInterrupt):
+            s.send_kept()
+        monkeypatch.setattr(EtcdStore, "audit_append_many", real)
+    assert [json.loads(x)["node"] for x in path.read_text().splitlines()] == ["c"]
+    with s.locked(5, "test"):
+        assert s.send_kept() == (f"sent 1 audit entry kept in {path} to etcd", [])
+    assert [x["node"] for _, x in s.audit_entries()] == ["a", "b", "c"]
+
+
+def test_a_kept_file_that_cannot_be_read_never_stops_a_command(fake, etcd):
+    """A folder, a FIFO or a link where the kept entries should be: every
+    command still works; each says, even under -q, that they are not sent
+    (a link is not followed: what it points to would go to etcd)."""
+    setup(fake, etcd)
+    path = fake.home / "var" / "audit-unsent.log"
+    secret = fake.home / "secret"
+    secret.write_text('{"node": "not an entry"}\n')
+    for make in (path.mkdir, lambda: os.mkfifo(path), lambda: path.symlink_to(secret)):
+        make()
+        rc, out, err = fake.havirt("-q", "node", "scan")
+        assert rc == 0 and err.startswith(f"havirt: warning: {path}") or \
+            err.startswith(f"havirt: warning: the kept audit entries in {path} cannot be read"), err
+        assert "not sent" in err, err
+        rc, out, err = fake.havirt("-f", "json", "log")
+        assert rc == 0 and json.loads(out) is not None and "not sent" in err, (out, err)
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()
+        else:
+            path.unlink()
+    rc, out, err = fake.havirt("-f", "json", "log")
+    assert "not an entry" not in out
+
+
+def test_a_kept_file_that_cannot_be_removed_is_said_under_q(fake, etcd, monkeypatch):
+    """The entries were sent but the file stays (var/ read-only, an immutable
+    file): every command would send them again, so each says so, even
+    under -q (cron's node scan)."""
+    import pathlib
+    setup(fake, etcd)
+    path = kept_file(fake.home, {"node": "a", "remote": "virsh create x"})
+    real = pathlib.Path.unlink
+
+    def refuse(self, *a, **kw):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *a, **kw)
+    monkeypatch.setattr(pathlib.Path, "unlink", refuse)
+    rc, out, err = fake.havirt("-q", "node", "scan")
+    assert rc == 0, err
+    assert f"havirt: warning: {path} could not be removed (Permission denied): every command sends its " \
+           "entries to etcd again until it is" in err, err
+
+
+def test_a_lease_that_ran_out_is_granted_again_with_lock_timeout_0(etcd, monkeypatch):
+    """lock_timeout 0 (do not wait for a busy lock) still asks again on a new
+    lease when the first one ran out before it was used."""
+    s = store_via(etcd, etcd.url, lock_ttl=2)
+    real, granted = e.Etcd.grant, []
+
+    def stopped_after_the_first_grant(self, ttl):
+        lease = real(self, 1 if not granted else ttl)
+        granted.append(lease)
+        if len(granted) == 1:
+            time.sleep(2.5)
+        return lease
+    monkeypatch.setattr(e.Etcd, "grant", stopped_after_the_first_grant)
+    with s.locked(0, "no wait"):
+        s.check_lock()
+    assert len(granted) == 2
 
 
 def test_a_lease_that_ran_out_before_the_lock_was_asked_for_is_granted_again(etcd, monkeypatch):
