@@ -101,11 +101,15 @@ def _reach_summary(rows: list[dict], which: int) -> tuple[int, int, int, list[st
 
 def seeds_section(results: list[dict], others: dict[int, list[dict]]) -> list[str]:
     small = {r["shape"].name for r in next(iter(others.values()))}
-    by_seed = {1: [r for r in results if r["shape"].name in small], **others}
+    by_seed = {results[0]["seed"]: [r for r in results if r["shape"].name in small]}
+    if set(others) & set(by_seed):
+        raise ValueError("the other seeds must differ from the first")
+    by_seed.update(others)
+    first = results[0]["seed"]
     lines = ["### The same shapes from other seeds", "",
-             f"The shapes above of up to {max(r['nodes'] for r in by_seed[1])} nodes, generated again from "
-             "other seeds: the planner's settings were chosen on seed 1, so its figures there may flatter "
-             "it. Moves saved: hbal's moves less havirt's, to reach hbal's final score, summed over the "
+             f"The shapes above of up to {max(r['nodes'] for r in by_seed[first])} nodes, generated again "
+             f"from other seeds: the planner's settings were chosen on seed {first}, so its figures there "
+             "may flatter it. Moves saved: hbal's moves less havirt's, to reach hbal's final score, summed over the "
              "shapes where havirt reaches it (negative: havirt needs more).", "",
              "| seed | shapes | reach hbal's final score in no more moves: havirt's metric / hbal's weights "
              "| moves saved: havirt's metric / hbal's weights | misses: havirt's metric; hbal's weights |",
