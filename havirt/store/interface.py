@@ -71,7 +71,7 @@ class Store:
 
     def kept(self) -> str:
         """Entries of steps that ran but that the store did not take then (etcd
-        gone, or an entry too large): a line that says how many wait where, or
+        gone, or an entry too large): lines that say how many wait where, or
         why they cannot be read ("": none; files: none)."""
         return ""
 
