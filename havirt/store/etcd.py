@@ -24,6 +24,7 @@ out stops before its next step (check_lock, LockLost).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -197,16 +198,15 @@ class EtcdStore(Store):
         ("": they can). A symbolic link there is not followed: what it points
         to would go to etcd as audit entries (havirt writes the file through
         no link either)."""
-        from havirt.store.files import MAX_LOG, read_file, reason
+        from havirt.store.files import MAX_LOG, read_file
         path = self.home.var / UNSENT
         try:
-            if os.path.islink(path):
-                return [], f"{path} is a symbolic link: its entries are not sent; replace it with a file"
-            data = read_file(path, MAX_LOG)
+            data = read_file(path, MAX_LOG, follow=False)
         except FileNotFoundError:
             return [], ""
         except OSError as err:
-            return [], f"the kept audit entries in {path} cannot be read ({reason(err)}): they are not sent"
+            why = "it is a symbolic link" if err.errno == errno.ELOOP else err.strerror or str(err)
+            return [], f"the kept audit entries in {path} cannot be read ({why}): they are not sent"
         return [line for line in data.split(b"\n") if line.strip()], ""
 
     def kept(self) -> str:

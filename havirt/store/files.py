@@ -56,13 +56,14 @@ MAX_LOG = 256 << 20           # var/audit.log, read whole by `havirt log`
 MAX_SSH = 16 << 20            # ~/.ssh/config, known_hosts
 
 
-def read_file(path: Path, limit: int) -> bytes:
+def read_file(path: Path, limit: int, follow: bool = True) -> bytes:
     """The bytes of `path`, which must be a plain file (through a link is
-    fine: reading harms nothing) of at most `limit` bytes. A FIFO or a device
-    someone put there would hang havirt or never end: refused with an
-    OSError, like a folder or a larger file; FileNotFoundError is raised as
-    it is."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    fine: reading harms nothing; `follow` False: a link is refused, ELOOP,
+    where what is read goes on elsewhere) of at most `limit` bytes. A FIFO or
+    a device someone put there would hang havirt or never end: refused with
+    an OSError, like a folder or a larger file; FileNotFoundError is raised
+    as it is."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
