@@ -53,8 +53,7 @@ def _lease_problem(v: dict[str, str]) -> str | None:
         return f"the lockspace folder {v['lockspace']} does not exist"
     if v["marked"] != "yes":
         return f"cannot write in the lockspace {v['lockspace']}"
-    started, changed = v.get("daemon_started", ""), v.get("lockd_conf_changed", "")
-    if started.isdigit() and changed.isdigit() and int(changed) > int(started):
+    if v.get("lockd_conf_newer") == "yes":
         return "qemu-lockd.conf changed after libvirtd started: restart libvirtd"
     return None
 

@@ -96,6 +96,20 @@ def test_with_leases_a_hand_typed_start_elsewhere_fails(lab, hv):
     assert "no-leases" not in r.out and "lockspace" not in r.out, r
 
 
+def test_a_lock_setting_changed_under_a_running_libvirtd_is_seen(lab, hv):
+    """qemu-lockd.conf newer than the daemon's pid file (the probe's `-nt`):
+    leases not in force until libvirtd restarts."""
+    node = lab.nodes[-1]
+    lab.exec(node, "touch", "/etc/libvirt/qemu-lockd.conf", check=True)
+    r = hv.run("cluster", "validate")
+    assert f"leases are not in force on {node}: qemu-lockd.conf changed after libvirtd " \
+           "started: restart libvirtd" in r.out + r.err, r
+    lab.leases(node, False)                      # each restarts libvirtd
+    lab.leases(node, True)
+    r = hv.run("cluster", "validate")
+    assert "not in force" not in r.out + r.err, r
+
+
 def test_power_off_then_failover_runs_each_once_within_memory(lab, hv):
     three_on(lab, hv, "node3")
     for n in ("node1", "node2"):            # room for two vol domains of 32 MiB each, not three

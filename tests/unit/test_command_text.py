@@ -93,13 +93,16 @@ EVERY_RUNNING = r"""{ virsh -c qemu:///system list --name; virsh -c lxc:///syste
 NAMED = r"""for d in -x db1 'web 1'; do printf '@@xml %s\n' "$d"; virsh -c qemu:///system dumpxml --domain "$d" 2>/dev/null || virsh -c lxc:///system dumpxml --domain "$d" 2>/dev/null; done
 """
 LEASES_NODE1 = r"""printf '@@leases\n'
-c=$(grep -saH -E '^[[:space:]]*(lock_manager|file_lockspace_dir|auto_disk_leases)[[:space:]]*=' /etc/libvirt/qemu.conf /etc/libvirt/qemu-lockd.conf)
+pf=; p=; for x in /run/libvirtd.pid /run/virtqemud.pid; do [ -f "$x" ] || continue; p=; IFS= read -r p 2>/dev/null <"$x"; [ -d "/proc/$p" ] && { pf=$x; break; }; done
+c=$(grep -saH -E '^[[:space:]]*(lock_manager|file_lockspace_dir|auto_disk_leases)[[:space:]]*=|lock-driver/lockd\.so' /etc/libvirt/qemu.conf /etc/libvirt/qemu-lockd.conf ${pf:+"/proc/$p/maps"})
 conf() { v=; set -f; IFS='
-'; for x in $c; do case $x in "$2:"*) x=${x#"$2:"}; x=${x#"${x%%[![:space:]]*}"}; x=${x#"$1"}; x=${x#"${x%%[![:space:]]*}"}; case $x in =*) v=${x#=};; esac;; esac; done; unset IFS; set +f; v=${v#"${v%%[![:space:]]*}"}; case $v in *'#'*) v=${v%%'#'*}; v=${v%"${v##*[![:space:]]}"};; esac; v=${v#'"'}; x=${v%"${v##*[![:space:]]}"}; case $x in *'"') v=${x%'"'};; esac; }
+'; for x in $c; do case $x in "$2:"*) x=${x#"$2:"}; x=${x#"${x%%[![:space:]]*}"}; case $x in "$1"*) x=${x#"$1"}; x=${x#"${x%%[![:space:]]*}"}; case $x in =*) v=${x#=};; esac;; esac;; esac; done; unset IFS; set +f; v=${v#"${v%%[![:space:]]*}"}; case $v in *'#'*) v=${v%%'#'*}; v=${v%"${v##*[![:space:]]}"};; esac; v=${v#'"'}; x=${v%"${v##*[![:space:]]}"}; case $x in *'"') v=${x%'"'};; esac; }
 conf lock_manager /etc/libvirt/qemu.conf; lm=$v; conf file_lockspace_dir /etc/libvirt/qemu-lockd.conf; ls=$v; conf auto_disk_leases /etc/libvirt/qemu-lockd.conf
 printf 'lock_manager=%s\nlockspace=%s\nauto_disk_leases=%s\n' "$lm" "$ls" "$v"
 [ -S /run/libvirt/virtlockd-sock ] && echo virtlockd=yes || echo virtlockd=no
-for pf in /run/libvirtd.pid /run/virtqemud.pid; do [ -f "$pf" ] || continue; p=; IFS= read -r p 2>/dev/null <"$pf"; [ -d "/proc/$p" ] || continue; grep -q 'lock-driver/lockd\.so' "/proc/$p/maps" 2>/dev/null && echo lockd_loaded=yes || echo lockd_loaded=no; set -- $(stat -c %Y "$pf" /etc/libvirt/qemu-lockd.conf 2>/dev/null); printf 'daemon_started=%s\nlockd_conf_changed=%s\n' "$1" "$2"; break; done
+if [ -n "$pf" ]; then case "
+$c" in *"
+/proc/$p/maps:"*) echo lockd_loaded=yes;; *) echo lockd_loaded=no;; esac; [ /etc/libvirt/qemu-lockd.conf -nt "$pf" ] && echo lockd_conf_newer=yes || echo lockd_conf_newer=no; fi
 if [ -n "$ls" ] && [ -d "$ls" ]; then
   m="havirt-lease-mark node1 $h"; f="$ls/.havirt-lease-node1"; l=; IFS= read -r l 2>/dev/null <"$f"
   if [ "$l" = "$m" ] || { printf '%s\n' "$m" > "$f.$$" && mv -f "$f.$$" "$f"; } 2>/dev/null; then echo marked=yes; else echo marked=no; fi

@@ -134,11 +134,17 @@ def test_the_daemon_memory_map_and_the_times(node, shell):
     maps = node.root / "proc/4242/maps"
     maps.write_text("7f00-7f01 r-xp 0 08:01 1 /usr/lib/libvirt/lock-driver/lockd.so\n")
     v = node.values(node.probe(shell))
-    assert (v["lockd_loaded"], v["daemon_started"], v["lockd_conf_changed"]) == ("yes", "2000", "1000")
+    assert (v["lockd_loaded"], v["lockd_conf_newer"]) == ("yes", "no")
+    os.utime(node.lockd, (2000, 2000.5))               # the same second, later: changed after
+    assert node.values(node.probe(shell))["lockd_conf_newer"] == "yes"
     maps.write_text("7f00-7f01 r-xp 0 08:01 1 /usr/lib/libvirt/lock-driver/sanlock.so\n")
+    node.lockd.write_text("# lock-driver/lockd.so\n")   # named in a file, not mapped
+    os.utime(node.lockd, (1000, 1000))
+    v = node.values(node.probe(shell))
+    assert (v["lockd_loaded"], v["lockd_conf_newer"]) == ("no", "no")
     node.lockd.unlink()
     v = node.values(node.probe(shell))
-    assert (v["lockd_loaded"], v["daemon_started"], v["lockd_conf_changed"]) == ("no", "2000", "")
+    assert (v["lockd_loaded"], v["lockd_conf_newer"]) == ("no", "no")
 
 
 @pytest.mark.parametrize("shell", SHELLS)

@@ -237,7 +237,7 @@ def test_scan_garbage_in_paths_names_the_line():
 # -- the lease probe -------------------------------------------------------------------
 
 LEASES_ON = ("lock_manager=lockd\nlockspace=/srv/locks\nauto_disk_leases=\nvirtlockd=yes\n"
-             "lockd_loaded=yes\ndaemon_started=1000\nlockd_conf_changed=900\nmarked=yes\n"
+             "lockd_loaded=yes\nlockd_conf_newer=no\nmarked=yes\n"
              "seen=havirt-lease-mark node1 host1\nseen=havirt-lease-mark node2 host2\n"
              "seen=something else\n")
 
@@ -254,7 +254,7 @@ LEASES_ON = ("lock_manager=lockd\nlockspace=/srv/locks\nauto_disk_leases=\nvirtl
     ({"virtlockd=yes": "virtlockd=no"}, "virtlockd is not running (no /run/libvirt/virtlockd-sock)"),
     ({"marked=yes\n": ""}, "the lockspace folder /srv/locks does not exist"),
     ({"marked=yes": "marked=no"}, "cannot write in the lockspace /srv/locks"),
-    ({"lockd_conf_changed=900": "lockd_conf_changed=1001"},
+    ({"lockd_conf_newer=no": "lockd_conf_newer=yes"},
      "qemu-lockd.conf changed after libvirtd started: restart libvirtd"),
 ])
 def test_lease_probe(change, problem):
