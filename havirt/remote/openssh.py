@@ -16,10 +16,13 @@ ssh_config does not, and the sharing:
   only a session on it;
 - ControlPersist=ssh.persist seconds: how long an idle master stays (0:
   no sharing, every command a fresh connection);
-- ControlPath in a private folder of the user (0700), named by a short hash
-  of havirt's ssh options and ssh's %C (user, host, port): another
-  configuration (another known_hosts, key, timeout, persistence) never
-  shares a master opened under this one;
+- ControlPath in a private folder of the user (0700), one socket a node,
+  named by a hash of havirt's ssh options, the node's address, user and
+  port, and the ssh_config files ssh reads (with their Includes: names,
+  sizes, times of change): another configuration (another known_hosts,
+  key, timeout, persistence) never shares a master opened under this one,
+  and an edited ssh_config is obeyed by the next command (a master of the
+  old one is left to expire);
 - ServerAliveInterval/CountMax: a master whose node stops answering is
   given up within about ssh.connect_timeout, so that a dead node costs a
   command the connect timeout, as with paramiko, and not the command timeout.
@@ -29,6 +32,9 @@ the paramiko transport gives (transport.py). havirt's remote commands never
 exit 255 themselves, so an exit 255 is always ssh's (a command killed by a
 signal also ends in 255: it is reported as a failed session).
 
+On an open master, a session is asked for by havirt itself (mux.py): no
+ssh process is started for it; without one, ssh opens it.
+
 Every node's ssh runs at once (up to ssh.parallel) and one loop reads them
 all (processes.py), so a scan of hundreds of nodes needs four descriptors
 per node and one thread to read them (a few more only start them).
@@ -36,6 +42,7 @@ per node and one thread to read them (a few more only start them).
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import math
 import os
@@ -45,6 +52,7 @@ import stat
 
 from havirt.errors import ConfigError
 from havirt.names import quote_argv
+from havirt.remote.mux import SharedSession
 from havirt.remote.processes import FILES_PER_PROCESS, Process, drive
 from havirt.remote.transport import (
     Result,
@@ -63,7 +71,10 @@ from havirt.store.files import MAX_SSH, read_file
 SSH_FAILED = 255                 # ssh's own exit status when it failed
 SOCKET_PATH_MAX = 103            # sun_path: 104 bytes with its NUL on the BSDs, 108 on Linux
 SSH_TEMP_SUFFIX = 17             # ssh binds PATH.<16 random characters>, then renames it
-PATH_LEFT = SOCKET_PATH_MAX - SSH_TEMP_SUFFIX - len("/12345678-") - 40    # 40: %C, a sha1
+NAME_LENGTH = 24                 # a socket's name: hex digits of a sha1
+PATH_LEFT = SOCKET_PATH_MAX - SSH_TEMP_SUFFIX - len("/") - NAME_LENGTH
+INCLUDE_DEPTH = 16               # ssh's own limit of nested Includes
+INCLUDE = re.compile(r"^[ \t]*include(?:[ \t]*=[ \t]*|[ \t]+)(.*?)[ \t]*$", re.I | re.M)
 HOST_KEY_POLICY = {"reject": "yes", "accept-new": "accept-new", "ignore": "no"}
 
 
@@ -111,6 +122,8 @@ class OpenSSHRunner(SSHTransport):
         self.own_sharing = sharing
         self.folder = folder
         self._options: list[str] | None = None
+        self._stamp: str | None = None
+        self._folder = ""
         if ssh_cfg.host_key_policy == "accept-new" and ssh_cfg.known_hosts_file:
             _known_hosts_ready(ssh_cfg.known_hosts_file)
 
@@ -134,8 +147,6 @@ class OpenSSHRunner(SSHTransport):
                 opts += ["-o", "ControlMaster=auto", "-o", f"ControlPersist={c.persist}",
                          "-o", "ServerAliveInterval=1",
                          "-o", f"ServerAliveCountMax={max(1, math.ceil(c.connect_timeout) - 1)}"]
-                tag = hashlib.sha1("\0".join(opts).encode()).hexdigest()[:8]
-                opts += ["-o", f"ControlPath={self.folder or control_folder()}/{tag}-%C"]
             elif self.own_sharing:
                 opts += ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
             self._options = opts
@@ -143,8 +154,22 @@ class OpenSSHRunner(SSHTransport):
 
     def node_options(self, node: str) -> list[str]:
         ep = self.endpoint(node)
-        return (["-l", ep.user] if ep.user_given else []) + \
+        path = self.control_path(node)
+        return (["-o", "ControlPath=" + path.replace("%", "%%")] if path else []) + \
+               (["-l", ep.user] if ep.user_given else []) + \
                (["-p", str(ep.port)] if ep.port_given else [])
+
+    def control_path(self, node: str) -> str | None:
+        """The node's master's socket (None without sharing)."""
+        if not self.sharing:
+            return None
+        if self._stamp is None:
+            self._stamp = ssh_config_stamp(config_file_option(self.cfg.ssh_config))
+            self._folder = self.folder or control_folder()
+        ep = self.endpoint(node)
+        key = "\0".join([*self.options(), self._stamp, self.targets[node].address,
+                         ep.user if ep.user_given else "", str(ep.port) if ep.port_given else ""])
+        return f"{self._folder}/{hashlib.sha1(key.encode()).hexdigest()[:NAME_LENGTH]}"
 
     def argv(self, node: str, text: str, tty: bool = False) -> list[str]:
         """The local ssh command line that runs `text` on `node` (with a
@@ -164,9 +189,18 @@ class OpenSSHRunner(SSHTransport):
         return f"ssh{port} {quote_argv([f'{ep.user}@{self.targets[node].address}'])}"
 
     # -- running -------------------------------------------------------------------------
+    def session(self, node: str, text: str, stdin: bytes | None, timeout: float,
+                on_output=None) -> Process:
+        """`text` on `node`: on its open master without starting ssh, else in ssh."""
+        argv = self.argv(node, text)
+        if not self.sharing:
+            return Process(argv, stdin, timeout, on_output)
+        return SharedSession(self.control_path(node), text, argv, stdin, timeout, on_output,
+                             handshake=self.cfg.connect_timeout)
+
     def run(self, node, command, stdin=None, timeout=None, on_output=None) -> Result:
         text = command.text()
-        p = Process(self.argv(node, text), stdin, timeout or self.cfg.command_timeout, on_output)
+        p = self.session(node, text, stdin, timeout or self.cfg.command_timeout, on_output)
         self._drive([p], 1)
         outcome = self._outcome(node, text, p)
         if not isinstance(outcome, Result):
@@ -175,7 +209,7 @@ class OpenSSHRunner(SSHTransport):
 
     def run_many(self, commands):
         texts = {node: cmd.text() for node, cmd in commands.items()}
-        ps = {node: Process(self.argv(node, text), None, self.cfg.command_timeout)
+        ps = {node: self.session(node, text, None, self.cfg.command_timeout)
               for node, text in texts.items()}
         self._drive(list(ps.values()), open_files_for(min(self.cfg.parallel, len(ps)),
                                                       FILES_PER_PROCESS))
@@ -222,6 +256,45 @@ def config_file_option(path: str | None) -> list[str]:
         if os.path.isfile(path):
             return ["-F", os.path.abspath(path)]
     return ["-F", "none"]
+
+
+def ssh_config_stamp(option: list[str]) -> str:
+    """The ssh_config files ssh reads under `option` (config_file_option), and
+    those they Include, each with its size, inode and time of change (or
+    '-' when missing): a socket named by it is not one opened under another
+    ssh_config. Included paths are followed wherever the Include stands (a
+    Match or Host block may not apply: counting one too many only opens a
+    master anew)."""
+    try:
+        own = os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".ssh")
+    except KeyError:
+        own = os.path.expanduser("~/.ssh")
+    if option == ["-F", "none"]:
+        return ""
+    roots = [(option[1], own)] if option else \
+        [(os.path.join(own, "config"), own), ("/etc/ssh/ssh_config", "/etc/ssh")]
+    seen: list[str] = []
+
+    def visit(path: str, base: str, depth: int) -> None:
+        try:
+            st = os.stat(path)
+            text = read_file(path, MAX_SSH).decode("utf-8", errors="replace")
+        except OSError:
+            seen.append(f"{path} -")
+            return
+        seen.append(f"{path} {st.st_ino} {st.st_size} {st.st_mtime_ns}")
+        if depth >= INCLUDE_DEPTH:
+            return
+        for words in INCLUDE.findall(text):
+            for word in words.split():
+                word = os.path.expanduser(word.strip('"'))
+                pattern = word if os.path.isabs(word) else os.path.join(base, word)
+                for found in sorted(glob.glob(pattern)) or [pattern]:
+                    visit(found, base, depth + 1)
+
+    for path, base in roots:
+        visit(path, base, 0)
+    return "\n".join(seen)
 
 
 def _known_hosts_ready(path: str) -> None:

@@ -159,7 +159,7 @@ def spawn_all(batch: list[Process]) -> None:
         return
     pool = ThreadPoolExecutor(min(SPAWNERS, len(batch)))
     try:
-        for _ in pool.map(Process.spawn, batch):
+        for _ in pool.map(lambda p: p.spawn(), batch):
             pass
     finally:        # interrupted: start no more, and wait for those being started (drive ends them)
         pool.shutdown(wait=True, cancel_futures=True)
@@ -182,7 +182,18 @@ def drive(processes: list[Process], limit: int) -> None:
                 if live:
                     wait = max(0.0, min(p.wake_at(now) for p in live) - now)
                     for key, _ in sel.select(wait):
-                        key.data.ready(key.fileobj, sel)
+                        if _registered(sel, key):
+                            key.data.ready(key.fileobj, sel)
         finally:                        # interrupted: nothing left running
             for p in live:
                 p.end(sel)
+
+
+def _registered(sel, key) -> bool:
+    """The event's key is still the one registered: what an earlier event of
+    the same round closed (a session that fell back to ssh) is not read, nor
+    a descriptor number opened again since."""
+    try:
+        return sel.get_key(key.fileobj) is key
+    except (KeyError, ValueError):
+        return False

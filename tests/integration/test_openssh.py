@@ -4,6 +4,10 @@ Proven on the nodes themselves (their sshd logs every login: "Accepted
 publickey for root from ADDRESS"):
 - a scan opens one connection per node, and a second and third scan within
   ssh.persist open none (the masters are reused; `ssh -O check` agrees);
+- on an open master havirt asks for the session itself, no ssh process
+  started, with ssh's own outcome (exit status, streams, stdin, a command
+  killed); a session past its deadline ends and leaves the master; a
+  master that refuses (MaxSessions) or a stale socket falls back to ssh;
   with persist 0 every scan logs in again and no master is left;
 - through a bastion: with node2..nodeN refusing SSH from the admin host
   (iptables in their network namespace), the paramiko transport cannot
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import stat
 import subprocess
 import time
@@ -32,8 +37,11 @@ import test_moves as moves
 import test_trust as trust
 from labkit import REPORT
 
+from havirt.errors import NodeUnreachable
+from havirt.remote.commands import Command
 from havirt.remote.openssh import OpenSSHRunner, control_folder
-from havirt.remote.transport import Target
+from havirt.remote.processes import Process, drive
+from havirt.remote.transport import CommandTimeout, Target
 from havirt.store.config import load_config
 
 LOGIN = re.compile(r"^Accepted publickey for root from (\S+) port ", re.M)
@@ -115,6 +123,78 @@ def test_a_second_scan_within_persist_reuses_the_masters(lab, hv_openssh):
     assert len(sockets) >= len(lab.nodes), sockets
     REPORT.append(f"openssh transport, {len(lab.nodes)} nodes: node scan {cold:.2f} s opening "
                   f"the masters, then {warm[0]:.2f} s and {warm[1]:.2f} s on them")
+
+
+def sessions(r, node: str, texts: list[str], stdin: bytes | None = None, timeout: float = 30):
+    """Sessions of `texts` on `node`, all at once, as run_many runs them."""
+    ps = [r.session(node, t, stdin, timeout) for t in texts]
+    drive(ps, len(ps))
+    return ps
+
+
+def test_on_an_open_master_havirt_asks_for_the_session_itself(lab, hv_openssh):
+    """No ssh process for a session on an open master, and the same outcome as
+    ssh's own: exit status, both streams, stdin, a command killed by a signal."""
+    hv = hv_openssh
+    hv.ok("node", "scan")                                        # opens the masters
+    r, node = runner_of(hv), lab.nodes[1]
+    data = b"<domain>" + b"x" * 300000 + b"</domain>"            # more than a pipe holds
+    texts = ["echo out; echo err >&2; exit 7", "wc -c; cat >/dev/null", "kill -9 $$"]
+    mine = [r._outcome(node, t, p) for t, p in
+            zip(texts, sessions(r, node, texts[:1]) + sessions(r, node, texts[1:2], data)
+                + sessions(r, node, texts[2:]))]
+    theirs = []
+    for t, stdin in zip(texts, (None, data, None)):
+        p = Process(r.argv(node, t), stdin, 30)                  # ssh itself, on the same master
+        drive([p], 1)
+        theirs.append(r._outcome(node, t, p))
+    assert [(x.exit_code, x.stdout, x.stderr) for x in mine[:2]] == \
+        [(x.exit_code, x.stdout, x.stderr) for x in theirs[:2]] == \
+        [(7, "out\n", "err\n"), (0, f"{len(data)}\n", "")]
+    assert isinstance(mine[2], NodeUnreachable) and isinstance(theirs[2], NodeUnreachable)
+    assert str(mine[2]).startswith(f"node {node} unreachable: ssh session failed: ")
+    before = all_logins(lab)
+    ps = sessions(r, node, ["hostname"] * 3)
+    assert all(p.shared and p.proc is None for p in ps)          # no process was started
+    assert {bytes(p.out) for p in ps} == {f"{node}\n".encode()}
+    assert all_logins(lab) == before
+
+
+def test_a_session_past_its_deadline_ends_and_the_master_stays(lab, hv_openssh):
+    hv = hv_openssh
+    hv.ok("node", "scan")
+    r, node = runner_of(hv), lab.nodes[0]
+    t = time.monotonic()
+    p, = sessions(r, node, ["sleep 30"], timeout=1)
+    assert p.shared and p.timed_out and time.monotonic() - t < 5
+    assert isinstance(r._outcome(node, "sleep 30", p), CommandTimeout)
+    assert masters(hv, "check")[node] == 0
+    assert r.run(node, Command(op="x", script="echo still")).stdout == "still\n"
+
+
+def test_a_refused_or_stale_master_falls_back_to_ssh(lab, hv_openssh):
+    """A master that refuses a session before it is open (the node's sshd
+    allows MaxSessions 100 a connection) and a socket nobody listens on
+    (a master killed): ssh runs those sessions, and every one gives its output."""
+    hv = hv_openssh
+    hv.ok("node", "scan")
+    r, node = runner_of(hv), lab.nodes[0]
+    ps = sessions(r, node, [f"sleep 2; echo {i}" for i in range(105)])
+    assert [bytes(p.out) for p in ps] == [f"{i}\n".encode() for i in range(105)]
+    assert all(p.returncode == 0 for p in ps)
+    shared = sum(p.shared for p in ps)
+    assert 0 < shared <= 100 and all(p.proc is not None for p in ps if not p.shared), shared
+
+    path = r.control_path(node)
+    assert masters(hv, "exit")[node] == 0 and not os.path.exists(path)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)                                              # a socket nobody listens on
+    stale.close()
+    p, = sessions(r, node, ["echo again"])
+    assert (p.shared, bytes(p.out), p.returncode) == (False, b"again\n", 0)
+    assert masters(hv, "check")[node] == 0                        # ssh opened a new master there
+    p, = sessions(r, node, ["echo shared"])
+    assert (p.shared, bytes(p.out)) == (True, b"shared\n")
 
 
 def test_persist_0_logs_in_every_time_and_leaves_no_master(lab, openssh_home):

@@ -20,7 +20,13 @@ import pytest
 from havirt.errors import ConfigError, NodeUnreachable
 from havirt.remote.backends import make_runner
 from havirt.remote.commands import Command
-from havirt.remote.openssh import OpenSSHRunner, config_file_option, private_folder, ssh_error
+from havirt.remote.openssh import (
+    OpenSSHRunner,
+    config_file_option,
+    private_folder,
+    ssh_config_stamp,
+    ssh_error,
+)
 from havirt.remote.paramiko_ssh import ParamikoRunner
 from havirt.remote.processes import DRAIN, Process, drive
 from havirt.remote.transport import Target
@@ -52,15 +58,16 @@ def test_a_command_is_one_argument_after_the_address(tmp_path):
     r = runner(tmp_path, identity_file="/keys/id", connect_timeout=2.5)
     text = Command(op="list", argv=("virsh", "-c", "qemu:///system", "list", "--name")).text()
     argv = r.argv("n1", text)
-    tag = opts(argv)[opts(argv).index("ServerAliveCountMax=2") + 1].split("/")[-1].split("-")[0]
+    name = opts(argv)[opts(argv).index("ServerAliveCountMax=2") + 1].split("/")[-1]
     assert argv == ["ssh", "-T", "-F", "none", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
                     "-o", "ConnectTimeout=3", "-i", "/keys/id", "-o", "IdentitiesOnly=yes",
                     "-o", "UserKnownHostsFile=/kh", "-o", "StrictHostKeyChecking=yes",
                     "-o", "ControlMaster=auto", "-o", "ControlPersist=600",
                     "-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2",
-                    "-o", f"ControlPath={tmp_path}/{tag}-%C", "-l", "root", "-p", "22",
+                    "-o", f"ControlPath={tmp_path}/{name}", "-l", "root", "-p", "22",
                     "--", "10.0.0.7", f"{V} list --name"]
-    assert len(tag) == 8 and int(tag, 16) >= 0
+    assert len(name) == 24 and int(name, 16) >= 0
+    assert r.control_path("n1") == f"{tmp_path}/{name}"
 
 
 def test_an_interactive_session_has_a_terminal_and_no_escape_key(tmp_path):
@@ -130,14 +137,54 @@ def test_the_ssh_config_file(tmp_path, monkeypatch):
 
 
 def test_another_configuration_never_shares_a_connection(tmp_path):
-    def path(**kw):
-        o = opts(runner(tmp_path, **kw).argv("n1", "x"))
+    def path(targets=None, node="n1", **kw):
+        o = opts(runner(tmp_path, targets, **kw).argv(node, "x"))
         return next(x for x in o if x.startswith("ControlPath="))[len("ControlPath="):]
     same = path()
     assert same == path()
     others = {path(known_hosts_file="/other"), path(identity_file="/k"),
-              path(connect_timeout=9), path(host_key_policy="ignore"), path(persist=60)}
-    assert same not in others and len(others) == 5
+              path(connect_timeout=9), path(host_key_policy="ignore"), path(persist=60),
+              path({"n1": Target("n1", "10.0.0.8")}), path({"n1": Target("n1", "10.0.0.7", "ops")}),
+              path({"n1": Target("n1", "10.0.0.7", port=2222)}), path(user="admin")}
+    assert same not in others and len(others) == 9
+    # another node of the same address and settings: the same master
+    assert path({"n1": Target("n1", "10.0.0.7"), "n2": Target("n2", "10.0.0.7")}, "n2") == same
+
+
+def test_an_edited_ssh_config_never_uses_a_master_of_the_old_one(tmp_path):
+    conf, inc = tmp_path / "ssh_config", tmp_path / "conf.d"
+    inc.mkdir()
+    conf.write_text(f"Include {inc}/*.conf\nHost n1\n  HostName 10.0.0.7\n")
+
+    def path():
+        return runner(tmp_path, ssh_config=str(conf)).control_path("n1")
+    first = path()
+    assert path() == first                              # nothing changed: the same master
+    (inc / "a.conf").write_text("Host *\n  User ops\n")  # an included file appears
+    second = path()
+    (inc / "a.conf").write_text("Host *\n  User ops2\n")  # ... and is edited
+    third = path()
+    conf.write_text(f"Include {inc}/*.conf\nHost n1\n  HostName 10.0.0.9\n")
+    assert len({first, second, third, path()}) == 4
+
+
+def test_the_ssh_config_files_ssh_reads(tmp_path):
+    conf = tmp_path / "c"
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.conf").write_text("Include y.conf\n")
+    conf.write_text(f'include = "{tmp_path}/d/*.conf" {tmp_path}/missing\n')
+    stamp = ssh_config_stamp(["-F", str(conf)])
+    files = [line.rsplit(" ", 3)[0] if not line.endswith(" -") else line for line in stamp.split("\n")]
+    own = os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".ssh")
+    assert files == [str(conf), str(tmp_path / "d" / "x.conf"), f"{own}/y.conf -",
+                     f"{tmp_path}/missing -"]
+    assert ssh_config_stamp(["-F", "none"]) == ""
+    loop = tmp_path / "loop"
+    loop.write_text(f"Include {loop}\n")              # ssh refuses it; here it ends
+    assert len(ssh_config_stamp(["-F", str(loop)]).split("\n")) == 17
+    default = ssh_config_stamp([]).split("\n")
+    assert default[0].startswith(f"{own}/config ") and \
+        default[1].startswith("/etc/ssh/ssh_config ")
 
 
 def test_the_socket_path_fits_a_unix_socket(tmp_path):
@@ -145,7 +192,7 @@ def test_the_socket_path_fits_a_unix_socket(tmp_path):
     folder = control_folder()
     o = opts(OpenSSHRunner(ssh_cfg(), {"n1": Target("n1", "x")}).argv("n1", "x"))
     path = next(x for x in o if x.startswith("ControlPath="))[len("ControlPath="):]
-    socket_name = path.replace("%C", "f" * 40) + ".0123456789abcdef"     # ssh binds this first
+    socket_name = path + ".0123456789abcdef"     # ssh binds this first
     assert path.startswith(folder + "/") and len(socket_name.encode()) < 104
     st = os.lstat(folder)
     assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
