@@ -92,7 +92,10 @@ demo: venv deps
 	$(LAB) up $(NODES)
 	tests/lab/demo
 
+# havirt's modules compiled first, as `make install` (pip) leaves them: where
+# PYTHONDONTWRITEBYTECODE is set, every command would compile them again.
 bench: venv bench-deps
+	$(PY) -m compileall -q havirt
 	$(PY) bench/bench_balance.py
 	$(LAB) up 64; rc=$$?; \
 	if [ $$rc -eq 0 ]; then $(PY) bench/bench.py; rc=$$?; fi; \
