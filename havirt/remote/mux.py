@@ -74,22 +74,6 @@ def session_request(command: str, request_id: int = 1) -> bytes:
     return _message(body)
 
 
-def _read_message(sock: socket.socket) -> bytes:
-    """One whole message, blocking (the hello only)."""
-    def exactly(n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            part = sock.recv(n - len(data))
-            if not part:
-                raise NotAMaster("it closed the connection")
-            data += part
-        return data
-    length, = struct.unpack(">I", exactly(4))
-    if not 4 <= length <= MAX_MESSAGE:
-        raise NotAMaster(f"a message of {length} bytes")
-    return exactly(length)
-
-
 class SharedSession(Process):
     """A Process (processes.drive runs it among others) whose command runs
     on the master at `path`, or, without a usable one, in `argv` (ssh)."""
@@ -102,52 +86,63 @@ class SharedSession(Process):
         self.sock: socket.socket | None = None
         self.pipes: dict = {}           # our end -> "in" | "out" | "err"
         self.inbox = bytearray()
+        self.hello_by = 0.0             # the master's hello is awaited until then
+        self.hello_seen = False
         self.opened = False
         self.exit_value: int | None = None
         self.ended_why: str | None = None
 
     # -- starting ------------------------------------------------------------------------
     def spawn(self) -> None:
+        """Connect and say hello; the request follows the master's hello (in
+        the loop: no thread waits for a master to answer)."""
         self.started = time.monotonic()
         self.deadline = self.started + self.timeout
         try:
-            self._ask()
+            if not os.path.exists(self.path):
+                raise NotAMaster("no socket")
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            self.sock.settimeout(self.handshake)
+            self.sock.connect(self.path)
+            self.sock.sendall(_message(struct.pack(">II", HELLO, VERSION)))
+            self.sock.setblocking(False)
         except (OSError, NotAMaster):
             self._close_own()
             self._spawn_ssh()
             return
+        self.hello_by = time.monotonic() + self.handshake
         self.shared = True
 
-    def _ask(self) -> None:
-        """Say hello, ask for the session, hand over its three descriptors."""
-        if not os.path.exists(self.path):
-            raise NotAMaster("no socket")
-        sock = self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        sock.settimeout(self.handshake)
-        sock.connect(self.path)
-        sock.sendall(_message(struct.pack(">II", HELLO, VERSION)))
-        hello = _read_message(sock)
-        if len(hello) < 8 or struct.unpack(">II", hello[:8]) != (HELLO, VERSION):
-            raise NotAMaster("not a master of protocol version 4")
+    def _request(self, sel) -> None:
+        """Ask for the session and hand over its three descriptors. Until the
+        last one is sent the master cannot start it: a failure here falls back."""
         theirs = []
         try:
             if self.stdin is None:
-                in_theirs = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                theirs.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
             else:
                 in_theirs, in_ours = os.pipe2(os.O_CLOEXEC)
                 self.pipes[in_ours] = "in"
-            theirs.append(in_theirs)
+                theirs.append(in_theirs)
             for name in ("out", "err"):
                 ours, out_theirs = os.pipe2(os.O_CLOEXEC)
                 self.pipes[ours] = name
                 theirs.append(out_theirs)
-            sock.sendall(session_request(self.command))
+            self.sock.settimeout(self.handshake)
+            self.sock.sendall(session_request(self.command))
             for fd in theirs:           # one byte each, as the master reads them
-                sock.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))])
+                self.sock.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))])
+            self.sock.setblocking(False)
+        except OSError:
+            return self._fall_back(sel)
         finally:
             for fd in theirs:
                 os.close(fd)
-        sock.setblocking(False)
+        for fd, name in self.pipes.items():
+            if name != "in":            # stdin is written once the session is open
+                os.set_blocking(fd, False)
+                sel.register(fd, selectors.EVENT_READ, self)
+                self.open.add(fd)
 
     def _close_own(self) -> None:
         if self.sock is not None:
@@ -162,11 +157,6 @@ class SharedSession(Process):
             return super().attach(sel)
         sel.register(self.sock, selectors.EVENT_READ, self)
         self.open.add(self.sock)
-        for fd, name in self.pipes.items():
-            if name != "in":            # stdin is written once the session is open
-                os.set_blocking(fd, False)
-                sel.register(fd, selectors.EVENT_READ, self)
-                self.open.add(fd)
 
     # -- the loop ------------------------------------------------------------------------
     def ready(self, obj, sel) -> None:
@@ -217,6 +207,11 @@ class SharedSession(Process):
 
     def _message(self, body: bytes, sel) -> None:
         kind, = struct.unpack(">I", body[:4])
+        if not self.hello_seen:
+            if len(body) < 8 or struct.unpack(">II", body[:8]) != (HELLO, VERSION):
+                return self._fall_back(sel)     # not a master of protocol version 4
+            self.hello_seen = True
+            return self._request(sel)
         if kind == S_SESSION_OPENED:
             self.opened = True
             for fd, name in self.pipes.items():
@@ -274,6 +269,8 @@ class SharedSession(Process):
         self.open.discard(obj)
 
     def done(self, now: float, sel) -> bool:
+        if self.shared and not self.hello_seen and now >= self.hello_by:
+            self._fall_back(sel)        # a master that does not answer (stopped): ssh
         if not self.shared:
             return super().done(now, sel)
         streams = any(self.pipes.get(obj) in ("out", "err") for obj in self.open)
@@ -302,6 +299,8 @@ class SharedSession(Process):
     def wake_at(self, now: float) -> float:
         if not self.shared:
             return super().wake_at(now)
+        if not self.hello_seen:
+            return min(self.deadline, self.hello_by)
         return self.deadline if self.exited is None else min(self.deadline, self.exited + DRAIN)
 
 
