@@ -23,7 +23,7 @@ another protocol version, one that does not answer its hello within the
 connect timeout) or when the master refuses the session or goes away before
 it is open (MaxSessions reached; its node stopped answering, and its
 keepalives gave it up). Once the session is open, an end without its exit
-message is ssh's exit 255, with a line saying so (ssh_error reads it).
+message is ssh's exit 255 (what ssh says then: nothing).
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ S_EXIT_MESSAGE = 0x80000004
 S_SESSION_OPENED = 0x80000006
 NO_ESCAPE = 0xFFFFFFFF
 MAX_MESSAGE = 256 * 1024          # the master's messages are a few bytes; more is not a master
-ENDED_UNFINISHED = "the shared connection ended before the command's exit status"
 
 
 class NotAMaster(Exception):
@@ -190,7 +189,7 @@ class SharedSession(Process):
             if not self.opened:
                 self._fall_back(sel)    # as ssh does: the master went away (its node did not answer)
             elif self.exit_value is None:
-                self._ended(ENDED_UNFINISHED)
+                self._ended("")         # as ssh: exit 255, nothing said
             return
         self.inbox.extend(data)
         while len(self.inbox) >= 4:
@@ -283,7 +282,8 @@ class SharedSession(Process):
             self.returncode = -9
         elif self.ended_why is not None:
             self.returncode = 255
-            self.err.extend(f"\n{self.ended_why}\n".encode())
+            if self.ended_why:
+                self.err.extend(f"\n{self.ended_why}\n".encode())
         else:
             self.returncode = self.exit_value
         self.duration = now - self.started

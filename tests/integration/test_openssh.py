@@ -152,7 +152,8 @@ def test_on_an_open_master_havirt_asks_for_the_session_itself(lab, hv_openssh):
         [(x.exit_code, x.stdout, x.stderr) for x in theirs[:2]] == \
         [(7, "out\n", "err\n"), (0, f"{len(data)}\n", "")]
     assert isinstance(mine[2], NodeUnreachable) and isinstance(theirs[2], NodeUnreachable)
-    assert str(mine[2]).startswith(f"node {node} unreachable: ssh session failed: ")
+    assert str(mine[2]) == str(theirs[2]) == f"node {node} unreachable: ssh session failed: the " \
+        "connection ended before the command's exit status (ssh exit 255)"
     before = all_logins(lab)
     ps = sessions(r, node, ["hostname"] * 3)
     assert all(p.shared and p.proc is None for p in ps)          # no process was started
