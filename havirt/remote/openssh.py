@@ -122,8 +122,9 @@ class OpenSSHRunner(SSHTransport):
         self.own_sharing = sharing
         self.folder = folder
         self._options: list[str] | None = None
-        self._stamp: str | None = None
+        self._stamp: str | None = None     # the ssh_config files read, once (ssh_config_stamp)
         self._folder = ""
+        self._paths: dict[str, str] = {}    # node -> its socket
         if ssh_cfg.host_key_policy == "accept-new" and ssh_cfg.known_hosts_file:
             _known_hosts_ready(ssh_cfg.known_hosts_file)
 
@@ -163,13 +164,15 @@ class OpenSSHRunner(SSHTransport):
         """The node's master's socket (None without sharing)."""
         if not self.sharing:
             return None
-        if self._stamp is None:
-            self._stamp = ssh_config_stamp(config_file_option(self.cfg.ssh_config))
-            self._folder = self.folder or control_folder()
-        ep = self.endpoint(node)
-        key = "\0".join([*self.options(), self._stamp, self.targets[node].address,
-                         ep.user if ep.user_given else "", str(ep.port) if ep.port_given else ""])
-        return f"{self._folder}/{hashlib.sha1(key.encode()).hexdigest()[:NAME_LENGTH]}"
+        if node not in self._paths:
+            if self._stamp is None:
+                self._stamp = ssh_config_stamp(config_file_option(self.cfg.ssh_config))
+                self._folder = self.folder or control_folder()
+            ep = self.endpoint(node)
+            key = "\0".join([*self.options(), self._stamp, self.targets[node].address,
+                             ep.user if ep.user_given else "", str(ep.port) if ep.port_given else ""])
+            self._paths[node] = f"{self._folder}/{hashlib.sha1(key.encode()).hexdigest()[:NAME_LENGTH]}"
+        return self._paths[node]
 
     def argv(self, node: str, text: str, tty: bool = False) -> list[str]:
         """The local ssh command line that runs `text` on `node` (with a

@@ -81,20 +81,25 @@ class Process:
         elif obj is self.proc.stdin:
             self._write(obj, sel)
         else:
-            try:
-                data = os.read(obj.fileno(), 65536)
-            except BlockingIOError:
-                return
-            if not data:
-                self.close(obj, sel)
-                return
-            (self.out if obj is self.proc.stdout else self.err).extend(data)
-            if self.on_output:      # virsh prints migration progress on stderr
-                self.on_output(data.decode(errors="replace"))
+            self._read(obj, sel, obj is self.proc.stdout)
+
+    def _read(self, pipe, sel, out: bool) -> None:
+        """What `pipe` (a pipe, or its descriptor) has, to out or err."""
+        try:
+            data = os.read(_fd(pipe), 65536)
+        except BlockingIOError:
+            return
+        if not data:
+            self.close(pipe, sel)
+            return
+        (self.out if out else self.err).extend(data)
+        if self.on_output:      # virsh prints migration progress on stderr
+            self.on_output(data.decode(errors="replace"))
 
     def _write(self, pipe, sel) -> None:
+        """The next part of stdin into `pipe` (a pipe, or its descriptor)."""
         try:
-            sent = os.write(pipe.fileno(), self.stdin[:65536])
+            sent = os.write(_fd(pipe), self.stdin[:65536])
             self.stdin = self.stdin[sent:]
         except BlockingIOError:
             return
@@ -145,6 +150,10 @@ class Process:
     def wake_at(self, now: float) -> float:
         at = self.deadline if self.exited is None else min(self.deadline, self.exited + DRAIN)
         return at if self.pidfd is not None or self.exited is not None else min(at, now + 0.02)
+
+
+def _fd(pipe) -> int:
+    return pipe if isinstance(pipe, int) else pipe.fileno()
 
 
 def spawn_all(batch: list[Process]) -> None:
