@@ -5,6 +5,9 @@ the first 8 run 5 domains each, the others none) whose config.yaml sets
 ssh.parallel to its default (128: every node at once, like the floor). In
 rounds (all figures from the same run, medians of the rounds' medians):
   - the floor: OpenSSH to all nodes at once, fresh sessions, one virsh each;
+  - the same with havirt's own scan script of each node in place of that
+    virsh (both drivers, the lease probe): the first scan's cost beyond
+    OpenSSH's, without the script's extra work;
   - `havirt node scan` with paramiko (a fresh connection every time);
   - with openssh (`ssh.backend: openssh`): `persist: 0` (no sharing), the
     first scan (the shared connections closed before, it opens them), a
@@ -94,9 +97,10 @@ def cpu_of(cmd: str) -> tuple[float, float, float]:
     return wall, own, _busy() - busy
 
 
-def _round(havirt: str, home: Path, cfg: dict[str, Path], floor: str) -> dict[str, float]:
+def _round(havirt: str, home: Path, cfg: dict[str, Path], floor: str, script_floor: str) -> dict[str, float]:
     hv = {k: f"{havirt} --config {v}" for k, v in cfg.items()}
-    r = {"floor": _median(floor), "paramiko": _median(f"{hv['paramiko']} node scan -q"),
+    r = {"floor": _median(floor), "script_floor": _median(script_floor),
+         "paramiko": _median(f"{hv['paramiko']} node scan -q"),
          "fresh": _median(f"{hv['fresh']} node scan -q")}
     first = []
     for _ in range(RUNS):
@@ -113,16 +117,18 @@ def _round(havirt: str, home: Path, cfg: dict[str, Path], floor: str) -> dict[st
     return r
 
 
-def measure(havirt: str, home: Path, floor: str) -> dict:
+def measure(havirt: str, home: Path, floor: str, script_floor: str) -> dict:
     """The figures (seconds) of ROUNDS rounds; `home` has every node and
-    START in conf/ (not running); `floor` is the floor's shell command."""
+    START in conf/ (not running); `floor` is the floor's shell command,
+    `script_floor` the same running havirt's scan script."""
     cfg = configs(home)
     _sh(f"{havirt} --config {cfg['shared']} node scan -q")     # every node answered once
     rounds = []
     for i in range(ROUNDS):
-        rounds.append(_round(havirt, home, cfg, floor))
+        rounds.append(_round(havirt, home, cfg, floor, script_floor))
         x = rounds[-1]
-        print(f"bench: transport round {i + 1}: floor {x['floor']:.2f} s, paramiko {x['paramiko']:.2f} s, "
+        print(f"bench: transport round {i + 1}: floor {x['floor']:.2f} s "
+              f"(with havirt's script {x['script_floor']:.2f} s), paramiko {x['paramiko']:.2f} s, "
               f"openssh fresh {x['fresh']:.2f} s, first {x['first']:.2f} s, second {x['second']:.2f} s, "
               f"start {x['start_dry']:.2f} s (dry run) {x['start']:.2f} s (--yes)", flush=True)
     out = {k: statistics.median(x[k] for x in rounds) for k in rounds[0]}
@@ -140,6 +146,8 @@ def _met(ok: bool) -> str:
 def report(r: dict, n_nodes: int, n_domains: int) -> list[str]:
     f = r["floor"]
     rows = [("floor (fresh OpenSSH sessions, all nodes in parallel, one virsh each)", f),
+            ("the floor's sessions running havirt's scan script (both drivers, the lease probe) "
+             "in place of its virsh", r["script_floor"]),
             ("`havirt node scan`, paramiko transport", r["paramiko"]),
             ("openssh, `persist: 0` (a fresh connection every time)", r["fresh"]),
             ("openssh, first scan (opens the shared connections)", r["first"]),
@@ -162,7 +170,10 @@ def report(r: dict, n_nodes: int, n_domains: int) -> list[str]:
         f"{_met(r['first'] <= f)}), a second one at most 0.3x "
         f"({r['second'] / f:.2f}x: {_met(r['second'] <= 0.3 * f)}), `domain start` on warm "
         f"connections under 1 s ({r['start']:.2f} s: {_met(r['start'] < 1)}; its dry run "
-        f"{r['start_dry']:.2f} s).",
+        f"{r['start_dry']:.2f} s). Against the floor's sessions running havirt's own script, "
+        f"the first scan is {r['first'] / r['script_floor']:.2f}x: what havirt adds to OpenSSH's "
+        "own cost (Python, the shared connections, reading and recording), the script's extra "
+        "work apart.",
         "",
         f"Where a warm scan's CPU goes (openssh, second scan, {r['cpu_wall']:.2f} s): havirt and the "
         f"ssh processes it starts used {r['cpu_own']:.2f} s of CPU, the whole machine "
