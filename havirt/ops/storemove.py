@@ -16,9 +16,14 @@ from __future__ import annotations
 
 from havirt.errors import ConfigError, HavirtError, Interrupted, Refusal, UsageError
 from havirt.ops.outcome import Outcome
-from havirt.store.copy import Facts, differences, discard_copy, move_aside, read_facts, write_facts
+from havirt.store.copy import (Facts, differences, discard_copy, move_aside, move_file_aside, read_facts,
+                               write_facts)
 from havirt.store.state import command_line
 from havirt.store.stores import FilesStore, open_store
+
+
+def _entries(n: int) -> str:
+    return f"{n} audit entr{'y' if n == 1 else 'ies'}"
 
 
 def target_store(app, to: str):
@@ -44,6 +49,8 @@ def migrate(app, to: str) -> Outcome:
     with app.work(dry_run=app.dry_run, record=False), \
             target.locked(app.cfg.lock_timeout, command_line()):      # the other store's lock too
         facts = read_facts(source)
+        refused = source.refused_raw()         # etcd's too large ones: the files' log takes them
+        facts.audit += refused
         there = read_facts(target)
         if not there.empty():
             raise Refusal([f"{target.describe()} holds facts already ({there.counts()}): nothing "
@@ -56,6 +63,9 @@ def migrate(app, to: str) -> Outcome:
             out.lines = [f"# copy {facts.counts()}", f"#   from {source.describe()}",
                          f"#   into {target.describe()}",
                          f"# then read the copy back and compare it; then clear the source ({cleared})"]
+            if refused:
+                out.lines.insert(1, f"#   the last {_entries(len(refused))} from {source.refused_path()} "
+                                    "(etcd refused them: too large for it)")
             return out
         copy = copy_into(target, facts)
         out.done.append(f"copied {copy.counts()} into {target.describe()}; read back: identical")
@@ -64,6 +74,10 @@ def migrate(app, to: str) -> Outcome:
         else:
             source.clear()
             out.done.append(f"removed them from {source.describe()}")
+            if refused:
+                out.done.append(f"the {_entries(len(refused))} etcd had refused are in the audit log now; "
+                                f"{source.refused_path()} moved into "
+                                f"{move_file_aside(app.home, source.refused_path())}")
         out.done.append(f"now set store.backend: {to} in {app.cfg.path} (and in every other home "
                         "that used the source)")
         return out

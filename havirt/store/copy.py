@@ -105,12 +105,29 @@ def differences(a: Facts, b: Facts) -> list[str]:
 def move_aside(home, facts: Facts) -> str:
     """A home's files, once copied: moved (renamed, never removed) into
     var/moved-STAMP/ (state.yaml, audit.log, conf/ with .history/). Returns it."""
-    folder = home.var / f"moved-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-    writable_folder(folder / "conf", home.root)
+    folder = _moved_folder(home, "conf")
     moves = [(home.state_file, folder / "state.yaml"), (home.audit_file, folder / "audit.log")]
     moves += [(home.conf / f"{name}.xml", folder / "conf" / f"{name}.xml") for name in facts.definitions]
     if facts.history:
         moves.append((home.conf / ".history", folder / "conf" / ".history"))
+    _move(moves, folder)
+    return str(folder)
+
+
+def move_file_aside(home, path) -> str:
+    """One file of the home's var/, once copied, moved into var/moved-STAMP/. Returns it."""
+    folder = _moved_folder(home)
+    _move([(path, folder / path.name)], folder)
+    return str(folder)
+
+
+def _moved_folder(home, sub: str = ""):
+    folder = home.var / f"moved-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    writable_folder(folder / sub if sub else folder, home.root)
+    return folder
+
+
+def _move(moves, folder) -> None:
     for src, dst in moves:
         try:
             os.rename(src, dst)
@@ -118,4 +135,3 @@ def move_aside(home, facts: Facts) -> str:
             continue
         except OSError as e:
             raise HomeError(f"{src}: cannot move it into {folder}: {reason(e)}") from None
-    return str(folder)

@@ -32,7 +32,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from havirt.errors import HavirtError, LockBusy, LockLost, StoreRefused, StoreUnavailable
+from havirt.errors import HavirtError, HomeError, LockBusy, LockLost, StoreRefused, StoreUnavailable
 from havirt.names import printable
 from havirt.store import etcdclient as e
 from havirt.store.etcdconf import EtcdConf
@@ -208,6 +208,25 @@ class EtcdStore(Store):
             why = "it is a symbolic link" if err.errno == errno.ELOOP else err.strerror or str(err)
             return [], f"the kept audit entries in {path} cannot be read ({why}): they are not sent"
         return [line for line in data.split(b"\n") if line.strip()], ""
+
+    def refused_path(self):
+        return self.home.var / REFUSED if self.home is not None else None
+
+    def refused_raw(self) -> list[bytes]:
+        """The entries in var/audit-refused.log (never through a link); one
+        that cannot be read stops the caller (a move would leave it behind)."""
+        if self.home is None:
+            return []
+        from havirt.store.files import MAX_LOG, read_file, reason
+        path = self.refused_path()
+        try:
+            data = read_file(path, MAX_LOG, follow=False)
+        except FileNotFoundError:
+            return []
+        except OSError as err:
+            why = "it is a symbolic link" if err.errno == errno.ELOOP else reason(err)
+            raise HomeError(f"{path}: the audit entries etcd refused cannot be read ({why})") from None
+        return [line for line in data.split(b"\n") if line.strip()]
 
     def kept(self) -> str:
         if self.home is None:

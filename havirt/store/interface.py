@@ -69,6 +69,12 @@ class Store:
         """Every entry as the bytes stored (a copy into another store keeps them)."""
         raise NotImplementedError
 
+    def refused_raw(self) -> list[bytes]:
+        """Entries of steps that ran which the store refuses for good (etcd:
+        larger than it takes), kept in the home's var/ (`kept` says where): a
+        move into a store that takes them (files) takes them along. None: []."""
+        return []
+
     def kept(self) -> str:
         """Entries of steps that ran but that the store did not take then (etcd
         gone, or an entry too large): lines that say how many wait where, or

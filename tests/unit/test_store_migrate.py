@@ -124,3 +124,46 @@ def test_a_copy_into_files_that_fails_part_way_leaves_the_home_empty(fake, etcd,
     assert etcd_keys(etcd) == before
     assert not [p for p in (fake.home / "conf").rglob("*") if p.is_file()]
     assert not (fake.home / "var" / "state.yaml").exists() and not (fake.home / "var" / "audit.log").exists()
+
+
+def test_entries_etcd_refused_go_into_the_files_audit_log(fake, etcd, tmp_path):
+    """Entries etcd refused (too large for it) wait in var/audit-refused.log
+    of an etcd home; a move into files puts them at the end of the audit log
+    (which takes them) and moves their file aside: nothing left behind."""
+    lived_in(fake, tmp_path)
+    fake.write_config(store={"endpoints": [etcd.url], "prefix": etcd.prefix})
+    assert fake.havirt("--yes", "store", "migrate", "--to", "etcd")[0] == 0
+    fake.write_config(store={**fake.config["store"], "backend": "etcd"})
+    refused = fake.home / "var" / "audit-refused.log"
+    big = json.dumps({"time": "2026-01-01T00:00:00Z", "node": "node2", "remote": "x" * 5000})
+    refused.write_text(big + "\n")
+    rc, out, err = fake.havirt("store", "migrate", "--to", "files")
+    assert rc == 0, err
+    assert f"#   the last 1 audit entry from {refused} (etcd refused them: too large for it)" in out, out
+    assert "2 audit entries" in out and refused.exists()
+
+    rc, out, err = fake.havirt("--yes", "store", "migrate", "--to", "files")
+    assert rc == 0, err
+    assert "the 1 audit entry etcd had refused are in the audit log now" in out, out
+    assert not refused.exists()
+    (aside,) = (fake.home / "var").glob("moved-*/audit-refused.log")
+    assert aside.read_text() == big + "\n"
+    assert (fake.home / "var" / "audit.log").read_text().splitlines()[-1] == big
+    fake.write_config(store={**fake.config["store"], "backend": "files"})
+    rc, out, err = fake.havirt("-f", "json", "log")
+    assert rc == 0 and [x["remote"] for x in json.loads(out)][-1] == "x" * 5000
+
+
+def test_unreadable_refused_entries_stop_the_move(fake, etcd, tmp_path):
+    lived_in(fake, tmp_path)
+    fake.write_config(store={"endpoints": [etcd.url], "prefix": etcd.prefix})
+    assert fake.havirt("--yes", "store", "migrate", "--to", "etcd")[0] == 0
+    fake.write_config(store={**fake.config["store"], "backend": "etcd"})
+    refused = fake.home / "var" / "audit-refused.log"
+    refused.symlink_to(tmp_path / "elsewhere")
+    keys = etcd_keys(etcd)
+    rc, out, err = fake.havirt("--yes", "store", "migrate", "--to", "files")
+    assert rc == 2 and err.splitlines()[0].startswith("facts from etcd"), (rc, err)
+    assert err.splitlines()[1:] == [f"havirt: {refused}: the audit entries etcd refused cannot be read "
+                                    "(it is a symbolic link)"], err
+    assert etcd_keys(etcd) == keys and not (fake.home / "var" / "state.yaml").exists()
