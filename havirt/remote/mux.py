@@ -6,7 +6,8 @@ OpenSSH's multiplexing protocol (PROTOCOL.mux in OpenSSH's sources, version
 4 since OpenSSH 5.x). What `ssh -S PATH host COMMAND` does as a client, and
 all it does, is done here: say hello, ask for a session with the command,
 hand over the three descriptors of its stdin, stdout and stderr (SCM_RIGHTS),
-then wait for the exit message. The master runs the session on its
+then wait for the exit message and for the master to close its socket, which
+it does once it has written all the output (the exit message may come first). The master runs the session on its
 connection exactly as for its own ssh clients: ssh_config's SendEnv and
 SetEnv are the master's (the environment is offered; the master keeps what
 SendEnv names), the host key was checked when the master connected.
@@ -20,9 +21,10 @@ bench/session_cost.py).
 Where ssh's own client gives up the master and connects by itself, so
 does this: the session falls back to `argv` (ssh, which opens a master with
 ControlMaster=auto) when there is no usable master (no socket, a stale one,
-another protocol version, one that does not answer its hello within the
-connect timeout) or when the master refuses the session or goes away before
-it is open (MaxSessions reached; its node stopped answering, and its
+another protocol version; one that does not answer its hello within the
+connect timeout: `direct`, an ssh that goes round it, for an ssh before 9.4
+would wait for it forever) or when the master refuses the session or goes
+away before it is open (MaxSessions reached; its node stopped answering, and its
 keepalives gave it up). Once the session is open, an end without its exit
 message is ssh's exit 255 (what ssh says then: nothing).
 """
@@ -75,9 +77,12 @@ class SharedSession(Process):
     on the master at `path`, or, without a usable one, in `argv` (ssh)."""
 
     def __init__(self, path: str, command: str, argv: list[str], stdin: bytes | None,
-                 timeout: float, on_output=None, handshake: float = 5.0):
+                 timeout: float, on_output=None, handshake: float = 5.0, direct=None):
+        """`direct`: a function giving the argv of an ssh that goes round the
+        master (for one that does not answer: an ssh before 9.4 would wait
+        for it forever); None: `argv`."""
         super().__init__(argv, stdin, timeout, on_output)
-        self.path, self.command, self.handshake = path, command, handshake
+        self.path, self.command, self.handshake, self.direct = path, command, handshake, direct
         self.shared = False             # the session runs on the master (not through ssh)
         self.sock: socket.socket | None = None
         self.pipes: dict = {}           # our end -> "in" | "out" | "err"
@@ -87,6 +92,7 @@ class SharedSession(Process):
         self.opened = False
         self.exit_value: int | None = None
         self.ended_why: str | None = None
+        self.closed_at: float | None = None     # when the master closed its socket
 
     # -- starting ------------------------------------------------------------------------
     def spawn(self) -> None:
@@ -172,6 +178,7 @@ class SharedSession(Process):
             data = b""
         if not data:
             self.close(self.sock, sel)
+            self.closed_at = time.monotonic()
             if not self.opened:
                 self._fall_back(sel)    # as ssh does: the master went away (its node did not answer)
             elif self.exit_value is None:
@@ -197,7 +204,7 @@ class SharedSession(Process):
                 return self._fall_back(sel)     # not a master of protocol version 4
             self.hello_seen = True
             return self._request(sel)
-        if kind == S_SESSION_OPENED:
+        if kind == S_SESSION_OPENED and not self.opened:
             self.opened = True
             for fd, name in self.pipes.items():
                 if name == "in":
@@ -244,13 +251,14 @@ class SharedSession(Process):
 
     def done(self, now: float, sel) -> bool:
         if self.shared and not self.hello_seen and now >= self.hello_by:
-            self._fall_back(sel)        # a master that does not answer (stopped): ssh
+            if self.direct is not None:
+                self.argv = self.direct()
+            self._fall_back(sel)        # a master that does not answer (stopped): ssh round it
         if not self.shared:
             return super().done(now, sel)
-        streams = any(self.pipes.get(obj) in ("out", "err") for obj in self.open)
-        if self.exited is None and now >= self.deadline:
+        if (self.exited is None or self._closing()) and now >= self.deadline:
             self.timed_out = True
-        elif self.exited is None or (streams and now - self.exited < DRAIN):
+        elif self.exited is None or self._closing() or (self._streams() and now - self._last() < DRAIN):
             return False
         self.end(sel)
         if self.timed_out:
@@ -264,6 +272,18 @@ class SharedSession(Process):
         self.duration = now - self.started
         return True
 
+    def _closing(self) -> bool:
+        """The exit status came, and the master has yet to close its socket:
+        it does so once all the output is written to our pipes (ssh's client
+        waits for that too: the exit message may come before the last of it)."""
+        return self.ended_why is None and self.sock is not None and self.sock in self.open
+
+    def _streams(self) -> bool:
+        return any(self.pipes.get(obj) in ("out", "err") for obj in self.open)
+
+    def _last(self) -> float:
+        return max(self.exited, self.closed_at or self.exited)
+
     def end(self, sel) -> None:
         if not self.shared:
             return super().end(sel)
@@ -276,7 +296,9 @@ class SharedSession(Process):
             return super().wake_at(now)
         if not self.hello_seen:
             return min(self.deadline, self.hello_by)
-        return self.deadline if self.exited is None else min(self.deadline, self.exited + DRAIN)
+        if self.exited is None or self._closing():
+            return self.deadline
+        return min(self.deadline, self._last() + DRAIN)
 
 
 def _reason(body: bytes) -> str:

@@ -76,20 +76,24 @@ PATH_LEFT = SOCKET_PATH_MAX - SSH_TEMP_SUFFIX - len("/") - NAME_LENGTH
 INCLUDE_DEPTH = 16               # ssh's own limit of nested Includes
 INCLUDE = re.compile(r"^[ \t]*include(?:[ \t]*=[ \t]*|[ \t]+)(.*?)[ \t]*$", re.I | re.M)
 HOST_KEY_POLICY = {"reject": "yes", "accept-new": "accept-new", "ignore": "no"}
+# The options of sharing, last on the command line (options() cuts them off
+# for an ssh that goes round a master that does not answer).
+SHARING_OPTIONS = ("ControlMaster", "ControlPersist", "ServerAliveInterval", "ServerAliveCountMax")
+UNSHARED = ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
 
 
 def control_folder() -> str:
     """The user's private folder of ControlPath sockets, created 0700:
     ~/.cache/havirt/ssh of the user's home in the password database (the
     same for cron and a login shell), or /tmp/havirt-ssh-UID when that path
-    is too long for a socket name."""
+    is too long for a socket name or holds what ssh cannot be given."""
     uid = os.getuid()
     try:
         home = pwd.getpwuid(uid).pw_dir
     except KeyError:
         home = ""
     folder = os.path.join(home, ".cache", "havirt", "ssh") if home.startswith("/") else ""
-    if not folder or len(folder) > PATH_LEFT:
+    if not folder or len(folder) > PATH_LEFT or '"' in folder or "\\" in folder:   # (option_path)
         folder = f"/tmp/havirt-ssh-{uid}"
     return private_folder(folder, uid)
 
@@ -129,8 +133,12 @@ class OpenSSHRunner(SSHTransport):
             _known_hosts_ready(ssh_cfg.known_hosts_file)
 
     # -- the command line ----------------------------------------------------------------
-    def options(self) -> list[str]:
-        """The options every ssh of this runner gets, the node's excepted."""
+    def options(self, shared: bool = True) -> list[str]:
+        """The options every ssh of this runner gets, the node's excepted
+        (`shared` False: those of an ssh that does not use the shared
+        connection, when its master does not answer)."""
+        if not shared and self.sharing:
+            return self.options()[:-len(SHARING_OPTIONS) * 2] + UNSHARED
         if self._options is None:
             c = self.cfg
             known = os.path.abspath(c.known_hosts_file) \
@@ -140,23 +148,23 @@ class OpenSSHRunner(SSHTransport):
                 "-o", f"ConnectTimeout={max(1, math.ceil(c.connect_timeout))}"]
             if c.identity_file:
                 opts += ["-i", os.path.abspath(c.identity_file), "-o", "IdentitiesOnly=yes"]
-            opts += ["-o", f"UserKnownHostsFile={known}",
+            opts += ["-o", f"UserKnownHostsFile={option_path(known, 'ssh.known_hosts_file')}",
                      "-o", f"StrictHostKeyChecking={HOST_KEY_POLICY[c.host_key_policy]}"]
             if c.host_key_policy == "accept-new":
                 opts += ["-o", "HashKnownHosts=yes"]     # as paramiko's accept-new writes them
             if self.sharing:
-                opts += ["-o", "ControlMaster=auto", "-o", f"ControlPersist={c.persist}",
-                         "-o", "ServerAliveInterval=1",
-                         "-o", f"ServerAliveCountMax={max(1, math.ceil(c.connect_timeout) - 1)}"]
+                values = ["auto", str(c.persist), "1", str(max(1, math.ceil(c.connect_timeout) - 1))]
+                for name, value in zip(SHARING_OPTIONS, values):
+                    opts += ["-o", f"{name}={value}"]
             elif self.own_sharing:
-                opts += ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+                opts += UNSHARED
             self._options = opts
         return self._options
 
-    def node_options(self, node: str) -> list[str]:
+    def node_options(self, node: str, shared: bool = True) -> list[str]:
         ep = self.endpoint(node)
-        path = self.control_path(node)
-        return (["-o", "ControlPath=" + path.replace("%", "%%")] if path else []) + \
+        path = self.control_path(node) if shared else None
+        return (["-o", "ControlPath=" + option_path(path.replace("%", "%%"), "ControlPath")] if path else []) + \
                (["-l", ep.user] if ep.user_given else []) + \
                (["-p", str(ep.port)] if ep.port_given else [])
 
@@ -174,11 +182,12 @@ class OpenSSHRunner(SSHTransport):
             self._paths[node] = f"{self._folder}/{hashlib.sha1(key.encode()).hexdigest()[:NAME_LENGTH]}"
         return self._paths[node]
 
-    def argv(self, node: str, text: str, tty: bool = False) -> list[str]:
+    def argv(self, node: str, text: str, tty: bool = False, shared: bool = True) -> list[str]:
         """The local ssh command line that runs `text` on `node` (with a
-        terminal, its own escape key off, for an interactive session)."""
+        terminal, its own escape key off, for an interactive session;
+        `shared` False: not through the node's shared connection)."""
         mode = ["-t", "-e", "none"] if tty else ["-T"]
-        return ["ssh", *mode, *self.options(), *self.node_options(node),
+        return ["ssh", *mode, *self.options(shared), *self.node_options(node, shared),
                 "--", self.targets[node].address, text]
 
     def control_argv(self, node: str, operation: str) -> list[str]:
@@ -199,7 +208,8 @@ class OpenSSHRunner(SSHTransport):
         if not self.sharing:
             return Process(argv, stdin, timeout, on_output)
         return SharedSession(self.control_path(node), text, argv, stdin, timeout, on_output,
-                             handshake=self.cfg.connect_timeout)
+                             handshake=self.cfg.connect_timeout,
+                             direct=lambda: self.argv(node, text, shared=False))
 
     def run(self, node, command, stdin=None, timeout=None, on_output=None) -> Result:
         text = command.text()
@@ -243,6 +253,15 @@ class OpenSSHRunner(SSHTransport):
         transport gives for the same failure."""
         return ssh_error(node, self.endpoint(node), stderr, self.cfg.connect_timeout,
                          self.cfg.known_hosts_file)
+
+
+def option_path(path: str, what: str) -> str:
+    """A path as the value of an `-o NAME=VALUE` (ssh splits a value at
+    blanks: one with blanks is quoted; ssh would read a quote or a backslash
+    in it as its own)."""
+    if '"' in path or "\\" in path:
+        raise ConfigError(f"{path}: {what} holds a quote or a backslash, which ssh cannot be given")
+    return f'"{path}"' if any(ch.isspace() for ch in path) else path
 
 
 def config_file_option(path: str | None) -> list[str]:

@@ -144,6 +144,41 @@ def test_no_usable_master_runs_in_ssh(tmp_path, setup):
     assert time.monotonic() - t < 3
 
 
+def test_a_frozen_master_is_gone_round(tmp_path):
+    """A master that does not say hello: ssh with the same ControlPath would
+    wait for it (before OpenSSH 9.4, forever), so the session runs in the
+    ssh that goes round it."""
+    path = Master(str(tmp_path), lambda *a: None, hello=None).path
+    p = mux.SharedSession(path, "the command", FALLBACK, None, 10, handshake=0.5,
+                          direct=lambda: ["sh", "-c", "echo round it"])
+    drive([p], 1)
+    assert (p.shared, p.returncode, bytes(p.out)) == (False, 0, b"round it\n")
+
+
+def test_output_after_the_exit_message_is_all_read(tmp_path):
+    """The exit message may come before the master has written the last of
+    the output: the session ends when the master closes its socket."""
+    def script(conn, i, o, e):
+        opened(conn)
+        os.write(o, b"first\n")
+        exit_with(conn, 0)
+        time.sleep(1.2)                               # longer than DRAIN
+        os.write(o, b"last\n")
+        os.write(e, b"late warning\n")
+    p = run(Master(str(tmp_path), script).path)
+    assert (p.shared, p.returncode, bytes(p.out), bytes(p.err)) == (True, 0, b"first\nlast\n", b"late warning\n")
+
+
+def test_a_second_opened_message_changes_nothing(tmp_path):
+    def script(conn, i, o, e):
+        opened(conn)
+        opened(conn)
+        os.write(o, os.read(i, 10))
+        exit_with(conn, 3)
+    p = run(Master(str(tmp_path), script).path, b"ok\n")
+    assert (p.shared, p.returncode, bytes(p.out)) == (True, 3, b"ok\n")
+
+
 def test_gone_after_it_opened_is_ssh_exit_255(tmp_path):
     def script(conn, i, o, e):
         opened(conn)

@@ -10,8 +10,10 @@ timeouts against real nodes) is proven in the lab: tests/integration/test_openss
 import base64
 import os
 import pwd
+import shutil
 import socket
 import stat
+import subprocess
 import time
 
 import paramiko
@@ -80,6 +82,37 @@ def test_persist_0_is_a_fresh_connection_every_time(tmp_path):
     o = opts(runner(tmp_path, persist=0).argv("n1", "true"))
     assert o[-2:] == ["ControlMaster=no", "ControlPath=none"]
     assert not [x for x in o if x.startswith(("ControlPersist", "ServerAlive"))]
+
+
+def test_round_the_master_is_the_same_ssh_without_sharing(tmp_path):
+    """For a master that does not answer: the same options, sharing off."""
+    r = runner(tmp_path, identity_file="/keys/id")
+    shared, direct = r.argv("n1", "true"), r.argv("n1", "true", shared=False)
+    assert opts(direct) == [x for x in opts(shared) if not x.startswith(("Control", "ServerAlive"))] \
+        + ["ControlMaster=no", "ControlPath=none"]
+    def rest(argv):
+        return [a for i, a in enumerate(argv) if a != "-o" and (i == 0 or argv[i - 1] != "-o")]
+    assert rest(direct) == rest(shared) and rest(direct)[-3:] == ["--", "10.0.0.7", "true"]
+
+
+def test_paths_with_blanks_are_one_value_for_ssh(tmp_path):
+    """ssh splits an option's value at blanks (UserKnownHostsFile takes
+    several files): such a path is quoted, as ssh reads it; a quote or a
+    backslash in one cannot be given, and is said."""
+    folder = tmp_path / "a b"
+    folder.mkdir()
+    r = OpenSSHRunner(ssh_cfg(known_hosts_file=str(folder / "known hosts")),
+                      {"n1": Target("n1", "10.0.0.7")}, folder=str(folder))
+    o = opts(r.argv("n1", "true"))
+    assert f'UserKnownHostsFile="{folder}/known hosts"' in o
+    assert f'ControlPath="{r.control_path("n1")}"' in o and " " in r.control_path("n1")
+    if shutil.which("ssh"):             # what ssh itself makes of them
+        argv = r.argv("n1", "true")
+        got = subprocess.run(["ssh", "-G", *argv[2:-1]], capture_output=True, text=True, check=True).stdout
+        assert f"userknownhostsfile {folder}/known hosts\n" in got
+        assert f"controlpath {r.control_path('n1')}\n" in got
+    with pytest.raises(ConfigError, match="holds a quote or a backslash"):
+        runner(tmp_path, known_hosts_file='/a"b').argv("n1", "true")
 
 
 def test_without_sharing_of_its_own_ssh_config_decides(tmp_path):
