@@ -1,4 +1,5 @@
-"""Validation of names and the one function that quotes remote arguments."""
+"""Validation of names, the one function that quotes remote arguments, and
+the one that quotes an XML attribute's value."""
 
 import re
 import shlex
@@ -52,6 +53,14 @@ def quote_argv(argv) -> str:
 
 
 _ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def xml_attr(text: str) -> str:
+    """`text` as an XML attribute's value, in double quotes (what
+    xml.sax.saxutils.quoteattr gives, without importing urllib and http for
+    it: every command that plans a definition would)."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    return '"' + text.replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;") + '"'
 
 
 def printable(text) -> str:

@@ -16,8 +16,15 @@ from __future__ import annotations
 
 from havirt.errors import ConfigError, HavirtError, Interrupted, Refusal, UsageError
 from havirt.ops.outcome import Outcome
-from havirt.store.copy import (Facts, differences, discard_copy, move_aside, move_file_aside, read_facts,
-                               write_facts)
+from havirt.store.copy import (
+    Facts,
+    differences,
+    discard_copy,
+    move_aside,
+    move_file_aside,
+    read_facts,
+    write_facts,
+)
 from havirt.store.state import command_line
 from havirt.store.stores import FilesStore, open_store
 

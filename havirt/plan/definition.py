@@ -12,9 +12,9 @@ import random
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from xml.sax.saxutils import quoteattr
 
 from havirt.errors import DomainXMLError
+from havirt.names import xml_attr
 from havirt.parse.domxml import DomainSpec, domain_from_bytes
 
 OSINFO = "http://libosinfo.org/xmlns/libvirt/domain/1.0"
@@ -52,7 +52,7 @@ def _disk_lines(disk: NewDisk, target: str) -> list[str]:
     extra = " io='native'" if disk.kind == "block" else " discard='unmap'"
     return [f"    <disk type='{disk.kind}' device='disk'>",
             f"      <driver name='qemu' type='{disk.format}' cache='none'{extra}/>",
-            f"      <source {src}={quoteattr(disk.path)}/>",
+            f"      <source {src}={xml_attr(disk.path)}/>",
             f"      <target dev='{target}' bus='virtio'/>",
             "    </disk>"]
 
@@ -60,7 +60,7 @@ def _disk_lines(disk: NewDisk, target: str) -> list[str]:
 def _cdrom_lines(path: str, target: str = "sda") -> list[str]:
     return ["    <disk type='file' device='cdrom'>",
             "      <driver name='qemu' type='raw'/>",
-            f"      <source file={quoteattr(path)}/>",
+            f"      <source file={xml_attr(path)}/>",
             f"      <target dev='{target}' bus='sata'/>",
             "      <readonly/>",
             "    </disk>"]
@@ -79,7 +79,7 @@ def interface_xml(kind: str, source: str, mac: str) -> str:
 def _interface_lines(kind: str, source: str, mac: str) -> list[str]:
     return [f"    <interface type='{kind}'>",
             f"      <mac address='{mac}'/>",
-            f"      <source {kind}={quoteattr(source)}/>",
+            f"      <source {kind}={xml_attr(source)}/>",
             "      <model type='virtio'/>",
             "    </interface>"]
 
@@ -102,7 +102,7 @@ def new_domain_xml(name: str, memory_mib: int, vcpus: int, disks=(), networks=()
              f"  <uuid>{uuidlib.uuid4()}</uuid>"]
     if os_variant:
         lines += ["  <metadata>", f"    <libosinfo:libosinfo xmlns:libosinfo='{OSINFO}'>",
-                  f"      <libosinfo:os id={quoteattr(os_variant)}/>",
+                  f"      <libosinfo:os id={xml_attr(os_variant)}/>",
                   "    </libosinfo:libosinfo>", "  </metadata>"]
     lines += [f"  <memory unit='MiB'>{memory_mib}</memory>",
               f"  <currentMemory unit='MiB'>{memory_mib}</currentMemory>",

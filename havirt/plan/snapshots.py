@@ -24,9 +24,9 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from xml.sax.saxutils import escape
 
 from havirt.errors import Refusal
+from havirt.names import xml_attr
 from havirt.parse.domxml import DiskSpec, DomainSpec, parse_domain_xml
 from havirt.parse.images import ImageFact
 from havirt.plan.definition import ClonedDisk, cloned_xml
@@ -260,7 +260,7 @@ def _backup_xml(targets: dict[str, str], p: Place) -> str:
 
 
 def _attr(text: str) -> str:
-    return escape(text, {'"': "&quot;"})
+    return xml_attr(text)[1:-1]
 
 
 def plan_backup(cfg, cluster: Cluster, images: Images | None, spec: DomainSpec, specs, p: Place,

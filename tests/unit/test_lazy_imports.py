@@ -92,3 +92,12 @@ def test_a_scan_does_import_it(tmp_path):
     (tmp_path / "config.yaml").write_text("ssh: {connect_timeout: 0.5, port: 9, "
                                           "known_hosts_file: null, ssh_config: null}\n")
     assert probe(tmp_path, "node", "scan")[:3] == (1, True, False)
+
+
+def test_planning_a_definition_does_not_import_urllib():
+    """Quoting an XML attribute needs no urllib, http and email (~20 ms of
+    every command that plans a definition: xml.sax.saxutils imports them)."""
+    code = ("import sys; import havirt.ops.domains, havirt.plan.definition, havirt.plan.snapshots; "
+            "print('urllib.request' in sys.modules, 'xml.sax.saxutils' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert p.stdout.split() == ["False", "False"], (p.stdout, p.stderr)
