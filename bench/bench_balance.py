@@ -205,7 +205,6 @@ def _no_swaps(*_args):
 
 VARIANTS = {
     "default": {},
-    "one way": {"WAYS_SIZE": -1},
     "no look-ahead": {"LOOKAHEAD": 0},
     "look-ahead everywhere": {"LOOKAHEAD_WORK": 10**9},
     "no cost preference": {"CHEAP_WINDOW": 0.0},

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from havirt.plan.balance import BalancePlan, BDomain, BNode, Weights, plan_balance, planner, score
-from havirt.plan.balance.score import DEFAULT_WEIGHTS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from balance_reference import cluster_score, plan_greedy, random_cluster, replay  # noqa: E402
@@ -236,35 +235,12 @@ def _gains(nodes: list[BNode], doms: list[BDomain]) -> dict[str, float]:
 
 
 def test_of_two_moves_of_similar_gain_the_cheaper_goes_first() -> None:
-    # from a: "big" gains a bit more than "small", but less than CHEAP_WINDOW
-    # more; both move (to b and c), so every way ends at the same score
-    nodes = [BNode("a", 20000, 64, 4.0), BNode("b", 20000, 64, 4.0), BNode("c", 20000, 64, 4.0)]
+    # from a to b: "big" gains a bit more than "small", but less than CHEAP_WINDOW more
+    nodes = [BNode("a", 20000, 64, 4.0), BNode("b", 20000, 64, 4.0)]
     doms = [BDomain("small", "a", 3000, 1), BDomain("big", "a", 3040, 1), BDomain("x", "a", 500, 1, movable=False)]
     gains = _gains(nodes, doms)
     assert gains["small"] < gains["big"] < gains["small"] * (1 + planner.CHEAP_WINDOW)
-    assert [m.domain for m in plan(nodes, doms).moves] == ["small", "big"]
     assert plan(nodes, doms, max_moves=1).moves[0].domain == "small"
-
-
-def test_of_the_ways_the_one_that_ends_lowest_is_kept() -> None:
-    # two nodes: the cheap-move preference moves "small" and then nothing
-    # gains; without it "big" moves, which ends lower: that plan is kept, cut
-    # after one move too
-    nodes = [BNode("a", 20000, 64, 4.0), BNode("b", 20000, 64, 4.0)]
-    doms = [BDomain("small", "a", 3000, 1), BDomain("big", "a", 3040, 1), BDomain("x", "a", 500, 1, movable=False)]
-    ways = {way: planner._run(nodes, doms, DEFAULT_WEIGHTS, True, MG, math.inf, way)[0] for way in planner.WAYS}
-    assert [m.domain for m in ways[planner.WAYS[0]].moves] == ["small"]
-    assert [m.domain for m in ways[(False, True)].moves] == ["big"]
-    assert ways[(False, True)].score_after < ways[planner.WAYS[0]].score_after
-    assert [m.domain for m in plan(nodes, doms).moves] == ["big"]
-    assert [m.domain for m in plan(nodes, doms, max_moves=1).moves] == ["big"]
-
-
-def test_one_way_only_on_large_clusters(monkeypatch) -> None:
-    nodes = [BNode("a", 20000, 64, 4.0), BNode("b", 20000, 64, 4.0)]
-    doms = [BDomain("small", "a", 3000, 1), BDomain("big", "a", 3040, 1), BDomain("x", "a", 500, 1, movable=False)]
-    monkeypatch.setattr(planner, "WAYS_SIZE", len(nodes) * len(doms) - 1)
-    assert [m.domain for m in plan(nodes, doms).moves] == ["small"]
 
 
 def test_of_two_moves_the_cheaper_gives_up_no_more_than_the_window() -> None:

@@ -15,14 +15,6 @@ moves gives (a swap is never cut in two), and:
   copies the least memory of those within ``CHEAP_WINDOW`` (2 %) of it; the
   value of a move is its gain, plus on small clusters the gain of the best
   move after it (look-ahead);
-* three ways on clusters of at most ``WAYS_SIZE`` nodes x domains: the plan
-  is made as above, without the cheap-move preference, and without the
-  look-ahead, and the one kept is the one that leaves the fewest nodes whose
-  loss is fatal, then ends at the lowest score, then has the fewest moves,
-  then copies the least memory, then comes first (``_rank``); each greedy
-  rule misses on some clusters what the others find. With ``max_moves`` the
-  way is chosen by where it ends unbounded, so a plan cut after k moves is
-  still the plan for k moves;
 * no domain moves twice in a plan (a later run may move it again), and a
   domain that cannot move live (a container, ``BDomain.live``) never moves:
   balance would have to stop it (N+1 still counts it, restarted elsewhere);
@@ -62,11 +54,6 @@ CHEAP_WINDOW = 0.02
 LOOKAHEAD = 10
 LOOKAHEAD_WINDOW = 0.5
 LOOKAHEAD_WORK = 40000
-# The three ways (cheap-move preference on, look-ahead on) planned on clusters
-# of at most WAYS_SIZE nodes x domains (one way, the first, on larger ones:
-# the planning time target is on those).
-WAYS = ((True, True), (False, True), (True, False))
-WAYS_SIZE = 30000
 
 
 def plan_balance(
@@ -93,20 +80,6 @@ def plan_balance(
         raise ValueError("max_moves must be >= 0 or None")
     if math.isnan(min_gain):
         raise ValueError("min_gain must be a number")
-    ways = WAYS if len(nodes) * len(domains) <= WAYS_SIZE else WAYS[:1]
-    budget = math.inf if max_moves is None else max_moves
-    if len(ways) > 1:
-        ends = [_run(nodes, domains, weights, keep_n_plus_1, min_gain, math.inf, way) for way in ways]
-        best = min(range(len(ways)), key=lambda q: (*_rank(ends[q][0]), q))
-        if budget >= len(ends[best][1]):
-            return ends[best][0]
-        ways = ways[best:best + 1]
-    return _run(nodes, domains, weights, keep_n_plus_1, min_gain, budget, ways[0])[0]
-
-
-def _run(nodes: list[BNode], domains: list[BDomain], weights: Weights, keep_n_plus_1: bool,
-         min_gain: float, budget: float, way: tuple[bool, bool]) -> tuple[BalancePlan, list[Hop]]:
-    """The plan made one ``way`` (cheap-move preference, look-ahead: on or off), and its steps."""
     layout = Layout(nodes, domains, weights)
     layout.moved |= {k for k, d in enumerate(layout.doms) if not d.live}   # never moved by balance
     base = (list(layout.mem), list(layout.vcpu))
@@ -114,36 +87,26 @@ def _run(nodes: list[BNode], domains: list[BDomain], weights: Weights, keep_n_pl
     n1_before = verdict(layout) if keep_n_plus_1 else None
     guard = Guard(layout, n1_before) if n1_before is not None else None
     thr = max(min_gain / layout.n, TINY_GAIN) if layout.n else math.inf
-    steps = _plan(layout, guard, budget, thr, way)
+    steps = _plan(layout, guard, math.inf if max_moves is None else max_moves, thr)
     moves = _moves(layout, base, steps)
     n1_after = verdict(layout) if keep_n_plus_1 else None
-    plan = BalancePlan(moves, before, moves[-1].score_after if moves else before, n1_before, n1_after)
-    return plan, steps
+    return BalancePlan(moves, before, moves[-1].score_after if moves else before, n1_before, n1_after)
 
 
-def _rank(plan: BalancePlan) -> tuple[int, float, int, int]:
-    """What picks the way: the fewest nodes whose loss stays fatal, then the
-    lowest end score, then the fewest moves, then the least memory copied."""
-    fatal = len(plan.n_plus_1_after.failing) if plan.n_plus_1_after is not None else 0
-    return fatal, plan.score_after, len(plan.moves), plan.memory_mib
-
-
-def _plan(layout: Layout, guard: Guard | None, budget: float, thr: float,
-          way: tuple[bool, bool]) -> list[Hop]:
+def _plan(layout: Layout, guard: Guard | None, budget: float, thr: float) -> list[Hop]:
     """N+1 restored where moves can, then balance; again while balancing
     opened new ways to restore (each domain moves once: it ends)."""
     steps: list[Hop] = []
     while True:
         if guard is not None and guard.unsafe:
             steps += restore(layout, guard, budget - len(steps))
-        more = _balance(layout, guard, budget - len(steps), thr, way)
+        more = _balance(layout, guard, budget - len(steps), thr)
         steps += more
         if not more or guard is None or not guard.unsafe:
             return steps
 
 
-def _balance(layout: Layout, guard: Guard | None, budget: float, thr: float,
-             way: tuple[bool, bool]) -> list[Hop]:
+def _balance(layout: Layout, guard: Guard | None, budget: float, thr: float) -> list[Hop]:
     """Single moves, best first, then swaps, until nothing gains ``thr``."""
     steps: list[Hop] = []
     # the moves the guard refused, each with the number of steps made when it
@@ -151,14 +114,12 @@ def _balance(layout: Layout, guard: Guard | None, budget: float, thr: float,
     # layout's), when nothing else is left
     refused: dict[tuple[int, int], int] = {}
     work = layout.n * sum(len(layout.groups(i)) for i in range(layout.n))
-    cheap, ahead = way
-    window = CHEAP_WINDOW if cheap else 0.0
-    width = min(LOOKAHEAD, LOOKAHEAD_WORK // max(work, 1)) if ahead else 0
+    width = min(LOOKAHEAD, LOOKAHEAD_WORK // max(work, 1))
     keep = KEEP  # grows while the guard refuses every candidate: fewer scans
     while len(steps) < budget:
         cands = _best_single(layout, thr, refused.keys(), keep)
         if cands:
-            for _, k, j in _choose(layout, cands, thr, width, window):
+            for _, k, j in _choose(layout, cands, thr, width):
                 if guard is None or guard.allows([(k, j)]):
                     steps += _do(layout, guard, [(k, j)])
                     keep = KEEP
@@ -179,11 +140,11 @@ def _balance(layout: Layout, guard: Guard | None, budget: float, thr: float,
     return steps
 
 
-def _choose(layout: Layout, cands: list[Single], thr: float, width: int, window: float) -> list[Single]:
+def _choose(layout: Layout, cands: list[Single], thr: float, width: int) -> list[Single]:
     """``cands`` (best gain first) in the order to try them.
 
     First the move of the best value, or the cheapest (least memory) of
-    those within ``window`` of it; the value of a move is its gain,
+    those within ``CHEAP_WINDOW`` of it; the value of a move is its gain,
     plus, with a look-ahead ``width``, the gain of the best move after it
     (worked out for the ``width`` best candidates that gain at least
     ``1 - LOOKAHEAD_WINDOW`` times the best gain, and the cheapest of
@@ -198,7 +159,7 @@ def _choose(layout: Layout, cands: list[Single], thr: float, width: int, window:
         pool = cands
         values = [c[0] for c in pool]
     top = max(values)
-    near = [q for q, v in enumerate(values) if v >= top * (1.0 - window)]
+    near = [q for q, v in enumerate(values) if v >= top * (1.0 - CHEAP_WINDOW)]
     pick = pool[min(near, key=lambda q: (layout.dmem[pool[q][1]], -values[q], q))]
     return [pick, *(c for c in cands if c is not pick)]
 
