@@ -188,6 +188,19 @@ def test_every_prefix_is_the_plan_for_that_many_moves(seed: int) -> None:
         assert len(cut.moves) >= min(k, len(full.moves)) - 1
 
 
+@pytest.mark.parametrize("seed", [61, 111, 144, 205])
+def test_a_swap_that_does_not_fit_ends_the_cut_plan(seed: int) -> None:
+    """With N+1 kept, when the unbounded plan's next step is a swap that the
+    moves left cannot hold, the cut plan ends there: the move left is not
+    spent restoring N+1 or on a move the unbounded plan makes later."""
+    nodes, doms = random_cluster(seed, maintenance=0.15, restart=0.3, fixed=0.1)
+    full = plan(nodes, doms, min_gain=0.001)
+    for k in range(len(full.moves) + 1):
+        cut = plan(nodes, doms, max_moves=k, min_gain=0.001)
+        assert cut.moves == full.moves[:len(cut.moves)]
+        assert len(cut.moves) >= min(k, len(full.moves)) - 1
+
+
 def assert_each_move_lowers(p: BalancePlan) -> None:
     """Each move lowers the score, except the first half of a swap, which
     may raise it by no more than the swap gains."""

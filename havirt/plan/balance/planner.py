@@ -95,19 +95,25 @@ def plan_balance(
 
 def _plan(layout: Layout, guard: Guard | None, budget: float, thr: float) -> list[Hop]:
     """N+1 restored where moves can, then balance; again while balancing
-    opened new ways to restore (each domain moves once: it ends)."""
+    opened new ways to restore (each domain moves once: it ends).
+
+    The plan for a ``budget`` is the unbounded plan cut where the budget
+    ends: when its next step is a swap that does not fit, it ends there
+    (the moves left are not spent on what the unbounded plan does later).
+    """
     steps: list[Hop] = []
     while True:
         if guard is not None and guard.unsafe:
             steps += restore(layout, guard, budget - len(steps))
-        more = _balance(layout, guard, budget - len(steps), thr)
+        more, cut = _balance(layout, guard, budget - len(steps), thr)
         steps += more
-        if not more or guard is None or not guard.unsafe:
+        if cut or not more or guard is None or not guard.unsafe:
             return steps
 
 
-def _balance(layout: Layout, guard: Guard | None, budget: float, thr: float) -> list[Hop]:
-    """Single moves, best first, then swaps, until nothing gains ``thr``."""
+def _balance(layout: Layout, guard: Guard | None, budget: float, thr: float) -> tuple[list[Hop], bool]:
+    """Single moves, best first, then swaps, until nothing gains ``thr``;
+    and whether the ``budget`` cut it short."""
     steps: list[Hop] = []
     # the moves the guard refused, each with the number of steps made when it
     # did: asked again only once steps were made since (the verdict is the
@@ -128,16 +134,18 @@ def _balance(layout: Layout, guard: Guard | None, budget: float, thr: float) -> 
             else:
                 keep = min(2 * keep, KEEP_MAX)
             continue
-        pair = _best_swap(layout, guard, thr) if len(steps) + 2 <= budget else None
+        pair = _best_swap(layout, guard, thr)
         if pair is not None:
+            if len(steps) + 2 > budget:
+                return steps, True  # a swap is never cut in two
             steps += _do(layout, guard, pair)
             continue
         stale = [move for move, made in refused.items() if made != len(steps)]
         if not stale:
-            return steps
+            return steps, False
         for move in stale:  # the steps made since may have made them harmless
             del refused[move]
-    return steps
+    return steps, True
 
 
 def _choose(layout: Layout, cands: list[Single], thr: float, width: int) -> list[Single]:
