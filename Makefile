@@ -60,8 +60,12 @@ bench-deps: deps
 tools:
 	$(call install_missing,$(TOOL_PACKAGES))
 
+# the unit tests in 4 processes (many of them wait on a real etcd or a
+# timer); tests/install's tests share one installed tree, so they run alone
+UNIT := $(PY) -m pytest -q -n 4 tests/unit
+
 unit: venv tools
-	$(PY) -m pytest -q tests/unit
+	$(UNIT)
 
 integration: venv
 	$(PY) -m pytest -q tests/integration
@@ -83,7 +87,7 @@ lab-cache:
 # Unit tests first (fast), `make install` into a folder, then the lab; the lab
 # comes down whatever happened.
 test: venv deps
-	$(PY) -m pytest -q tests/unit tests/install
+	$(UNIT) && $(PY) -m pytest -q tests/install
 	$(LAB) up $(NODES); rc=$$?; \
 	if [ $$rc -eq 0 ]; then $(PY) -m pytest -q tests/integration; rc=$$?; fi; \
 	$(LAB) down; exit $$rc
