@@ -44,11 +44,14 @@ def scan_swaps(layout: Layout, floor: float, keep: int) -> list[Swap]:
     pairs = _pairs(layout, base, floor - _ROUNDING)
     pairs.sort()
     best: list[Swap] = []
+    kinds: dict[int, _Kinds] = {}
     for neg_ub, i, j in pairs:
         worst = (best[-1][0] if len(best) >= keep else floor) - _ROUNDING
         if -neg_ub < worst:
             break
-        best += _exchanges(layout, base, i, j, worst)
+        ki = kinds.get(i) or kinds.setdefault(i, _kinds(layout, i))
+        kj = kinds.get(j) or kinds.setdefault(j, _kinds(layout, j))
+        best += _exchanges(layout, base, i, j, worst, ki, kj)
         best.sort(key=lambda c: -c[0])
         del best[keep:]
     return best
@@ -92,6 +95,17 @@ def _pairs(layout: Layout, base: _Base, low: float) -> list[tuple[float, int, in
     return pairs
 
 
+# A node's movable domains for the exchanges: (groups, their memory sizes,
+# their vCPU counts, free MiB, free vCPUs)
+_Kinds = tuple[list, frozenset[int], frozenset[int], int, int]
+
+
+def _kinds(layout: Layout, i: int) -> _Kinds:
+    """Node ``i``'s :data:`_Kinds`, worked out once per scan."""
+    groups = layout.groups(i)
+    return (groups, frozenset(g[0] for g in groups), frozenset(g[1] for g in groups), *layout.headroom(i))
+
+
 def _span(layout: Layout, i: int) -> tuple[int, int, int, int, int, int] | None:
     """Node ``i``'s movable domains: (least, most MiB, least, most vCPUs), and
     its room (MiB, vCPUs); None when it has none."""
@@ -129,7 +143,7 @@ def _pair_terms(base: _Base, i: int, j: int, dm: tuple[int, int], dv: tuple[int,
     return _least(a, b, *dm), _least(e, g, *dv)
 
 
-def _exchanges(layout: Layout, base: _Base, i: int, j: int, worst: float) -> list[Swap]:
+def _exchanges(layout: Layout, base: _Base, i: int, j: int, worst: float, ki: _Kinds, kj: _Kinds) -> list[Swap]:
     """The exchanges between nodes ``i`` and ``j`` that gain more than ``worst``.
 
     The score after an exchange is worked out from the quadratics of
@@ -144,13 +158,12 @@ def _exchanges(layout: Layout, base: _Base, i: int, j: int, worst: float) -> lis
     qe = 2.0 * (s.r[i] - base.mr) * c - 2.0 * (s.r[j] - base.mr) * d
     qg = c * c + d * d - (d - c) * (d - c) * base.inv
     inv, vf0, vr0, cur, wm, wv = base.inv, base.vf, base.vr, sums.cur, sums.wm, sums.wv
-    gi, gj = layout.groups(i), layout.groups(j)
-    free_i, room_i = layout.headroom(i)
-    free_j, room_j = layout.headroom(j)
+    gi, mems_i, vcpus_i, free_i, room_i = ki
+    gj, mems_j, vcpus_j, free_j, room_j = kj
     # what node i gains (dm MiB, dv vCPUs) within both nodes' limits once exchanged (Layout.fits,
     # inlined): each term of the score, and for each size on node i the least over j's sizes
-    mem_term, mem_least = _terms({g[0] for g in gi}, {g[0] for g in gj}, free_i, free_j, qa, qb, vf0, inv, wm)
-    vcpu_term, vcpu_least = _terms({g[1] for g in gi}, {g[1] for g in gj}, room_i, room_j, qe, qg, vr0, inv, wv)
+    mem_term, mem_least = _terms(mems_i, mems_j, free_i, free_j, qa, qb, vf0, inv, wm)
+    vcpu_term, vcpu_least = _terms(vcpus_i, vcpus_j, room_i, room_j, qe, qg, vr0, inv, wv)
     out: list[Swap] = []
     for m1, v1, al1, k1 in gi:
         if (al1 is not None and j not in al1) or cur - mem_least[m1] - vcpu_least[v1] <= worst:
@@ -170,7 +183,7 @@ def _exchanges(layout: Layout, base: _Base, i: int, j: int, worst: float) -> lis
 
 
 def _terms(
-    mine: set[int], theirs: set[int], room: int, their_room: int, a: float, b: float, v0: float, inv: float, w: float
+    mine: frozenset[int], theirs: frozenset[int], room: int, their_room: int, a: float, b: float, v0: float, inv: float, w: float
 ) -> tuple[dict[int, float], dict[int, float]]:
     """For each difference ``x`` of a size in ``theirs`` less one in ``mine``
     within ``-their_room <= x <= room``: ``w`` times the spread once node
