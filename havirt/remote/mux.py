@@ -26,7 +26,9 @@ connect timeout: `direct`, an ssh that goes round it, for an ssh before 9.4
 would wait for it forever) or when the master refuses the session or goes
 away before it is open (MaxSessions reached; its node stopped answering, and its
 keepalives gave it up). Once the session is open, an end without its exit
-message is ssh's exit 255 (what ssh says then: nothing).
+message is ssh's exit 255 (what ssh says then: nothing); so is a reply to
+another request, or the exit message of another session (ssh's client
+stops there: whether the session started is unknown).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ S_FAILURE = 0x80000003
 S_EXIT_MESSAGE = 0x80000004
 S_SESSION_OPENED = 0x80000006
 NO_ESCAPE = 0xFFFFFFFF
+REQUEST_ID = 1                    # one request per connection to the master
 MAX_MESSAGE = 256 * 1024          # the master's messages are a few bytes; more is not a master
 
 
@@ -63,7 +66,7 @@ def _environment() -> list[bytes]:
     return [k + b"=" + v for k, v in os.environb.items() if k and b"=" not in k]
 
 
-def session_request(command: str, request_id: int = 1) -> bytes:
+def session_request(command: str, request_id: int = REQUEST_ID) -> bytes:
     """MUX_C_NEW_SESSION: no terminal, no X11, no agent, no subsystem, no escape key."""
     body = struct.pack(">II", NEW_SESSION, request_id) + _string(b"")
     body += struct.pack(">IIIII", 0, 0, 0, 0, NO_ESCAPE) + _string(b"") + _string(command.encode())
@@ -90,6 +93,7 @@ class SharedSession(Process):
         self.hello_by = 0.0             # the master's hello is awaited until then
         self.hello_seen = False
         self.opened = False
+        self.session_id: int | None = None     # the master's, in its "opened"
         self.exit_value: int | None = None
         self.ended_why: str | None = None
         self.closed_at: float | None = None     # when the master closed its socket
@@ -204,13 +208,22 @@ class SharedSession(Process):
                 return self._fall_back(sel)     # not a master of protocol version 4
             self.hello_seen = True
             return self._request(sel)
-        if kind == S_SESSION_OPENED and not self.opened:
+        ids = struct.unpack(">I", body[4:8])[0]   # the request's, or the session's (8 bytes at least)
+        if kind in (S_SESSION_OPENED, S_FAILURE, S_PERMISSION_DENIED) and ids != REQUEST_ID:
+            # as ssh: a reply to another request is fatal, exit 255 (whether it started is unknown)
+            self.close(self.sock, sel)
+            return self._ended(f"the shared connection answered request {ids}, not {REQUEST_ID}")
+        if kind == S_SESSION_OPENED and not self.opened and len(body) >= 12:
             self.opened = True
+            self.session_id = struct.unpack(">I", body[8:12])[0]
             for fd, name in self.pipes.items():
                 if name == "in":
                     os.set_blocking(fd, False)
                     sel.register(fd, selectors.EVENT_WRITE, self)
                     self.open.add(fd)
+        elif kind == S_EXIT_MESSAGE and len(body) >= 12 and ids != self.session_id:
+            self.close(self.sock, sel)         # as ssh: the exit of another session is fatal
+            return self._ended(f"the shared connection said the exit of another session ({ids})")
         elif kind == S_EXIT_MESSAGE and len(body) >= 12:
             self.exit_value = struct.unpack(">I", body[8:12])[0]
             self.exited = time.monotonic()

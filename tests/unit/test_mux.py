@@ -179,6 +179,33 @@ def test_a_second_opened_message_changes_nothing(tmp_path):
     assert (p.shared, p.returncode, bytes(p.out)) == (True, 3, b"ok\n")
 
 
+@pytest.mark.parametrize("reply", ["opened", "refused"])
+def test_a_reply_to_another_request_is_ssh_exit_255(tmp_path, reply):
+    """As ssh's client: an out-of-sequence reply is fatal; whether the session
+    started is unknown, so it is neither taken as opened nor run again."""
+    def script(conn, i, o, e):
+        if reply == "opened":
+            conn.sendall(_message(struct.pack(">III", mux.S_SESSION_OPENED, 2, 7)))
+        else:
+            conn.sendall(_message(struct.pack(">III", mux.S_FAILURE, 2, 0)))
+        os.write(o, b"ran")
+        exit_with(conn, 0)
+        time.sleep(0.3)
+    p = run(Master(str(tmp_path), script).path)
+    assert (p.shared, p.returncode, bytes(p.out)) == (True, 255, b"ran")
+    assert b"answered request 2, not 1" in bytes(p.err)
+
+
+def test_the_exit_of_another_session_is_ssh_exit_255(tmp_path):
+    def script(conn, i, o, e):
+        opened(conn)
+        conn.sendall(_message(struct.pack(">III", mux.S_EXIT_MESSAGE, 8, 0)))
+        time.sleep(0.3)
+    p = run(Master(str(tmp_path), script).path)
+    assert (p.shared, p.returncode) == (True, 255)
+    assert b"the exit of another session (8)" in bytes(p.err)
+
+
 def test_gone_after_it_opened_is_ssh_exit_255(tmp_path):
     def script(conn, i, o, e):
         opened(conn)
