@@ -13,9 +13,24 @@ import urllib.request
 
 
 def free_port() -> int:
+    """A port free now (another process may take it before it is used:
+    EtcdServer.start tries again on new ones)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+_HELD: list[socket.socket] = []
+
+
+def closed_port() -> int:
+    """A port where nothing answers and nothing can start listening while
+    the tests run (another worker's etcd included): held bound, never
+    listening, so a connection to it is refused."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _HELD.append(s)
+    return s.getsockname()[1]
 
 
 class EtcdServer:
@@ -26,6 +41,17 @@ class EtcdServer:
         self.proc = None
 
     def start(self) -> "EtcdServer":
+        """Start the member; on new ports if another process took one of
+        them first (the unit tests run in several processes)."""
+        for _ in range(5):
+            if self._start():
+                return self
+            self.port, self.peer = free_port(), free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            shutil.rmtree(self.folder / "data", ignore_errors=True)   # made for the ports before
+        raise RuntimeError(f"etcd did not start: see {self.folder / 'etcd.log'}")
+
+    def _start(self) -> bool:
         binary = shutil.which("etcd")
         if binary is None:
             raise RuntimeError("etcd is not installed (Debian package etcd-server; make unit installs it)")
@@ -41,15 +67,28 @@ class EtcdServer:
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
-                    if b'"true"' in r.read():
-                        return self
+                    healthy = b'"true"' in r.read()
             except OSError:
-                pass
+                healthy = False
+            if healthy and self.proc.poll() is None and self._ours():
+                return True
             if self.proc.poll() is not None:
-                break
+                break       # a port taken (by another worker's etcd, whose /health may have answered)
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"etcd did not start: see {self.folder / 'etcd.log'}")
+        self.log.close()
+        return False
+
+    def _ours(self) -> bool:
+        """Whether the member answering on the port is this one (its peer port)."""
+        import json
+        req = urllib.request.Request(self.url + "/v3/cluster/member/list", data=b"{}", method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=2) as r:
+                members = json.loads(r.read()).get("members", [])
+        except (OSError, ValueError):
+            return False
+        return any(f":{self.peer}" in u for m in members for u in m.get("peerURLs", []))
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

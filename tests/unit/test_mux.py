@@ -189,7 +189,10 @@ def test_a_reply_to_another_request_is_ssh_exit_255(tmp_path, reply):
         else:
             conn.sendall(_message(struct.pack(">III", mux.S_FAILURE, 2, 0)))
         os.write(o, b"ran")
-        exit_with(conn, 0)
+        try:
+            exit_with(conn, 0)
+        except OSError:                               # havirt has closed its end already
+            pass
         time.sleep(0.3)
     p = run(Master(str(tmp_path), script).path)
     assert (p.shared, p.returncode, bytes(p.out)) == (True, 255, b"ran")

@@ -221,8 +221,8 @@ def test_definitions_and_their_history_live_in_etcd(fake, etcd, tmp_path):
 
 def test_etcd_away_is_one_line_exit_6_and_nothing_sent(fake, etcd):
     setup(fake, etcd)
-    from etcd_server import free_port
-    dead = f"http://127.0.0.1:{free_port()}"
+    from etcd_server import closed_port
+    dead = f"http://127.0.0.1:{closed_port()}"
     fake.write_config(store={**fake.config["store"], "endpoints": [dead]})
     for args in (["node", "list"], ["--yes", "domain", "start", "web1", "node2"], ["log"]):
         t = time.monotonic()
@@ -236,9 +236,9 @@ def test_etcd_away_is_one_line_exit_6_and_nothing_sent(fake, etcd):
 
 def test_a_member_away_is_passed_over(fake, etcd):
     a, b, _ = setup(fake, etcd)
-    from etcd_server import free_port
+    from etcd_server import closed_port
     fake.write_config(store={**fake.config["store"],
-                             "endpoints": [f"http://127.0.0.1:{free_port()}", etcd.url]})
+                             "endpoints": [f"http://127.0.0.1:{closed_port()}", etcd.url]})
     rc, out, err = fake.havirt("--yes", "domain", "start", "web1", "node2")
     assert rc == 0, err
     assert "web1" in b.domains
@@ -266,8 +266,8 @@ def test_completion_offers_the_names_etcd_holds_and_nothing_when_it_is_away(fake
         return [item.value for item in comp.get_completions(list(words[:-1]), words[-1])]
     assert offered("domain", "start", "w") == ["web1"]
     assert offered("node", "scan", "") == ["node1", "node2"]
-    from etcd_server import free_port
-    fake.write_config(store={**fake.config["store"], "endpoints": [f"http://127.0.0.1:{free_port()}"]})
+    from etcd_server import closed_port
+    fake.write_config(store={**fake.config["store"], "endpoints": [f"http://127.0.0.1:{closed_port()}"]})
     t = time.monotonic()
     assert offered("domain", "start", "w") == []
     assert time.monotonic() - t < 2
@@ -310,8 +310,8 @@ def test_an_audit_entry_etcd_does_not_take_is_kept_in_the_home(fake, etcd):
     """etcd gone between the lock and the step's audit entry: the step ran, its
     entry waits in var/audit-unsent.log, and the command says so (exit 1)."""
     a, b, _ = setup(fake, etcd)
-    from etcd_server import free_port
-    dead = e.Etcd(StoreConfig("etcd", [f"http://127.0.0.1:{free_port()}"]))
+    from etcd_server import closed_port
+    dead = e.Etcd(StoreConfig("etcd", [f"http://127.0.0.1:{closed_port()}"]))
 
     class Cut(fake.runner_class):
         def run(self, node, command, **kw):

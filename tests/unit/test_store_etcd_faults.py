@@ -153,8 +153,8 @@ def test_a_commit_of_more_records_than_one_transaction_takes(etcd):
 def test_lock_busy_is_still_said_when_a_member_is_away(etcd):
     """(The lost-answer rule above does not turn a lock held by another into
     a store error: a member that refuses the connection never got the request.)"""
-    from etcd_server import free_port
-    dead = f"http://127.0.0.1:{free_port()}"
+    from etcd_server import closed_port
+    dead = f"http://127.0.0.1:{closed_port()}"
     a, b = store_via(etcd, etcd.url), store_via(etcd, dead, etcd.url)
     with a.locked(5, "a"):
         with pytest.raises(LockBusy):
@@ -284,10 +284,10 @@ def test_a_kept_entry_etcd_refuses_moves_aside_the_others_are_sent(etcd, tmp_pat
 def test_kept_entries_stay_while_etcd_does_not_answer(etcd, tmp_path):
     """etcd gone after the lock was taken: the rest stay for the next
     command; those sent before it went are not sent again."""
-    from etcd_server import free_port
+    from etcd_server import closed_port
     s, home = etcd_home(etcd, tmp_path)
     path = kept_file(home, {"node": "a"}, {"node": "b"}, {"node": "c"})
-    live, dead = s.etcd, e.Etcd(StoreConfig("etcd", [f"http://127.0.0.1:{free_port()}"]))
+    live, dead = s.etcd, e.Etcd(StoreConfig("etcd", [f"http://127.0.0.1:{closed_port()}"]))
     sent = []
     real = EtcdStore.audit_append_many
 
