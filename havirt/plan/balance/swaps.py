@@ -183,7 +183,8 @@ def _exchanges(layout: Layout, base: _Base, i: int, j: int, worst: float, ki: _K
 
 
 def _terms(
-    mine: frozenset[int], theirs: frozenset[int], room: int, their_room: int, a: float, b: float, v0: float, inv: float, w: float
+    mine: frozenset[int], theirs: frozenset[int], room: int, their_room: int,
+    a: float, b: float, v0: float, inv: float, w: float,
 ) -> tuple[dict[int, float], dict[int, float]]:
     """For each difference ``x`` of a size in ``theirs`` less one in ``mine``
     within ``-their_room <= x <= room``: ``w`` times the spread once node
