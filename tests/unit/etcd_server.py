@@ -5,6 +5,7 @@ keys."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -81,7 +82,6 @@ class EtcdServer:
 
     def _ours(self) -> bool:
         """Whether the member answering on the port is this one (its peer port)."""
-        import json
         req = urllib.request.Request(self.url + "/v3/cluster/member/list", data=b"{}", method="POST")
         try:
             with urllib.request.urlopen(req, timeout=2) as r:

@@ -180,12 +180,18 @@ def test_every_prefix_is_the_plan_for_that_many_moves(seed: int) -> None:
     """Cutting the plan after k moves (--max-moves k, or a migration that
     fails) leaves exactly what planning k moves gives; a swap is never cut."""
     nodes, doms = generate(Shape("prefix", 8, 60), seed)
-    full = plan(nodes, doms)
-    assert len(full.moves) >= 6
+    assert len(assert_prefixes(nodes, doms).moves) >= 6
+
+
+def assert_prefixes(nodes, doms, **kw) -> BalancePlan:
+    """Every --max-moves k gives the first k moves of the plan without a
+    limit (k - 1 where a swap would be cut); returns that plan."""
+    full = plan(nodes, doms, **kw)
     for k in range(len(full.moves) + 2):
-        cut = plan(nodes, doms, max_moves=k)
+        cut = plan(nodes, doms, max_moves=k, **kw)
         assert cut.moves == full.moves[:len(cut.moves)]
         assert len(cut.moves) >= min(k, len(full.moves)) - 1
+    return full
 
 
 @pytest.mark.parametrize("seed", [61, 111, 144, 205])
@@ -194,11 +200,7 @@ def test_a_swap_that_does_not_fit_ends_the_cut_plan(seed: int) -> None:
     moves left cannot hold, the cut plan ends there: the move left is not
     spent restoring N+1 or on a move the unbounded plan makes later."""
     nodes, doms = random_cluster(seed, maintenance=0.15, restart=0.3, fixed=0.1)
-    full = plan(nodes, doms, min_gain=0.001)
-    for k in range(len(full.moves) + 1):
-        cut = plan(nodes, doms, max_moves=k, min_gain=0.001)
-        assert cut.moves == full.moves[:len(cut.moves)]
-        assert len(cut.moves) >= min(k, len(full.moves)) - 1
+    assert_prefixes(nodes, doms, min_gain=0.001)
 
 
 def assert_each_move_lowers(p: BalancePlan) -> None:

@@ -25,7 +25,7 @@ from havirt.plan.balance import BDomain, BNode
 from havirt.plan.balance.model import Layout
 from havirt.plan.balance.score import Sums, Weights, score_of
 from havirt.plan.balance.search import _Base, _Order, _source_terms, _Targets, scan_best
-from havirt.plan.balance.swaps import _pair_terms, _pairs, _span, scan_swaps
+from havirt.plan.balance.swaps import _kinds, _pair_terms, _pairs, _span, scan_swaps
 from havirt.rules import fit as rules
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -216,7 +216,8 @@ def test_the_inlined_pair_bound_is_the_bound(seed: int) -> None:
     for layout in _stepped(seed, allowed=0.3, fixed=0.1):
         base = _Base(layout.sums)
         want = {}
-        spans = [_span(layout, i) for i in range(layout.n)]
+        kinds = [_kinds(layout, i) for i in range(layout.n)]
+        spans = [_span(k) for k in kinds]
         for i in range(layout.n):
             for j in range(i + 1, layout.n):
                 si, sj = spans[i], spans[j]
@@ -226,13 +227,13 @@ def test_the_inlined_pair_bound_is_the_bound(seed: int) -> None:
                 dv = (max(sj[2] - si[3], -sj[5]), min(sj[3] - si[2], si[5]))
                 if dm[0] <= dm[1] and dv[0] <= dv[1]:
                     want[(i, j)] = base.gain_at_most(*_pair_terms(base, i, j, dm, dv))
-        got = {(i, j): -neg for neg, i, j in _pairs(layout, base, -math.inf)}
+        got = {(i, j): -neg for neg, i, j in _pairs(layout, base, -math.inf, kinds)}
         assert got.keys() == want.keys()
         for key, ub in want.items():
             assert got[key] == pytest.approx(ub, abs=1e-12)
         ubs = sorted(want.values())
         floor = (ubs[len(ubs) // 2 - 1] + ubs[len(ubs) // 2]) / 2 if len(ubs) >= 2 else 0.0  # between two
-        assert sorted((i, j) for _, i, j in _pairs(layout, base, floor)) == sorted(
+        assert sorted((i, j) for _, i, j in _pairs(layout, base, floor, kinds)) == sorted(
             key for key, ub in want.items() if ub >= floor)
 
 

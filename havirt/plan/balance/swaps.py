@@ -41,28 +41,27 @@ def scan_swaps(layout: Layout, floor: float, keep: int) -> list[Swap]:
     if sums.n == 0:
         return []
     base = _Base(sums)
-    pairs = _pairs(layout, base, floor - _ROUNDING)
+    kinds = [_kinds(layout, i) for i in range(layout.n)]
+    pairs = _pairs(layout, base, floor - _ROUNDING, kinds)
     pairs.sort()
     best: list[Swap] = []
-    kinds: dict[int, _Kinds] = {}
     for neg_ub, i, j in pairs:
         worst = (best[-1][0] if len(best) >= keep else floor) - _ROUNDING
         if -neg_ub < worst:
             break
-        ki = kinds.get(i) or kinds.setdefault(i, _kinds(layout, i))
-        kj = kinds.get(j) or kinds.setdefault(j, _kinds(layout, j))
-        best += _exchanges(layout, base, i, j, worst, ki, kj)
+        best += _exchanges(layout, base, i, j, worst, kinds[i], kinds[j])
         best.sort(key=lambda c: -c[0])
         del best[keep:]
     return best
 
 
-def _pairs(layout: Layout, base: _Base, low: float) -> list[tuple[float, int, int]]:
+def _pairs(layout: Layout, base: _Base, low: float, kinds: list[_Kinds]) -> list[tuple[float, int, int]]:
     """(-bound, i, j) of every pair of nodes ``i < j`` whose bound (see
     :func:`scan_swaps`) is at least ``low``: :func:`_pair_terms`, ``_least``
-    and :meth:`_Base.gain_at_most` inlined (a unit test checks the bound)."""
+    and :meth:`_Base.gain_at_most` inlined (a unit test checks the bound).
+    ``kinds``: each node's (:func:`_kinds`)."""
     s = base.sums
-    spans = [_span(layout, i) for i in range(layout.n)]
+    spans = [_span(k) for k in kinds]
     inv, vf0, vr0, cur, wm, wv, sqrt = base.inv, base.vf, base.vr, s.cur, s.wm, s.wv, math.sqrt
     # each node's part of the linear terms: 2 (f - mean) / usable, 2 (r - mean) / cpus
     lin_f = [2.0 * (f - base.mf) * p for f, p in zip(s.f, s.inv_u)]
@@ -101,20 +100,17 @@ _Kinds = tuple[list, frozenset[int], frozenset[int], int, int]
 
 
 def _kinds(layout: Layout, i: int) -> _Kinds:
-    """Node ``i``'s :data:`_Kinds`, worked out once per scan."""
+    """Node ``i``'s :data:`_Kinds` (once per scan)."""
     groups = layout.groups(i)
     return (groups, frozenset(g[0] for g in groups), frozenset(g[1] for g in groups), *layout.headroom(i))
 
 
-def _span(layout: Layout, i: int) -> tuple[int, int, int, int, int, int] | None:
-    """Node ``i``'s movable domains: (least, most MiB, least, most vCPUs), and
-    its room (MiB, vCPUs); None when it has none."""
-    groups = layout.groups(i)
+def _span(kind: _Kinds) -> tuple[int, int, int, int, int, int] | None:
+    """A node's movable domains (its :func:`_kinds`): (least, most MiB,
+    least, most vCPUs), and its room (MiB, vCPUs); None when it has none."""
+    groups, mems, vcpus, free, room = kind
     if not groups:
         return None
-    mems = [g[0] for g in groups]
-    vcpus = [g[1] for g in groups]
-    free, room = layout.headroom(i)
     return min(mems), max(mems), min(vcpus), max(vcpus), free, room
 
 
